@@ -1,0 +1,726 @@
+//! The ingest write path: one transaction per batch of parsed messages.
+//!
+//! Order of work inside the transaction, and why:
+//! 1. drop duplicates (content hash already stored, or seen earlier in the batch);
+//! 2. file each sender as a contact (created when new, linked to a customer whose
+//!    address matches);
+//! 3. thread: a ticket reference in the subject wins, then In-Reply-To / References
+//!    (latest first) against stored and in-batch Message-IDs, else a new ticket;
+//! 4. allocate ticket numbers from the `ticket_number` counter with one atomic
+//!    `UPDATE … RETURNING`, so concurrent writers (PostgreSQL) never collide;
+//! 5. write blobs (files first, then rows — a crash leaves at worst an orphan file,
+//!    never a row without its file), messages, attachments, search-queue entries;
+//! 6. advance the source checkpoint in the same transaction, so a source position is
+//!    either fully stored or not at all.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use qd_core::{Direction, TicketRefFormat, TicketStatus};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    QueryTrait, TransactionTrait,
+};
+
+use crate::blob::{PreparedBlob, CODEC_ZSTD};
+use crate::entity::{
+    attachments, blobs, contacts, counters, customers, ingest_checkpoints, messages,
+    search_queue, tickets,
+};
+use crate::{Error, Result, Store};
+
+/// Rows per INSERT statement: SQLite allows 32,766 bound variables per statement and a
+/// message row has 28 columns.
+const CHUNK: usize = 500;
+/// Values per `IN (…)` list.
+const IN_CHUNK: usize = 900;
+
+pub const TICKET_COUNTER: &str = "ticket_number";
+
+/// One message ready to be stored (built by the ingest pipeline from a parsed mail).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub direction: Direction,
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub from_addr: Option<String>,
+    pub from_name: Option<String>,
+    /// Display forms (`Name <addr>` or `addr`).
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub date: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: Option<String>,
+    pub size: i64,
+    pub content_hash: String,
+    pub attachments: Vec<NewAttachment>,
+    /// Parse defects, as their stable snake_case names.
+    pub defects: Vec<String>,
+    pub source: Option<String>,
+    pub source_position: Option<String>,
+    /// The raw mail; taken (written and dropped) by [`Store::store_batch`].
+    pub blob: Option<PreparedBlob>,
+    /// Team a new ticket is routed to.
+    pub team: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub size: i64,
+    pub digest: String,
+}
+
+/// How far a source got; written with the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub source: String,
+    pub uidvalidity: Option<i64>,
+    pub position: String,
+}
+
+pub struct BatchSettings<'a> {
+    pub ticket_ref: &'a TicketRefFormat,
+    pub now: DateTime<Utc>,
+}
+
+/// Where one message of the batch ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Index into the batch.
+    pub index: usize,
+    pub message_db_id: i64,
+    pub ticket_id: i64,
+    pub ticket_number: i64,
+    pub ticket_status: TicketStatus,
+    pub new_ticket: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutcome {
+    pub stored: Vec<StoredMessage>,
+    /// Indexes into the batch of messages that were already stored.
+    pub duplicates: Vec<usize>,
+    pub new_tickets: u64,
+    /// Already-indexed messages re-queued because their ticket changed status.
+    pub requeued: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Slot {
+    Existing(i64),
+    New(usize),
+}
+
+struct TicketInfo {
+    number: i64,
+    status: TicketStatus,
+    last_activity_at: DateTime<Utc>,
+}
+
+fn status_of(text: &str) -> Result<TicketStatus> {
+    text.parse()
+        .map_err(|e: qd_core::ParseEnumError| Error::Inconsistent(e.to_string()))
+}
+
+pub(crate) fn blob_scope(contact_id: Option<i64>) -> String {
+    match contact_id {
+        Some(id) => format!("contact-{id}"),
+        None => "unattributed".to_string(),
+    }
+}
+
+impl Store {
+    /// Stores a batch in one transaction; see the module documentation for the steps.
+    /// Blobs are taken out of the messages. An empty batch with a checkpoint just
+    /// advances the checkpoint.
+    pub async fn store_batch(
+        &self,
+        batch: &mut [NewMessage],
+        checkpoint: Option<&Checkpoint>,
+        settings: &BatchSettings<'_>,
+    ) -> Result<BatchOutcome> {
+        let txn = self.db.begin().await?;
+        let outcome = self.store_batch_in(&txn, batch, settings).await?;
+        if let Some(cp) = checkpoint {
+            upsert_checkpoint(&txn, cp, settings.now).await?;
+        }
+        txn.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn store_batch_in(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &mut [NewMessage],
+        settings: &BatchSettings<'_>,
+    ) -> Result<BatchOutcome> {
+        let mut outcome = BatchOutcome::default();
+        if batch.is_empty() {
+            return Ok(outcome);
+        }
+        let now = settings.now;
+
+        // 1. Duplicates.
+        let hashes: Vec<String> = batch.iter().map(|m| m.content_hash.clone()).collect();
+        let mut seen: HashSet<String> = HashSet::new();
+        for chunk in hashes.chunks(IN_CHUNK) {
+            let rows: Vec<String> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::ContentHash)
+                .filter(messages::Column::ContentHash.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            seen.extend(rows);
+        }
+        let mut keep = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            if seen.insert(m.content_hash.clone()) {
+                keep.push(i);
+            } else {
+                outcome.duplicates.push(i);
+            }
+        }
+        if keep.is_empty() {
+            return Ok(outcome);
+        }
+
+        // 2. Contacts.
+        let contact_ids = self.file_contacts(txn, batch, &keep, now).await?;
+
+        // 3. Threading.
+        let mut ref_numbers: HashSet<i64> = HashSet::new();
+        let mut ref_ids: HashSet<&str> = HashSet::new();
+        for &i in &keep {
+            let m = &batch[i];
+            if let Some(n) = settings.ticket_ref.find(&m.subject) {
+                ref_numbers.insert(n);
+            }
+            for id in m.in_reply_to.iter().chain(m.references.iter()) {
+                ref_ids.insert(id.as_str());
+            }
+        }
+        let mut by_number: HashMap<i64, i64> = HashMap::new();
+        let mut existing: HashMap<i64, TicketInfo> = HashMap::new();
+        let numbers: Vec<i64> = ref_numbers.into_iter().collect();
+        for chunk in numbers.chunks(IN_CHUNK) {
+            for t in tickets::Entity::find()
+                .filter(tickets::Column::Number.is_in(chunk.iter().copied()))
+                .all(txn)
+                .await?
+            {
+                by_number.insert(t.number, t.id);
+                existing.insert(
+                    t.id,
+                    TicketInfo {
+                        number: t.number,
+                        status: status_of(&t.status)?,
+                        last_activity_at: t.last_activity_at,
+                    },
+                );
+            }
+        }
+        let mut by_message_id: HashMap<String, Slot> = HashMap::new();
+        let ref_ids: Vec<String> = ref_ids.into_iter().map(str::to_string).collect();
+        for chunk in ref_ids.chunks(IN_CHUNK) {
+            let rows: Vec<(Option<String>, i64)> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::MessageId)
+                .column(messages::Column::TicketId)
+                .filter(messages::Column::MessageId.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            for (mid, tid) in rows {
+                if let Some(mid) = mid {
+                    by_message_id.insert(mid, Slot::Existing(tid));
+                }
+            }
+        }
+        let mut slots: Vec<Slot> = Vec::with_capacity(keep.len());
+        let mut new_count = 0usize;
+        for &i in &keep {
+            let m = &batch[i];
+            let by_ref = settings
+                .ticket_ref
+                .find(&m.subject)
+                .and_then(|n| by_number.get(&n).copied())
+                .map(Slot::Existing);
+            let by_header = || {
+                m.in_reply_to
+                    .iter()
+                    .chain(m.references.iter().rev())
+                    .find_map(|id| by_message_id.get(id).copied())
+            };
+            let slot = match by_ref.or_else(by_header) {
+                Some(s) => s,
+                None => {
+                    new_count += 1;
+                    Slot::New(new_count - 1)
+                }
+            };
+            if let Some(mid) = &m.message_id {
+                by_message_id.entry(mid.clone()).or_insert(slot);
+            }
+            slots.push(slot);
+        }
+
+        // Existing tickets reached through headers need their number and status too.
+        let missing: Vec<i64> = slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Existing(id) if !existing.contains_key(id) => Some(*id),
+                _ => None,
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in missing.chunks(IN_CHUNK) {
+            for t in tickets::Entity::find()
+                .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
+                .all(txn)
+                .await?
+            {
+                existing.insert(
+                    t.id,
+                    TicketInfo {
+                        number: t.number,
+                        status: status_of(&t.status)?,
+                        last_activity_at: t.last_activity_at,
+                    },
+                );
+            }
+        }
+
+        // 4. New tickets.
+        let mut new_ids: Vec<(i64, i64)> = Vec::with_capacity(new_count);
+        if new_count > 0 {
+            let last = allocate(txn, TICKET_COUNTER, new_count as i64).await?;
+            let first = last - new_count as i64 + 1;
+            let mut models = Vec::with_capacity(new_count);
+            for (k, &i) in keep.iter().enumerate() {
+                let Slot::New(n) = slots[k] else { continue };
+                // Only the first message of a new ticket opens it; later ones in the
+                // batch point at the same slot.
+                if models.len() != n {
+                    continue;
+                }
+                let m = &batch[i];
+                let at = m.received_at;
+                let contact = contact_ids.get(k).copied().flatten();
+                models.push(tickets::ActiveModel {
+                    id: NotSet,
+                    number: Set(first + n as i64),
+                    subject: Set(m.subject.clone()),
+                    status: Set(TicketStatus::Open.as_str().to_string()),
+                    team: Set(m.team.clone()),
+                    assignee: Set(None),
+                    requester_id: Set(contact.map(|c| c.0)),
+                    customer_id: Set(contact.and_then(|c| c.1)),
+                    created_at: Set(at),
+                    last_activity_at: Set(at),
+                });
+            }
+            let mut number_to_id = HashMap::new();
+            for chunk in models.chunks(CHUNK) {
+                for t in tickets::Entity::insert_many(chunk.to_vec())
+                    .exec_with_returning(txn)
+                    .await?
+                {
+                    number_to_id.insert(t.number, t.id);
+                }
+            }
+            for n in 0..new_count {
+                let number = first + n as i64;
+                let id = number_to_id.get(&number).copied().ok_or_else(|| {
+                    Error::Inconsistent(format!("ticket {number} was not returned on insert"))
+                })?;
+                new_ids.push((id, number));
+            }
+            outcome.new_tickets = new_count as u64;
+        }
+        let resolve = |slot: Slot| -> (i64, bool) {
+            match slot {
+                Slot::Existing(id) => (id, false),
+                Slot::New(n) => (new_ids[n].0, true),
+            }
+        };
+
+        // Existing tickets: activity moves forward, an inbound reply reopens.
+        let mut touched: HashMap<i64, (DateTime<Utc>, bool)> = HashMap::new();
+        for (k, &i) in keep.iter().enumerate() {
+            if let Slot::Existing(id) = slots[k] {
+                let m = &batch[i];
+                let e = touched.entry(id).or_insert((m.received_at, false));
+                e.0 = Ord::max(e.0, m.received_at);
+                e.1 |= m.direction == Direction::In;
+            }
+        }
+        let mut requeue_tickets = Vec::new();
+        for (&id, &(at, inbound)) in &touched {
+            let Some(info) = existing.get(&id) else {
+                return Err(Error::Inconsistent(format!("ticket {id} vanished during the batch")));
+            };
+            let mut update = tickets::Entity::update_many()
+                .col_expr(
+                    tickets::Column::LastActivityAt,
+                    Expr::value(Ord::max(info.last_activity_at, at)),
+                )
+                .filter(tickets::Column::Id.eq(id));
+            let reopen = inbound
+                && existing
+                    .get(&id)
+                    .is_some_and(|t| t.status != TicketStatus::Open);
+            if reopen {
+                update = update.col_expr(
+                    tickets::Column::Status,
+                    Expr::value(TicketStatus::Open.as_str()),
+                );
+                requeue_tickets.push(id);
+                if let Some(t) = existing.get_mut(&id) {
+                    t.status = TicketStatus::Open;
+                }
+            }
+            update.exec(txn).await?;
+        }
+
+        // 5. Blobs: files first (off the async threads), then rows.
+        let mut blob_jobs: Vec<(usize, String, PreparedBlob)> = Vec::new();
+        for (k, &i) in keep.iter().enumerate() {
+            if let Some(b) = batch[i].blob.take() {
+                let scope = blob_scope(contact_ids.get(k).copied().flatten().map(|c| c.0));
+                blob_jobs.push((k, scope, b));
+            }
+        }
+        let store = self.blobs.clone();
+        let blob_jobs = tokio::task::spawn_blocking(move || {
+            for (_, scope, b) in &blob_jobs {
+                store.write(scope, b)?;
+            }
+            Ok::<_, Error>(blob_jobs)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        let mut blob_ids: HashMap<(String, String), i64> = HashMap::new();
+        let blob_rows: Vec<blobs::ActiveModel> = blob_jobs
+            .iter()
+            .map(|(_, scope, b)| blobs::ActiveModel {
+                id: NotSet,
+                digest: Set(b.digest.clone()),
+                scope: Set(scope.clone()),
+                codec: Set(CODEC_ZSTD.to_string()),
+                size: Set(b.size as i64),
+                stored_size: Set(b.data.len() as i64),
+                created_at: Set(now),
+            })
+            .collect();
+        for chunk in blob_rows.chunks(CHUNK) {
+            blobs::Entity::insert_many(chunk.to_vec())
+                .on_conflict_do_nothing_on([blobs::Column::Scope, blobs::Column::Digest])
+                .exec_without_returning(txn)
+                .await?;
+        }
+        let digests: Vec<String> = blob_jobs.iter().map(|(_, _, b)| b.digest.clone()).collect();
+        for chunk in digests.chunks(IN_CHUNK) {
+            let rows: Vec<(i64, String, String)> = blobs::Entity::find()
+                .select_only()
+                .column(blobs::Column::Id)
+                .column(blobs::Column::Scope)
+                .column(blobs::Column::Digest)
+                .filter(blobs::Column::Digest.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            for (id, scope, digest) in rows {
+                blob_ids.insert((scope, digest), id);
+            }
+        }
+        let mut blob_of: HashMap<usize, i64> = HashMap::new();
+        for (k, scope, b) in blob_jobs {
+            if let Some(id) = blob_ids.get(&(scope, b.digest)) {
+                blob_of.insert(k, *id);
+            }
+        }
+
+        // Messages.
+        let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        let mut rows = Vec::with_capacity(keep.len());
+        for (k, &i) in keep.iter().enumerate() {
+            let m = &batch[i];
+            let (ticket_id, _) = resolve(slots[k]);
+            rows.push(messages::ActiveModel {
+                id: NotSet,
+                ticket_id: Set(ticket_id),
+                contact_id: Set(contact_ids.get(k).copied().flatten().map(|c| c.0)),
+                direction: Set(m.direction.as_str().to_string()),
+                message_id: Set(m.message_id.clone()),
+                in_reply_to: Set(non_empty(&m.in_reply_to)),
+                references: Set(non_empty(&m.references)),
+                from_addr: Set(m.from_addr.clone()),
+                from_name: Set(m.from_name.clone()),
+                to_addrs: Set(json(&m.to)),
+                cc_addrs: Set(json(&m.cc)),
+                date: Set(m.date),
+                received_at: Set(m.received_at),
+                subject: Set(m.subject.clone()),
+                body_text: Set(m.body_text.clone()),
+                body_html: Set(m.body_html.clone()),
+                size: Set(m.size),
+                content_hash: Set(m.content_hash.clone()),
+                has_attachments: Set(!m.attachments.is_empty()),
+                verdict_class: Set(None),
+                verdict_score: Set(None),
+                verdict_tags: Set(None),
+                quarantined: Set(false),
+                defects: Set(json(&m.defects)),
+                source: Set(m.source.clone()),
+                source_position: Set(m.source_position.clone()),
+                blob_id: Set(blob_of.get(&k).copied()),
+            });
+        }
+        let mut id_by_hash: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(CHUNK) {
+            // RETURNING does not promise row order, so map ids back by content hash
+            // (unique within the batch after step 1) instead of by position.
+            let stmt = messages::Entity::insert_many(chunk.to_vec())
+                .into_query()
+                .returning(Query::returning().columns([
+                    messages::Column::Id,
+                    messages::Column::ContentHash,
+                ]))
+                .to_owned();
+            for row in txn.query_all(&stmt).await? {
+                let id: i64 = row.try_get_by_index(0)?;
+                let hash: String = row.try_get_by_index(1)?;
+                id_by_hash.insert(hash, id);
+            }
+        }
+
+        let mut attachment_rows = Vec::new();
+        let mut queue_rows = Vec::with_capacity(keep.len());
+        for (k, &i) in keep.iter().enumerate() {
+            let m = &batch[i];
+            let message_db_id = *id_by_hash.get(&m.content_hash).ok_or_else(|| {
+                Error::Inconsistent("an inserted message has no id".to_string())
+            })?;
+            for a in &m.attachments {
+                attachment_rows.push(attachments::ActiveModel {
+                    id: NotSet,
+                    message_id: Set(message_db_id),
+                    filename: Set(a.filename.clone()),
+                    content_type: Set(a.content_type.clone()),
+                    size: Set(a.size),
+                    digest: Set(a.digest.clone()),
+                    quarantined: Set(false),
+                });
+            }
+            queue_rows.push(queue_row(message_db_id, "upsert", now));
+            let (ticket_id, new_ticket) = resolve(slots[k]);
+            let (ticket_number, ticket_status) = match slots[k] {
+                Slot::New(n) => (new_ids[n].1, TicketStatus::Open),
+                Slot::Existing(id) => {
+                    let t = existing.get(&id).ok_or_else(|| {
+                        Error::Inconsistent(format!("ticket {id} vanished during the batch"))
+                    })?;
+                    (t.number, t.status)
+                }
+            };
+            outcome.stored.push(StoredMessage {
+                index: i,
+                message_db_id,
+                ticket_id,
+                ticket_number,
+                ticket_status,
+                new_ticket,
+            });
+        }
+        for chunk in attachment_rows.chunks(CHUNK) {
+            attachments::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await?;
+        }
+
+        // A reopened ticket's older messages carry a stale status in the index.
+        let fresh: HashSet<i64> = outcome.stored.iter().map(|s| s.message_db_id).collect();
+        for chunk in requeue_tickets.chunks(IN_CHUNK) {
+            let ids: Vec<i64> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::Id)
+                .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            for id in ids.into_iter().filter(|id| !fresh.contains(id)) {
+                queue_rows.push(queue_row(id, "upsert", now));
+                outcome.requeued += 1;
+            }
+        }
+        for chunk in queue_rows.chunks(CHUNK) {
+            search_queue::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Finds or creates the contact of each kept message's sender; returns, per kept
+    /// message, `(contact id, customer id)`.
+    async fn file_contacts(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &[NewMessage],
+        keep: &[usize],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<(i64, Option<i64>)>>> {
+        let mut wanted: HashMap<String, Option<String>> = HashMap::new();
+        for &i in keep {
+            if let Some(addr) = &batch[i].from_addr {
+                wanted
+                    .entry(addr.clone())
+                    .or_insert_with(|| batch[i].from_name.clone());
+            }
+        }
+        let addrs: Vec<String> = wanted.keys().cloned().collect();
+        let mut known: HashMap<String, (i64, Option<i64>)> = HashMap::new();
+        for chunk in addrs.chunks(IN_CHUNK) {
+            for c in contacts::Entity::find()
+                .filter(contacts::Column::Address.is_in(chunk.iter().cloned()))
+                .all(txn)
+                .await?
+            {
+                known.insert(c.address, (c.id, c.customer_id));
+            }
+        }
+        let seen_ids: Vec<i64> = known.values().map(|c| c.0).collect();
+        for chunk in seen_ids.chunks(IN_CHUNK) {
+            contacts::Entity::update_many()
+                .col_expr(contacts::Column::LastSeenAt, Expr::value(now))
+                .filter(contacts::Column::Id.is_in(chunk.iter().copied()))
+                .exec(txn)
+                .await?;
+        }
+        let new_addrs: Vec<String> = addrs
+            .iter()
+            .filter(|a| !known.contains_key(*a))
+            .cloned()
+            .collect();
+        if !new_addrs.is_empty() {
+            let mut customer_of: HashMap<String, i64> = HashMap::new();
+            for chunk in new_addrs.chunks(IN_CHUNK) {
+                let rows: Vec<(i64, String)> = customers::Entity::find()
+                    .select_only()
+                    .column(customers::Column::Id)
+                    .column(customers::Column::Email)
+                    .filter(customers::Column::Email.is_in(chunk.iter().cloned()))
+                    .into_tuple()
+                    .all(txn)
+                    .await?;
+                customer_of.extend(rows.into_iter().map(|(id, e)| (e, id)));
+            }
+            let models: Vec<contacts::ActiveModel> = new_addrs
+                .iter()
+                .map(|a| contacts::ActiveModel {
+                    id: NotSet,
+                    address: Set(a.clone()),
+                    display_name: Set(wanted.get(a).cloned().flatten()),
+                    customer_id: Set(customer_of.get(a).copied()),
+                    created_at: Set(now),
+                    last_seen_at: Set(now),
+                })
+                .collect();
+            for chunk in models.chunks(CHUNK) {
+                for c in contacts::Entity::insert_many(chunk.to_vec())
+                    .exec_with_returning(txn)
+                    .await?
+                {
+                    known.insert(c.address, (c.id, c.customer_id));
+                }
+            }
+        }
+        Ok(keep
+            .iter()
+            .map(|&i| {
+                batch[i]
+                    .from_addr
+                    .as_ref()
+                    .and_then(|a| known.get(a).copied())
+            })
+            .collect())
+    }
+}
+
+fn non_empty(ids: &[String]) -> Option<String> {
+    if ids.is_empty() {
+        None
+    } else {
+        Some(ids.join(" "))
+    }
+}
+
+fn queue_row(message_db_id: i64, op: &str, now: DateTime<Utc>) -> search_queue::ActiveModel {
+    search_queue::ActiveModel {
+        id: NotSet,
+        message_db_id: Set(message_db_id),
+        op: Set(op.to_string()),
+        enqueued_at: Set(now),
+    }
+}
+
+/// Atomically adds `n` to a named counter and returns its new value. The row is created
+/// on first use.
+pub(crate) async fn allocate<C: ConnectionTrait>(db: &C, name: &str, n: i64) -> Result<i64> {
+    counters::Entity::insert(counters::ActiveModel {
+        name: Set(name.to_string()),
+        value: Set(0),
+    })
+    .on_conflict_do_nothing_on([counters::Column::Name])
+    .exec_without_returning(db)
+    .await?;
+    let stmt = Query::update()
+        .table(counters::Entity)
+        .value(
+            counters::Column::Value,
+            Expr::col(counters::Column::Value).add(n),
+        )
+        .and_where(Expr::col(counters::Column::Name).eq(name))
+        .returning_col(counters::Column::Value)
+        .to_owned();
+    let row = db
+        .query_one(&stmt)
+        .await?
+        .ok_or_else(|| Error::Inconsistent(format!("counter {name} is missing")))?;
+    Ok(row.try_get_by_index::<i64>(0)?)
+}
+
+async fn upsert_checkpoint<C: ConnectionTrait>(
+    db: &C,
+    cp: &Checkpoint,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    ingest_checkpoints::Entity::insert(ingest_checkpoints::ActiveModel {
+        id: NotSet,
+        source: Set(cp.source.clone()),
+        uidvalidity: Set(cp.uidvalidity),
+        position: Set(cp.position.clone()),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(ingest_checkpoints::Column::Source)
+            .update_columns([
+                ingest_checkpoints::Column::Uidvalidity,
+                ingest_checkpoints::Column::Position,
+                ingest_checkpoints::Column::UpdatedAt,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! sea-orm entities, one module per table. Enum-like columns are stored as text and
+//! converted with the `qd_core` enums at the edges, so both backends see plain strings.
+
+pub mod attachments;
+pub mod audit_events;
+pub mod blobs;
+pub mod contacts;
+pub mod counters;
+pub mod customers;
+pub mod ingest_checkpoints;
+pub mod messages;
+pub mod search_queue;
+pub mod ticket_tags;
+pub mod tickets;

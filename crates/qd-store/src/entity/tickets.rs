@@ -1,0 +1,23 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "tickets")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub number: i64,
+    pub subject: String,
+    pub status: String,
+    pub team: Option<String>,
+    pub assignee: Option<String>,
+    pub requester_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    pub created_at: DateTimeUtc,
+    pub last_activity_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

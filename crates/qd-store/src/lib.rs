@@ -1,0 +1,155 @@
+//! The ticket store: every durable fact of quietdesk lives here.
+//!
+//! [`Store`] wraps one sea-orm connection (SQLite file by default, PostgreSQL at scale —
+//! the URL decides) and the raw-mail [`BlobStore`]. [`Store::store_batch`] is the one
+//! write path of ingest: it deduplicates, threads, files contacts and tickets, writes
+//! messages, attachments, blob rows, search-queue entries and the source checkpoint in a
+//! single transaction. The search index follows the `search_queue` table, never the
+//! other way round. Only this crate names sea-orm.
+
+pub mod blob;
+mod batch;
+pub mod entity;
+mod queries;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use migration::{Migrator, MigratorTrait};
+
+pub use batch::{BatchOutcome, BatchSettings, Checkpoint, NewAttachment, NewMessage, StoredMessage};
+pub use blob::{BlobError, BlobStore, PreparedBlob};
+pub use queries::{IndexRow, MessageText, QueueItem, Stats};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the database at {url}: {source}")]
+    Connect { url: String, source: sea_orm::DbErr },
+    #[error("database migration failed: {0}")]
+    Migrate(sea_orm::DbErr),
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("stored data is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("a blob writer task failed: {0}")]
+    Task(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which database engine the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    blobs: BlobStore,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, applies pending migrations, and opens the blob store.
+    ///
+    /// SQLite runs in WAL mode with `secure_delete` on, so deleted rows are overwritten
+    /// with zeros rather than left in free pages — erasure must be physical.
+    pub async fn connect(url: &str, blob_dir: &Path) -> Result<Store> {
+        let mut opts = ConnectOptions::new(url.to_string());
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30));
+        let backend = if url.starts_with("sqlite:") {
+            // One writer at a time is SQLite's model; a few readers beside it are cheap.
+            opts.max_connections(4).min_connections(1);
+            opts.map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(30))
+                    .pragma("secure_delete", "on")
+                    .pragma("cache_size", "-65536")
+            });
+            Backend::Sqlite
+        } else {
+            opts.max_connections(8);
+            Backend::Postgres
+        };
+        let db = Database::connect(opts).await.map_err(|source| Error::Connect {
+            url: redact_url(url),
+            source,
+        })?;
+        Migrator::up(&db, None).await.map_err(Error::Migrate)?;
+        let blobs = BlobStore::open(blob_dir)?;
+        Ok(Store { db, blobs, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// The raw connection, for crates that extend the store's queries in tests.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Flushes the SQLite write-ahead log into the main file and truncates it, so no
+    /// stale page copies linger in the WAL (after an erasure, or before a backup).
+    pub async fn checkpoint_wal(&self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            self.db
+                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn close(self) -> Result<()> {
+        self.checkpoint_wal().await?;
+        self.db.close().await?;
+        Ok(())
+    }
+}
+
+/// Hides a password in a database URL before it reaches an error message or a log.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            super::redact_url("postgres://qd:s3cret@db:5432/qd"),
+            "postgres://qd:***@db:5432/qd"
+        );
+        assert_eq!(super::redact_url("sqlite://./data/q.db"), "sqlite://./data/q.db");
+    }
+}

@@ -1,0 +1,266 @@
+//! Read paths and small maintenance writes that several workers share: counts, the
+//! search queue, documents for the indexer, checkpoints.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+
+use crate::batch::Checkpoint;
+use crate::entity::{
+    blobs, contacts, customers, ingest_checkpoints, messages, search_queue, ticket_tags, tickets,
+};
+use crate::{Result, Store};
+
+const IN_CHUNK: usize = 900;
+
+/// Row counts for `quietdesk stats`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    pub customers: u64,
+    pub contacts: u64,
+    pub tickets: u64,
+    pub messages: u64,
+    pub quarantined_messages: u64,
+    pub blobs: u64,
+    pub search_queue: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueItem {
+    pub id: i64,
+    pub message_db_id: i64,
+    pub op: String,
+}
+
+/// Everything the search index holds about one message.
+#[derive(Debug, Clone)]
+pub struct IndexRow {
+    pub message_db_id: i64,
+    pub ticket_id: i64,
+    pub ticket_number: i64,
+    pub ticket_status: String,
+    pub subject: String,
+    pub body: String,
+    pub from: String,
+    pub to: String,
+    pub date: DateTime<Utc>,
+    pub tags: Vec<String>,
+    pub has_attachment: bool,
+}
+
+/// What a search hit shows.
+#[derive(Debug, Clone)]
+pub struct MessageText {
+    pub message_db_id: i64,
+    pub ticket_number: i64,
+    pub message_id: Option<String>,
+    pub subject: String,
+    pub body: String,
+}
+
+fn display(name: &Option<String>, addr: &Option<String>) -> String {
+    match (name, addr) {
+        (Some(n), Some(a)) => format!("{n} <{a}>"),
+        (None, Some(a)) => a.clone(),
+        (Some(n), None) => n.clone(),
+        (None, None) => String::new(),
+    }
+}
+
+fn json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+impl Store {
+    pub async fn stats(&self) -> Result<Stats> {
+        let db = &self.db;
+        Ok(Stats {
+            customers: customers::Entity::find().count(db).await?,
+            contacts: contacts::Entity::find().count(db).await?,
+            tickets: tickets::Entity::find().count(db).await?,
+            messages: messages::Entity::find().count(db).await?,
+            quarantined_messages: messages::Entity::find()
+                .filter(messages::Column::Quarantined.eq(true))
+                .count(db)
+                .await?,
+            blobs: blobs::Entity::find().count(db).await?,
+            search_queue: search_queue::Entity::find().count(db).await?,
+        })
+    }
+
+    /// The oldest pending search-queue entries.
+    pub async fn search_queue_batch(&self, limit: u64) -> Result<Vec<QueueItem>> {
+        Ok(search_queue::Entity::find()
+            .order_by_asc(search_queue::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|q| QueueItem {
+                id: q.id,
+                message_db_id: q.message_db_id,
+                op: q.op,
+            })
+            .collect())
+    }
+
+    /// Removes queue entries once the index has committed them.
+    pub async fn search_queue_delete(&self, ids: &[i64]) -> Result<()> {
+        for chunk in ids.chunks(IN_CHUNK) {
+            search_queue::Entity::delete_many()
+                .filter(search_queue::Column::Id.is_in(chunk.iter().copied()))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Message ids in id order after `after`, for paging through the whole store.
+    pub async fn message_ids_after(&self, after: i64, limit: u64) -> Result<Vec<i64>> {
+        Ok(messages::Entity::find()
+            .select_only()
+            .column(messages::Column::Id)
+            .filter(messages::Column::Id.gt(after))
+            .order_by_asc(messages::Column::Id)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Index documents for the given messages; ids with no row (deleted meanwhile) are
+    /// simply absent from the result.
+    pub async fn index_rows(&self, ids: &[i64]) -> Result<Vec<IndexRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let msgs = messages::Entity::find()
+                .filter(messages::Column::Id.is_in(chunk.iter().copied()))
+                .all(&self.db)
+                .await?;
+            let mut ticket_ids: Vec<i64> = msgs.iter().map(|m| m.ticket_id).collect();
+            ticket_ids.sort_unstable();
+            ticket_ids.dedup();
+            let tickets: HashMap<i64, tickets::Model> = tickets::Entity::find()
+                .filter(tickets::Column::Id.is_in(ticket_ids.iter().copied()))
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect();
+            let mut tags: HashMap<i64, Vec<String>> = HashMap::new();
+            for t in ticket_tags::Entity::find()
+                .filter(ticket_tags::Column::TicketId.is_in(ticket_ids.iter().copied()))
+                .all(&self.db)
+                .await?
+            {
+                tags.entry(t.ticket_id).or_default().push(t.tag);
+            }
+            for m in msgs {
+                let Some(t) = tickets.get(&m.ticket_id) else {
+                    continue;
+                };
+                let mut to = json_list(&m.to_addrs);
+                to.extend(json_list(&m.cc_addrs));
+                out.push(IndexRow {
+                    message_db_id: m.id,
+                    ticket_id: m.ticket_id,
+                    ticket_number: t.number,
+                    ticket_status: t.status.clone(),
+                    subject: m.subject,
+                    body: m.body_text,
+                    from: display(&m.from_name, &m.from_addr),
+                    to: to.join(" "),
+                    date: m.date.unwrap_or(m.received_at),
+                    tags: tags.get(&m.ticket_id).cloned().unwrap_or_default(),
+                    has_attachment: m.has_attachments,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Subjects and bodies for search hits, in the order of `ids`.
+    pub async fn message_texts(&self, ids: &[i64]) -> Result<Vec<MessageText>> {
+        let rows: Vec<(i64, i64, Option<String>, String, String)> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::Id)
+            .column(messages::Column::TicketId)
+            .column(messages::Column::MessageId)
+            .column(messages::Column::Subject)
+            .column(messages::Column::BodyText)
+            .filter(messages::Column::Id.is_in(ids.iter().copied()))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let ticket_ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let numbers: HashMap<i64, i64> = tickets::Entity::find()
+            .select_only()
+            .column(tickets::Column::Id)
+            .column(tickets::Column::Number)
+            .filter(tickets::Column::Id.is_in(ticket_ids))
+            .into_tuple::<(i64, i64)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        let mut by_id: HashMap<i64, MessageText> = rows
+            .into_iter()
+            .map(|(id, tid, mid, subject, body)| {
+                (
+                    id,
+                    MessageText {
+                        message_db_id: id,
+                        ticket_number: numbers.get(&tid).copied().unwrap_or_default(),
+                        message_id: mid,
+                        subject,
+                        body,
+                    },
+                )
+            })
+            .collect();
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    pub async fn checkpoint(&self, source: &str) -> Result<Option<Checkpoint>> {
+        Ok(ingest_checkpoints::Entity::find()
+            .filter(ingest_checkpoints::Column::Source.eq(source))
+            .one(&self.db)
+            .await?
+            .map(|c| Checkpoint {
+                source: c.source,
+                uidvalidity: c.uidvalidity,
+                position: c.position,
+            }))
+    }
+
+    pub async fn ticket_by_number(&self, number: i64) -> Result<Option<tickets::Model>> {
+        Ok(tickets::Entity::find()
+            .filter(tickets::Column::Number.eq(number))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Messages of one ticket, oldest first.
+    pub async fn ticket_messages(&self, ticket_id: i64) -> Result<Vec<messages::Model>> {
+        Ok(messages::Entity::find()
+            .filter(messages::Column::TicketId.eq(ticket_id))
+            .order_by_asc(messages::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The ticket that holds the message with this Message-ID, if any.
+    pub async fn ticket_of_message_id(&self, message_id: &str) -> Result<Option<i64>> {
+        Ok(messages::Entity::find()
+            .select_only()
+            .column(messages::Column::TicketId)
+            .filter(messages::Column::MessageId.eq(message_id))
+            .into_tuple()
+            .one(&self.db)
+            .await?)
+    }
+}

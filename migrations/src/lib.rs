@@ -1,0 +1,17 @@
+//! The one schema history of quietdesk. Every migration uses sea-query's schema builder,
+//! never backend SQL, so the same history runs on SQLite (the embedded default) and on
+//! PostgreSQL (the scale path). `qd-store` runs it on connect; `quietdesk migrate` runs it
+//! on demand.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_foundation::Migration)]
+    }
+}
