@@ -4,8 +4,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use qd_core::TicketStatus;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
+    ActiveValue::{NotSet, Set},
     ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use serde::Serialize;
 
@@ -251,6 +255,44 @@ impl Store {
             .order_by_asc(messages::Column::Id)
             .all(&self.db)
             .await?)
+    }
+
+    /// Changes a ticket's status and queues its messages for re-indexing (the index
+    /// filters on status). Returns false when the ticket does not exist.
+    pub async fn set_ticket_status(&self, ticket_id: i64, status: TicketStatus) -> Result<bool> {
+        let txn = self.db.begin().await?;
+        let res = tickets::Entity::update_many()
+            .col_expr(tickets::Column::Status, Expr::value(status.as_str()))
+            .filter(tickets::Column::Id.eq(ticket_id))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Ok(false);
+        }
+        let ids: Vec<i64> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::Id)
+            .filter(messages::Column::TicketId.eq(ticket_id))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let now = Utc::now();
+        let rows: Vec<search_queue::ActiveModel> = ids
+            .into_iter()
+            .map(|id| search_queue::ActiveModel {
+                id: NotSet,
+                message_db_id: Set(id),
+                op: Set("upsert".to_string()),
+                enqueued_at: Set(now),
+            })
+            .collect();
+        for chunk in rows.chunks(500) {
+            search_queue::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// The ticket that holds the message with this Message-ID, if any.

@@ -1,0 +1,167 @@
+use chrono::{TimeZone, Utc};
+use qd_core::{Direction, TicketRefFormat, TicketStatus};
+use qd_store::{BatchSettings, Checkpoint, NewAttachment, NewMessage, PreparedBlob};
+
+use crate::{both_backends, Backend};
+
+fn msg(id: &str, from: &str, subject: &str, reply_to: &[&str]) -> NewMessage {
+    let raw = format!("Message-ID: <{id}>\r\nFrom: {from}\r\nSubject: {subject}\r\n\r\nbody of {id}\r\n");
+    NewMessage {
+        direction: Direction::In,
+        message_id: Some(id.to_string()),
+        in_reply_to: reply_to.iter().map(|s| s.to_string()).collect(),
+        references: reply_to.iter().map(|s| s.to_string()).collect(),
+        from_addr: Some(from.to_string()),
+        from_name: Some("Someone".into()),
+        to: vec!["support@quietdesk.example".into()],
+        cc: vec![],
+        date: Some(Utc.with_ymd_and_hms(2024, 3, 1, 10, 0, 0).unwrap()),
+        received_at: Utc.with_ymd_and_hms(2024, 3, 1, 10, 0, 5).unwrap(),
+        subject: subject.to_string(),
+        body_text: format!("body of {id}"),
+        body_html: None,
+        size: raw.len() as i64,
+        content_hash: format!("hash-of-{id}"),
+        attachments: vec![],
+        defects: vec![],
+        source: Some("test".into()),
+        source_position: None,
+        blob: Some(PreparedBlob::prepare(raw.as_bytes()).unwrap()),
+        team: None,
+    }
+}
+
+fn settings(fmt: &TicketRefFormat) -> BatchSettings<'_> {
+    BatchSettings {
+        ticket_ref: fmt,
+        now: Utc.with_ymd_and_hms(2024, 3, 2, 0, 0, 0).unwrap(),
+    }
+}
+
+async fn threads_deduplicates_and_checkpoints(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let store = &b.store;
+    let mut first = vec![
+        msg("a1@x", "alice@example.com", "Server down", &[]),
+        msg("b1@x", "bob@example.com", "Invoice", &[]),
+        // Reply inside the same batch, threaded by In-Reply-To.
+        msg("a2@x", "alice@example.com", "Re: Server down", &["a1@x"]),
+    ];
+    first[1].attachments.push(NewAttachment {
+        filename: Some("invoice.pdf".into()),
+        content_type: "application/pdf".into(),
+        size: 10,
+        digest: "d".repeat(64),
+    });
+    let cp = Checkpoint {
+        source: "import:/tmp/x".into(),
+        uidvalidity: None,
+        position: "3".into(),
+    };
+    let out = store
+        .store_batch(&mut first, Some(&cp), &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out.stored.len(), 3);
+    assert_eq!(out.new_tickets, 2);
+    assert!(out.duplicates.is_empty());
+    assert_eq!(out.stored[0].ticket_id, out.stored[2].ticket_id);
+    assert_ne!(out.stored[0].ticket_id, out.stored[1].ticket_id);
+    let alice_ticket = out.stored[0].ticket_number;
+    let bob_ticket = out.stored[1].ticket_number;
+    assert_eq!(store.checkpoint("import:/tmp/x").await.unwrap(), Some(cp));
+    assert!(first.iter().all(|m| m.blob.is_none()), "blobs are taken");
+
+    // Second batch: a duplicate, a reply found only through the subject reference,
+    // a reply found through References of a stored message, and a stranger.
+    let mut second = vec![
+        msg("a1@x", "alice@example.com", "Server down", &[]),
+        msg(
+            "b2@x",
+            "bob@example.com",
+            &format!("RE: Invoice {}", fmt.render(bob_ticket)),
+            &[],
+        ),
+        msg("a3@x", "alice@example.com", "Re: Re: Server down", &["nope@x", "a2@x"]),
+        msg("c1@x", "carol@example.com", "Hello", &["unknown@elsewhere"]),
+    ];
+    let out2 = store
+        .store_batch(&mut second, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out2.duplicates, vec![0]);
+    assert_eq!(out2.stored.len(), 3);
+    assert_eq!(out2.new_tickets, 1);
+    assert_eq!(out2.stored[0].ticket_number, bob_ticket);
+    assert_eq!(out2.stored[1].ticket_number, alice_ticket);
+    assert!(out2.stored[2].new_ticket);
+
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.messages, 6);
+    assert_eq!(stats.tickets, 3);
+    assert_eq!(stats.contacts, 3);
+    assert_eq!(stats.blobs, 6);
+    assert_eq!(stats.search_queue, 6);
+    assert_eq!(crate::blob_files(store.blobs().root()), 6);
+
+    let t = store.ticket_by_number(alice_ticket).await.unwrap().unwrap();
+    let msgs = store.ticket_messages(t.id).await.unwrap();
+    let ids: Vec<_> = msgs.iter().filter_map(|m| m.message_id.clone()).collect();
+    assert_eq!(ids, ["a1@x", "a2@x", "a3@x"]);
+
+    let rows = store
+        .index_rows(&[out.stored[1].message_db_id])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].has_attachment);
+    assert_eq!(rows[0].from, "Someone <bob@example.com>");
+    assert_eq!(rows[0].ticket_status, "open");
+}
+both_backends!(threads_deduplicates_and_checkpoints);
+
+async fn an_inbound_reply_reopens_a_closed_ticket(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let store = &b.store;
+    let mut first = vec![msg("x1@x", "dave@example.com", "Backup", &[])];
+    let out = store
+        .store_batch(&mut first, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let ticket = out.stored[0].ticket_id;
+    store
+        .set_ticket_status(ticket, TicketStatus::Closed)
+        .await
+        .unwrap();
+    let queued = store.stats().await.unwrap().search_queue;
+    let mut reply = vec![msg("x2@x", "dave@example.com", "Re: Backup", &["x1@x"])];
+    let out2 = store
+        .store_batch(&mut reply, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out2.stored[0].ticket_id, ticket);
+    assert_eq!(out2.stored[0].ticket_status, TicketStatus::Open);
+    assert_eq!(out2.requeued, 1, "the older message's index entry is stale");
+    assert_eq!(store.stats().await.unwrap().search_queue, queued + 2);
+}
+both_backends!(an_inbound_reply_reopens_a_closed_ticket);
+
+async fn ticket_numbers_never_repeat(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for round in 0..3 {
+        let mut batch: Vec<_> = (0..5)
+            .map(|i| msg(&format!("n{round}-{i}@x"), "e@example.com", "new", &[]))
+            .collect();
+        let out = b
+            .store
+            .store_batch(&mut batch, None, &settings(&fmt))
+            .await
+            .unwrap();
+        for s in out.stored {
+            assert!(seen.insert(s.ticket_number), "number {} reused", s.ticket_number);
+        }
+    }
+    assert_eq!(seen.len(), 15);
+}
+both_backends!(ticket_numbers_never_repeat);

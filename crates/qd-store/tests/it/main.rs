@@ -1,0 +1,74 @@
+//! qd-store against both backends: every scenario runs on a fresh SQLite file and on a
+//! private PostgreSQL database (see qd-testkit; PostgreSQL must be reachable).
+
+mod batch;
+
+use std::path::Path;
+
+use qd_store::Store;
+
+pub struct Backend {
+    pub store: Store,
+    pub _dir: tempfile::TempDir,
+    pub _pg: Option<qd_testkit::PgDatabase>,
+}
+
+pub async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("qd.db").display());
+    let store = Store::connect(&url, &dir.path().join("blobs")).await.unwrap();
+    Backend {
+        store,
+        _dir: dir,
+        _pg: None,
+    }
+}
+
+pub async fn postgres() -> Backend {
+    let pg = qd_testkit::PgDatabase::create()
+        .await
+        .expect("PostgreSQL for the store tests");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(pg.url(), &dir.path().join("blobs"))
+        .await
+        .unwrap();
+    Backend {
+        store,
+        _dir: dir,
+        _pg: Some(pg),
+    }
+}
+
+pub fn blob_files(root: &Path) -> usize {
+    walk(root)
+}
+
+fn walk(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// Runs one async scenario on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::sqlite().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::postgres().await).await;
+            }
+        }
+    };
+}
