@@ -1,0 +1,212 @@
+//! Streaming mbox reader.
+//!
+//! A message starts at a line beginning `From ` that opens the file (or the resume point)
+//! or follows an empty line; every other `From ` line is body text. Lines matching
+//! `>+From ` lose one `>` (mboxrd unquoting, which is also right for the usual mboxo
+//! files). The empty line that mbox writers put before the next `From ` line is a
+//! separator, not message content, so it is dropped. Memory is one message at a time.
+
+use std::io::{self, BufRead};
+
+/// One message from an mbox file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MboxMessage {
+    /// Byte offset of the message's `From ` line in the file (of its first byte when the
+    /// file does not start with a `From ` line).
+    pub offset: u64,
+    /// The message without its `From ` line, `>From ` lines unquoted.
+    pub raw: Vec<u8>,
+}
+
+/// Iterates over the messages of an mbox file.
+///
+/// To resume an import, store [`MboxReader::position`] after handling a message, then
+/// seek the file there and call [`MboxReader::starting_at`] with that offset.
+#[derive(Debug)]
+pub struct MboxReader<R> {
+    reader: R,
+    /// File offset of the next unread byte.
+    pos: u64,
+    /// Offset of a `From ` line already read that opens the next message.
+    next_from: Option<u64>,
+    /// True before the first line: a `From ` line there needs no preceding empty line.
+    at_start: bool,
+    done: bool,
+}
+
+impl<R: BufRead> MboxReader<R> {
+    /// Reads an mbox file from its beginning.
+    pub fn new(reader: R) -> Self {
+        Self::starting_at(reader, 0)
+    }
+
+    /// Reads from the middle of a file. `reader` must already be positioned at byte
+    /// `offset` (e.g. `File::seek` then `BufReader::new`); offsets in the messages are
+    /// absolute. The first line is treated like the start of a file, so `offset` should be
+    /// a message's `From ` line, such as a stored [`MboxReader::position`].
+    pub fn starting_at(reader: R, offset: u64) -> Self {
+        MboxReader {
+            reader,
+            pos: offset,
+            next_from: None,
+            at_start: true,
+            done: false,
+        }
+    }
+
+    /// Offset where the next message starts: store this as the checkpoint after handling
+    /// a message; resuming there yields exactly the messages not yet returned.
+    pub fn position(&self) -> u64 {
+        self.next_from.unwrap_or(self.pos)
+    }
+
+    fn read_message(&mut self) -> io::Result<Option<MboxMessage>> {
+        let mut offset = self.next_from.take();
+        let mut raw = Vec::new();
+        // The From_ line (if any) was consumed already, so the first line read is content.
+        let mut prev_empty = self.at_start;
+        let mut content_offset = self.pos;
+        loop {
+            let line_start = raw.len();
+            let line_offset = self.pos;
+            let n = self.reader.read_until(b'\n', &mut raw)?;
+            if n == 0 {
+                self.done = true;
+                return Ok(finish(
+                    offset.unwrap_or(content_offset),
+                    raw,
+                    offset.is_some(),
+                ));
+            }
+            self.pos += n as u64;
+            self.at_start = false;
+            let line = raw.get(line_start..).unwrap_or_default();
+            if prev_empty && line.starts_with(b"From ") {
+                raw.truncate(line_start);
+                if offset.is_none() && raw.iter().all(u8::is_ascii_whitespace) {
+                    // Blank lines before the first From_ line are not a message.
+                    offset = Some(line_offset);
+                    raw.clear();
+                    prev_empty = false;
+                    continue;
+                }
+                self.next_from = Some(line_offset);
+                return Ok(finish(offset.unwrap_or(content_offset), raw, true));
+            }
+            prev_empty = line == b"\n" || line == b"\r\n";
+            if offset.is_none() && line_start == 0 && line.iter().all(u8::is_ascii_whitespace) {
+                // Leading blank lines of a file without a From_ line are not content.
+                raw.clear();
+                content_offset = self.pos;
+                continue;
+            }
+            let quotes = line.iter().take_while(|&&b| b == b'>').count();
+            if quotes > 0 && line.get(quotes..).is_some_and(|l| l.starts_with(b"From ")) {
+                raw.remove(line_start);
+            }
+        }
+    }
+}
+
+/// Drops the separator line and decides whether anything was there at all.
+fn finish(offset: u64, mut raw: Vec<u8>, had_from_line: bool) -> Option<MboxMessage> {
+    if raw.ends_with(b"\r\n") && raw.get(..raw.len() - 2).is_some_and(|r| r.ends_with(b"\n")) {
+        raw.truncate(raw.len() - 2);
+    } else if raw.ends_with(b"\n\n") {
+        raw.pop();
+    }
+    if had_from_line || !raw.is_empty() {
+        Some(MboxMessage { offset, raw })
+    } else {
+        None
+    }
+}
+
+impl<R: BufRead> Iterator for MboxReader<R> {
+    type Item = io::Result<MboxMessage>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.read_message() {
+            Ok(message) => message.map(Ok),
+            Err(err) => {
+                // A reader that failed once is not trusted to make progress again.
+                self.done = true;
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+impl<R: BufRead> std::iter::FusedIterator for MboxReader<R> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Seek, SeekFrom};
+
+    fn read_all(data: &[u8]) -> Vec<MboxMessage> {
+        MboxReader::new(data).collect::<io::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn splits_only_after_empty_lines_and_unquotes() {
+        let data = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: 1\n\nbody\nFrom here\n>From there\n>>From deeper\n\nFrom c@d Mon Jan  1 00:00:01 2024\nSubject: 2\n\nx\n";
+        let msgs = read_all(data);
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0].offset, 0);
+        assert_eq!(
+            msgs[0].raw,
+            b"Subject: 1\n\nbody\nFrom here\nFrom there\n>From deeper\n".to_vec()
+        );
+        let second = data.windows(7).position(|w| w == b"From c@").unwrap() as u64;
+        assert_eq!(msgs[1].offset, second);
+        assert_eq!(msgs[1].raw, b"Subject: 2\n\nx\n".to_vec());
+    }
+
+    #[test]
+    fn file_without_from_line_is_one_message() {
+        let msgs = read_all(b"\n\nSubject: s\n\nb\n");
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].offset, 2);
+        assert_eq!(msgs[0].raw, b"Subject: s\n\nb\n".to_vec());
+        assert!(read_all(b"").is_empty());
+        assert!(read_all(b"\n\r\n").is_empty());
+    }
+
+    #[test]
+    fn resumes_from_position() {
+        let data = b"From a\nS: 1\n\nFrom b\nS: 2\n\nFrom c\nS: 3\n";
+        let mut reader = MboxReader::new(&data[..]);
+        let first = reader.next().unwrap().unwrap();
+        assert_eq!(first.raw, b"S: 1\n".to_vec());
+        let checkpoint = reader.position();
+        assert_eq!(checkpoint, 13);
+
+        let mut file = Cursor::new(data.to_vec());
+        file.seek(SeekFrom::Start(checkpoint)).unwrap();
+        let rest: Vec<_> = MboxReader::starting_at(file, checkpoint)
+            .collect::<io::Result<_>>()
+            .unwrap();
+        assert_eq!(rest.len(), 2);
+        assert_eq!(rest[0].offset, 13);
+        assert_eq!(rest[0].raw, b"S: 2\n".to_vec());
+        assert_eq!(rest[1].raw, b"S: 3\n".to_vec());
+    }
+
+    struct Failing;
+    impl io::Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk on fire"))
+        }
+    }
+
+    #[test]
+    fn an_io_error_ends_the_iteration() {
+        let mut reader = MboxReader::new(io::BufReader::new(Failing));
+        assert!(reader.next().unwrap().is_err());
+        assert!(reader.next().is_none());
+    }
+}

@@ -1,0 +1,89 @@
+//! Whatever the bytes, `parse` returns a value.
+
+use proptest::prelude::*;
+use qd_mail::Defect;
+
+use crate::fixture;
+
+#[test]
+fn empty_input() {
+    let mail = qd_mail::parse(b"");
+    assert_eq!(mail.size, 0);
+    assert_eq!(mail.text, "");
+    assert!(
+        mail.defects.contains(&Defect::NoHeaders),
+        "{:?}",
+        mail.defects
+    );
+    assert!(mail.defects.contains(&Defect::MissingFrom));
+}
+
+#[test]
+fn random_binary() {
+    let raw = fixture("garbage.bin");
+    let mail = qd_mail::parse(&raw);
+    assert_eq!(mail.size, 2048);
+    assert!(
+        mail.defects.contains(&Defect::NoHeaders),
+        "{:?}",
+        mail.defects
+    );
+    assert!(!qd_mail::looks_like_mail(&raw));
+}
+
+#[test]
+fn only_an_envelope_line() {
+    let mail = qd_mail::parse(b"From nobody Mon Jan  1 00:00:00 2024");
+    assert!(mail.defects.contains(&Defect::MboxEnvelopeStripped));
+    assert!(mail.defects.contains(&Defect::NoHeaders));
+}
+
+const SEEDS: [&str; 6] = [
+    "alternative.eml",
+    "mixed-pdf.eml",
+    "iso-2022-jp.eml",
+    "forward.eml",
+    "eight-bit-latin1-headers.eml",
+    "truncated.eml",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn never_panics_on_arbitrary_bytes(raw in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let mail = qd_mail::parse(&raw);
+        prop_assert_eq!(mail.content_hash.len(), 64);
+        let _ = qd_mail::looks_like_mail(&raw);
+        for msg in qd_mail::mbox::MboxReader::new(&raw[..]) {
+            let _ = qd_mail::parse(&msg.unwrap().raw);
+        }
+    }
+
+    #[test]
+    fn never_panics_on_mutated_messages(
+        seed in 0..SEEDS.len(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4, any::<u8>()), 1..24),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut raw = fixture(SEEDS[seed]);
+        for (at, op, byte) in edits {
+            let i = at.index(raw.len() + 1);
+            match op {
+                0 if i < raw.len() => raw[i] = byte,
+                1 => raw.insert(i, byte),
+                2 if i < raw.len() => { raw.remove(i); }
+                // Structural bytes are where parsers break.
+                _ => {
+                    let special = [b'\n', b'\r', b'-', b'=', b':', b'<', b'>', b'"', b';', b'&'];
+                    raw.insert(i, special[usize::from(byte) % special.len()]);
+                }
+            }
+        }
+        let keep = cut.index(raw.len() + 1);
+        let _ = qd_mail::parse(&raw[..keep]);
+        let mail = qd_mail::parse(&raw);
+        // An edit can turn `From:` into an mbox envelope line, which is not counted.
+        prop_assert_eq!(mail.size, qd_mail::strip_mbox_envelope(&raw).0.len());
+    }
+}

@@ -1,0 +1,184 @@
+use chrono::{TimeZone, Utc};
+use qd_mail::{Address, Defect};
+
+use crate::{fixture, parse_fixture};
+
+#[test]
+fn multipart_alternative_uses_the_plain_part() {
+    let mail = parse_fixture("alternative.eml");
+    assert_eq!(mail.subject.as_deref(), Some("Your order № 42"));
+    assert_eq!(mail.text, "Your order № 42 has shipped. Thanks!");
+    assert!(mail.html.as_deref().unwrap().contains("<b>shipped</b>"));
+    assert_eq!(
+        mail.from,
+        Some(Address {
+            name: Some("Support Bot".into()),
+            addr: "bot@example.com".into()
+        })
+    );
+    let to: Vec<_> = mail.to.iter().map(|a| a.addr.as_str()).collect();
+    assert_eq!(to, ["alice@example.org", "bob@example.org"]);
+    assert_eq!(mail.to[0].name.as_deref(), Some("Alice"));
+    assert_eq!(mail.to[1].name, None);
+    assert_eq!(mail.cc[0].name.as_deref(), Some("Zoë"));
+    assert_eq!(
+        mail.date,
+        Some(Utc.with_ymd_and_hms(2024, 1, 7, 17, 0, 0).unwrap())
+    );
+    assert!(mail.attachments.is_empty());
+    assert!(mail.defects.is_empty(), "{:?}", mail.defects);
+}
+
+#[test]
+fn nested_mixed_with_pdf_attachment() {
+    let mail = parse_fixture("mixed-pdf.eml");
+    assert_eq!(mail.text, "Please find the contract attached.");
+    assert_eq!(
+        mail.html.as_deref(),
+        Some("<p>Please find the <i>contract</i> attached.</p>")
+    );
+    assert_eq!(mail.attachments.len(), 1);
+    let pdf = &mail.attachments[0];
+    assert_eq!(pdf.filename.as_deref(), Some("contract.pdf"));
+    assert_eq!(pdf.content_type, "application/pdf");
+    assert_eq!(pdf.size, 327);
+    assert_eq!(
+        pdf.sha256,
+        "026f5783e42f0eafc417b1dbc1750f13dd5b99642e64a3d1465c263884cee22b"
+    );
+    assert!(mail.defects.is_empty(), "{:?}", mail.defects);
+}
+
+#[test]
+fn forwarded_message_is_one_attachment_with_its_raw_bytes() {
+    let mail = parse_fixture("forward.eml");
+    assert_eq!(mail.text, "See below.");
+    assert_eq!(mail.attachments.len(), 1);
+    let fwd = &mail.attachments[0];
+    assert_eq!(fwd.content_type, "message/rfc822");
+    // The line break before the boundary belongs to the delimiter (RFC 2046 §5.1.1).
+    assert_eq!(fwd.size, 145);
+    assert_eq!(
+        fwd.sha256,
+        "eef209b7c99ece9df34a5a25c301b193d88f08ce8bd6f601d13aa58fcbbc0816"
+    );
+}
+
+#[test]
+fn html_only_mail_gets_a_text_rendering() {
+    let mail = parse_fixture("html-only.eml");
+    assert_eq!(
+        mail.text,
+        "Fish & Chips\n\nCafé – \"open\" daily\n\nPrice: €5 <cheap>"
+    );
+    assert!(!mail.text.contains("secret"));
+    assert!(!mail.text.contains("alert"));
+    assert!(!mail.text.contains("Ignore me"));
+    assert!(mail.html.as_deref().unwrap().contains("<script>"));
+    assert!(mail.defects.is_empty(), "{:?}", mail.defects);
+}
+
+#[test]
+fn missing_identity_headers_are_defects() {
+    let mail = parse_fixture("missing-headers.eml");
+    assert_eq!(mail.from, None);
+    assert_eq!(mail.message_id, None);
+    assert_eq!(mail.date, None);
+    assert_eq!(mail.subject.as_deref(), Some("who am I"));
+    assert_eq!(mail.text, "No sender, no id, no date.\n");
+    assert_eq!(
+        mail.defects,
+        vec![
+            Defect::MissingMessageId,
+            Defect::MissingFrom,
+            Defect::MissingDate
+        ]
+    );
+}
+
+#[test]
+fn invalid_identity_headers_are_defects() {
+    let raw = b"From: Nobody\nDate: yesterday-ish\nMessage-ID: <>\nSubject:   \n\nx\n";
+    let mail = qd_mail::parse(raw);
+    assert_eq!(mail.from, None);
+    assert_eq!(mail.date, None);
+    assert_eq!(mail.subject, None);
+    for defect in [
+        Defect::InvalidFrom,
+        Defect::InvalidDate,
+        Defect::InvalidMessageId,
+    ] {
+        assert!(
+            mail.defects.contains(&defect),
+            "{defect} in {:?}",
+            mail.defects
+        );
+    }
+}
+
+#[test]
+fn threading_headers_are_normalised() {
+    let mail = parse_fixture("reply.eml");
+    assert_eq!(mail.message_id.as_deref(), Some("reply-1@example.org"));
+    assert_eq!(mail.in_reply_to, ["orig-1@quietdesk.test"]);
+    assert_eq!(
+        mail.references,
+        ["root@quietdesk.test", "orig-1@quietdesk.test"]
+    );
+    assert_eq!(mail.subject.as_deref(), Some("Re: [#123] Printer broken"));
+    let reply_to = mail.reply_to.unwrap();
+    assert_eq!(reply_to.addr, "alice@home.example");
+    assert_eq!(reply_to.name.as_deref(), Some("Alice Private"));
+}
+
+#[test]
+fn mbox_envelope_is_stripped_and_recorded() {
+    let raw = fixture("mbox-envelope.eml");
+    let mail = qd_mail::parse(&raw);
+    assert_eq!(mail.defects, vec![Defect::MboxEnvelopeStripped]);
+    assert_eq!(mail.subject.as_deref(), Some("envelope"));
+    let envelope_len = raw.iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert_eq!(mail.size, raw.len() - envelope_len);
+    assert!(qd_mail::looks_like_mail(&raw));
+}
+
+#[test]
+fn truncated_multipart_is_flagged_but_keeps_what_arrived() {
+    let mail = parse_fixture("truncated.eml");
+    assert!(
+        mail.defects.contains(&Defect::Truncated),
+        "{:?}",
+        mail.defects
+    );
+    assert!(mail.text.starts_with("first part"), "{:?}", mail.text);
+}
+
+#[test]
+fn header_block_cut_mid_line_is_truncated() {
+    let mail = qd_mail::parse(b"From: a@b.c\nSubject: cut her");
+    assert!(
+        mail.defects.contains(&Defect::Truncated),
+        "{:?}",
+        mail.defects
+    );
+}
+
+#[test]
+fn dates_convert_to_utc() {
+    let raw = b"From: a@b.c\nMessage-ID: <d@b.c>\nDate: Mon, 31 Dec 2023 23:30:00 -0130\n\nx\n";
+    let mail = qd_mail::parse(raw);
+    assert_eq!(
+        mail.date,
+        Some(Utc.with_ymd_and_hms(2024, 1, 1, 1, 0, 0).unwrap())
+    );
+    let raw = b"From: a@b.c\nMessage-ID: <d@b.c>\nDate: Fri, 31 Feb 2023 10:00:00 +0000\n\nx\n";
+    assert!(qd_mail::parse(raw).defects.contains(&Defect::InvalidDate));
+}
+
+#[test]
+fn defects_serialise_as_snake_case() {
+    let json =
+        serde_json::to_string(&[Defect::EightBitHeaders, Defect::MboxEnvelopeStripped]).unwrap();
+    assert_eq!(json, r#"["eight_bit_headers","mbox_envelope_stripped"]"#);
+    assert_eq!(Defect::MissingMessageId.to_string(), "missing_message_id");
+}
