@@ -10,6 +10,7 @@
 pub mod blob;
 mod batch;
 pub mod entity;
+pub mod fts;
 mod queries;
 
 use std::path::Path;
@@ -103,6 +104,12 @@ impl Store {
     /// The raw connection, for crates that extend the store's queries in tests.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Cheap liveness check of the database connection.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await?;
+        Ok(())
     }
 
     /// Flushes the SQLite write-ahead log into the main file and truncates it, so no

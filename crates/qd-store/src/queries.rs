@@ -96,9 +96,10 @@ impl Store {
         })
     }
 
-    /// The oldest pending search-queue entries.
-    pub async fn search_queue_batch(&self, limit: u64) -> Result<Vec<QueueItem>> {
+    /// The oldest pending search-queue entries with an id above `after`.
+    pub async fn search_queue_batch(&self, after: i64, limit: u64) -> Result<Vec<QueueItem>> {
         Ok(search_queue::Entity::find()
+            .filter(search_queue::Column::Id.gt(after))
             .order_by_asc(search_queue::Column::Id)
             .limit(limit)
             .all(&self.db)
@@ -121,6 +122,37 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The highest queue id, 0 when the queue is empty.
+    pub async fn search_queue_max_id(&self) -> Result<i64> {
+        let max: Option<Option<i64>> = search_queue::Entity::find()
+            .select_only()
+            .column_as(search_queue::Column::Id.max(), "m")
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(max.flatten().unwrap_or(0))
+    }
+
+    /// Drops every queue entry up to `max_id` (after a full reindex made them moot).
+    pub async fn search_queue_delete_upto(&self, max_id: i64) -> Result<()> {
+        search_queue::Entity::delete_many()
+            .filter(search_queue::Column::Id.lte(max_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// The highest message id, if any message is stored.
+    pub async fn max_message_id(&self) -> Result<Option<i64>> {
+        let max: Option<Option<i64>> = messages::Entity::find()
+            .select_only()
+            .column_as(messages::Column::Id.max(), "m")
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(max.flatten())
     }
 
     /// Message ids in id order after `after`, for paging through the whole store.

@@ -1,0 +1,220 @@
+//! Keeping the index in step with the store, and answering searches with store data.
+//!
+//! The store's `search_queue` table is the only way work reaches the index. [`Indexer`]
+//! pulls entries, applies them as idempotent upserts/deletes, commits the index, and only
+//! then deletes the entries — so a crash anywhere re-applies work instead of losing it,
+//! and re-applying is harmless. [`reindex`] rebuilds everything from the store.
+
+use std::collections::HashSet;
+
+use qd_store::{IndexRow, Store};
+use serde::Serialize;
+
+use crate::{Error, Query, SearchDoc, SearchIndex, SearchWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Index(#[from] Error),
+    #[error(transparent)]
+    Store(#[from] qd_store::Error),
+}
+
+fn doc(row: IndexRow) -> SearchDoc {
+    SearchDoc {
+        message_db_id: row.message_db_id,
+        ticket_id: row.ticket_id,
+        ticket_number: row.ticket_number,
+        subject: row.subject,
+        body: row.body,
+        from: row.from,
+        to: row.to,
+        status: row.ticket_status,
+        date: row.date,
+        tags: row.tags,
+        has_attachment: row.has_attachment,
+    }
+}
+
+/// Drains the search queue into the index.
+pub struct Indexer {
+    store: Store,
+    index: SearchIndex,
+    writer: SearchWriter,
+    /// Queue entries applied to the writer but not yet committed.
+    pending: Vec<i64>,
+    /// Highest queue id pulled since the last commit. Reset to 0 on commit: an entry
+    /// whose transaction committed late (PostgreSQL ids are not commit-ordered) is then
+    /// picked up by the next scan instead of being skipped forever.
+    pulled_upto: i64,
+}
+
+impl Indexer {
+    pub fn new(
+        store: Store,
+        index: SearchIndex,
+        heap_bytes: usize,
+        threads: usize,
+    ) -> Result<Indexer, SyncError> {
+        let writer = index.writer(heap_bytes, threads)?;
+        Ok(Indexer {
+            store,
+            index,
+            writer,
+            pending: Vec::new(),
+            pulled_upto: 0,
+        })
+    }
+
+    /// Entries applied but not yet committed.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Applies up to `limit` queue entries to the writer; returns how many.
+    pub async fn pull(&mut self, limit: u64) -> Result<usize, SyncError> {
+        let items = self
+            .store
+            .search_queue_batch(self.pulled_upto, limit)
+            .await?;
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let upserts: Vec<i64> = items
+            .iter()
+            .filter(|q| q.op == "upsert")
+            .map(|q| q.message_db_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let rows = self.store.index_rows(&upserts).await?;
+        let found: HashSet<i64> = rows.iter().map(|r| r.message_db_id).collect();
+        for row in rows {
+            self.writer.upsert(&doc(row))?;
+        }
+        for q in &items {
+            // A message deleted since it was queued must not linger in the index.
+            if q.op == "delete" || !found.contains(&q.message_db_id) {
+                self.writer.delete(q.message_db_id)?;
+            }
+        }
+        self.pulled_upto = items.last().map(|q| q.id).unwrap_or(self.pulled_upto);
+        self.pending.extend(items.iter().map(|q| q.id));
+        Ok(items.len())
+    }
+
+    /// Commits the index, then forgets the committed queue entries.
+    pub async fn commit(&mut self) -> Result<(), SyncError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        commit_blocking(&mut self.writer)?;
+        self.index.reload()?;
+        self.store.search_queue_delete(&self.pending).await?;
+        self.pending.clear();
+        self.pulled_upto = 0;
+        Ok(())
+    }
+
+    /// Pulls until the queue is empty, committing every `commit_every` entries and at
+    /// the end; returns the number of entries applied.
+    pub async fn drain(&mut self, commit_every: usize) -> Result<u64, SyncError> {
+        let mut total = 0u64;
+        loop {
+            let n = self.pull(2_000).await?;
+            total += n as u64;
+            if n == 0 {
+                break;
+            }
+            if self.pending.len() >= commit_every {
+                self.commit().await?;
+            }
+        }
+        self.commit().await?;
+        Ok(total)
+    }
+}
+
+/// A tantivy commit fsyncs segment files: keep it off the async worker threads when
+/// running on a multi-threaded runtime.
+fn commit_blocking(writer: &mut SearchWriter) -> Result<(), Error> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| writer.commit())
+        }
+        _ => writer.commit(),
+    }
+}
+
+/// Rebuilds the index from the store: every message is re-read and re-added, and queue
+/// entries older than the rebuild are dropped. Returns the number of documents.
+pub async fn reindex(
+    store: &Store,
+    index: &SearchIndex,
+    heap_bytes: usize,
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, SyncError> {
+    let queue_max = store.search_queue_max_id().await?;
+    let mut writer = index.writer(heap_bytes, threads)?;
+    writer.delete_all()?;
+    let mut after = 0i64;
+    let mut total = 0u64;
+    loop {
+        let ids = store.message_ids_after(after, 2_000).await?;
+        let Some(&last) = ids.last() else { break };
+        after = last;
+        for row in store.index_rows(&ids).await? {
+            writer.add(&doc(row))?;
+            total += 1;
+        }
+        progress(total);
+    }
+    commit_blocking(&mut writer)?;
+    drop(writer);
+    index.reload()?;
+    store.search_queue_delete_upto(queue_max).await?;
+    Ok(total)
+}
+
+/// One search result as staff see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub ticket: i64,
+    pub message_db_id: i64,
+    pub message_id: Option<String>,
+    pub subject: String,
+    /// HTML: matches in `<b>`, everything else escaped.
+    pub snippet: String,
+    pub score: f32,
+}
+
+/// Runs a query and dresses the hits with subject and snippet from the store (the index
+/// stores no text). Hits whose message vanished meanwhile are dropped.
+pub async fn search(
+    store: &Store,
+    index: &SearchIndex,
+    query: &Query,
+    limit: usize,
+) -> Result<Vec<Hit>, SyncError> {
+    let raw = index.search(query, limit)?;
+    let ids: Vec<i64> = raw.iter().map(|h| h.message_db_id).collect();
+    let texts = store.message_texts(&ids).await?;
+    let mut by_id: std::collections::HashMap<i64, qd_store::MessageText> =
+        texts.into_iter().map(|t| (t.message_db_id, t)).collect();
+    Ok(raw
+        .into_iter()
+        .filter_map(|h| {
+            let t = by_id.remove(&h.message_db_id)?;
+            let snippet = index.snippet(query, &t.body, 200);
+            Some(Hit {
+                ticket: t.ticket_number,
+                message_db_id: h.message_db_id,
+                message_id: t.message_id,
+                subject: t.subject,
+                snippet,
+                score: h.score,
+            })
+        })
+        .collect())
+}

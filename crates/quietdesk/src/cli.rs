@@ -1,0 +1,113 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// quietdesk — privacy-aware email ticketing.
+#[derive(Debug, Parser)]
+#[command(name = "quietdesk", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Configuration file (TOML; see config/quietdesk.toml). Defaults apply without one.
+    #[arg(long, global = true, env = "QUIETDESK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory: SQLite file, search index and blobs live under it.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web server and the background workers until SIGINT/SIGTERM.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Import mail from a Maildir, an mbox file, a message file or a directory of them.
+    Import(ImportArgs),
+    /// Search messages with the staff query language.
+    Search(SearchArgs),
+    /// Rebuild the search index from the store.
+    Reindex,
+    /// Counts of what the store holds.
+    Stats(JsonFlag),
+    /// Benchmarks and their data generator.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Maildir, mbox file, single message, or directory searched recursively.
+    pub path: PathBuf,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words, "phrases", from:, to:, subject:, status:, ticket:, tag:, before:, after:,
+    /// has:attachment, -excluded.
+    pub query: String,
+    /// Maximum number of hits.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print a JSON array of hits.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Write a deterministic synthetic mailbox (and a customers CSV beside it).
+    Gen(GenArgs),
+    /// Measure search latency over the current data dir (and PostgreSQL full-text search
+    /// over the same messages, with --pg).
+    Search(BenchSearchArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GenFormat {
+    Maildir,
+    Mbox,
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    #[arg(long)]
+    pub messages: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output: a Maildir directory, or an mbox file.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = GenFormat::Maildir)]
+    pub format: GenFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSearchArgs {
+    /// Runs of each query.
+    #[arg(long, default_value_t = 200)]
+    pub iterations: usize,
+    /// Also load the messages into this PostgreSQL database and time the same queries
+    /// with to_tsvector + GIN (the database is modified: a table `bench_fts` is created).
+    #[arg(long)]
+    pub pg: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

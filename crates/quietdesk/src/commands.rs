@@ -1,0 +1,344 @@
+//! One function per subcommand, plus the wiring they share.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use qd_core::SystemClock;
+use qd_search::sync::{Indexer, SyncError};
+use qd_search::{Query, SearchIndex};
+use qd_store::Store;
+use tracing::{info, warn};
+
+use crate::cli::{Cli, Command, ImportArgs, SearchArgs};
+use crate::config::{self, Settings};
+
+/// Exit code for a query or argument the user must fix (as opposed to a failure).
+const EXIT_USAGE: u8 = 2;
+
+pub async fn run(cli: Cli, env: Vec<(String, String)>) -> Result<ExitCode> {
+    let raw = config::load(cli.global.config.as_deref(), &env)?;
+    let settings = raw.validate(cli.global.data_dir.as_deref())?;
+    init_logging(&settings, &env);
+    match cli.command {
+        Command::Serve => serve(&settings).await,
+        Command::Migrate => {
+            let store = open_store(&settings).await?;
+            store.close().await?;
+            println!("database schema is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(args) => import(&settings, &args).await,
+        Command::Search(args) => search(&settings, &args).await,
+        Command::Reindex => reindex(&settings).await,
+        Command::Stats(flag) => stats(&settings, flag.json).await,
+        Command::Bench(cmd) => crate::bench::run(&settings, cmd).await,
+    }
+}
+
+fn init_logging(settings: &Settings, env: &[(String, String)]) {
+    let filter = env
+        .iter()
+        .find(|(k, _)| k == "RUST_LOG")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| format!("{},sea_orm_migration=warn", settings.log_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn open_store(settings: &Settings) -> Result<Store> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    Ok(Store::connect(&settings.database_url, &settings.blob_dir).await?)
+}
+
+/// Opens the index; one built by another version is set aside and rebuilt from the store.
+pub async fn open_index(settings: &Settings, store: &Store) -> Result<SearchIndex> {
+    match SearchIndex::open_or_create(&settings.index_dir) {
+        Ok(index) => Ok(index),
+        Err(qd_search::Error::SchemaMismatch { reason, .. }) => {
+            warn!(%reason, "search index does not fit this version; rebuilding it from the store");
+            std::fs::remove_dir_all(&settings.index_dir)
+                .with_context(|| format!("removing {}", settings.index_dir.display()))?;
+            let index = SearchIndex::open_or_create(&settings.index_dir)?;
+            let n = qd_search::sync::reindex(
+                store,
+                &index,
+                settings.writer_heap_bytes,
+                settings.writer_threads,
+                &|_| {},
+            )
+            .await?;
+            info!(documents = n, "search index rebuilt");
+            Ok(index)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn indexer(settings: &Settings, store: &Store, index: &SearchIndex) -> Result<Indexer, SyncError> {
+    Indexer::new(
+        store.clone(),
+        index.clone(),
+        settings.writer_heap_bytes,
+        settings.writer_threads,
+    )
+}
+
+async fn serve(settings: &Settings) -> Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let index = open_index(settings, &store).await?;
+    let shutdown = Arc::new(tokio::sync::Notify::new());
+    let stopping = Arc::new(AtomicBool::new(false));
+
+    // Indexer worker: follows the search queue with sub-second latency.
+    let mut idx = indexer(settings, &store, &index)?;
+    let idx_stop = stopping.clone();
+    let indexer_task = tokio::spawn(async move {
+        while !idx_stop.load(Ordering::Relaxed) {
+            match idx.pull(1_000).await {
+                Ok(0) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Ok(_) => {
+                    if let Err(e) = idx.commit().await {
+                        warn!(error = %e, "search index commit failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "search indexer failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+        idx.commit().await
+    });
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "quietdesk serving");
+    let app = qd_web::router(qd_web::AppState::new(store.clone(), index.clone()));
+    let sd = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum_serve(listener, app, sd).await
+    });
+
+    wait_for_signal().await;
+    info!("shutting down");
+    stopping.store(true, Ordering::Relaxed);
+    shutdown.notify_waiters();
+    server.await.context("web server task")??;
+    indexer_task.await.context("indexer task")??;
+    store.close().await?;
+    info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    app: qd_web::Router,
+    shutdown: Arc<tokio::sync::Notify>,
+) -> Result<()> {
+    qd_web::serve(listener, app, async move { shutdown.notified().await }).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl qd_ingest::Progress for Bar {
+    fn set_total(&self, total: u64) {
+        self.0.set_length(total);
+        self.0.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} messages  {per_sec}  eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    }
+
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+async fn import(settings: &Settings, args: &ImportArgs) -> Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let index = open_index(settings, &store).await?;
+    let mut idx = indexer(settings, &store, &index)?;
+    let done = Arc::new(AtomicBool::new(false));
+    let idx_done = done.clone();
+    let commit_every = settings.commit_every;
+    // The indexer runs beside the import and follows the queue; the import never waits
+    // for it, and whatever it has not committed when we stop is still queued.
+    let indexer_task = tokio::spawn(async move {
+        let mut total = 0u64;
+        loop {
+            let n = idx.pull(5_000).await?;
+            total += n as u64;
+            if idx.pending() >= commit_every {
+                idx.commit().await?;
+            }
+            if n == 0 {
+                if idx_done.load(Ordering::Acquire) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        total += idx.drain(commit_every).await?;
+        Ok::<u64, SyncError>(total)
+    });
+
+    let show_bar = !args.json && std::io::stderr().is_terminal();
+    let bar = Bar(if show_bar {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    });
+    let result = qd_ingest::import_path(&store, &args.path, &settings.ingest, &SystemClock, &bar).await;
+    bar.0.finish_and_clear();
+    done.store(true, Ordering::Release);
+    let indexed = indexer_task.await.context("indexer task")?;
+    let summary = result?;
+    let indexed = indexed?;
+    store.close().await?;
+    if args.json {
+        let mut v = serde_json::to_value(&summary)?;
+        v["indexed"] = indexed.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "imported {} messages ({} new tickets), {} duplicates, {} failed, {} skipped (not mail), {} with defects — {:.1} s, {:.0} msg/s",
+            summary.imported,
+            summary.tickets,
+            summary.duplicates,
+            summary.failed,
+            summary.skipped,
+            summary.defective,
+            summary.seconds,
+            summary.messages_per_sec
+        );
+        for f in &summary.failures {
+            println!("  failed {}: {}", f.position, f.reason);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn search(settings: &Settings, args: &SearchArgs) -> Result<ExitCode> {
+    let query = match Query::parse(&args.query) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let store = open_store(settings).await?;
+    let index = open_index(settings, &store).await?;
+    let hits = qd_search::sync::search(&store, &index, &query, args.limit).await?;
+    if args.json {
+        let out: Vec<serde_json::Value> = hits
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "ticket": h.ticket,
+                    "ticket_ref": settings.ticket_ref.render(h.ticket),
+                    "message_id": h.message_id,
+                    "message_db_id": h.message_db_id,
+                    "subject": h.subject,
+                    "snippet": h.snippet,
+                    "score": h.score,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if hits.is_empty() {
+        println!("no messages match");
+    } else {
+        for h in &hits {
+            println!(
+                "{}  {:.2}  {}\n    {}",
+                settings.ticket_ref.render(h.ticket),
+                h.score,
+                h.subject,
+                h.snippet
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reindex(settings: &Settings) -> Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let index = SearchIndex::open_or_create(&settings.index_dir).or_else(|e| match e {
+        qd_search::Error::SchemaMismatch { .. } => {
+            std::fs::remove_dir_all(&settings.index_dir)?;
+            Ok(SearchIndex::open_or_create(&settings.index_dir)?)
+        }
+        e => Err(anyhow::Error::from(e)),
+    })?;
+    let n = qd_search::sync::reindex(
+        &store,
+        &index,
+        settings.writer_heap_bytes,
+        settings.writer_threads,
+        &|_| {},
+    )
+    .await?;
+    store.close().await?;
+    println!("reindexed {n} messages");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stats(settings: &Settings, json: bool) -> Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let index = open_index(settings, &store).await?;
+    let s = store.stats().await?;
+    let blob_files = store.blobs().count_files()?;
+    let index_documents = index.num_docs()?;
+    store.close().await?;
+    if json {
+        let mut v = serde_json::to_value(&s)?;
+        v["blob_files"] = blob_files.into();
+        v["index_documents"] = index_documents.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("customers             {}", s.customers);
+        println!("contacts              {}", s.contacts);
+        println!("tickets               {}", s.tickets);
+        println!("messages              {}", s.messages);
+        println!("quarantined messages  {}", s.quarantined_messages);
+        println!("blobs                 {} ({} files)", s.blobs, blob_files);
+        println!("index documents       {}", index_documents);
+        println!("search queue          {}", s.search_queue);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,289 @@
+//! Configuration: a raw serde mirror of the TOML file (every key documented, unknown keys
+//! refused), merged from the built-in defaults, an optional file and
+//! `QUIETDESK__SECTION__KEY` environment variables, then validated into [`Settings`].
+//! config/quietdesk.toml is the documented default file; a test keeps it equal to
+//! [`RawConfig::default`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use qd_core::TicketRefFormat;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub storage: RawStorage,
+    pub database: RawDatabase,
+    pub http: RawHttp,
+    pub threading: RawThreading,
+    pub ingest: RawIngest,
+    pub search: RawSearch,
+    pub log: RawLog,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// Directory for the SQLite file, the search index and the raw-mail blobs.
+    /// `--data-dir` overrides it.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// Database URL. Empty: the embedded SQLite file `<data_dir>/quietdesk.db`.
+    /// PostgreSQL: `postgres://user@host:5432/db`; put the password in the environment
+    /// (`QUIETDESK__DATABASE__URL`) or in `url_file`, never in this file.
+    pub url: String,
+    /// File whose content is the database URL (for container secrets). Wins over `url`.
+    pub url_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Address the web server listens on.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThreading {
+    /// How a ticket number appears in subjects; `{n}` is the number.
+    pub ticket_ref: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    /// Messages larger than this many bytes are refused with a reason.
+    pub max_message_bytes: u64,
+    /// Messages stored per database transaction.
+    pub batch_size: usize,
+    /// Team that new tickets from imports are routed to (empty: none).
+    pub team: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearch {
+    /// Memory budget of the index writer, in MiB.
+    pub writer_heap_mb: usize,
+    /// Indexing threads.
+    pub writer_threads: usize,
+    /// Commit the index after this many queued changes during bulk work.
+    pub commit_every: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `quietdesk=debug,info`.
+    /// `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for RawConfig {
+    /// The built-in defaults; config/quietdesk.toml documents exactly these.
+    fn default() -> Self {
+        RawConfig {
+            storage: RawStorage {
+                data_dir: PathBuf::from("./data"),
+            },
+            database: RawDatabase {
+                url: String::new(),
+                url_file: None,
+            },
+            http: RawHttp {
+                listen: "127.0.0.1:8080".into(),
+            },
+            threading: RawThreading {
+                ticket_ref: "[#QD-{n}]".into(),
+            },
+            ingest: RawIngest {
+                max_message_bytes: 50 * 1024 * 1024,
+                batch_size: 500,
+                team: String::new(),
+            },
+            search: RawSearch {
+                writer_heap_mb: 128,
+                writer_threads: 1,
+                commit_every: 50_000,
+            },
+            log: RawLog {
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+/// Validated settings, passed down explicitly.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub blob_dir: PathBuf,
+    pub index_dir: PathBuf,
+    pub listen: std::net::SocketAddr,
+    pub ticket_ref: TicketRefFormat,
+    pub ingest: qd_ingest::ImportSettings,
+    pub writer_heap_bytes: usize,
+    pub writer_threads: usize,
+    pub commit_every: usize,
+    pub log_level: String,
+}
+
+/// Merges defaults, the file (if any) and the environment.
+pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<RawConfig> {
+    let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
+    if let Some(f) = file {
+        if !f.is_file() {
+            bail!("config file {} does not exist", f.display());
+        }
+        fig = fig.merge(Toml::file(f));
+    }
+    // The environment is read once, in main, and passed in, so tests can pass their own.
+    let pairs: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("QUIETDESK__"))
+        .cloned()
+        .collect();
+    for (k, v) in pairs {
+        let key = k["QUIETDESK__".len()..].to_lowercase().replace("__", ".");
+        let value: figment::value::Value = v
+            .parse::<u64>()
+            .map(Into::into)
+            .unwrap_or_else(|_| v.clone().into());
+        fig = fig.merge(Serialized::default(&key, value));
+    }
+    fig.extract().context("invalid configuration")
+}
+
+impl RawConfig {
+    pub fn validate(self, data_dir_override: Option<&Path>) -> Result<Settings> {
+        let data_dir = data_dir_override
+            .map(Path::to_path_buf)
+            .unwrap_or(self.storage.data_dir);
+        let database_url = match &self.database.url_file {
+            Some(f) => std::fs::read_to_string(f)
+                .with_context(|| format!("reading database.url_file {}", f.display()))?
+                .trim()
+                .to_string(),
+            None => self.database.url.clone(),
+        };
+        let database_url = if database_url.is_empty() {
+            format!("sqlite://{}?mode=rwc", data_dir.join("quietdesk.db").display())
+        } else {
+            database_url
+        };
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            bail!("database.url must start with sqlite: or postgres:// (got another scheme)");
+        }
+        let listen = self
+            .http
+            .listen
+            .parse()
+            .with_context(|| format!("http.listen `{}` is not ip:port", self.http.listen))?;
+        let ticket_ref = TicketRefFormat::new(&self.threading.ticket_ref)?;
+        if self.ingest.batch_size == 0 || self.ingest.batch_size > 10_000 {
+            bail!("ingest.batch_size must be between 1 and 10000");
+        }
+        if self.ingest.max_message_bytes < 1024 {
+            bail!("ingest.max_message_bytes must be at least 1024");
+        }
+        if self.search.writer_heap_mb < 16 {
+            bail!("search.writer_heap_mb must be at least 16 (tantivy's minimum)");
+        }
+        let team = (!self.ingest.team.trim().is_empty()).then(|| self.ingest.team.clone());
+        Ok(Settings {
+            blob_dir: data_dir.join("blobs"),
+            index_dir: data_dir.join("index"),
+            data_dir,
+            database_url,
+            listen,
+            ingest: qd_ingest::ImportSettings {
+                max_message_bytes: self.ingest.max_message_bytes,
+                batch_size: self.ingest.batch_size,
+                ticket_ref: ticket_ref.clone(),
+                team,
+            },
+            ticket_ref,
+            writer_heap_bytes: self.search.writer_heap_mb * 1024 * 1024,
+            writer_threads: self.search.writer_threads.max(1),
+            commit_every: self.search.commit_every.max(1),
+            log_level: self.log.level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_file() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/quietdesk.toml")
+    }
+
+    #[test]
+    fn documented_default_file_matches_the_built_in_defaults() {
+        let text = std::fs::read_to_string(repo_file()).unwrap();
+        let parsed: RawConfig = toml::from_str(&text).expect("config/quietdesk.toml parses");
+        assert_eq!(
+            parsed,
+            RawConfig::default(),
+            "config/quietdesk.toml drifted from RawConfig::default()"
+        );
+        // Every key is documented by a comment line right above it.
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let l = line.trim();
+            if l.is_empty() || l.starts_with('#') || l.starts_with('[') {
+                continue;
+            }
+            assert!(
+                i > 0 && lines[i - 1].trim().starts_with('#'),
+                "key without a comment: {l}"
+            );
+        }
+    }
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        let env = vec![
+            ("QUIETDESK__INGEST__BATCH_SIZE".to_string(), "42".to_string()),
+            ("QUIETDESK__HTTP__LISTEN".to_string(), "127.0.0.1:9".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let raw = load(Some(&repo_file()), &env).unwrap();
+        assert_eq!(raw.ingest.batch_size, 42);
+        assert_eq!(raw.http.listen, "127.0.0.1:9");
+        assert_eq!(raw.threading.ticket_ref, "[#QD-{n}]");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("q.toml");
+        std::fs::write(&f, "[ingest]\nbatch_sise = 3\n").unwrap();
+        let err = load(Some(&f), &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("batch_sise"), "{err:#}");
+
+        let mut raw = RawConfig::default();
+        raw.threading.ticket_ref = "no placeholder".into();
+        assert!(raw.validate(None).is_err());
+    }
+
+    #[test]
+    fn data_dir_override_places_everything_under_it() {
+        let s = RawConfig::default()
+            .validate(Some(Path::new("/tmp/qd-x")))
+            .unwrap();
+        assert_eq!(s.database_url, "sqlite:///tmp/qd-x/quietdesk.db?mode=rwc");
+        assert_eq!(s.index_dir, Path::new("/tmp/qd-x/index"));
+        assert_eq!(s.blob_dir, Path::new("/tmp/qd-x/blobs"));
+    }
+}
