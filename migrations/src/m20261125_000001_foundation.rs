@@ -88,6 +88,17 @@ enum Messages {
     BlobId,
 }
 
+/// Message-IDs that stored messages refer to (In-Reply-To, References), with the ticket
+/// of the referring message: lets a parent that arrives after its reply join the reply's
+/// ticket.
+#[derive(DeriveIden)]
+enum ThreadRefs {
+    Table,
+    Id,
+    RefId,
+    TicketId,
+}
+
 #[derive(DeriveIden)]
 enum Attachments {
     Table,
@@ -334,6 +345,24 @@ impl MigrationTrait for Migration {
 
         m.create_table(
             Table::create()
+                .table(ThreadRefs::Table)
+                .col(big_pk_auto(ThreadRefs::Id))
+                .col(text(ThreadRefs::RefId))
+                .col(big_integer(ThreadRefs::TicketId))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(ThreadRefs::Table, ThreadRefs::TicketId)
+                        .to(Tickets::Table, Tickets::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(index("ix_thread_refs_ref", ThreadRefs::Table, &["ref_id"]))
+            .await?;
+
+        m.create_table(
+            Table::create()
                 .table(Attachments::Table)
                 .col(big_pk_auto(Attachments::Id))
                 .col(big_integer(Attachments::MessageId))
@@ -415,6 +444,7 @@ impl MigrationTrait for Migration {
             IngestCheckpoints::Table.into_iden(),
             AuditEvents::Table.into_iden(),
             Attachments::Table.into_iden(),
+            ThreadRefs::Table.into_iden(),
             Messages::Table.into_iden(),
             Blobs::Table.into_iden(),
             TicketTags::Table.into_iden(),

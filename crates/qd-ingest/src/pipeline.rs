@@ -56,7 +56,8 @@ pub struct ImportSummary {
     pub skipped: u64,
     /// New tickets opened by this run.
     pub tickets: u64,
-    /// Stored messages that carry at least one parse defect.
+    /// Stored messages that carry at least one parse defect (a stripped mbox envelope
+    /// line does not count).
     pub defective: u64,
     /// Raw bytes of the stored messages.
     pub bytes: u64,
@@ -68,6 +69,10 @@ pub struct ImportSummary {
 }
 
 pub const MAX_REPORTED: usize = 100;
+
+/// Recorded with the message but not a fault: mbox files and many archives carry an
+/// envelope line before the headers.
+const ENVELOPE_NOTE: &str = "mbox_envelope_stripped";
 
 /// Progress callbacks (a terminal progress bar, or nothing).
 pub trait Progress: Send + Sync {
@@ -187,7 +192,7 @@ pub async fn import_path(
             let m = &messages[s.index];
             summary.imported += 1;
             summary.bytes += m.size as u64;
-            if !m.defects.is_empty() {
+            if m.defects.iter().any(|d| d != ENVELOPE_NOTE) {
                 summary.defective += 1;
             }
         }

@@ -294,10 +294,17 @@ fn from_message(
         identity.subject = fold_whitespace(subject);
     }
 
-    let text = body_text(message, buf, &mut defects);
+    let mut text = body_text(message, buf, &mut defects);
     let html = body_html(message, buf, &mut defects);
     let attachments = attachments(message, buf);
     structure_defects(message, buf, &mut defects);
+    let broken = defects.0.contains(&Defect::Truncated) || defects.0.contains(&Defect::MalformedMime);
+    if text.trim().is_empty() && html.is_none() && broken {
+        // mail-parser drops the text of a part it could not close; staff still need to
+        // find the message by what it says.
+        let start = message.parts.first().map_or(0, |p| p.offset_body as usize);
+        text = salvage_text(buf.get(start..).unwrap_or_default());
+    }
 
     ParsedMail {
         message_id,
@@ -554,6 +561,32 @@ fn structure_defects(message: &Message<'_>, buf: &[u8], defects: &mut Defects) {
             }
         }
     }
+}
+
+/// Best-effort text of a body whose MIME structure is broken: boundary lines and the
+/// part headers after them are dropped, the rest decoded as UTF-8 or windows-1252.
+fn salvage_text(body: &[u8]) -> String {
+    let decoded = match std::str::from_utf8(body) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => encoding_rs::WINDOWS_1252.decode(body).0,
+    };
+    let mut out = String::new();
+    let mut in_part_headers = false;
+    for line in decoded.lines() {
+        if line.starts_with("--") && !line.contains(' ') {
+            in_part_headers = true;
+            continue;
+        }
+        if in_part_headers {
+            if line.trim().is_empty() {
+                in_part_headers = false;
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.trim().to_string()
 }
 
 /// Defects in order of discovery, each once.

@@ -27,7 +27,7 @@ use sea_orm::{
 use crate::blob::{PreparedBlob, CODEC_ZSTD};
 use crate::entity::{
     attachments, blobs, contacts, counters, customers, ingest_checkpoints, messages,
-    search_queue, tickets,
+    search_queue, thread_refs, tickets,
 };
 use crate::{Error, Result, Store};
 
@@ -244,6 +244,24 @@ impl Store {
                 }
             }
         }
+        // Replies stored before their parent: the parent joins the reply's ticket.
+        let own_ids: Vec<String> = keep
+            .iter()
+            .filter_map(|&i| batch[i].message_id.clone())
+            .collect();
+        let mut referenced_in_db: HashMap<String, i64> = HashMap::new();
+        for chunk in own_ids.chunks(IN_CHUNK) {
+            let rows: Vec<(String, i64)> = thread_refs::Entity::find()
+                .select_only()
+                .column(thread_refs::Column::RefId)
+                .column(thread_refs::Column::TicketId)
+                .filter(thread_refs::Column::RefId.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            referenced_in_db.extend(rows);
+        }
+        let mut referenced_by: HashMap<String, Slot> = HashMap::new();
         let mut slots: Vec<Slot> = Vec::with_capacity(keep.len());
         let mut new_count = 0usize;
         for &i in &keep {
@@ -259,7 +277,14 @@ impl Store {
                     .chain(m.references.iter().rev())
                     .find_map(|id| by_message_id.get(id).copied())
             };
-            let slot = match by_ref.or_else(by_header) {
+            let by_child = || {
+                let mid = m.message_id.as_ref()?;
+                referenced_by
+                    .get(mid)
+                    .copied()
+                    .or_else(|| referenced_in_db.get(mid).copied().map(Slot::Existing))
+            };
+            let slot = match by_ref.or_else(by_header).or_else(by_child) {
                 Some(s) => s,
                 None => {
                     new_count += 1;
@@ -268,6 +293,9 @@ impl Store {
             };
             if let Some(mid) = &m.message_id {
                 by_message_id.entry(mid.clone()).or_insert(slot);
+            }
+            for r in thread_refs_of(m) {
+                referenced_by.entry(r.to_string()).or_insert(slot);
             }
             slots.push(slot);
         }
@@ -541,6 +569,22 @@ impl Store {
                 new_ticket,
             });
         }
+        let mut ref_rows = Vec::new();
+        for (k, &i) in keep.iter().enumerate() {
+            let (ticket_id, _) = resolve(slots[k]);
+            for r in thread_refs_of(&batch[i]) {
+                ref_rows.push(thread_refs::ActiveModel {
+                    id: NotSet,
+                    ref_id: Set(r.to_string()),
+                    ticket_id: Set(ticket_id),
+                });
+            }
+        }
+        for chunk in ref_rows.chunks(CHUNK) {
+            thread_refs::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await?;
+        }
         for chunk in attachment_rows.chunks(CHUNK) {
             attachments::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(txn)
@@ -655,6 +699,21 @@ impl Store {
             .collect())
     }
 }
+
+/// The Message-IDs a message refers to, deduplicated; long References chains are cut to
+/// their last entries (the nearest ancestors), which is all threading needs.
+fn thread_refs_of(m: &NewMessage) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    let tail = m.references.len().saturating_sub(MAX_REFS);
+    for r in m.in_reply_to.iter().chain(m.references[tail..].iter()) {
+        if !out.contains(&r.as_str()) && Some(r) != m.message_id.as_ref() {
+            out.push(r);
+        }
+    }
+    out
+}
+
+const MAX_REFS: usize = 10;
 
 fn non_empty(ids: &[String]) -> Option<String> {
     if ids.is_empty() {

@@ -57,28 +57,46 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
     Ok(Store::connect(&settings.database_url, &settings.blob_dir).await?)
 }
 
-/// Opens the index; one built by another version is set aside and rebuilt from the store.
+/// Opens the index and brings it up to date with the store: an index built by another
+/// version is set aside, a missing one is rebuilt from the store, and queued changes
+/// left by a crash are applied. When another process (a running `serve`) holds the index
+/// writer, catching up is its job and this one only reads.
 pub async fn open_index(settings: &Settings, store: &Store) -> Result<SearchIndex> {
-    match SearchIndex::open_or_create(&settings.index_dir) {
-        Ok(index) => Ok(index),
+    let existed = settings.index_dir.join("meta.json").exists();
+    let (index, fresh) = match SearchIndex::open_or_create(&settings.index_dir) {
+        Ok(index) => (index, !existed),
         Err(qd_search::Error::SchemaMismatch { reason, .. }) => {
             warn!(%reason, "search index does not fit this version; rebuilding it from the store");
             std::fs::remove_dir_all(&settings.index_dir)
                 .with_context(|| format!("removing {}", settings.index_dir.display()))?;
-            let index = SearchIndex::open_or_create(&settings.index_dir)?;
-            let n = qd_search::sync::reindex(
-                store,
-                &index,
-                settings.writer_heap_bytes,
-                settings.writer_threads,
-                &|_| {},
-            )
-            .await?;
-            info!(documents = n, "search index rebuilt");
-            Ok(index)
+            (SearchIndex::open_or_create(&settings.index_dir)?, true)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
+    if fresh && store.max_message_id().await?.is_some() {
+        let n = qd_search::sync::reindex(
+            store,
+            &index,
+            settings.writer_heap_bytes,
+            settings.writer_threads,
+            &|_| {},
+        )
+        .await?;
+        info!(documents = n, "search index rebuilt from the store");
     }
+    match indexer(settings, store, &index) {
+        Ok(mut idx) => {
+            let n = idx.drain(settings.commit_every).await?;
+            if n > 0 {
+                info!(changes = n, "search index caught up with the store");
+            }
+        }
+        Err(SyncError::Index(e)) => {
+            tracing::debug!(error = %e, "index writer busy; another process keeps it current");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(index)
 }
 
 fn indexer(settings: &Settings, store: &Store, index: &SearchIndex) -> Result<Indexer, SyncError> {
@@ -298,13 +316,13 @@ async fn search(settings: &Settings, args: &SearchArgs) -> Result<ExitCode> {
 
 async fn reindex(settings: &Settings) -> Result<ExitCode> {
     let store = open_store(settings).await?;
-    let index = SearchIndex::open_or_create(&settings.index_dir).or_else(|e| match e {
-        qd_search::Error::SchemaMismatch { .. } => {
+    let index = match SearchIndex::open_or_create(&settings.index_dir) {
+        Err(qd_search::Error::SchemaMismatch { .. }) => {
             std::fs::remove_dir_all(&settings.index_dir)?;
-            Ok(SearchIndex::open_or_create(&settings.index_dir)?)
+            SearchIndex::open_or_create(&settings.index_dir)?
         }
-        e => Err(anyhow::Error::from(e)),
-    })?;
+        other => other?,
+    };
     let n = qd_search::sync::reindex(
         &store,
         &index,

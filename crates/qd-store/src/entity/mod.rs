@@ -10,5 +10,6 @@ pub mod customers;
 pub mod ingest_checkpoints;
 pub mod messages;
 pub mod search_queue;
+pub mod thread_refs;
 pub mod ticket_tags;
 pub mod tickets;

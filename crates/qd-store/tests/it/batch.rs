@@ -165,3 +165,33 @@ async fn ticket_numbers_never_repeat(b: Backend) {
     assert_eq!(seen.len(), 15);
 }
 both_backends!(ticket_numbers_never_repeat);
+
+async fn a_parent_arriving_after_its_reply_joins_the_reply_ticket(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let store = &b.store;
+    // Across batches: the reply is stored first.
+    let mut reply = vec![msg("p2@x", "erin@example.com", "Re: Mail", &["p1@x"])];
+    let out = store
+        .store_batch(&mut reply, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let mut parent = vec![msg("p1@x", "erin@example.com", "Mail", &[])];
+    let out2 = store
+        .store_batch(&mut parent, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out2.stored[0].ticket_id, out.stored[0].ticket_id);
+    assert_eq!(out2.new_tickets, 0);
+    // Within one batch.
+    let mut both = vec![
+        msg("q3@x", "frank@example.com", "Re: Re: DNS", &["q1@x", "q2@x"]),
+        msg("q1@x", "frank@example.com", "DNS", &[]),
+    ];
+    let out3 = store
+        .store_batch(&mut both, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out3.new_tickets, 1);
+    assert_eq!(out3.stored[0].ticket_id, out3.stored[1].ticket_id);
+}
+both_backends!(a_parent_arriving_after_its_reply_joins_the_reply_ticket);

@@ -1,0 +1,231 @@
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, PreTokenizedString, RawTokenizer, RemoveLongFilter,
+    SimpleTokenizer, TextAnalyzer, Token, TokenizerManager,
+};
+use tantivy::TantivyDocument;
+
+use crate::SearchDoc;
+
+// The analyzer names are part of the schema that is saved with the index, so an index built
+// with an older analyzer fails the schema comparison on open and gets rebuilt. Change the
+// analyzer, bump the version in its name.
+pub(crate) const TEXT_ANALYZER: &str = "qd_text_v1";
+pub(crate) const KEYWORD_ANALYZER: &str = "qd_keyword_v1";
+
+/// Tokens longer than this are dropped: in mail they are base64 runs, hashes and URLs
+/// glued together, which nobody types and which bloat the term dictionary.
+const MAX_TOKEN_BYTES: usize = 64;
+
+pub(crate) const MESSAGE_DB_ID: &str = "message_db_id";
+pub(crate) const TICKET_NUMBER: &str = "ticket_number";
+pub(crate) const TICKET_ID: &str = "ticket_id";
+pub(crate) const DATE: &str = "date";
+
+/// Words: split on anything not alphanumeric, lower-cased, folded to ASCII ("Café" is found
+/// by "cafe"). An address `alice@example.com` becomes `alice example com`, so a full address
+/// is a phrase over its parts and a partial one is one of them. The query parser analyses
+/// query words with the same function.
+pub(crate) fn text_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// Whole values (status, tag) compared without case or accents.
+pub(crate) fn keyword_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(RawTokenizer::default())
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// Runs `analyzer` over `text` and returns the tokens.
+pub(crate) fn analyze(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    analyzer
+        .token_stream(text)
+        .process(&mut |token| tokens.push(token.text.clone()));
+    tokens
+}
+
+/// The term of two adjacent words in a pair field. Tokens never contain a space.
+pub(crate) fn pair(first: &str, second: &str) -> String {
+    format!("{first} {second}")
+}
+
+/// The pairs of adjacent words of `text`, as a pre-tokenized value for a pair field. Words
+/// with a dropped (overlong) word between them are not adjacent, as in a phrase query.
+fn pairs(analyzer: &mut TextAnalyzer, text: &str) -> PreTokenizedString {
+    let mut tokens = Vec::new();
+    let mut previous: Option<(usize, String)> = None;
+    analyzer.token_stream(text).process(&mut |token| {
+        if let Some((position, word)) = &previous {
+            if position + 1 == token.position {
+                tokens.push(Token {
+                    position: tokens.len(),
+                    text: pair(word, &token.text),
+                    ..Token::default()
+                });
+            }
+        }
+        previous = Some((token.position, token.text.clone()));
+    });
+    PreTokenizedString {
+        text: String::new(),
+        tokens,
+    }
+}
+
+pub(crate) fn tokenizers() -> TokenizerManager {
+    let manager = TokenizerManager::default();
+    manager.register(TEXT_ANALYZER, text_analyzer());
+    manager.register(KEYWORD_ANALYZER, keyword_analyzer());
+    manager
+}
+
+/// Handles of our fields in [`schema`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields {
+    pub message_db_id: Field,
+    pub ticket_number: Field,
+    pub ticket_id: Field,
+    pub date: Field,
+    pub status: Field,
+    pub tags: Field,
+    pub has_attachment: Field,
+    pub subject: Field,
+    pub body: Field,
+    pub from: Field,
+    pub to: Field,
+    /// Subject, body, from and to together, for bare words.
+    pub all: Field,
+    /// Adjacent word pairs of subject and body.
+    pub pairs: Field,
+    pub from_pairs: Field,
+    pub to_pairs: Field,
+}
+
+/// The schema and its field handles. Nothing but the two ids is stored: hits are resolved
+/// through fast fields and the text lives in the database.
+pub(crate) fn schema() -> (Schema, Fields) {
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TEXT_ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    // Every word of subject, body, from and to in one field without positions: a word
+    // query is then one term query and an AND of words an intersection of term queries,
+    // the shapes tantivy answers with block-max pruning instead of scoring every match.
+    let all = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TEXT_ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    // Pairs of adjacent words ("late payment"), one term each: a two-word phrase is then a
+    // term query, and a longer one only verifies positions where all its pairs occur. A
+    // phrase of common words otherwise reads the positions of most documents.
+    let pairs = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TEXT_ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    // Filters. Frequencies (always 1) make their term queries plain term scorers, so that a
+    // word AND a filter still takes the pruned intersection; without field norms every
+    // match scores the same, so filters do not change the ranking.
+    let keyword = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(KEYWORD_ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqs)
+            .set_fieldnorms(false),
+    );
+    let mut b = Schema::builder();
+    let fields = Fields {
+        message_db_id: b.add_i64_field(MESSAGE_DB_ID, INDEXED | FAST | STORED),
+        ticket_number: b.add_i64_field(TICKET_NUMBER, INDEXED | FAST | STORED),
+        ticket_id: b.add_i64_field(TICKET_ID, FAST),
+        // Seconds since the Unix epoch, UTC.
+        date: b.add_i64_field(DATE, INDEXED | FAST),
+        status: b.add_text_field("status", keyword.clone()),
+        tags: b.add_text_field("tags", keyword),
+        has_attachment: b.add_bool_field("has_attachment", INDEXED),
+        subject: b.add_text_field("subject", text.clone()),
+        body: b.add_text_field("body", text.clone()),
+        from: b.add_text_field("from", text.clone()),
+        to: b.add_text_field("to", text),
+        all: b.add_text_field("all", all),
+        pairs: b.add_text_field("pairs", pairs.clone()),
+        from_pairs: b.add_text_field("from_pairs", pairs.clone()),
+        to_pairs: b.add_text_field("to_pairs", pairs),
+    };
+    (b.build(), fields)
+}
+
+pub(crate) fn to_document(f: &Fields, doc: &SearchDoc) -> TantivyDocument {
+    let mut d = TantivyDocument::default();
+    d.add_i64(f.message_db_id, doc.message_db_id);
+    d.add_i64(f.ticket_number, doc.ticket_number);
+    d.add_i64(f.ticket_id, doc.ticket_id);
+    d.add_i64(f.date, doc.date.timestamp());
+    d.add_text(f.status, doc.status.trim());
+    for tag in &doc.tags {
+        d.add_text(f.tags, tag.trim());
+    }
+    d.add_bool(f.has_attachment, doc.has_attachment);
+    d.add_text(f.subject, &doc.subject);
+    d.add_text(f.body, &doc.body);
+    d.add_text(f.from, &doc.from);
+    d.add_text(f.to, &doc.to);
+    for text in [&doc.subject, &doc.body, &doc.from, &doc.to] {
+        d.add_text(f.all, text);
+    }
+    let mut analyzer = text_analyzer();
+    for (field, text) in [
+        (f.pairs, &doc.subject),
+        (f.pairs, &doc.body),
+        (f.from_pairs, &doc.from),
+        (f.to_pairs, &doc.to),
+    ] {
+        d.add_pre_tokenized_text(field, pairs(&mut analyzer, text));
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_into_parts_and_accents_fold() {
+        let mut a = text_analyzer();
+        assert_eq!(
+            analyze(&mut a, "Alice Ünal <Alice.Unal@Example.COM>"),
+            ["alice", "unal", "alice", "unal", "example", "com"]
+        );
+        assert_eq!(analyze(&mut a, "Café"), ["cafe"]);
+    }
+
+    #[test]
+    fn pairs_join_adjacent_words_only() {
+        let long = "x".repeat(MAX_TOKEN_BYTES + 1);
+        let text = format!("Late payment, {long} again");
+        let got: Vec<String> = pairs(&mut text_analyzer(), &text)
+            .tokens
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        assert_eq!(got, ["late payment"]);
+    }
+
+    #[test]
+    fn keywords_stay_whole() {
+        assert_eq!(
+            analyze(&mut keyword_analyzer(), "Needs Réview"),
+            ["needs review"]
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! Bad input loses nothing and blocks nothing.
+
+use crate::{path_str, Qd};
+
+const GOOD: &str = "From: a@example.org\r\nTo: support@quietdesk.example\r\nSubject: fine\r\nMessage-ID: <good-1@example.org>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nall good\r\n";
+
+#[test]
+fn oversized_garbage_and_broken_messages_never_stop_the_others() {
+    let qd = Qd::sqlite();
+    let src = qd.dir.path().join("inbox");
+    std::fs::create_dir_all(src.join("nested/deeper")).unwrap();
+    std::fs::write(src.join("01"), GOOD).unwrap();
+    // Over the limit set below: refused with a reason naming the setting.
+    let big = format!(
+        "From: b@example.org\r\nSubject: big\r\nMessage-ID: <big@example.org>\r\n\r\n{}\r\n",
+        "x".repeat(5000)
+    );
+    std::fs::write(src.join("02"), big).unwrap();
+    // Not mail at all (a stray binary): skipped and counted.
+    std::fs::write(src.join("nested/03.bin"), [0u8, 159, 146, 150, 255, 0, 1, 2]).unwrap();
+    // Headers but a broken MIME structure and an unknown charset: stored, with defects.
+    std::fs::write(
+        src.join("nested/deeper/04"),
+        "From: c@example.org\r\nSubject: broken\r\nMessage-ID: <broken@example.org>\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain; charset=x-no-such-charset\r\n\r\nhalf a message\r\n",
+    )
+    .unwrap();
+    // An mbox envelope line on top of a single message file.
+    std::fs::write(
+        src.join("05"),
+        format!("From c@example.org Mon Jan  1 10:00:00 2024\n{}", GOOD.replace("good-1", "good-2")),
+    )
+    .unwrap();
+    let mut cmd = qd.command(&["import", path_str(&src), "--json"]);
+    cmd.env("QUIETDESK__INGEST__MAX_MESSAGE_BYTES", "4096");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["imported"], 3);
+    assert_eq!(s["failed"], 1);
+    assert_eq!(s["skipped"], 1);
+    assert_eq!(s["defective"], 1);
+    let reason = s["failures"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("exceeds the limit of 4096 bytes"), "{reason}");
+    assert_eq!(s["failures"][0]["position"], "path:02");
+    // The broken message is searchable by what could be read of it.
+    assert_eq!(qd.search("half", 10).len(), 1);
+}
+
+#[test]
+fn an_mbox_file_imports_every_message_and_resumes_by_offset() {
+    let qd = Qd::sqlite();
+    let mbox = qd.dir.path().join("box.mbox");
+    let mut text = String::new();
+    for i in 0..3 {
+        text.push_str(&format!(
+            "From sender@example.org Mon Jan  1 10:00:0{i} 2024\n{}\n",
+            GOOD.replace("good-1", &format!("mbox-{i}"))
+                .replace("all good", &format!("all good\r\n>From the desk {i}"))
+        ));
+    }
+    std::fs::write(&mbox, &text).unwrap();
+    let s = qd.json(&["import", path_str(&mbox), "--json"]);
+    assert_eq!(s["imported"], 3);
+    assert_eq!(s["kind"], "mbox");
+    // Appending a message and importing again takes only the new one.
+    let mut more = text.clone();
+    more.push_str(&format!(
+        "From sender@example.org Mon Jan  1 11:00:00 2024\n{}\n",
+        GOOD.replace("good-1", "mbox-3")
+    ));
+    std::fs::write(&mbox, more).unwrap();
+    let s = qd.json(&["import", path_str(&mbox), "--json"]);
+    assert_eq!(s["imported"], 1);
+    assert_eq!(s["duplicates"], 0, "resumed by offset, not by re-reading");
+    assert_eq!(qd.json(&["stats", "--json"])["messages"], 4);
+    // The >From quoting is undone in the stored body.
+    let hit = qd.search("desk", 10);
+    assert_eq!(hit.len(), 3);
+}
+
+#[test]
+fn a_missing_path_and_a_bad_config_are_clear_errors() {
+    let qd = Qd::sqlite();
+    let out = qd.run(&["import", "/nonexistent/quietdesk/path"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/quietdesk/path"));
+
+    let cfg = qd.dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[threading]\nticket_ref = \"no placeholder\"\n").unwrap();
+    let out = qd.run(&["--config", path_str(&cfg), "stats"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("{n}"));
+}

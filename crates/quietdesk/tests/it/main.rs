@@ -1,0 +1,103 @@
+//! End-to-end tests of the `quietdesk` binary, run the way users run it: a fresh data dir,
+//! real SQLite files, a private PostgreSQL database (qd-testkit), the real CLI.
+
+mod bad_input;
+mod corpus;
+mod import_search;
+mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// One quietdesk installation: a data dir and its environment.
+pub struct Qd {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+    pub _pg: Option<qd_testkit::PgDatabase>,
+}
+
+impl Qd {
+    pub fn sqlite() -> Qd {
+        Qd {
+            dir: tempfile::tempdir().unwrap(),
+            env: vec![],
+            _pg: None,
+        }
+    }
+
+    pub async fn postgres() -> Qd {
+        let pg = qd_testkit::PgDatabase::create()
+            .await
+            .expect("PostgreSQL for the end-to-end tests");
+        Qd {
+            dir: tempfile::tempdir().unwrap(),
+            env: vec![("QUIETDESK__DATABASE__URL".into(), pg.url().to_string())],
+            _pg: Some(pg),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quietdesk"));
+        cmd.arg("--data-dir").arg(self.data_dir()).args(args);
+        cmd.env_remove("RUST_LOG").env("QUIETDESK__LOG__LEVEL", "warn");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run quietdesk")
+    }
+
+    /// Runs a command that must succeed and print JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "quietdesk {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "quietdesk {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    pub fn search(&self, query: &str, limit: usize) -> Vec<Value> {
+        let limit = limit.to_string();
+        match self.json(&["search", query, "--limit", &limit, "--json"]) {
+            Value::Array(hits) => hits,
+            other => panic!("search printed {other}"),
+        }
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// Runs an async scenario on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::Qd::sqlite()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::Qd::postgres().await).await;
+            }
+        }
+    };
+}
