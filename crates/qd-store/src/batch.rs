@@ -26,8 +26,8 @@ use sea_orm::{
 
 use crate::blob::{PreparedBlob, CODEC_ZSTD};
 use crate::entity::{
-    attachments, blobs, contacts, counters, customers, ingest_checkpoints, messages,
-    search_queue, thread_refs, tickets,
+    attachments, blobs, contacts, counters, customers, ingest_checkpoints, messages, search_queue,
+    thread_refs, tickets,
 };
 use crate::{Error, Result, Store};
 
@@ -394,7 +394,9 @@ impl Store {
         let mut requeue_tickets = Vec::new();
         for (&id, &(at, inbound)) in &touched {
             let Some(info) = existing.get(&id) else {
-                return Err(Error::Inconsistent(format!("ticket {id} vanished during the batch")));
+                return Err(Error::Inconsistent(format!(
+                    "ticket {id} vanished during the batch"
+                )));
             };
             let mut update = tickets::Entity::update_many()
                 .col_expr(
@@ -519,10 +521,10 @@ impl Store {
             // (unique within the batch after step 1) instead of by position.
             let stmt = messages::Entity::insert_many(chunk.to_vec())
                 .into_query()
-                .returning(Query::returning().columns([
-                    messages::Column::Id,
-                    messages::Column::ContentHash,
-                ]))
+                .returning(
+                    Query::returning()
+                        .columns([messages::Column::Id, messages::Column::ContentHash]),
+                )
                 .to_owned();
             for row in txn.query_all(&stmt).await? {
                 let id: i64 = row.try_get_by_index(0)?;
@@ -535,9 +537,9 @@ impl Store {
         let mut queue_rows = Vec::with_capacity(keep.len());
         for (k, &i) in keep.iter().enumerate() {
             let m = &batch[i];
-            let message_db_id = *id_by_hash.get(&m.content_hash).ok_or_else(|| {
-                Error::Inconsistent("an inserted message has no id".to_string())
-            })?;
+            let message_db_id = *id_by_hash
+                .get(&m.content_hash)
+                .ok_or_else(|| Error::Inconsistent("an inserted message has no id".to_string()))?;
             for a in &m.attachments {
                 attachment_rows.push(attachments::ActiveModel {
                     id: NotSet,

@@ -197,11 +197,17 @@ mod tests {
         let store = BlobStore::open(dir.path()).unwrap();
         let raw = b"Subject: hi\r\n\r\nhello hello hello hello\r\n".repeat(20);
         let blob = PreparedBlob::prepare(&raw).unwrap();
-        assert!(blob.data.len() < raw.len(), "zstd should shrink repetitive mail");
+        assert!(
+            blob.data.len() < raw.len(),
+            "zstd should shrink repetitive mail"
+        );
         store.write("contact-1", &blob).unwrap();
         store.write("contact-1", &blob).unwrap();
         assert_eq!(store.count_files().unwrap(), 1);
-        assert_eq!(store.read("contact-1", &blob.digest, CODEC_ZSTD).unwrap(), raw);
+        assert_eq!(
+            store.read("contact-1", &blob.digest, CODEC_ZSTD).unwrap(),
+            raw
+        );
         assert!(store.delete("contact-1", &blob.digest).unwrap());
         assert!(!store.delete("contact-1", &blob.digest).unwrap());
         assert_eq!(store.count_files().unwrap(), 0);
@@ -225,7 +231,13 @@ mod tests {
     fn refuses_path_tricks() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        assert!(matches!(store.path("../etc", &"a".repeat(64)), Err(BlobError::BadScope(_))));
-        assert!(matches!(store.path("s", "../../x"), Err(BlobError::BadDigest(_))));
+        assert!(matches!(
+            store.path("../etc", &"a".repeat(64)),
+            Err(BlobError::BadScope(_))
+        ));
+        assert!(matches!(
+            store.path("s", "../../x"),
+            Err(BlobError::BadDigest(_))
+        ));
     }
 }

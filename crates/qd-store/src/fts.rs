@@ -23,10 +23,12 @@ impl PgFts {
     /// Connects and (re)creates the table, copying every message of `store` into it,
     /// then builds the GIN index. Returns the number of rows.
     pub async fn load(url: &str, store: &Store) -> Result<(PgFts, u64)> {
-        let db = Database::connect(url).await.map_err(|source| Error::Connect {
-            url: crate::redact_url(url),
-            source,
-        })?;
+        let db = Database::connect(url)
+            .await
+            .map_err(|source| Error::Connect {
+                url: crate::redact_url(url),
+                source,
+            })?;
         db.execute_unprepared(
             "DROP TABLE IF EXISTS bench_fts;
              CREATE TABLE bench_fts (id bigint PRIMARY KEY, subject text, body text, from_addr text,
@@ -41,7 +43,8 @@ impl PgFts {
             let Some(&last) = ids.last() else { break };
             after = last;
             let docs = store.index_rows(&ids).await?;
-            let mut sql = String::from("INSERT INTO bench_fts (id, subject, body, from_addr) VALUES ");
+            let mut sql =
+                String::from("INSERT INTO bench_fts (id, subject, body, from_addr) VALUES ");
             let mut values: Vec<Value> = Vec::with_capacity(docs.len() * 4);
             for (i, d) in docs.iter().enumerate() {
                 if i > 0 {
@@ -55,8 +58,12 @@ impl PgFts {
                 values.push(d.from.to_lowercase().into());
             }
             if !docs.is_empty() {
-                db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
-                    .await?;
+                db.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    sql,
+                    values,
+                ))
+                .await?;
                 rows += docs.len() as u64;
             }
         }
@@ -86,12 +93,19 @@ impl PgFts {
                 "SELECT id FROM bench_fts, plainto_tsquery('simple', $2) q
                  WHERE tsv @@ q AND from_addr LIKE $1
                  ORDER BY ts_rank(tsv, q) DESC LIMIT 10",
-                vec![format!("%{}%", from.to_lowercase()).into(), term.clone().into()],
+                vec![
+                    format!("%{}%", from.to_lowercase()).into(),
+                    term.clone().into(),
+                ],
             ),
         };
         let rows = self
             .db
-            .query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
             .await?;
         Ok(rows.len())
     }

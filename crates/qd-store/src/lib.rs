@@ -7,8 +7,8 @@
 //! single transaction. The search index follows the `search_queue` table, never the
 //! other way round. Only this crate names sea-orm.
 
-pub mod blob;
 mod batch;
+pub mod blob;
 pub mod entity;
 pub mod fts;
 mod queries;
@@ -16,10 +16,12 @@ mod queries;
 use std::path::Path;
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
-pub use batch::{BatchOutcome, BatchSettings, Checkpoint, NewAttachment, NewMessage, StoredMessage};
+pub use batch::{
+    BatchOutcome, BatchSettings, Checkpoint, NewAttachment, NewMessage, StoredMessage,
+};
 pub use blob::{BlobError, BlobStore, PreparedBlob};
 pub use queries::{IndexRow, MessageText, QueueItem, Stats};
 
@@ -84,10 +86,12 @@ impl Store {
             opts.max_connections(8);
             Backend::Postgres
         };
-        let db = Database::connect(opts).await.map_err(|source| Error::Connect {
-            url: redact_url(url),
-            source,
-        })?;
+        let db = Database::connect(opts)
+            .await
+            .map_err(|source| Error::Connect {
+                url: redact_url(url),
+                source,
+            })?;
         Migrator::up(&db, None).await.map_err(Error::Migrate)?;
         let blobs = BlobStore::open(blob_dir)?;
         Ok(Store { db, blobs, backend })
@@ -157,6 +161,9 @@ mod tests {
             super::redact_url("postgres://qd:s3cret@db:5432/qd"),
             "postgres://qd:***@db:5432/qd"
         );
-        assert_eq!(super::redact_url("sqlite://./data/q.db"), "sqlite://./data/q.db");
+        assert_eq!(
+            super::redact_url("sqlite://./data/q.db"),
+            "sqlite://./data/q.db"
+        );
     }
 }

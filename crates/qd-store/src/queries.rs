@@ -8,8 +8,8 @@ use qd_core::TicketStatus;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -64,6 +64,21 @@ pub struct MessageText {
     pub message_id: Option<String>,
     pub subject: String,
     pub body: String,
+}
+
+#[derive(FromQueryResult)]
+struct IndexCols {
+    id: i64,
+    ticket_id: i64,
+    subject: String,
+    body_text: String,
+    from_name: Option<String>,
+    from_addr: Option<String>,
+    to_addrs: String,
+    cc_addrs: String,
+    date: Option<DateTime<Utc>>,
+    received_at: DateTime<Utc>,
+    has_attachments: bool,
 }
 
 fn display(name: &Option<String>, addr: &Option<String>) -> String {
@@ -173,8 +188,24 @@ impl Store {
     pub async fn index_rows(&self, ids: &[i64]) -> Result<Vec<IndexRow>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IN_CHUNK) {
-            let msgs = messages::Entity::find()
+            // Only what the index needs: HTML bodies can be large and are not indexed.
+            let msgs: Vec<IndexCols> = messages::Entity::find()
+                .select_only()
+                .columns([
+                    messages::Column::Id,
+                    messages::Column::TicketId,
+                    messages::Column::Subject,
+                    messages::Column::BodyText,
+                    messages::Column::FromName,
+                    messages::Column::FromAddr,
+                    messages::Column::ToAddrs,
+                    messages::Column::CcAddrs,
+                    messages::Column::Date,
+                    messages::Column::ReceivedAt,
+                    messages::Column::HasAttachments,
+                ])
                 .filter(messages::Column::Id.is_in(chunk.iter().copied()))
+                .into_model::<IndexCols>()
                 .all(&self.db)
                 .await?;
             let mut ticket_ids: Vec<i64> = msgs.iter().map(|m| m.ticket_id).collect();

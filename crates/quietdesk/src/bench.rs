@@ -107,12 +107,30 @@ async fn build_classes(store: &qd_store::Store, per_class: usize) -> Result<Vec<
     if samples.is_empty() {
         bail!("no stored message has enough words to build queries from");
     }
-    let mut one = Class { name: "one-term", ours: vec![], pg: vec![] };
-    let mut two = Class { name: "two-term", ours: vec![], pg: vec![] };
-    let mut phrase = Class { name: "phrase", ours: vec![], pg: vec![] };
-    let mut field = Class { name: "field-filtered", ours: vec![], pg: vec![] };
+    let mut one = Class {
+        name: "one-term",
+        ours: vec![],
+        pg: vec![],
+    };
+    let mut two = Class {
+        name: "two-term",
+        ours: vec![],
+        pg: vec![],
+    };
+    let mut phrase = Class {
+        name: "phrase",
+        ours: vec![],
+        pg: vec![],
+    };
+    let mut field = Class {
+        name: "field-filtered",
+        ours: vec![],
+        pg: vec![],
+    };
     for _ in 0..per_class {
-        let Some((w, from)) = samples.choose(&mut rng) else { break };
+        let Some((w, from)) = samples.choose(&mut rng) else {
+            break;
+        };
         let a = &w[rng.gen_range(0..w.len())];
         one.ours.push(a.clone());
         one.pg.push(FtsQuery::Terms(vec![a.clone()]));
@@ -121,7 +139,9 @@ async fn build_classes(store: &qd_store::Store, per_class: usize) -> Result<Vec<
         two.pg.push(FtsQuery::Terms(vec![a.clone(), b.clone()]));
         let i = rng.gen_range(0..w.len() - 1);
         phrase.ours.push(format!("\"{} {}\"", w[i], w[i + 1]));
-        phrase.pg.push(FtsQuery::Phrase(vec![w[i].clone(), w[i + 1].clone()]));
+        phrase
+            .pg
+            .push(FtsQuery::Phrase(vec![w[i].clone(), w[i + 1].clone()]));
         let addr = from
             .rsplit('<')
             .next()
@@ -221,7 +241,15 @@ async fn search(settings: &Settings, args: &BenchSearchArgs) -> Result<ExitCode>
         println!("search latency over {docs} indexed messages (top 10)");
         println!(
             "{:<15} {:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>10} {:>8}",
-            "class", "runs", "idx p50", "idx p99", "full p50", "full p99", "pg p50", "pg p99", "pg/ours"
+            "class",
+            "runs",
+            "idx p50",
+            "idx p99",
+            "full p50",
+            "full p99",
+            "pg p50",
+            "pg p99",
+            "pg/ours"
         );
         for f in &figures {
             let opt = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());

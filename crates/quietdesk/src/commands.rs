@@ -142,9 +142,7 @@ async fn serve(settings: &Settings) -> Result<ExitCode> {
     info!(listen = %settings.listen, data_dir = %settings.data_dir.display(), "quietdesk serving");
     let app = qd_web::router(qd_web::AppState::new(store.clone(), index.clone()));
     let sd = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum_serve(listener, app, sd).await
-    });
+    let server = tokio::spawn(async move { axum_serve(listener, app, sd).await });
 
     wait_for_signal().await;
     info!("shutting down");
@@ -241,7 +239,8 @@ async fn import(settings: &Settings, args: &ImportArgs) -> Result<ExitCode> {
     } else {
         indicatif::ProgressBar::hidden()
     });
-    let result = qd_ingest::import_path(&store, &args.path, &settings.ingest, &SystemClock, &bar).await;
+    let result =
+        qd_ingest::import_path(&store, &args.path, &settings.ingest, &SystemClock, &bar).await;
     bar.0.finish_and_clear();
     done.store(true, Ordering::Release);
     let indexed = indexer_task.await.context("indexer task")?;

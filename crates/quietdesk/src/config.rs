@@ -176,7 +176,10 @@ impl RawConfig {
             None => self.database.url.clone(),
         };
         let database_url = if database_url.is_empty() {
-            format!("sqlite://{}?mode=rwc", data_dir.join("quietdesk.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("quietdesk.db").display()
+            )
         } else {
             database_url
         };
@@ -254,8 +257,14 @@ mod tests {
     #[test]
     fn environment_overrides_file_and_defaults() {
         let env = vec![
-            ("QUIETDESK__INGEST__BATCH_SIZE".to_string(), "42".to_string()),
-            ("QUIETDESK__HTTP__LISTEN".to_string(), "127.0.0.1:9".to_string()),
+            (
+                "QUIETDESK__INGEST__BATCH_SIZE".to_string(),
+                "42".to_string(),
+            ),
+            (
+                "QUIETDESK__HTTP__LISTEN".to_string(),
+                "127.0.0.1:9".to_string(),
+            ),
             ("OTHER".to_string(), "x".to_string()),
         ];
         let raw = load(Some(&repo_file()), &env).unwrap();

@@ -5,7 +5,8 @@ use qd_store::{BatchSettings, Checkpoint, NewAttachment, NewMessage, PreparedBlo
 use crate::{both_backends, Backend};
 
 fn msg(id: &str, from: &str, subject: &str, reply_to: &[&str]) -> NewMessage {
-    let raw = format!("Message-ID: <{id}>\r\nFrom: {from}\r\nSubject: {subject}\r\n\r\nbody of {id}\r\n");
+    let raw =
+        format!("Message-ID: <{id}>\r\nFrom: {from}\r\nSubject: {subject}\r\n\r\nbody of {id}\r\n");
     NewMessage {
         direction: Direction::In,
         message_id: Some(id.to_string()),
@@ -82,7 +83,12 @@ async fn threads_deduplicates_and_checkpoints(b: Backend) {
             &format!("RE: Invoice {}", fmt.render(bob_ticket)),
             &[],
         ),
-        msg("a3@x", "alice@example.com", "Re: Re: Server down", &["nope@x", "a2@x"]),
+        msg(
+            "a3@x",
+            "alice@example.com",
+            "Re: Re: Server down",
+            &["nope@x", "a2@x"],
+        ),
         msg("c1@x", "carol@example.com", "Hello", &["unknown@elsewhere"]),
     ];
     let out2 = store
@@ -159,7 +165,11 @@ async fn ticket_numbers_never_repeat(b: Backend) {
             .await
             .unwrap();
         for s in out.stored {
-            assert!(seen.insert(s.ticket_number), "number {} reused", s.ticket_number);
+            assert!(
+                seen.insert(s.ticket_number),
+                "number {} reused",
+                s.ticket_number
+            );
         }
     }
     assert_eq!(seen.len(), 15);
@@ -184,7 +194,12 @@ async fn a_parent_arriving_after_its_reply_joins_the_reply_ticket(b: Backend) {
     assert_eq!(out2.new_tickets, 0);
     // Within one batch.
     let mut both = vec![
-        msg("q3@x", "frank@example.com", "Re: Re: DNS", &["q1@x", "q2@x"]),
+        msg(
+            "q3@x",
+            "frank@example.com",
+            "Re: Re: DNS",
+            &["q1@x", "q2@x"],
+        ),
         msg("q1@x", "frank@example.com", "DNS", &[]),
     ];
     let out3 = store

@@ -1,5 +1,7 @@
 //! qd-store against both backends: every scenario runs on a fresh SQLite file and on a
 //! private PostgreSQL database (see qd-testkit; PostgreSQL must be reachable).
+// Test code: a failed unwrap is a failed test with its location, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod batch;
 
@@ -16,7 +18,9 @@ pub struct Backend {
 pub async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("qd.db").display());
-    let store = Store::connect(&url, &dir.path().join("blobs")).await.unwrap();
+    let store = Store::connect(&url, &dir.path().join("blobs"))
+        .await
+        .unwrap();
     Backend {
         store,
         _dir: dir,
@@ -44,7 +48,9 @@ pub fn blob_files(root: &Path) -> usize {
 }
 
 fn walk(dir: &Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| {
             if e.path().is_dir() {

@@ -17,7 +17,11 @@ fn oversized_garbage_and_broken_messages_never_stop_the_others() {
     );
     std::fs::write(src.join("02"), big).unwrap();
     // Not mail at all (a stray binary): skipped and counted.
-    std::fs::write(src.join("nested/03.bin"), [0u8, 159, 146, 150, 255, 0, 1, 2]).unwrap();
+    std::fs::write(
+        src.join("nested/03.bin"),
+        [0u8, 159, 146, 150, 255, 0, 1, 2],
+    )
+    .unwrap();
     // Headers but a broken MIME structure and an unknown charset: stored, with defects.
     std::fs::write(
         src.join("nested/deeper/04"),
@@ -27,20 +31,30 @@ fn oversized_garbage_and_broken_messages_never_stop_the_others() {
     // An mbox envelope line on top of a single message file.
     std::fs::write(
         src.join("05"),
-        format!("From c@example.org Mon Jan  1 10:00:00 2024\n{}", GOOD.replace("good-1", "good-2")),
+        format!(
+            "From c@example.org Mon Jan  1 10:00:00 2024\n{}",
+            GOOD.replace("good-1", "good-2")
+        ),
     )
     .unwrap();
     let mut cmd = qd.command(&["import", path_str(&src), "--json"]);
     cmd.env("QUIETDESK__INGEST__MAX_MESSAGE_BYTES", "4096");
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["imported"], 3);
     assert_eq!(s["failed"], 1);
     assert_eq!(s["skipped"], 1);
     assert_eq!(s["defective"], 1);
     let reason = s["failures"][0]["reason"].as_str().unwrap();
-    assert!(reason.contains("exceeds the limit of 4096 bytes"), "{reason}");
+    assert!(
+        reason.contains("exceeds the limit of 4096 bytes"),
+        "{reason}"
+    );
     assert_eq!(s["failures"][0]["position"], "path:02");
     // The broken message is searchable by what could be read of it.
     assert_eq!(qd.search("half", 10).len(), 1);

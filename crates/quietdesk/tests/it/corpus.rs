@@ -88,8 +88,13 @@ async fn the_spamassassin_corpus_imports_threads_and_searches() {
     // shares that message's ticket, always. A parent imported after its reply joins the
     // reply's ticket unless its own headers already put it in another ticket (tickets are
     // never merged behind staff's back), so for those only most must thread.
-    let url = format!("sqlite://{}?mode=rwc", qd.data_dir().join("quietdesk.db").display());
-    let store = qd_store::Store::connect(&url, &qd.data_dir().join("blobs")).await.unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        qd.data_dir().join("quietdesk.db").display()
+    );
+    let store = qd_store::Store::connect(&url, &qd.data_dir().join("blobs"))
+        .await
+        .unwrap();
     let mut order: Vec<usize> = (0..files.len()).collect();
     order.sort_by_key(|&i| files[i]);
     let mut rank = vec![0; files.len()];
@@ -109,7 +114,10 @@ async fn the_spamassassin_corpus_imports_threads_and_searches() {
         let theirs = store.ticket_of_message_id(parent).await.unwrap();
         assert!(mine.is_some() && theirs.is_some());
         if rank[known[parent.as_str()]] < rank[i] {
-            assert_eq!(mine, theirs, "{id} not threaded with {parent}, imported before it");
+            assert_eq!(
+                mine, theirs,
+                "{id} not threaded with {parent}, imported before it"
+            );
             pairs += 1;
         } else {
             // The parent came later. Unless its own headers thread it to a message
@@ -127,25 +135,41 @@ async fn the_spamassassin_corpus_imports_threads_and_searches() {
     }
     // Every earlier message that names a late parent in In-Reply-To or References.
     for (i, p) in parsed.iter().enumerate() {
-        let Some(id) = p.message_id.as_deref() else { continue };
+        let Some(id) = p.message_id.as_deref() else {
+            continue;
+        };
         for r in p.in_reply_to.iter().chain(p.references.iter()) {
-            let Some(entry) = late.get_mut(r.as_str()) else { continue };
+            let Some(entry) = late.get_mut(r.as_str()) else {
+                continue;
+            };
             if rank[i] < rank[known[r.as_str()]] {
-                entry.1.extend(store.ticket_of_message_id(id).await.unwrap());
+                entry
+                    .1
+                    .extend(store.ticket_of_message_id(id).await.unwrap());
             }
         }
     }
     // A parent referenced by replies in several tickets can join only one of them.
-    assert!(late.len() > 10, "too few late parents ({}) to check adoption", late.len());
+    assert!(
+        late.len() > 10,
+        "too few late parents ({}) to check adoption",
+        late.len()
+    );
     for (parent, (ticket, reply_tickets)) in &late {
         assert!(
             ticket.is_some_and(|t| reply_tickets.contains(&t)),
             "late parent {parent} did not join any of its replies' tickets"
         );
     }
-    assert!(pairs > 100, "only {pairs} reply pairs found: threading was barely exercised");
+    assert!(
+        pairs > 100,
+        "only {pairs} reply pairs found: threading was barely exercised"
+    );
     let tickets = qd.json(&["stats", "--json"])["tickets"].as_u64().unwrap();
-    assert!(tickets < imported - pairs as u64 / 2, "replies did not merge into tickets");
+    assert!(
+        tickets < imported - pairs as u64 / 2,
+        "replies did not merge into tickets"
+    );
     store.close().await.unwrap();
 
     // Search: subject phrases and senders of sampled messages find those messages.

@@ -65,14 +65,21 @@ async fn imports_threads_deduplicates_and_searches(qd: Qd) {
     // Every message of a thread lands in one ticket, and ticket: finds exactly them.
     let mut per_thread: HashMap<u64, Vec<String>> = HashMap::new();
     for m in &mb.messages {
-        per_thread.entry(m.thread).or_default().push(bare(&m.message_id));
+        per_thread
+            .entry(m.thread)
+            .or_default()
+            .push(bare(&m.message_id));
     }
     let (_, longest) = per_thread
         .iter()
         .max_by_key(|(t, v)| (v.len(), std::cmp::Reverse(**t)))
         .unwrap();
-    assert!(longest.len() >= 2, "the generator makes multi-message threads");
-    let parsed: Vec<qd_mail::ParsedMail> = mb.messages.iter().map(|m| qd_mail::parse(&m.raw)).collect();
+    assert!(
+        longest.len() >= 2,
+        "the generator makes multi-message threads"
+    );
+    let parsed: Vec<qd_mail::ParsedMail> =
+        mb.messages.iter().map(|m| qd_mail::parse(&m.raw)).collect();
     let first = parsed
         .iter()
         .find(|p| p.message_id.as_deref() == Some(longest[0].as_str()))
@@ -86,7 +93,10 @@ async fn imports_threads_deduplicates_and_searches(qd: Qd) {
         .unwrap_or_else(|| panic!("subject+from search misses {}: {hits:?}", longest[0]));
     let ticket = hit["ticket"].as_i64().unwrap();
     let in_ticket = qd.search(&format!("ticket:{ticket}"), 100);
-    assert_eq!(ids(&in_ticket), longest.iter().cloned().collect::<HashSet<_>>());
+    assert_eq!(
+        ids(&in_ticket),
+        longest.iter().cloned().collect::<HashSet<_>>()
+    );
 
     // Field filters agree with what was generated.
     let with_attachment = mb.messages.iter().filter(|m| m.has_attachment).count();
@@ -107,7 +117,11 @@ async fn imports_threads_deduplicates_and_searches(qd: Qd) {
     let hits = qd.search(&format!("{word} ticket:{ticket}"), 10);
     assert!(!hits.is_empty());
     assert!(
-        hits.iter().any(|h| h["snippet"].as_str().unwrap().to_lowercase().contains(&format!("<b>{word}</b>"))),
+        hits.iter().any(|h| h["snippet"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains(&format!("<b>{word}</b>"))),
         "no highlighted `{word}` in {hits:?}"
     );
 
@@ -141,7 +155,10 @@ async fn index_follows_the_store_after_a_crash(qd: Qd) {
     // the queue; the next start applies it.
     let url = match qd.env.iter().find(|(k, _)| k == "QUIETDESK__DATABASE__URL") {
         Some((_, url)) => url.clone(),
-        None => format!("sqlite://{}?mode=rwc", qd.data_dir().join("quietdesk.db").display()),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            qd.data_dir().join("quietdesk.db").display()
+        ),
     };
     let store = qd_store::Store::connect(&url, &qd.data_dir().join("blobs"))
         .await
@@ -165,7 +182,10 @@ async fn index_follows_the_store_after_a_crash(qd: Qd) {
         .unwrap();
     store.close().await.unwrap();
     let hits = qd.search("zanzibarquux", 10);
-    assert_eq!(ids(&hits), HashSet::from(["late-1@example.org".to_string()]));
+    assert_eq!(
+        ids(&hits),
+        HashSet::from(["late-1@example.org".to_string()])
+    );
     assert_eq!(qd.json(&["stats", "--json"])["search_queue"], 0);
 
     // reindex rebuilds the same index from scratch.

@@ -1,7 +1,10 @@
 //! End-to-end tests of the `quietdesk` binary, run the way users run it: a fresh data dir,
 //! real SQLite files, a private PostgreSQL database (qd-testkit), the real CLI.
+// Test code: a failed unwrap is a failed test with its location, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
+mod boundaries;
 mod corpus;
 mod import_search;
 mod serve;
@@ -45,7 +48,8 @@ impl Qd {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quietdesk"));
         cmd.arg("--data-dir").arg(self.data_dir()).args(args);
-        cmd.env_remove("RUST_LOG").env("QUIETDESK__LOG__LEVEL", "warn");
+        cmd.env_remove("RUST_LOG")
+            .env("QUIETDESK__LOG__LEVEL", "warn");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

@@ -37,7 +37,10 @@ fn serve_reports_healthy_and_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "serve never answered");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
     assert!(response.ends_with("ok\n"));
 
     let kill = std::process::Command::new("kill")
