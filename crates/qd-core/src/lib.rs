@@ -31,7 +31,11 @@ pub fn normalize_address(addr: &str) -> String {
 /// Normalises a Message-ID for threading lookups: strips whitespace and angle brackets.
 /// Message-IDs compare case-sensitively (RFC 5322 §3.6.4), so the case is kept.
 pub fn normalize_message_id(id: &str) -> Option<String> {
-    let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let id = id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     if id.is_empty() {
         None
     } else {
@@ -45,7 +49,10 @@ mod tests {
 
     #[test]
     fn addresses_compare_case_insensitively() {
-        assert_eq!(normalize_address(" <Alice@Example.COM> "), "alice@example.com");
+        assert_eq!(
+            normalize_address(" <Alice@Example.COM> "),
+            "alice@example.com"
+        );
     }
 
     #[test]

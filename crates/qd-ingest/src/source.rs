@@ -24,7 +24,9 @@ pub struct SourceItem {
 /// Why one item could not be taken; the import goes on with the next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ItemError {
-    #[error("message of {size} bytes exceeds the limit of {limit} bytes (ingest.max_message_bytes)")]
+    #[error(
+        "message of {size} bytes exceeds the limit of {limit} bytes (ingest.max_message_bytes)"
+    )]
     TooLarge { size: u64, limit: u64 },
     #[error("cannot read: {0}")]
     Read(String),
@@ -218,7 +220,11 @@ mod tests {
         assert_eq!(detect(&md).unwrap(), SourceKind::Maildir);
         let files = list_files(&md, &SourceKind::Maildir, None).unwrap();
         let names: Vec<_> = files.iter().map(|f| f.0.as_str()).collect();
-        assert_eq!(names, ["cur/1", "new/2"], "tmp/ holds deliveries in progress");
+        assert_eq!(
+            names,
+            ["cur/1", "new/2"],
+            "tmp/ holds deliveries in progress"
+        );
 
         let plain = dir.path().join("plain");
         std::fs::create_dir_all(plain.join("sub/.git")).unwrap();
@@ -232,7 +238,10 @@ mod tests {
         assert_eq!(files[0].0, "sub/b");
 
         std::fs::write(dir.path().join("m.mbox"), "From a@b Mon\nSubject: q\n\nx\n").unwrap();
-        assert_eq!(detect(&dir.path().join("m.mbox")).unwrap(), SourceKind::Mbox);
+        assert_eq!(
+            detect(&dir.path().join("m.mbox")).unwrap(),
+            SourceKind::Mbox
+        );
         std::fs::write(dir.path().join("one.eml"), "Subject: q\n\nx\n").unwrap();
         assert_eq!(
             detect(&dir.path().join("one.eml")).unwrap(),
@@ -247,7 +256,10 @@ mod tests {
         std::fs::write(&p, vec![b'x'; 100]).unwrap();
         assert_eq!(
             read_file(&p, 99),
-            Err(ItemError::TooLarge { size: 100, limit: 99 })
+            Err(ItemError::TooLarge {
+                size: 100,
+                limit: 99
+            })
         );
         assert_eq!(read_file(&p, 100).unwrap().len(), 100);
     }

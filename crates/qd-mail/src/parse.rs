@@ -298,7 +298,8 @@ fn from_message(
     let html = body_html(message, buf, &mut defects);
     let attachments = attachments(message, buf);
     structure_defects(message, buf, &mut defects);
-    let broken = defects.0.contains(&Defect::Truncated) || defects.0.contains(&Defect::MalformedMime);
+    let broken =
+        defects.0.contains(&Defect::Truncated) || defects.0.contains(&Defect::MalformedMime);
     if text.trim().is_empty() && html.is_none() && broken {
         // mail-parser drops the text of a part it could not close; staff still need to
         // find the message by what it says.

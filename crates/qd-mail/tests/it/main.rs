@@ -1,5 +1,4 @@
 //! Integration tests for qd-mail: one binary, one module per theme.
-
 #![allow(
     clippy::unwrap_used,
     reason = "helpers outside #[test] fns: a failed unwrap is a failed test"
