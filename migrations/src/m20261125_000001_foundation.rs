@@ -209,8 +209,12 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("ix_contacts_customer", Contacts::Table, &["customer_id"]))
-            .await?;
+        m.create_index(index(
+            "ix_contacts_customer",
+            Contacts::Table,
+            &["customer_id"],
+        ))
+        .await?;
 
         m.create_table(
             Table::create()
@@ -240,10 +244,18 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("ix_tickets_requester", Tickets::Table, &["requester_id"]))
-            .await?;
-        m.create_index(index("ix_tickets_customer", Tickets::Table, &["customer_id"]))
-            .await?;
+        m.create_index(index(
+            "ix_tickets_requester",
+            Tickets::Table,
+            &["requester_id"],
+        ))
+        .await?;
+        m.create_index(index(
+            "ix_tickets_customer",
+            Tickets::Table,
+            &["customer_id"],
+        ))
+        .await?;
         m.create_index(index(
             "ix_tickets_last_activity",
             Tickets::Table,
@@ -256,7 +268,11 @@ impl MigrationTrait for Migration {
                 .table(TicketTags::Table)
                 .col(big_integer(TicketTags::TicketId))
                 .col(string(TicketTags::Tag))
-                .primary_key(Index::create().col(TicketTags::TicketId).col(TicketTags::Tag))
+                .primary_key(
+                    Index::create()
+                        .col(TicketTags::TicketId)
+                        .col(TicketTags::Tag),
+                )
                 .foreign_key(
                     ForeignKey::create()
                         .from(TicketTags::Table, TicketTags::TicketId)
@@ -280,8 +296,12 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("ux_blobs_scope_digest", Blobs::Table, &["scope", "digest"]).unique().to_owned())
-            .await?;
+        m.create_index(
+            index("ux_blobs_scope_digest", Blobs::Table, &["scope", "digest"])
+                .unique()
+                .to_owned(),
+        )
+        .await?;
 
         m.create_table(
             Table::create()
@@ -336,12 +356,24 @@ impl MigrationTrait for Migration {
         .await?;
         m.create_index(index("ix_messages_ticket", Messages::Table, &["ticket_id"]))
             .await?;
-        m.create_index(index("ix_messages_message_id", Messages::Table, &["message_id"]))
-            .await?;
-        m.create_index(index("ix_messages_hash", Messages::Table, &["content_hash"]))
-            .await?;
-        m.create_index(index("ix_messages_contact", Messages::Table, &["contact_id"]))
-            .await?;
+        m.create_index(index(
+            "ix_messages_message_id",
+            Messages::Table,
+            &["message_id"],
+        ))
+        .await?;
+        m.create_index(index(
+            "ix_messages_hash",
+            Messages::Table,
+            &["content_hash"],
+        ))
+        .await?;
+        m.create_index(index(
+            "ix_messages_contact",
+            Messages::Table,
+            &["contact_id"],
+        ))
+        .await?;
 
         m.create_table(
             Table::create()
@@ -380,8 +412,12 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("ix_attachments_message", Attachments::Table, &["message_id"]))
-            .await?;
+        m.create_index(index(
+            "ix_attachments_message",
+            Attachments::Table,
+            &["message_id"],
+        ))
+        .await?;
 
         m.create_table(
             Table::create()

@@ -1,16 +1,16 @@
 //! A parsed [`Query`] as a tantivy query.
 //!
 //! Shapes are chosen so that tantivy's fast paths apply: a word is one term query on the
-//! `all` field, a two-word phrase one term query on a pair field, a lone clause is not wrapped in a boolean query, and an AND of words and
-//! keyword filters is an intersection of term queries with frequencies. Tantivy prunes
-//! such a single term (block-WAND) or intersection (block-max) instead of scoring every
-//! matching document.
+//! `all` field, a two-word phrase one term query on a pair field, a lone clause is not
+//! wrapped in a boolean query, and an AND of words and keyword filters is an intersection of
+//! term queries with frequencies. Tantivy prunes such a single term (block-WAND) or
+//! intersection (block-max) instead of scoring every matching document.
 
 use std::ops::Bound;
 
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, EnableScoring, Explanation, Occur,
-    PhraseQuery, Query as TantivyQuery, RangeQuery, Scorer, TermQuery, Weight,
+    AllQuery, BooleanQuery, EmptyQuery, EnableScoring, Explanation, Occur, PhraseQuery,
+    Query as TantivyQuery, RangeQuery, Scorer, TermQuery, Weight,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, DocSet, Score, SeekDangerResult, SegmentReader, Term};

@@ -142,7 +142,7 @@ impl SearchIndex {
                 &TopDocs::with_limit(limit).order_by_score(),
             )?
         } else {
-            newest_first(&searcher, tantivy_query, self.fields.date, limit)?
+            newest_first(&searcher, query, tantivy_query, self.fields.date, limit)?
                 .into_iter()
                 .map(|(_date, address)| (0.0, address))
                 .collect()
@@ -167,15 +167,27 @@ impl SearchIndex {
 /// is older than all of them.
 fn newest_first(
     searcher: &Searcher,
+    parsed: &Query,
     query: Box<dyn TantivyQuery>,
     date: Field,
     limit: usize,
 ) -> Result<Vec<(Option<i64>, DocAddress)>, Error> {
     let newest = TopDocs::with_limit(limit).order_by_fast_field::<i64>(DATE, Order::Desc);
-    let Some((oldest, latest)) = date_bounds(searcher)? else {
+    let Some((mut oldest, mut latest)) = date_bounds(searcher)? else {
         return Ok(Vec::new());
     };
-    let mut window = ((latest - oldest) / 256).max(86_400);
+    // With `before:` the newest slice of the index may hold no candidate at all.
+    let (after, before) = parsed.date_limits();
+    if let Some(after) = after {
+        oldest = oldest.max(after);
+    }
+    if let Some(before) = before {
+        latest = latest.min(before.saturating_sub(1));
+    }
+    if oldest > latest {
+        return Ok(Vec::new());
+    }
+    let mut window = (latest.saturating_sub(oldest) / 256).max(86_400);
     loop {
         let from = latest.saturating_sub(window);
         if from <= oldest {

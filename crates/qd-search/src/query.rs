@@ -96,6 +96,23 @@ impl Query {
         })
     }
 
+    /// The dates every hit must lie in, from `after:` (inclusive) and `before:` (exclusive)
+    /// terms outside OR groups, as seconds since the epoch.
+    pub(crate) fn date_limits(&self) -> (Option<i64>, Option<i64>) {
+        let (mut after, mut before) = (None, None);
+        for clause in &self.clauses {
+            match clause {
+                Clause::Require(atoms) => match atoms.as_slice() {
+                    [Atom::After(t)] => after = after.max(Some(*t)),
+                    [Atom::Before(t)] => before = Some(before.map_or(*t, |b: i64| b.min(*t))),
+                    _ => {}
+                },
+                Clause::Exclude(_) => {}
+            }
+        }
+        (after, before)
+    }
+
     /// Tokens worth highlighting in a snippet: words and phrases the hit must contain.
     pub(crate) fn highlight_tokens(&self) -> impl Iterator<Item = &str> {
         self.clauses
@@ -680,6 +697,19 @@ mod tests {
                 req(text(Scope::Anywhere, &["re"])),
                 req(text(Scope::Anywhere, &["https", "example", "com", "x"])),
             ]
+        );
+    }
+
+    #[test]
+    fn date_limits_take_the_narrowest_bounds_outside_or() {
+        let q = Query::parse("after:2024-01-01 after:2024-02-01 before:2024-05-01 before:2024-04-01 x OR before:2020-01-01").unwrap();
+        assert_eq!(
+            q.date_limits(),
+            (Some(ts("2024-02-01")), Some(ts("2024-04-01")))
+        );
+        assert_eq!(
+            Query::parse("-after:2024-01-01").unwrap().date_limits(),
+            (None, None)
         );
     }
 

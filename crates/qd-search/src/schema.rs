@@ -55,25 +55,31 @@ pub(crate) fn analyze(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
 
 /// The term of two adjacent words in a pair field. Tokens never contain a space.
 pub(crate) fn pair(first: &str, second: &str) -> String {
-    format!("{first} {second}")
+    let mut both = String::with_capacity(first.len() + 1 + second.len());
+    both.push_str(first);
+    both.push(' ');
+    both.push_str(second);
+    both
 }
 
 /// The pairs of adjacent words of `text`, as a pre-tokenized value for a pair field. Words
 /// with a dropped (overlong) word between them are not adjacent, as in a phrase query.
 fn pairs(analyzer: &mut TextAnalyzer, text: &str) -> PreTokenizedString {
     let mut tokens = Vec::new();
-    let mut previous: Option<(usize, String)> = None;
+    // Position and text of the previous word; the buffer is reused across words.
+    let mut previous: Option<usize> = None;
+    let mut previous_text = String::new();
     analyzer.token_stream(text).process(&mut |token| {
-        if let Some((position, word)) = &previous {
-            if position + 1 == token.position {
-                tokens.push(Token {
-                    position: tokens.len(),
-                    text: pair(word, &token.text),
-                    ..Token::default()
-                });
-            }
+        if previous.is_some_and(|p| p + 1 == token.position) {
+            tokens.push(Token {
+                position: tokens.len(),
+                text: pair(&previous_text, &token.text),
+                ..Token::default()
+            });
         }
-        previous = Some((token.position, token.text.clone()));
+        previous = Some(token.position);
+        previous_text.clear();
+        previous_text.push_str(&token.text);
     });
     PreTokenizedString {
         text: String::new(),

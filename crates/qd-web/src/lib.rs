@@ -38,7 +38,10 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
         return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n");
     }
     if state.index.num_docs().is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "search index unavailable\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "search index unavailable\n",
+        );
     }
     (StatusCode::OK, "ok\n")
 }
@@ -65,7 +68,9 @@ mod tests {
     async fn healthz_reports_ok_when_store_and_index_answer() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
-        let store = Store::connect(&url, &dir.path().join("blobs")).await.unwrap();
+        let store = Store::connect(&url, &dir.path().join("blobs"))
+            .await
+            .unwrap();
         let index = SearchIndex::create_in_ram().unwrap();
         let app = router(AppState::new(store, index));
         let res = app

@@ -28,6 +28,28 @@ fn a_phrase_needs_adjacent_words_in_subject_or_body() {
 }
 
 #[test]
+fn longer_phrases_are_verified_by_position() {
+    let index = indexed(&corpus());
+    assert_eq!(id_set(&index, "\"payment was late\""), [4]);
+    assert_eq!(id_set(&index, "\"was late payment\""), Vec::<i64>::new());
+    // Every pair occurs in message 4, but not as one run: "late because the bank".
+    assert_eq!(id_set(&index, "\"the payment was late because\""), [4]);
+    assert_eq!(
+        id_set(&index, "\"payment was late bank\""),
+        Vec::<i64>::new()
+    );
+    assert_eq!(id_set(&index, "subject:\"invoice for march\""), [1, 2]);
+    assert_eq!(
+        id_set(&index, "subject:\"late payment\""),
+        Vec::<i64>::new()
+    );
+    // A phrase does not run from the subject into the body.
+    assert_eq!(id_set(&index, "\"march please\""), Vec::<i64>::new());
+    assert_eq!(id_set(&index, "\"march please find\""), Vec::<i64>::new());
+    assert_eq!(id_set(&index, "to:\"cc person\""), [7]);
+}
+
+#[test]
 fn accents_and_case_fold() {
     let index = indexed(&corpus());
     assert_eq!(id_set(&index, "cafe"), [5]);
@@ -236,4 +258,65 @@ fn uncommitted_changes_are_invisible() {
     assert_eq!(id_set(&index, "subject:invoice"), [1, 2]);
     w.commit().unwrap();
     assert_eq!(id_set(&index, "subject:invoice"), [2]);
+}
+
+/// Newest-first search looks at the newest slice of the date range first; over a corpus
+/// spread across years and sparse filters it must still return exactly the newest matches.
+#[test]
+fn newest_first_is_exact_over_a_long_date_range() {
+    let start = at(2014, 1, 1, 0, 0, 0).timestamp();
+    let docs: Vec<_> = (0..600_i64)
+        .map(|i| {
+            // Uneven spacing: a dense recent burst and a long sparse past.
+            let offset = if i < 500 {
+                i * 86_400 * 7
+            } else {
+                500 * 86_400 * 7 + (i - 500) * 60
+            };
+            let date = chrono::DateTime::from_timestamp(start + offset, 0).unwrap();
+            let status = if i % 97 == 0 { "pending" } else { "open" };
+            let tags: &[&str] = if i % 150 == 3 { &["rare"] } else { &[] };
+            doc(
+                i + 1,
+                i + 1,
+                "s",
+                "b",
+                "a@b.example",
+                "",
+                status,
+                date,
+                tags,
+                false,
+            )
+        })
+        .collect();
+    let index = indexed(&docs);
+    let expect = |keep: &dyn Fn(i64) -> bool, n: usize| -> Vec<i64> {
+        (1..=600).rev().filter(|&id| keep(id - 1)).take(n).collect()
+    };
+    assert_eq!(ids(&index, "status:pending"), expect(&|i| i % 97 == 0, 100));
+    assert_eq!(index.search(&q("status:open"), 5).unwrap().len(), 5);
+    assert_eq!(
+        index
+            .search(&q("status:open"), 5)
+            .unwrap()
+            .iter()
+            .map(|h| h.message_db_id)
+            .collect::<Vec<_>>(),
+        expect(&|i| i % 97 != 0, 5)
+    );
+    assert_eq!(ids(&index, "tag:rare"), expect(&|i| i % 150 == 3, 100));
+    let before = at(2020, 1, 1, 0, 0, 0).timestamp() - start;
+    let hits: Vec<i64> = index
+        .search(&q("status:open before:2020-01-01"), 3)
+        .unwrap()
+        .iter()
+        .map(|h| h.message_db_id)
+        .collect();
+    assert_eq!(
+        hits,
+        expect(&|i| i % 97 != 0 && i * 86_400 * 7 < before && i < 500, 3)
+    );
+    assert!(ids(&index, "after:2030-01-01").is_empty());
+    assert!(ids(&index, "after:2020-01-01 before:2019-01-01").is_empty());
 }

@@ -7,11 +7,21 @@ use std::process::Command;
 
 fn direct_dependencies() -> BTreeMap<String, BTreeSet<String>> {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut map = BTreeMap::new();
     for p in meta["packages"].as_array().unwrap() {
@@ -84,9 +94,15 @@ fn our_crates_depend_only_in_the_documented_directions() {
     }
     // No library crate may use the binary or the test kit.
     for (krate, actual) in &deps {
-        assert!(!actual.contains("quietdesk"), "{krate} depends on the binary");
+        assert!(
+            !actual.contains("quietdesk"),
+            "{krate} depends on the binary"
+        );
         if krate != "quietdesk" {
-            assert!(!actual.contains("qd-testkit"), "{krate} uses qd-testkit outside tests");
+            assert!(
+                !actual.contains("qd-testkit"),
+                "{krate} uses qd-testkit outside tests"
+            );
         }
     }
     assert!(!deps["quietdesk"].contains("qd-testkit"));
