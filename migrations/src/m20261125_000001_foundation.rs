@@ -120,6 +120,7 @@ enum Blobs {
     Codec,
     Size,
     StoredSize,
+    Data,
     CreatedAt,
 }
 
@@ -292,6 +293,7 @@ impl MigrationTrait for Migration {
                 .col(string(Blobs::Codec))
                 .col(big_integer(Blobs::Size))
                 .col(big_integer(Blobs::StoredSize))
+                .col(blob(Blobs::Data))
                 .col(timestamp_with_time_zone(Blobs::CreatedAt))
                 .to_owned(),
         )

@@ -8,8 +8,8 @@
 //!    (latest first) against stored and in-batch Message-IDs, else a new ticket;
 //! 4. allocate ticket numbers from the `ticket_number` counter with one atomic
 //!    `UPDATE … RETURNING`, so concurrent writers (PostgreSQL) never collide;
-//! 5. write blobs (files first, then rows — a crash leaves at worst an orphan file,
-//!    never a row without its file), messages, attachments, search-queue entries;
+//! 5. write blobs (the compressed raw mail), messages, attachments, thread references
+//!    and search-queue entries;
 //! 6. advance the source checkpoint in the same transaction, so a source position is
 //!    either fully stored or not at all.
 
@@ -21,7 +21,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    QueryTrait, TransactionTrait,
+    QueryTrait,
 };
 
 use crate::blob::{PreparedBlob, CODEC_ZSTD};
@@ -146,7 +146,7 @@ impl Store {
         checkpoint: Option<&Checkpoint>,
         settings: &BatchSettings<'_>,
     ) -> Result<BatchOutcome> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let outcome = self.store_batch_in(&txn, batch, settings).await?;
         if let Some(cp) = checkpoint {
             upsert_checkpoint(&txn, cp, settings.now).await?;
@@ -421,7 +421,7 @@ impl Store {
             update.exec(txn).await?;
         }
 
-        // 5. Blobs: files first (off the async threads), then rows.
+        // 5. Blobs (raw mail), then messages.
         let mut blob_jobs: Vec<(usize, String, PreparedBlob)> = Vec::new();
         for (k, &i) in keep.iter().enumerate() {
             if let Some(b) = batch[i].blob.take() {
@@ -429,18 +429,9 @@ impl Store {
                 blob_jobs.push((k, scope, b));
             }
         }
-        let store = self.blobs.clone();
-        let blob_jobs = tokio::task::spawn_blocking(move || {
-            for (_, scope, b) in &blob_jobs {
-                store.write(scope, b)?;
-            }
-            Ok::<_, Error>(blob_jobs)
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
         let mut blob_ids: HashMap<(String, String), i64> = HashMap::new();
         let blob_rows: Vec<blobs::ActiveModel> = blob_jobs
-            .iter()
+            .iter_mut()
             .map(|(_, scope, b)| blobs::ActiveModel {
                 id: NotSet,
                 digest: Set(b.digest.clone()),
@@ -448,10 +439,12 @@ impl Store {
                 codec: Set(CODEC_ZSTD.to_string()),
                 size: Set(b.size as i64),
                 stored_size: Set(b.data.len() as i64),
+                data: Set(std::mem::take(&mut b.data)),
                 created_at: Set(now),
             })
             .collect();
-        for chunk in blob_rows.chunks(CHUNK) {
+        // Few rows per statement: each carries a whole compressed message.
+        for chunk in blob_rows.chunks(50) {
             blobs::Entity::insert_many(chunk.to_vec())
                 .on_conflict_do_nothing_on([blobs::Column::Scope, blobs::Column::Digest])
                 .exec_without_returning(txn)

@@ -1,7 +1,8 @@
 //! The ticket store: every durable fact of quietdesk lives here.
 //!
 //! [`Store`] wraps one sea-orm connection (SQLite file by default, PostgreSQL at scale —
-//! the URL decides) and the raw-mail [`BlobStore`]. [`Store::store_batch`] is the one
+//! the URL decides); raw mail lives compressed in its `blobs` table ([`blob`]).
+//! [`Store::store_batch`] is the one
 //! write path of ingest: it deduplicates, threads, files contacts and tickets, writes
 //! messages, attachments, blob rows, search-queue entries and the source checkpoint in a
 //! single transaction. The search index follows the `search_queue` table, never the
@@ -13,7 +14,6 @@ pub mod entity;
 pub mod fts;
 mod queries;
 
-use std::path::Path;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -22,7 +22,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 pub use batch::{
     BatchOutcome, BatchSettings, Checkpoint, NewAttachment, NewMessage, StoredMessage,
 };
-pub use blob::{BlobError, BlobStore, PreparedBlob};
+pub use blob::{BlobError, PreparedBlob};
 pub use queries::{IndexRow, MessageText, QueueItem, Stats};
 
 /// What went wrong in the store.
@@ -38,8 +38,6 @@ pub enum Error {
     Blob(#[from] BlobError),
     #[error("stored data is inconsistent: {0}")]
     Inconsistent(String),
-    #[error("a blob writer task failed: {0}")]
-    Task(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -54,16 +52,15 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
-    blobs: BlobStore,
     backend: Backend,
 }
 
 impl Store {
-    /// Connects, applies pending migrations, and opens the blob store.
+    /// Connects and applies pending migrations.
     ///
     /// SQLite runs in WAL mode with `secure_delete` on, so deleted rows are overwritten
     /// with zeros rather than left in free pages — erasure must be physical.
-    pub async fn connect(url: &str, blob_dir: &Path) -> Result<Store> {
+    pub async fn connect(url: &str) -> Result<Store> {
         let mut opts = ConnectOptions::new(url.to_string());
         opts.sqlx_logging(false)
             .connect_timeout(Duration::from_secs(10))
@@ -93,21 +90,31 @@ impl Store {
                 source,
             })?;
         Migrator::up(&db, None).await.map_err(Error::Migrate)?;
-        let blobs = BlobStore::open(blob_dir)?;
-        Ok(Store { db, blobs, backend })
+        Ok(Store { db, backend })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
-    pub fn blobs(&self) -> &BlobStore {
-        &self.blobs
-    }
-
     /// The raw connection, for crates that extend the store's queries in tests.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later
+    /// fails with SQLITE_BUSY_SNAPSHOT when another connection committed in between,
+    /// which no busy timeout cures. PostgreSQL ignores the mode.
+    pub(crate) async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction> {
+        use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+        Ok(self
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?)
     }
 
     /// Cheap liveness check of the database connection.

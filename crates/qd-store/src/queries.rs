@@ -9,7 +9,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 use serde::Serialize;
 
@@ -323,7 +323,7 @@ impl Store {
     /// Changes a ticket's status and queues its messages for re-indexing (the index
     /// filters on status). Returns false when the ticket does not exist.
     pub async fn set_ticket_status(&self, ticket_id: i64, status: TicketStatus) -> Result<bool> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let res = tickets::Entity::update_many()
             .col_expr(tickets::Column::Status, Expr::value(status.as_str()))
             .filter(tickets::Column::Id.eq(ticket_id))
@@ -356,6 +356,24 @@ impl Store {
         }
         txn.commit().await?;
         Ok(true)
+    }
+
+    /// The raw message as received, decoded and checked against its digest; `None` when
+    /// the message or its blob is gone.
+    pub async fn raw_message(&self, message_db_id: i64) -> Result<Option<Vec<u8>>> {
+        let Some(m) = messages::Entity::find_by_id(message_db_id)
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(blob_id) = m.blob_id else {
+            return Ok(None);
+        };
+        let Some(b) = blobs::Entity::find_by_id(blob_id).one(&self.db).await? else {
+            return Ok(None);
+        };
+        Ok(Some(crate::blob::decode(&b.codec, &b.data, &b.digest)?))
     }
 
     /// The ticket that holds the message with this Message-ID, if any.

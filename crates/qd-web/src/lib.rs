@@ -68,9 +68,7 @@ mod tests {
     async fn healthz_reports_ok_when_store_and_index_answer() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
-        let store = Store::connect(&url, &dir.path().join("blobs"))
-            .await
-            .unwrap();
+        let store = Store::connect(&url).await.unwrap();
         let index = SearchIndex::create_in_ram().unwrap();
         let app = router(AppState::new(store, index));
         let res = app

@@ -17,7 +17,7 @@ pub struct Global {
     /// Configuration file (TOML; see config/quietdesk.toml). Defaults apply without one.
     #[arg(long, global = true, env = "QUIETDESK_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Data directory: SQLite file, search index and blobs live under it.
+    /// Data directory: the SQLite file (with the raw mail) and the search index live under it.
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
 }

@@ -54,7 +54,7 @@ fn init_logging(settings: &Settings, env: &[(String, String)]) {
 pub async fn open_store(settings: &Settings) -> Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
-    Ok(Store::connect(&settings.database_url, &settings.blob_dir).await?)
+    Ok(Store::connect(&settings.database_url).await?)
 }
 
 /// Opens the index and brings it up to date with the store: an index built by another
@@ -339,12 +339,10 @@ async fn stats(settings: &Settings, json: bool) -> Result<ExitCode> {
     let store = open_store(settings).await?;
     let index = open_index(settings, &store).await?;
     let s = store.stats().await?;
-    let blob_files = store.blobs().count_files()?;
     let index_documents = index.num_docs()?;
     store.close().await?;
     if json {
         let mut v = serde_json::to_value(&s)?;
-        v["blob_files"] = blob_files.into();
         v["index_documents"] = index_documents.into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -353,7 +351,7 @@ async fn stats(settings: &Settings, json: bool) -> Result<ExitCode> {
         println!("tickets               {}", s.tickets);
         println!("messages              {}", s.messages);
         println!("quarantined messages  {}", s.quarantined_messages);
-        println!("blobs                 {} ({} files)", s.blobs, blob_files);
+        println!("raw-mail blobs        {}", s.blobs);
         println!("index documents       {}", index_documents);
         println!("search queue          {}", s.search_queue);
     }

@@ -27,7 +27,7 @@ pub struct RawConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
-    /// Directory for the SQLite file, the search index and the raw-mail blobs.
+    /// Directory for the SQLite file (which also holds the raw mail) and the search index.
     /// `--data-dir` overrides it.
     pub data_dir: PathBuf,
 }
@@ -126,7 +126,6 @@ impl Default for RawConfig {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: String,
-    pub blob_dir: PathBuf,
     pub index_dir: PathBuf,
     pub listen: std::net::SocketAddr,
     pub ticket_ref: TicketRefFormat,
@@ -203,7 +202,6 @@ impl RawConfig {
         }
         let team = (!self.ingest.team.trim().is_empty()).then(|| self.ingest.team.clone());
         Ok(Settings {
-            blob_dir: data_dir.join("blobs"),
             index_dir: data_dir.join("index"),
             data_dir,
             database_url,
@@ -293,6 +291,5 @@ mod tests {
             .unwrap();
         assert_eq!(s.database_url, "sqlite:///tmp/qd-x/quietdesk.db?mode=rwc");
         assert_eq!(s.index_dir, Path::new("/tmp/qd-x/index"));
-        assert_eq!(s.blob_dir, Path::new("/tmp/qd-x/blobs"));
     }
 }

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A stored raw message: content-addressed by `digest` within a `scope` (the key owner),
-/// written with `codec`. See `crate::blob`.
+/// written with `codec`; `data` holds the encoded bytes. See `crate::blob`.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "blobs")]
 pub struct Model {
@@ -12,6 +12,7 @@ pub struct Model {
     pub codec: String,
     pub size: i64,
     pub stored_size: i64,
+    pub data: Vec<u8>,
     pub created_at: DateTimeUtc,
 }
 

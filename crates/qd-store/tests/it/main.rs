@@ -5,8 +5,6 @@
 
 mod batch;
 
-use std::path::Path;
-
 use qd_store::Store;
 
 pub struct Backend {
@@ -18,9 +16,7 @@ pub struct Backend {
 pub async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("qd.db").display());
-    let store = Store::connect(&url, &dir.path().join("blobs"))
-        .await
-        .unwrap();
+    let store = Store::connect(&url).await.unwrap();
     Backend {
         store,
         _dir: dir,
@@ -33,33 +29,12 @@ pub async fn postgres() -> Backend {
         .await
         .expect("PostgreSQL for the store tests");
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(pg.url(), &dir.path().join("blobs"))
-        .await
-        .unwrap();
+    let store = Store::connect(pg.url()).await.unwrap();
     Backend {
         store,
         _dir: dir,
         _pg: Some(pg),
     }
-}
-
-pub fn blob_files(root: &Path) -> usize {
-    walk(root)
-}
-
-fn walk(dir: &Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| {
-            if e.path().is_dir() {
-                walk(&e.path())
-            } else {
-                1
-            }
-        })
-        .sum()
 }
 
 /// Runs one async scenario on SQLite and on PostgreSQL.

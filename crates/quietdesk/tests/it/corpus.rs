@@ -92,9 +92,7 @@ async fn the_spamassassin_corpus_imports_threads_and_searches() {
         "sqlite://{}?mode=rwc",
         qd.data_dir().join("quietdesk.db").display()
     );
-    let store = qd_store::Store::connect(&url, &qd.data_dir().join("blobs"))
-        .await
-        .unwrap();
+    let store = qd_store::Store::connect(&url).await.unwrap();
     let mut order: Vec<usize> = (0..files.len()).collect();
     order.sort_by_key(|&i| files[i]);
     let mut rank = vec![0; files.len()];

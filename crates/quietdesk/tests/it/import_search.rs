@@ -59,7 +59,7 @@ async fn imports_threads_deduplicates_and_searches(qd: Qd) {
     let stats = qd.json(&["stats", "--json"]);
     assert_eq!(stats["messages"], N);
     assert_eq!(stats["index_documents"], N);
-    assert_eq!(stats["blob_files"], N);
+    assert_eq!(stats["blobs"], N);
     assert_eq!(stats["search_queue"], 0);
 
     // Every message of a thread lands in one ticket, and ticket: finds exactly them.
@@ -160,9 +160,7 @@ async fn index_follows_the_store_after_a_crash(qd: Qd) {
             qd.data_dir().join("quietdesk.db").display()
         ),
     };
-    let store = qd_store::Store::connect(&url, &qd.data_dir().join("blobs"))
-        .await
-        .unwrap();
+    let store = qd_store::Store::connect(&url).await.unwrap();
     let raw = b"From: late@example.org\r\nTo: support@quietdesk.example\r\nSubject: zanzibarquux outage\r\nMessage-ID: <late-1@example.org>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nThe zanzibarquux cluster is down.\r\n";
     let parsed = qd_mail::parse(raw);
     let blob = qd_store::PreparedBlob::prepare(raw).unwrap();
