@@ -63,7 +63,8 @@ pub struct NewMessage {
     pub defects: Vec<String>,
     pub source: Option<String>,
     pub source_position: Option<String>,
-    /// The raw mail; taken (written and dropped) by [`Store::store_batch`].
+    /// The raw mail; taken by [`Store::store_batch`] (as are `body_text` and
+    /// `body_html`: the large parts are moved into the database, not copied).
     pub blob: Option<PreparedBlob>,
     /// Team a new ticket is routed to.
     pub team: Option<String>,
@@ -444,8 +445,8 @@ impl Store {
             })
             .collect();
         // Few rows per statement: each carries a whole compressed message.
-        for chunk in blob_rows.chunks(50) {
-            blobs::Entity::insert_many(chunk.to_vec())
+        for chunk in take_chunks(blob_rows, 50) {
+            blobs::Entity::insert_many(chunk)
                 .on_conflict_do_nothing_on([blobs::Column::Scope, blobs::Column::Digest])
                 .exec_without_returning(txn)
                 .await?;
@@ -476,6 +477,9 @@ impl Store {
         let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
         let mut rows = Vec::with_capacity(keep.len());
         for (k, &i) in keep.iter().enumerate() {
+            // The bodies are the bulk of a batch: move them, don't copy them.
+            let body_text = std::mem::take(&mut batch[i].body_text);
+            let body_html = batch[i].body_html.take();
             let m = &batch[i];
             let (ticket_id, _) = resolve(slots[k]);
             rows.push(messages::ActiveModel {
@@ -493,8 +497,8 @@ impl Store {
                 date: Set(m.date),
                 received_at: Set(m.received_at),
                 subject: Set(m.subject.clone()),
-                body_text: Set(m.body_text.clone()),
-                body_html: Set(m.body_html.clone()),
+                body_text: Set(body_text),
+                body_html: Set(body_html),
                 size: Set(m.size),
                 content_hash: Set(m.content_hash.clone()),
                 has_attachments: Set(!m.attachments.is_empty()),
@@ -509,10 +513,10 @@ impl Store {
             });
         }
         let mut id_by_hash: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-        for chunk in rows.chunks(CHUNK) {
+        for chunk in take_chunks(rows, CHUNK) {
             // RETURNING does not promise row order, so map ids back by content hash
             // (unique within the batch after step 1) instead of by position.
-            let stmt = messages::Entity::insert_many(chunk.to_vec())
+            let stmt = messages::Entity::insert_many(chunk)
                 .into_query()
                 .returning(
                     Query::returning()
@@ -709,6 +713,16 @@ fn thread_refs_of(m: &NewMessage) -> Vec<&str> {
 }
 
 const MAX_REFS: usize = 10;
+
+/// Splits `rows` into owned chunks of at most `size`, without cloning the rows.
+fn take_chunks<T>(mut rows: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::with_capacity(rows.len().div_ceil(size.max(1)));
+    while !rows.is_empty() {
+        let tail = rows.split_off(rows.len().min(size.max(1)));
+        out.push(std::mem::replace(&mut rows, tail));
+    }
+    out
+}
 
 fn non_empty(ids: &[String]) -> Option<String> {
     if ids.is_empty() {

@@ -106,7 +106,7 @@ impl Default for RawConfig {
             },
             ingest: RawIngest {
                 max_message_bytes: 50 * 1024 * 1024,
-                batch_size: 500,
+                batch_size: 2000,
                 team: String::new(),
             },
             search: RawSearch {
