@@ -2,7 +2,9 @@
 //! `quietdesk bench search --pg URL` compares tantivy with `to_tsvector` + GIN. It lives
 //! here because only this crate talks to databases. Not used by the product.
 
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value,
+};
 
 use crate::{Error, Result, Store};
 

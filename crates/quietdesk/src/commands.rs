@@ -44,7 +44,9 @@ fn init_logging(settings: &Settings, env: &[(String, String)]) {
         .iter()
         .find(|(k, _)| k == "RUST_LOG")
         .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| format!("{},sea_orm_migration=warn", settings.log_level));
+        // sqlx logs whole statements (with message text) at info: never let it, whatever
+        // the configured level says; RUST_LOG can still ask for it when debugging.
+        .unwrap_or_else(|| format!("{},sea_orm_migration=warn,sqlx=warn", settings.log_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

@@ -7,6 +7,7 @@ mod bad_input;
 mod boundaries;
 mod corpus;
 mod import_search;
+mod privacy;
 mod serve;
 
 use std::path::{Path, PathBuf};
