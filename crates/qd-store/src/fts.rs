@@ -25,7 +25,10 @@ impl PgFts {
     /// Connects and (re)creates the table, copying every message of `store` into it,
     /// then builds the GIN index. Returns the number of rows.
     pub async fn load(url: &str, store: &Store) -> Result<(PgFts, u64)> {
-        let db = Database::connect(url)
+        // Statement logging would print message text: keep it off, as the store does.
+        let mut opts = ConnectOptions::new(url.to_string());
+        opts.sqlx_logging(false);
+        let db = Database::connect(opts)
             .await
             .map_err(|source| Error::Connect {
                 url: crate::redact_url(url),
