@@ -298,8 +298,9 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        // Digest first: the batch writer looks blobs up by digest alone.
         m.create_index(
-            index("ux_blobs_scope_digest", Blobs::Table, &["scope", "digest"])
+            index("ux_blobs_digest_scope", Blobs::Table, &["digest", "scope"])
                 .unique()
                 .to_owned(),
         )

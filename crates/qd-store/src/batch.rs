@@ -152,7 +152,12 @@ impl Store {
         if let Some(cp) = checkpoint {
             upsert_checkpoint(&txn, cp, settings.now).await?;
         }
+        let committing = std::time::Instant::now();
         txn.commit().await?;
+        tracing::debug!(
+            commit_ms = committing.elapsed().as_millis() as u64,
+            "batch committed"
+        );
         Ok(outcome)
     }
 
@@ -168,6 +173,7 @@ impl Store {
         }
         let now = settings.now;
 
+        let mut phases = Phases::start();
         // 1. Duplicates.
         let hashes: Vec<String> = batch.iter().map(|m| m.content_hash.clone()).collect();
         let mut seen: HashSet<String> = HashSet::new();
@@ -193,9 +199,11 @@ impl Store {
             return Ok(outcome);
         }
 
+        phases.end("dedupe");
         // 2. Contacts.
         let contact_ids = self.file_contacts(txn, batch, &keep, now).await?;
 
+        phases.end("contacts");
         // 3. Threading.
         let mut ref_numbers: HashSet<i64> = HashSet::new();
         let mut ref_ids: HashSet<&str> = HashSet::new();
@@ -328,6 +336,7 @@ impl Store {
             }
         }
 
+        phases.end("threading");
         // 4. New tickets.
         let mut new_ids: Vec<(i64, i64)> = Vec::with_capacity(new_count);
         if new_count > 0 {
@@ -422,6 +431,7 @@ impl Store {
             update.exec(txn).await?;
         }
 
+        phases.end("tickets");
         // 5. Blobs (raw mail), then messages.
         let mut blob_jobs: Vec<(usize, String, PreparedBlob)> = Vec::new();
         for (k, &i) in keep.iter().enumerate() {
@@ -473,6 +483,7 @@ impl Store {
             }
         }
 
+        phases.end("blobs");
         // Messages.
         let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
         let mut rows = Vec::with_capacity(keep.len());
@@ -530,6 +541,7 @@ impl Store {
             }
         }
 
+        phases.end("messages");
         let mut attachment_rows = Vec::new();
         let mut queue_rows = Vec::with_capacity(keep.len());
         for (k, &i) in keep.iter().enumerate() {
@@ -610,6 +622,8 @@ impl Store {
                 .exec_without_returning(txn)
                 .await?;
         }
+        phases.end("queue");
+        tracing::debug!(messages = keep.len(), phases = %phases, "batch stored");
         Ok(outcome)
     }
 
@@ -713,6 +727,36 @@ fn thread_refs_of(m: &NewMessage) -> Vec<&str> {
 }
 
 const MAX_REFS: usize = 10;
+
+/// Wall time of each step of a batch, for the debug log (where an import spends time).
+struct Phases {
+    last: std::time::Instant,
+    done: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn start() -> Phases {
+        Phases {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn end(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (name, d) in &self.done {
+            write!(f, "{name}={}ms ", d.as_millis())?;
+        }
+        Ok(())
+    }
+}
 
 /// Splits `rows` into owned chunks of at most `size`, without cloning the rows.
 fn take_chunks<T>(mut rows: Vec<T>, size: usize) -> Vec<Vec<T>> {

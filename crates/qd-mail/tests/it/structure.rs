@@ -188,8 +188,15 @@ fn text_of_an_unclosed_part_with_an_unknown_charset_is_salvaged() {
     // mail-parser drops this part's text entirely; staff must still find the message.
     let raw = b"From: c@example.org\r\nSubject: broken\r\nMessage-ID: <b@example.org>\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain; charset=x-no-such-charset\r\n\r\nhalf a message\r\n";
     let p = qd_mail::parse(raw);
-    assert!(p.defects.contains(&qd_mail::Defect::Truncated), "{:?}", p.defects);
+    assert!(
+        p.defects.contains(&qd_mail::Defect::Truncated),
+        "{:?}",
+        p.defects
+    );
     assert_eq!(p.text, "half a message");
     assert!(!p.text.contains("--zz"), "boundary lines are not text");
-    assert!(!p.text.contains("Content-Type"), "part headers are not text");
+    assert!(
+        !p.text.contains("Content-Type"),
+        "part headers are not text"
+    );
 }
