@@ -130,12 +130,14 @@ pub async fn import_path(
     let reader_settings = settings.clone();
     let now = clock.now();
     let reader_kind = kind.clone();
+    let reader_key = key.clone();
     let (total_tx, total_rx) = std::sync::mpsc::channel::<u64>();
     let reader = std::thread::Builder::new()
         .name("qd-import-reader".into())
         .spawn(move || {
             let result = read_source(
                 &reader_path,
+                &reader_key,
                 &reader_kind,
                 after,
                 &reader_settings,
@@ -212,6 +214,7 @@ pub async fn import_path(
 
 fn read_source(
     path: &Path,
+    source_name: &str,
     kind: &SourceKind,
     after: Option<Position>,
     settings: &ImportSettings,
@@ -220,7 +223,6 @@ fn read_source(
     total_tx: &std::sync::mpsc::Sender<u64>,
 ) -> Result<(), Error> {
     let limit = settings.max_message_bytes;
-    let source_name = source_label(path);
     let send = |batch: ParsedBatch| tx.blocking_send(Ok(batch)).is_ok();
     match kind {
         SourceKind::Maildir | SourceKind::Directory | SourceKind::SingleMessage => {
@@ -250,7 +252,7 @@ fn read_source(
                                 if is_dir && !looks_like_mail(&raw) {
                                     Prepared::Skipped
                                 } else {
-                                    prepare(&raw, &position, &source_name, settings, now)
+                                    prepare(&raw, &position, source_name, settings, now)
                                 }
                             }
                             Err(e) => failed(&position, &e),
@@ -304,7 +306,7 @@ fn read_source(
                 let items: Vec<Prepared> = raws
                     .par_iter()
                     .map(|(pos, raw)| match raw {
-                        Ok(raw) => prepare(raw, pos, &source_name, settings, now),
+                        Ok(raw) => prepare(raw, pos, source_name, settings, now),
                         Err(e) => failed(pos, e),
                     })
                     .collect();
@@ -315,10 +317,6 @@ fn read_source(
         }
     }
     Ok(())
-}
-
-fn source_label(path: &Path) -> String {
-    format!("import:{}", path.display())
 }
 
 fn failed(position: &Position, e: &ItemError) -> Prepared {

@@ -97,11 +97,6 @@ impl Store {
         self.backend
     }
 
-    /// The raw connection, for crates that extend the store's queries in tests.
-    pub fn connection(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     /// Starts a transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later
     /// fails with SQLITE_BUSY_SNAPSHOT when another connection committed in between,
