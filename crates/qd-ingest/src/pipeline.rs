@@ -126,25 +126,20 @@ pub async fn import_path(
     };
 
     let (tx, mut rx) = mpsc::channel::<Result<ParsedBatch, Error>>(2);
-    let reader_path = path.to_path_buf();
-    let reader_settings = settings.clone();
     let now = clock.now();
-    let reader_kind = kind.clone();
-    let reader_key = key.clone();
+    let job = ReadJob {
+        path: path.to_path_buf(),
+        source: key.clone(),
+        kind: kind.clone(),
+        after,
+        settings: settings.clone(),
+        now,
+    };
     let (total_tx, total_rx) = std::sync::mpsc::channel::<u64>();
     let reader = std::thread::Builder::new()
         .name("qd-import-reader".into())
         .spawn(move || {
-            let result = read_source(
-                &reader_path,
-                &reader_key,
-                &reader_kind,
-                after,
-                &reader_settings,
-                now,
-                &tx,
-                &total_tx,
-            );
+            let result = read_source(&job, &tx, &total_tx);
             if let Err(e) = result {
                 // The receiver may be gone already (the writer failed); then the error
                 // has nowhere to go and the writer's own error is reported.
@@ -212,16 +207,31 @@ pub async fn import_path(
     Ok(summary)
 }
 
-fn read_source(
-    path: &Path,
-    source_name: &str,
-    kind: &SourceKind,
+/// What the reader thread reads, and how.
+struct ReadJob {
+    path: PathBuf,
+    /// The checkpoint key, recorded as each message's source.
+    source: String,
+    kind: SourceKind,
     after: Option<Position>,
-    settings: &ImportSettings,
+    settings: ImportSettings,
     now: DateTime<Utc>,
+}
+
+fn read_source(
+    job: &ReadJob,
     tx: &mpsc::Sender<Result<ParsedBatch, Error>>,
     total_tx: &std::sync::mpsc::Sender<u64>,
 ) -> Result<(), Error> {
+    let ReadJob {
+        path,
+        source: source_name,
+        kind,
+        after,
+        settings,
+        now,
+    } = job;
+    let (path, now) = (path.as_path(), *now);
     let limit = settings.max_message_bytes;
     let send = |batch: ParsedBatch| tx.blocking_send(Ok(batch)).is_ok();
     match kind {
