@@ -73,8 +73,7 @@ pub struct RawIngest {
 pub struct RawSearch {
     /// Memory budget of the index writer, in MiB.
     pub writer_heap_mb: usize,
-    /// Indexing threads. Two halve the tail of an import (the index catching up after the
-    /// last batch is stored) and cost nothing measurable in steady state on 2 cores.
+    /// Indexing threads.
     pub writer_threads: usize,
     /// Commit the index after this many queued changes during bulk work.
     pub commit_every: usize,
@@ -112,7 +111,7 @@ impl Default for RawConfig {
             },
             search: RawSearch {
                 writer_heap_mb: 128,
-                writer_threads: 2,
+                writer_threads: 1,
                 commit_every: 50_000,
             },
             log: RawLog {
