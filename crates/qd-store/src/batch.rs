@@ -125,9 +125,17 @@ struct TicketInfo {
     last_activity_at: DateTime<Utc>,
 }
 
-fn status_of(text: &str) -> Result<TicketStatus> {
-    text.parse()
-        .map_err(|e: qd_core::ParseEnumError| Error::Inconsistent(e.to_string()))
+impl TicketInfo {
+    fn of(t: &tickets::Model) -> Result<TicketInfo> {
+        Ok(TicketInfo {
+            number: t.number,
+            status: t
+                .status
+                .parse()
+                .map_err(|e: qd_core::ParseEnumError| Error::Inconsistent(e.to_string()))?,
+            last_activity_at: t.last_activity_at,
+        })
+    }
 }
 
 pub(crate) fn blob_scope(contact_id: Option<i64>) -> String {
@@ -205,13 +213,14 @@ impl Store {
 
         phases.end("contacts");
         // 3. Threading.
-        let mut ref_numbers: HashSet<i64> = HashSet::new();
+        let subject_refs: Vec<Option<i64>> = keep
+            .iter()
+            .map(|&i| settings.ticket_ref.find(&batch[i].subject))
+            .collect();
+        let ref_numbers: HashSet<i64> = subject_refs.iter().flatten().copied().collect();
         let mut ref_ids: HashSet<&str> = HashSet::new();
         for &i in &keep {
             let m = &batch[i];
-            if let Some(n) = settings.ticket_ref.find(&m.subject) {
-                ref_numbers.insert(n);
-            }
             for id in m.in_reply_to.iter().chain(m.references.iter()) {
                 ref_ids.insert(id.as_str());
             }
@@ -226,14 +235,7 @@ impl Store {
                 .await?
             {
                 by_number.insert(t.number, t.id);
-                existing.insert(
-                    t.id,
-                    TicketInfo {
-                        number: t.number,
-                        status: status_of(&t.status)?,
-                        last_activity_at: t.last_activity_at,
-                    },
-                );
+                existing.insert(t.id, TicketInfo::of(&t)?);
             }
         }
         let mut by_message_id: HashMap<String, Slot> = HashMap::new();
@@ -273,11 +275,9 @@ impl Store {
         let mut referenced_by: HashMap<String, Slot> = HashMap::new();
         let mut slots: Vec<Slot> = Vec::with_capacity(keep.len());
         let mut new_count = 0usize;
-        for &i in &keep {
+        for (k, &i) in keep.iter().enumerate() {
             let m = &batch[i];
-            let by_ref = settings
-                .ticket_ref
-                .find(&m.subject)
+            let by_ref = subject_refs[k]
                 .and_then(|n| by_number.get(&n).copied())
                 .map(Slot::Existing);
             let by_header = || {
@@ -325,14 +325,7 @@ impl Store {
                 .all(txn)
                 .await?
             {
-                existing.insert(
-                    t.id,
-                    TicketInfo {
-                        number: t.number,
-                        status: status_of(&t.status)?,
-                        last_activity_at: t.last_activity_at,
-                    },
-                );
+                existing.insert(t.id, TicketInfo::of(&t)?);
             }
         }
 
@@ -367,8 +360,8 @@ impl Store {
                 });
             }
             let mut number_to_id = HashMap::new();
-            for chunk in models.chunks(CHUNK) {
-                for t in tickets::Entity::insert_many(chunk.to_vec())
+            for chunk in take_chunks(models, CHUNK) {
+                for t in tickets::Entity::insert_many(chunk)
                     .exec_with_returning(txn)
                     .await?
                 {
@@ -403,7 +396,7 @@ impl Store {
         }
         let mut requeue_tickets = Vec::new();
         for (&id, &(at, inbound)) in &touched {
-            let Some(info) = existing.get(&id) else {
+            let Some(info) = existing.get_mut(&id) else {
                 return Err(Error::Inconsistent(format!(
                     "ticket {id} vanished during the batch"
                 )));
@@ -414,19 +407,13 @@ impl Store {
                     Expr::value(Ord::max(info.last_activity_at, at)),
                 )
                 .filter(tickets::Column::Id.eq(id));
-            let reopen = inbound
-                && existing
-                    .get(&id)
-                    .is_some_and(|t| t.status != TicketStatus::Open);
-            if reopen {
+            if inbound && info.status != TicketStatus::Open {
                 update = update.col_expr(
                     tickets::Column::Status,
                     Expr::value(TicketStatus::Open.as_str()),
                 );
+                info.status = TicketStatus::Open;
                 requeue_tickets.push(id);
-                if let Some(t) = existing.get_mut(&id) {
-                    t.status = TicketStatus::Open;
-                }
             }
             update.exec(txn).await?;
         }
@@ -543,9 +530,18 @@ impl Store {
 
         phases.end("messages");
         let mut attachment_rows = Vec::new();
+        let mut ref_rows = Vec::new();
         let mut queue_rows = Vec::with_capacity(keep.len());
         for (k, &i) in keep.iter().enumerate() {
             let m = &batch[i];
+            let (ticket_id, new_ticket) = resolve(slots[k]);
+            for r in thread_refs_of(m) {
+                ref_rows.push(thread_refs::ActiveModel {
+                    id: NotSet,
+                    ref_id: Set(r.to_string()),
+                    ticket_id: Set(ticket_id),
+                });
+            }
             let message_db_id = *id_by_hash
                 .get(&m.content_hash)
                 .ok_or_else(|| Error::Inconsistent("an inserted message has no id".to_string()))?;
@@ -561,7 +557,6 @@ impl Store {
                 });
             }
             queue_rows.push(queue_row(message_db_id, "upsert", now));
-            let (ticket_id, new_ticket) = resolve(slots[k]);
             let (ticket_number, ticket_status) = match slots[k] {
                 Slot::New(n) => (new_ids[n].1, TicketStatus::Open),
                 Slot::Existing(id) => {
@@ -580,27 +575,8 @@ impl Store {
                 new_ticket,
             });
         }
-        let mut ref_rows = Vec::new();
-        for (k, &i) in keep.iter().enumerate() {
-            let (ticket_id, _) = resolve(slots[k]);
-            for r in thread_refs_of(&batch[i]) {
-                ref_rows.push(thread_refs::ActiveModel {
-                    id: NotSet,
-                    ref_id: Set(r.to_string()),
-                    ticket_id: Set(ticket_id),
-                });
-            }
-        }
-        for chunk in ref_rows.chunks(CHUNK) {
-            thread_refs::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(txn)
-                .await?;
-        }
-        for chunk in attachment_rows.chunks(CHUNK) {
-            attachments::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(txn)
-                .await?;
-        }
+        insert_rows(txn, ref_rows).await?;
+        insert_rows(txn, attachment_rows).await?;
 
         // A reopened ticket's older messages carry a stale status in the index.
         let fresh: HashSet<i64> = outcome.stored.iter().map(|s| s.message_db_id).collect();
@@ -617,11 +593,7 @@ impl Store {
                 outcome.requeued += 1;
             }
         }
-        for chunk in queue_rows.chunks(CHUNK) {
-            search_queue::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(txn)
-                .await?;
-        }
+        insert_rows(txn, queue_rows).await?;
         phases.end("queue");
         tracing::debug!(messages = keep.len(), phases = %phases, "batch stored");
         Ok(outcome)
@@ -758,6 +730,20 @@ impl std::fmt::Display for Phases {
     }
 }
 
+/// Inserts rows in statements of [`CHUNK`] rows, without returning anything.
+pub(crate) async fn insert_rows<A, C>(db: &C, rows: Vec<A>) -> Result<()>
+where
+    A: sea_orm::ActiveModelTrait,
+    C: ConnectionTrait,
+{
+    for chunk in take_chunks(rows, CHUNK) {
+        A::Entity::insert_many(chunk)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Splits `rows` into owned chunks of at most `size`, without cloning the rows.
 fn take_chunks<T>(mut rows: Vec<T>, size: usize) -> Vec<Vec<T>> {
     let mut out = Vec::with_capacity(rows.len().div_ceil(size.max(1)));
@@ -776,7 +762,11 @@ fn non_empty(ids: &[String]) -> Option<String> {
     }
 }
 
-fn queue_row(message_db_id: i64, op: &str, now: DateTime<Utc>) -> search_queue::ActiveModel {
+pub(crate) fn queue_row(
+    message_db_id: i64,
+    op: &str,
+    now: DateTime<Utc>,
+) -> search_queue::ActiveModel {
     search_queue::ActiveModel {
         id: NotSet,
         message_db_id: Set(message_db_id),

@@ -7,9 +7,7 @@ use chrono::{DateTime, Utc};
 use qd_core::TicketStatus;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 
@@ -340,20 +338,11 @@ impl Store {
             .all(&txn)
             .await?;
         let now = Utc::now();
-        let rows: Vec<search_queue::ActiveModel> = ids
+        let rows = ids
             .into_iter()
-            .map(|id| search_queue::ActiveModel {
-                id: NotSet,
-                message_db_id: Set(id),
-                op: Set("upsert".to_string()),
-                enqueued_at: Set(now),
-            })
+            .map(|id| crate::batch::queue_row(id, "upsert", now))
             .collect();
-        for chunk in rows.chunks(500) {
-            search_queue::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&txn)
-                .await?;
-        }
+        crate::batch::insert_rows(&txn, rows).await?;
         txn.commit().await?;
         Ok(true)
     }
