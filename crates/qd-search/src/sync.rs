@@ -20,6 +20,17 @@ pub enum SyncError {
     Store(#[from] qd_store::Error),
 }
 
+impl SyncError {
+    /// Another writer (another `serve` or `import`) holds the index: not a failure for a
+    /// process that only wants to read.
+    pub fn is_writer_busy(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Index(Error::Index(tantivy::TantivyError::LockFailure(..)))
+        )
+    }
+}
+
 fn doc(row: IndexRow) -> SearchDoc {
     SearchDoc {
         message_db_id: row.message_db_id,
@@ -217,4 +228,22 @@ pub async fn search(
             })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_writer_is_reported_busy_not_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let index = SearchIndex::open_or_create(&dir.path().join("index")).unwrap();
+        let _first = Indexer::new(store.clone(), index.clone(), 32 << 20, 1).unwrap();
+        let Err(second) = Indexer::new(store, index, 32 << 20, 1) else {
+            panic!("two writers on one index");
+        };
+        assert!(second.is_writer_busy(), "{second}");
+    }
 }

@@ -59,31 +59,41 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
     Ok(Store::connect(&settings.database_url).await?)
 }
 
+/// Opens the index directory; an index built by another version is set aside. Returns
+/// the index and whether it is new (empty, to be filled from the store).
+fn open_or_reset_index(settings: &Settings) -> Result<(SearchIndex, bool)> {
+    let existed = settings.index_dir.join("meta.json").exists();
+    match SearchIndex::open_or_create(&settings.index_dir) {
+        Ok(index) => Ok((index, !existed)),
+        Err(qd_search::Error::SchemaMismatch { reason, .. }) => {
+            warn!(%reason, "search index does not fit this version; rebuilding it from the store");
+            std::fs::remove_dir_all(&settings.index_dir)
+                .with_context(|| format!("removing {}", settings.index_dir.display()))?;
+            Ok((SearchIndex::open_or_create(&settings.index_dir)?, true))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn rebuild_index(settings: &Settings, store: &Store, index: &SearchIndex) -> Result<u64> {
+    Ok(qd_search::sync::reindex(
+        store,
+        index,
+        settings.writer_heap_bytes,
+        settings.writer_threads,
+        &|_| {},
+    )
+    .await?)
+}
+
 /// Opens the index and brings it up to date with the store: an index built by another
 /// version is set aside, a missing one is rebuilt from the store, and queued changes
 /// left by a crash are applied. When another process (a running `serve`) holds the index
 /// writer, catching up is its job and this one only reads.
 pub async fn open_index(settings: &Settings, store: &Store) -> Result<SearchIndex> {
-    let existed = settings.index_dir.join("meta.json").exists();
-    let (index, fresh) = match SearchIndex::open_or_create(&settings.index_dir) {
-        Ok(index) => (index, !existed),
-        Err(qd_search::Error::SchemaMismatch { reason, .. }) => {
-            warn!(%reason, "search index does not fit this version; rebuilding it from the store");
-            std::fs::remove_dir_all(&settings.index_dir)
-                .with_context(|| format!("removing {}", settings.index_dir.display()))?;
-            (SearchIndex::open_or_create(&settings.index_dir)?, true)
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (index, fresh) = open_or_reset_index(settings)?;
     if fresh && store.max_message_id().await?.is_some() {
-        let n = qd_search::sync::reindex(
-            store,
-            &index,
-            settings.writer_heap_bytes,
-            settings.writer_threads,
-            &|_| {},
-        )
-        .await?;
+        let n = rebuild_index(settings, store, &index).await?;
         info!(documents = n, "search index rebuilt from the store");
     }
     match indexer(settings, store, &index) {
@@ -93,8 +103,8 @@ pub async fn open_index(settings: &Settings, store: &Store) -> Result<SearchInde
                 info!(changes = n, "search index caught up with the store");
             }
         }
-        Err(SyncError::Index(e)) => {
-            tracing::debug!(error = %e, "index writer busy; another process keeps it current");
+        Err(e) if e.is_writer_busy() => {
+            tracing::debug!("index writer busy; another process keeps it current");
         }
         Err(e) => return Err(e.into()),
     }
@@ -317,21 +327,8 @@ async fn search(settings: &Settings, args: &SearchArgs) -> Result<ExitCode> {
 
 async fn reindex(settings: &Settings) -> Result<ExitCode> {
     let store = open_store(settings).await?;
-    let index = match SearchIndex::open_or_create(&settings.index_dir) {
-        Err(qd_search::Error::SchemaMismatch { .. }) => {
-            std::fs::remove_dir_all(&settings.index_dir)?;
-            SearchIndex::open_or_create(&settings.index_dir)?
-        }
-        other => other?,
-    };
-    let n = qd_search::sync::reindex(
-        &store,
-        &index,
-        settings.writer_heap_bytes,
-        settings.writer_threads,
-        &|_| {},
-    )
-    .await?;
+    let (index, _) = open_or_reset_index(settings)?;
+    let n = rebuild_index(settings, &store, &index).await?;
     store.close().await?;
     println!("reindexed {n} messages");
     Ok(ExitCode::SUCCESS)
