@@ -210,24 +210,23 @@ pub async fn search(
 ) -> Result<Vec<Hit>, SyncError> {
     let raw = index.search(query, limit)?;
     let ids: Vec<i64> = raw.iter().map(|h| h.message_db_id).collect();
-    let texts = store.message_texts(&ids).await?;
-    let mut by_id: std::collections::HashMap<i64, qd_store::MessageText> =
-        texts.into_iter().map(|t| (t.message_db_id, t)).collect();
-    Ok(raw
-        .into_iter()
-        .filter_map(|h| {
-            let t = by_id.remove(&h.message_db_id)?;
-            let snippet = index.snippet(query, &t.body, 200);
-            Some(Hit {
-                ticket: t.ticket_number,
-                message_db_id: h.message_db_id,
-                message_id: t.message_id,
-                subject: t.subject,
-                snippet,
-                score: h.score,
-            })
-        })
-        .collect())
+    // Texts come back in the order of `ids`, minus messages deleted meanwhile.
+    let mut texts = store.message_texts(&ids).await?.into_iter().peekable();
+    let mut hits = Vec::with_capacity(raw.len());
+    for h in raw {
+        let Some(t) = texts.next_if(|t| t.message_db_id == h.message_db_id) else {
+            continue;
+        };
+        hits.push(Hit {
+            ticket: t.ticket_number,
+            message_db_id: h.message_db_id,
+            message_id: t.message_id,
+            snippet: index.snippet(query, &t.body, 200),
+            subject: t.subject,
+            score: h.score,
+        });
+    }
+    Ok(hits)
 }
 
 #[cfg(test)]
