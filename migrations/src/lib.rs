@@ -6,12 +6,20 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_foundation;
+mod m20261125_000002_outbound;
+mod m20261125_000003_privacy;
+mod m20261125_000004_filter;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_foundation::Migration)]
+        vec![
+            Box::new(m20261125_000001_foundation::Migration),
+            Box::new(m20261125_000002_outbound::Migration),
+            Box::new(m20261125_000003_privacy::Migration),
+            Box::new(m20261125_000004_filter::Migration),
+        ]
     }
 }

@@ -7,12 +7,16 @@
 //! Every other crate of the workspace may depend on this one; it depends on none of them.
 
 mod clock;
+mod ip;
 mod redacted;
+pub mod retention;
 mod status;
 mod ticket_ref;
 
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use ip::anonymise_ip;
 pub use redacted::Redacted;
+pub use retention::{Decision, RetentionClass, RetentionPolicy, Span};
 pub use status::{CustomerStatus, Direction, ParseEnumError, TicketStatus};
 pub use ticket_ref::{TicketRefError, TicketRefFormat};
 

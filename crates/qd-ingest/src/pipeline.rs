@@ -31,6 +31,8 @@ pub struct ImportSettings {
     pub ticket_ref: TicketRefFormat,
     /// Team new tickets are routed to.
     pub team: Option<String>,
+    /// Keep third parties' IPs whole in the stored raw mail (default: truncated).
+    pub keep_full_ips: bool,
 }
 
 /// One item that could not be imported, with the reason.
@@ -347,7 +349,7 @@ fn prepare(
 ) -> Prepared {
     let (body, _) = strip_mbox_envelope(raw);
     let parsed = parse(raw);
-    let blob = match PreparedBlob::prepare(body) {
+    let blob = match prepare_blob(body, settings.keep_full_ips) {
         Ok(b) => b,
         Err(e) => {
             return Prepared::Failed(Failure {
@@ -364,6 +366,16 @@ fn prepare(
         settings.team.clone(),
         now,
     )))
+}
+
+/// Hashes and compresses the raw mail for the store, with third parties' IP addresses in
+/// its trace headers truncated unless `keep_full_ips`.
+pub fn prepare_blob(raw: &[u8], keep_full_ips: bool) -> Result<PreparedBlob, qd_store::BlobError> {
+    if keep_full_ips {
+        PreparedBlob::prepare(raw)
+    } else {
+        PreparedBlob::prepare(&qd_mail::anonymise_trace_ips(raw))
+    }
 }
 
 /// Turns a parsed inbound mail into the store's input. The receive time of imported

@@ -10,15 +10,22 @@
 //! [`strip_mbox_envelope`] help sources decide what to feed in. MIME parsing itself is
 //! mail-parser's; this crate adds the charset fallbacks, the defects and the hash.
 
+mod anonymise;
+pub mod autoreply;
+pub mod bounce;
 mod charset;
 mod envelope;
 mod hash;
 mod html;
 pub mod mbox;
+pub mod outgoing;
 mod parse;
+pub mod view;
 
+pub use anonymise::anonymise_trace_ips;
 pub use envelope::{looks_like_mail, strip_mbox_envelope};
 pub use parse::parse;
+pub use view::MessageView;
 
 /// A mailbox address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]

@@ -78,6 +78,8 @@ pub enum Error {
     SchemaMismatch { path: PathBuf, reason: String },
     /// A matching document lacks a fast field every document is written with: the index is
     /// damaged.
+    #[error("the search index writer was closed by a failed merge")]
+    Closed,
     #[error("search index document lacks its {field}")]
     MissingField { field: &'static str },
     #[error("search index: {0}")]

@@ -51,7 +51,11 @@ fn doc(row: IndexRow) -> SearchDoc {
 pub struct Indexer {
     store: Store,
     index: SearchIndex,
-    writer: SearchWriter,
+    /// `None` only while a merge swaps it.
+    writer: Option<SearchWriter>,
+    /// Deletes applied since the index was last merged: erased data must leave the
+    /// segment files, not only be tombstoned.
+    deletes_since_merge: u64,
     /// Queue entries applied to the writer but not yet committed.
     pending: Vec<i64>,
     /// Highest queue id pulled since the last commit. Reset to 0 on commit: an entry
@@ -71,7 +75,8 @@ impl Indexer {
         Ok(Indexer {
             store,
             index,
-            writer,
+            writer: Some(writer),
+            deletes_since_merge: 0,
             pending: Vec::new(),
             pulled_upto: 0,
         })
@@ -80,6 +85,12 @@ impl Indexer {
     /// Entries applied but not yet committed.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    fn writer(&mut self) -> Result<&mut SearchWriter, SyncError> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| SyncError::Index(Error::Closed))
     }
 
     /// Applies up to `limit` queue entries to the writer; returns how many.
@@ -100,15 +111,19 @@ impl Indexer {
             .collect();
         let rows = self.store.index_rows(&upserts).await?;
         let found: HashSet<i64> = rows.iter().map(|r| r.message_db_id).collect();
+        let writer = self.writer()?;
         for row in rows {
-            self.writer.upsert(&doc(row))?;
+            writer.upsert(&doc(row))?;
         }
+        let mut deletes = 0;
         for q in &items {
             // A message deleted since it was queued must not linger in the index.
             if q.op == "delete" || !found.contains(&q.message_db_id) {
-                self.writer.delete(q.message_db_id)?;
+                writer.delete(q.message_db_id)?;
+                deletes += 1;
             }
         }
+        self.deletes_since_merge += deletes;
         self.pulled_upto = items.last().map(|q| q.id).unwrap_or(self.pulled_upto);
         self.pending.extend(items.iter().map(|q| q.id));
         Ok(items.len())
@@ -119,11 +134,36 @@ impl Indexer {
         if self.pending.is_empty() {
             return Ok(());
         }
-        commit_blocking(&mut self.writer)?;
+        commit_blocking(self.writer()?)?;
         self.index.reload()?;
         self.store.search_queue_delete(&self.pending).await?;
         self.pending.clear();
         self.pulled_upto = 0;
+        // Merge once the queue is empty, not per commit: a retention run deletes in many
+        // batches, and one merge at the end rewrites the segments once.
+        if self.deletes_since_merge > 0 && self.store.search_queue_batch(0, 1).await?.is_empty() {
+            self.merge_away_deleted()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the segments that hold deleted documents, so their terms and stored
+    /// fields leave the files on disk; the writer is reopened afterwards.
+    pub fn merge_away_deleted(&mut self) -> Result<(), SyncError> {
+        let Some(writer) = self.writer.take() else {
+            return Err(SyncError::Index(Error::Closed));
+        };
+        let (heap, threads) = (writer.heap_per_thread(), writer.threads());
+        let merged = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| writer.merge_away_deleted())
+            }
+            _ => writer.merge_away_deleted(),
+        };
+        // Reopen even when the merge failed, so the indexer keeps working.
+        self.writer = Some(self.index.writer(heap * threads, threads)?);
+        merged?;
+        self.deletes_since_merge = 0;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ pub struct SearchWriter {
     index: SearchIndex,
     writer: IndexWriter<TantivyDocument>,
     heap_per_thread: usize,
+    threads: usize,
 }
 
 impl fmt::Debug for SearchWriter {
@@ -33,7 +34,16 @@ impl SearchWriter {
             index,
             writer,
             heap_per_thread: heap_bytes / threads,
+            threads,
         })
+    }
+
+    pub fn heap_per_thread(&self) -> usize {
+        self.heap_per_thread
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Adds a document the caller knows is not in the index yet.
@@ -87,6 +97,7 @@ impl SearchWriter {
             index,
             writer,
             heap_per_thread,
+            ..
         } = self;
         // A merge cannot include segments that a background merge of the merge policy
         // holds, so let those finish (this drops the writer and its lock) and merge with a

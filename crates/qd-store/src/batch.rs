@@ -25,6 +25,7 @@ use sea_orm::{
 };
 
 use crate::blob::{PreparedBlob, CODEC_ZSTD};
+use crate::crypto::CODEC_SEALED;
 use crate::entity::{
     attachments, blobs, contacts, counters, customers, ingest_checkpoints, messages, search_queue,
     thread_refs, tickets,
@@ -357,6 +358,8 @@ impl Store {
                     customer_id: Set(contact.and_then(|c| c.1)),
                     created_at: Set(at),
                     last_activity_at: Set(at),
+                    legal_hold: Set(false),
+                    retention_class: Set(None),
                 });
             }
             let mut number_to_id = HashMap::new();
@@ -428,19 +431,31 @@ impl Store {
             }
         }
         let mut blob_ids: HashMap<(String, String), i64> = HashMap::new();
-        let blob_rows: Vec<blobs::ActiveModel> = blob_jobs
-            .iter_mut()
-            .map(|(_, scope, b)| blobs::ActiveModel {
+        let sealers = match &self.keys {
+            Some(ring) => {
+                let scopes: Vec<&str> = blob_jobs.iter().map(|(_, s, _)| s.as_str()).collect();
+                Some(crate::keys::scope_keys(txn, ring, &scopes, now).await?)
+            }
+            None => None,
+        };
+        let mut blob_rows: Vec<blobs::ActiveModel> = Vec::with_capacity(blob_jobs.len());
+        for (_, scope, b) in blob_jobs.iter_mut() {
+            let raw = std::mem::take(&mut b.data);
+            let (codec, data) = match sealers.as_ref().and_then(|k| k.get(scope.as_str())) {
+                Some(key) => (CODEC_SEALED, key.seal(scope, &b.digest, &raw)?),
+                None => (CODEC_ZSTD, raw),
+            };
+            blob_rows.push(blobs::ActiveModel {
                 id: NotSet,
                 digest: Set(b.digest.clone()),
                 scope: Set(scope.clone()),
-                codec: Set(CODEC_ZSTD.to_string()),
+                codec: Set(codec.to_string()),
                 size: Set(b.size as i64),
-                stored_size: Set(b.data.len() as i64),
-                data: Set(std::mem::take(&mut b.data)),
+                stored_size: Set(data.len() as i64),
+                data: Set(data),
                 created_at: Set(now),
-            })
-            .collect();
+            });
+        }
         // Few rows per statement: each carries a whole compressed message.
         for chunk in take_chunks(blob_rows, 50) {
             blobs::Entity::insert_many(chunk)
@@ -745,7 +760,7 @@ where
 }
 
 /// Splits `rows` into owned chunks of at most `size`, without cloning the rows.
-fn take_chunks<T>(mut rows: Vec<T>, size: usize) -> Vec<Vec<T>> {
+pub(crate) fn take_chunks<T>(mut rows: Vec<T>, size: usize) -> Vec<Vec<T>> {
     let mut out = Vec::with_capacity(rows.len().div_ceil(size.max(1)));
     while !rows.is_empty() {
         let tail = rows.split_off(rows.len().min(size.max(1)));

@@ -10,8 +10,13 @@
 
 mod batch;
 pub mod blob;
+pub mod crypto;
 pub mod entity;
+mod erase;
 pub mod fts;
+mod keys;
+mod outbox;
+mod privacy;
 mod queries;
 
 use std::time::Duration;
@@ -23,6 +28,12 @@ pub use batch::{
     BatchOutcome, BatchSettings, Checkpoint, NewAttachment, NewMessage, StoredMessage,
 };
 pub use blob::{BlobError, PreparedBlob};
+pub use crypto::{CryptoError, MasterKey};
+pub use erase::{DeletionCounts, QuarantineRow, RetentionRow};
+pub use outbox::{
+    sender_hash, EnqueueOutcome, NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStatus, WriteTxn,
+};
+pub use privacy::{Actor, Change, CustomerRecord, StatusOutcome, SubjectRef};
 pub use queries::{IndexRow, MessageText, QueueItem, Stats};
 
 /// What went wrong in the store.
@@ -36,6 +47,14 @@ pub enum Error {
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
     Blob(#[from] BlobError),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+    #[error("sealed raw mail cannot be read: no master key is configured (storage.master_key_file or QUIETDESK_MASTER_KEY)")]
+    NoMasterKey,
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("stored data is inconsistent: {0}")]
     Inconsistent(String),
 }
@@ -53,6 +72,9 @@ pub enum Backend {
 pub struct Store {
     db: DatabaseConnection,
     backend: Backend,
+    /// `None`: blobs are written unsealed (tests of other crates); the binary always sets
+    /// a master key.
+    keys: Option<std::sync::Arc<crypto::KeyRing>>,
 }
 
 impl Store {
@@ -90,7 +112,18 @@ impl Store {
                 source,
             })?;
         Migrator::up(&db, None).await.map_err(Error::Migrate)?;
-        Ok(Store { db, backend })
+        Ok(Store {
+            db,
+            backend,
+            keys: None,
+        })
+    }
+
+    /// Seals raw mail written from now on with per-scope keys wrapped by `master`, and
+    /// opens sealed blobs on read.
+    pub fn with_master_key(mut self, master: crypto::MasterKey) -> Store {
+        self.keys = Some(std::sync::Arc::new(crypto::KeyRing::new(master)));
+        self
     }
 
     pub fn backend(&self) -> Backend {

@@ -362,7 +362,9 @@ impl Store {
         let Some(b) = blobs::Entity::find_by_id(blob_id).one(&self.db).await? else {
             return Ok(None);
         };
-        Ok(Some(crate::blob::decode(&b.codec, &b.data, &b.digest)?))
+        Ok(Some(
+            crate::keys::open_blob(&self.db, self.keys.as_deref(), b).await?,
+        ))
     }
 
     /// The ticket that holds the message with this Message-ID, if any.

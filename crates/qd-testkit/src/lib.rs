@@ -6,9 +6,15 @@
 //! [`free_port`] finds a loopback port for harnesses that start their own servers.
 //! This crate is a dev-dependency only: nothing in a release build may use it.
 
+mod clamd;
+mod dovecot;
 mod pg;
+mod smtp;
 
+pub use clamd::Clamd;
+pub use dovecot::{Dovecot, DovecotError, DovecotTls};
 pub use pg::{PgDatabase, DEFAULT_PG_URL, PG_URL_ENV};
+pub use smtp::{Captured, SinkMode, SmtpSink, SmtpSinkError};
 
 use std::net::{Ipv4Addr, TcpListener};
 

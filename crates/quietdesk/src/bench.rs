@@ -20,6 +20,7 @@ pub async fn run(settings: &Settings, cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Gen(args) => gen(&args),
         BenchCommand::Search(args) => search(settings, &args).await,
+        BenchCommand::Retention(args) => crate::bench_retention::run(settings, &args).await,
     }
 }
 

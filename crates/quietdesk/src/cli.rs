@@ -20,6 +20,10 @@ pub struct Global {
     /// Data directory: the SQLite file (with the raw mail) and the search index live under it.
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Staff member recorded in the audit trail for reads and changes (default:
+    /// privacy.cli_actor, else the operating-system user).
+    #[arg(long, global = true)]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,6 +38,17 @@ pub enum Command {
     Search(SearchArgs),
     /// Rebuild the search index from the store.
     Reindex,
+    /// Ingest mail from IMAP mailboxes (the configured ones, or --mailbox URL).
+    Ingest(crate::ingest_cmd::IngestArgs),
+    /// Customers as data subjects: status, billing sync, rectification, hold, export, erasure.
+    #[command(subcommand)]
+    Customer(crate::privacy_cmd::CustomerCommand),
+    /// Tickets: show one (audited), legal hold, retention class.
+    #[command(subcommand)]
+    Ticket(crate::privacy_cmd::TicketCommand),
+    /// Retention: delete what the policy says is due.
+    #[command(subcommand)]
+    Retention(crate::privacy_cmd::RetentionCommand),
     /// Counts of what the store holds.
     Stats(JsonFlag),
     /// Benchmarks and their data generator.
@@ -77,6 +92,24 @@ pub enum BenchCommand {
     /// Measure search latency over the current data dir (and PostgreSQL full-text search
     /// over the same messages, with --pg).
     Search(BenchSearchArgs),
+    /// Measure a retention run and a customer erasure on the current data dir (which it
+    /// changes: use a scratch copy). Makes contacts customers so that --due-percent of the
+    /// messages are due, runs retention, then erases a customer with --erase-messages.
+    Retention(BenchRetentionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRetentionArgs {
+    /// Share of the messages that becomes due (former customers since 2000).
+    #[arg(long, default_value_t = 10.0)]
+    pub due_percent: f64,
+    /// Messages of the customer whose erasure is timed (0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    pub erase_messages: u64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

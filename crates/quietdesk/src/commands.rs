@@ -21,10 +21,26 @@ const EXIT_USAGE: u8 = 2;
 
 pub async fn run(cli: Cli, env: Vec<(String, String)>) -> Result<ExitCode> {
     let raw = config::load(cli.global.config.as_deref(), &env)?;
-    let settings = raw.validate(cli.global.data_dir.as_deref())?;
+    let mut settings = raw.validate(cli.global.data_dir.as_deref())?;
+    settings.master_key_hex = env
+        .iter()
+        .find(|(k, _)| k == "QUIETDESK_MASTER_KEY")
+        .map(|(_, v)| v.clone());
+    settings.actor = cli
+        .global
+        .actor
+        .clone()
+        .filter(|a| !a.trim().is_empty())
+        .or_else(|| (!settings.cli_actor.trim().is_empty()).then(|| settings.cli_actor.clone()))
+        .or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == "USER" || k == "LOGNAME")
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|| "unknown".to_string());
     init_logging(&settings, &env);
     match cli.command {
-        Command::Serve => serve(&settings).await,
+        Command::Serve => serve(&settings, &env).await,
         Command::Migrate => {
             let store = open_store(&settings).await?;
             store.close().await?;
@@ -34,6 +50,10 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> Result<ExitCode> {
         Command::Import(args) => import(&settings, &args).await,
         Command::Search(args) => search(&settings, &args).await,
         Command::Reindex => reindex(&settings).await,
+        Command::Ingest(args) => crate::ingest_cmd::ingest(&settings, &args, &env).await,
+        Command::Customer(cmd) => crate::privacy_cmd::customer(&settings, cmd, &env).await,
+        Command::Ticket(cmd) => crate::privacy_cmd::ticket(&settings, cmd, &env).await,
+        Command::Retention(cmd) => crate::privacy_cmd::retention(&settings, cmd).await,
         Command::Stats(flag) => stats(&settings, flag.json).await,
         Command::Bench(cmd) => crate::bench::run(&settings, cmd).await,
     }
@@ -56,7 +76,57 @@ fn init_logging(settings: &Settings, env: &[(String, String)]) {
 pub async fn open_store(settings: &Settings) -> Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
-    Ok(Store::connect(&settings.database_url).await?)
+    let store = Store::connect(&settings.database_url).await?;
+    let key = master_key(settings, &store).await?;
+    Ok(store.with_master_key(key))
+}
+
+/// The master key: `QUIETDESK_MASTER_KEY`, else the configured file, else
+/// `<data_dir>/master.key` — created (mode 0600) only while no sealed key exists, so a
+/// lost key file is an error instead of a silent new key that cannot open old mail.
+async fn master_key(settings: &Settings, store: &Store) -> Result<qd_store::MasterKey> {
+    if let Some(hex) = &settings.master_key_hex {
+        return qd_store::MasterKey::parse_hex(hex).context("QUIETDESK_MASTER_KEY");
+    }
+    let path = settings
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("master.key"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => qd_store::MasterKey::parse_hex(&text)
+            .with_context(|| format!("master key file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if store.sealed_key_count().await? > 0 {
+                anyhow::bail!(
+                    "the master key file {} is missing, but the store holds sealed keys:                      restore the file or set QUIETDESK_MASTER_KEY",
+                    path.display()
+                );
+            }
+            let key = qd_store::MasterKey::generate();
+            write_secret(&path, key.to_hex().as_bytes())
+                .with_context(|| format!("creating master key file {}", path.display()))?;
+            info!(path = %path.display(), "created a new master key");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading master key file {}", path.display())),
+    }
+}
+
+fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.write_all(b"\n")?;
+    f.sync_all()
 }
 
 /// Opens the index directory; an index built by another version is set aside. Returns
@@ -120,7 +190,7 @@ fn indexer(settings: &Settings, store: &Store, index: &SearchIndex) -> Result<In
     )
 }
 
-async fn serve(settings: &Settings) -> Result<ExitCode> {
+async fn serve(settings: &Settings, env: &[(String, String)]) -> Result<ExitCode> {
     let store = open_store(settings).await?;
     let index = open_index(settings, &store).await?;
     let shutdown = Arc::new(tokio::sync::Notify::new());
@@ -156,10 +226,17 @@ async fn serve(settings: &Settings) -> Result<ExitCode> {
     let sd = shutdown.clone();
     let server = tokio::spawn(async move { axum_serve(listener, app, sd).await });
 
+    let ingest_stop = tokio_util::sync::CancellationToken::new();
+    let ingester = crate::ingest_cmd::spawn_for_serve(settings, &store, env, ingest_stop.clone())?;
+
     wait_for_signal().await;
     info!("shutting down");
     stopping.store(true, Ordering::Relaxed);
     shutdown.notify_waiters();
+    ingest_stop.cancel();
+    if let Some(task) = ingester {
+        task.await.context("IMAP ingester task")??;
+    }
     server.await.context("web server task")??;
     indexer_task.await.context("indexer task")??;
     store.close().await?;
@@ -176,7 +253,7 @@ async fn axum_serve(
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -293,6 +370,24 @@ async fn search(settings: &Settings, args: &SearchArgs) -> Result<ExitCode> {
     let store = open_store(settings).await?;
     let index = open_index(settings, &store).await?;
     let hits = qd_search::sync::search(&store, &index, &query, args.limit).await?;
+    // What staff saw is audited: the tickets whose messages the search showed.
+    let mut seen = Vec::new();
+    for h in &hits {
+        if let Some(t) = store.ticket_by_number(h.ticket).await? {
+            if !seen.contains(&t.id) {
+                seen.push(t.id);
+            }
+        }
+    }
+    store
+        .audit_many(
+            &settings.actor,
+            "search",
+            "ticket",
+            &seen,
+            chrono::Utc::now(),
+        )
+        .await?;
     if args.json {
         let out: Vec<serde_json::Value> = hits
             .iter()

@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub threading: RawThreading,
     pub ingest: RawIngest,
     pub search: RawSearch,
+    pub privacy: RawPrivacy,
+    pub retention: RawRetention,
     pub log: RawLog,
 }
 
@@ -66,6 +68,9 @@ pub struct RawIngest {
     pub batch_size: usize,
     /// Team that new tickets from imports are routed to (empty: none).
     pub team: String,
+    /// IMAP mailboxes to ingest from (`[[ingest.mailboxes]]`; none by default).
+    #[serde(default)]
+    pub mailboxes: Vec<qd_ingest::imap::MailboxConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +82,42 @@ pub struct RawSearch {
     pub writer_threads: usize,
     /// Commit the index after this many queued changes during bulk work.
     pub commit_every: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrivacy {
+    /// File holding the master key (64 hex digits) that seals every per-person blob key.
+    /// Empty: `<data_dir>/master.key`, created on first start. `QUIETDESK_MASTER_KEY`
+    /// (the key itself) wins over both.
+    pub master_key_file: String,
+    /// Keep third parties' IP addresses whole in stored Received headers (default: truncate
+    /// IPv4 to /24 and IPv6 to /48).
+    pub keep_full_ips: bool,
+    /// Include internal staff notes in data-subject exports.
+    pub export_include_notes: bool,
+    /// Name recorded as the actor of CLI reads and changes when `--actor` is not given
+    /// (empty: the operating-system user).
+    pub cli_actor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Customer correspondence is deleted this long after the customer became former.
+    pub customer_after_former: qd_core::Span,
+    /// Requests from non-customers are deleted this long after the ticket's last activity.
+    pub non_customer_after_activity: qd_core::Span,
+    /// Quarantined spam is deleted this long after receipt.
+    pub quarantined_spam: qd_core::Span,
+    /// Mail with a virus verdict is deleted this long after receipt.
+    pub virus: qd_core::Span,
+    /// Staff-access audit events are deleted this long after the access.
+    pub staff_access_audit: qd_core::Span,
+    /// Tickets marked as tax/VAT evidence are kept at least this long after last activity.
+    pub tax_evidence: qd_core::Span,
+    /// `serve` runs retention every this many hours (0: never; run it from cron instead).
+    pub run_every_hours: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,11 +149,30 @@ impl Default for RawConfig {
                 max_message_bytes: 50 * 1024 * 1024,
                 batch_size: 2000,
                 team: String::new(),
+                mailboxes: Vec::new(),
             },
             search: RawSearch {
                 writer_heap_mb: 128,
                 writer_threads: 1,
                 commit_every: 50_000,
+            },
+            privacy: RawPrivacy {
+                master_key_file: String::new(),
+                keep_full_ips: false,
+                export_include_notes: false,
+                cli_actor: String::new(),
+            },
+            retention: {
+                let p = qd_core::RetentionPolicy::default();
+                RawRetention {
+                    customer_after_former: p.customer_after_former,
+                    non_customer_after_activity: p.non_customer_after_activity,
+                    quarantined_spam: p.quarantined_spam,
+                    virus: p.virus,
+                    staff_access_audit: p.staff_access_audit,
+                    tax_evidence: p.tax_evidence,
+                    run_every_hours: 24,
+                }
             },
             log: RawLog {
                 level: "info".into(),
@@ -130,10 +190,25 @@ pub struct Settings {
     pub listen: std::net::SocketAddr,
     pub ticket_ref: TicketRefFormat,
     pub ingest: qd_ingest::ImportSettings,
+    /// IMAP mailboxes; secrets named by environment variables are resolved by the
+    /// command that uses them.
+    pub mailboxes: Vec<qd_ingest::imap::MailboxConfig>,
     pub writer_heap_bytes: usize,
     pub writer_threads: usize,
     pub commit_every: usize,
     pub log_level: String,
+    /// `None`: `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself, from `QUIETDESK_MASTER_KEY` (set by `commands::run`).
+    pub master_key_hex: Option<String>,
+    pub keep_full_ips: bool,
+    pub export_include_notes: bool,
+    pub cli_actor: String,
+    /// Who the audit trail names for this process's reads and changes (set by
+    /// `commands::run` from --actor, privacy.cli_actor or the OS user).
+    pub actor: String,
+    pub retention: qd_core::RetentionPolicy,
+    pub retention_every: Option<std::time::Duration>,
 }
 
 /// Merges defaults, the file (if any) and the environment.
@@ -201,6 +276,12 @@ impl RawConfig {
             bail!("search.writer_heap_mb must be at least 16 (tantivy's minimum)");
         }
         let team = (!self.ingest.team.trim().is_empty()).then(|| self.ingest.team.clone());
+        let mut names = std::collections::HashSet::new();
+        for m in &self.ingest.mailboxes {
+            if !names.insert(m.name.as_str()) {
+                bail!("ingest.mailboxes: the name {} is used twice", m.name);
+            }
+        }
         Ok(Settings {
             index_dir: data_dir.join("index"),
             data_dir,
@@ -211,12 +292,31 @@ impl RawConfig {
                 batch_size: self.ingest.batch_size,
                 ticket_ref: ticket_ref.clone(),
                 team,
+                keep_full_ips: self.privacy.keep_full_ips,
             },
+            mailboxes: self.ingest.mailboxes,
             ticket_ref,
             writer_heap_bytes: self.search.writer_heap_mb * 1024 * 1024,
             writer_threads: self.search.writer_threads.max(1),
             commit_every: self.search.commit_every.max(1),
             log_level: self.log.level,
+            master_key_file: (!self.privacy.master_key_file.trim().is_empty())
+                .then(|| PathBuf::from(self.privacy.master_key_file.trim())),
+            master_key_hex: None,
+            keep_full_ips: self.privacy.keep_full_ips,
+            export_include_notes: self.privacy.export_include_notes,
+            actor: String::new(),
+            cli_actor: self.privacy.cli_actor,
+            retention: qd_core::RetentionPolicy {
+                customer_after_former: self.retention.customer_after_former,
+                non_customer_after_activity: self.retention.non_customer_after_activity,
+                quarantined_spam: self.retention.quarantined_spam,
+                virus: self.retention.virus,
+                staff_access_audit: self.retention.staff_access_audit,
+                tax_evidence: self.retention.tax_evidence,
+            },
+            retention_every: (self.retention.run_every_hours > 0)
+                .then(|| std::time::Duration::from_secs(self.retention.run_every_hours * 3600)),
         })
     }
 }

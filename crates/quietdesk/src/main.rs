@@ -3,9 +3,12 @@
 //! crate reads the environment.
 
 mod bench;
+mod bench_retention;
 mod cli;
 mod commands;
 mod config;
+mod ingest_cmd;
+mod privacy_cmd;
 
 use std::process::ExitCode;
 

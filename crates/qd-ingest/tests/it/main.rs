@@ -5,6 +5,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod imap;
+
 use std::time::Duration;
 
 use qd_core::{SystemClock, TicketRefFormat};
@@ -17,6 +19,7 @@ fn settings(batch_size: usize) -> ImportSettings {
         batch_size,
         ticket_ref: TicketRefFormat::new("[#QD-{n}]").unwrap(),
         team: None,
+        keep_full_ips: false,
     }
 }
 

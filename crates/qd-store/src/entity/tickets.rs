@@ -15,6 +15,10 @@ pub struct Model {
     pub customer_id: Option<i64>,
     pub created_at: DateTimeUtc,
     pub last_activity_at: DateTimeUtc,
+    /// Suspends retention deletion of this ticket.
+    pub legal_hold: bool,
+    /// A retention class chosen by staff (`tax_evidence`); `None`: derived from the customer.
+    pub retention_class: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

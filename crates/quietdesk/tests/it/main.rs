@@ -6,8 +6,10 @@
 mod bad_input;
 mod boundaries;
 mod corpus;
+mod imap;
 mod import_search;
 mod privacy;
+mod retention;
 mod serve;
 
 use std::path::{Path, PathBuf};

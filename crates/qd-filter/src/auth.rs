@@ -1,0 +1,422 @@
+//! Sender authentication: SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489) and ARC
+//! (RFC 8617).
+//!
+//! Two sources, one set of tags. With DNS, [`Authenticator::authenticate`] runs
+//! mail-auth's standard algorithms over the raw message through a bounded caching
+//! resolver and yields an [`AuthOutcome`] that the caller hands to the judge in
+//! [`crate::JudgeContext::auth`] (the rules still see only the outcome). Without DNS,
+//! `Authentication-Results` (RFC 8601) and `Received-SPF` fields count only when one of
+//! our trusted relays added them: above the first untrusted Received, and for
+//! Authentication-Results with one of our authserv-ids.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mail_auth::common::resolver::ToFqdn;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::hickory_resolver::config::{ResolverConfig, ResolverOpts};
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{
+    AuthenticatedMessage, DkimResult, DmarcResult, MessageAuthenticator, Parameters, RecordSet,
+    ResolverCache, SpfResult, Txt, MX,
+};
+use qd_mail::MessageView;
+use serde::{Deserialize, Serialize};
+
+use crate::settings::DnsSettings;
+use crate::util::{host_in_domain, Hits};
+use crate::FilterError;
+
+/// One method's result, as RFC 8601 names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthResult {
+    Pass,
+    Fail,
+    SoftFail,
+    Neutral,
+    None,
+    TempError,
+    PermError,
+}
+
+impl AuthResult {
+    fn parse(word: &str) -> Option<AuthResult> {
+        Some(match word.to_ascii_lowercase().as_str() {
+            "pass" => AuthResult::Pass,
+            "fail" | "hardfail" => AuthResult::Fail,
+            "softfail" => AuthResult::SoftFail,
+            "neutral" | "policy" => AuthResult::Neutral,
+            "none" => AuthResult::None,
+            "temperror" => AuthResult::TempError,
+            "permerror" => AuthResult::PermError,
+            _ => return None,
+        })
+    }
+}
+
+/// What authentication found for one message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthOutcome {
+    pub spf: Option<AuthResult>,
+    /// Pass when any signature passed; otherwise the first signature's result.
+    pub dkim: Option<AuthResult>,
+    pub dmarc: Option<AuthResult>,
+    pub arc: Option<AuthResult>,
+    /// The DMARC policy of the From domain asked for reject or quarantine.
+    pub dmarc_enforcing: bool,
+}
+
+/// The SMTP connection a message arrived on, for SPF.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The client's address.
+    pub ip: IpAddr,
+    /// What the client said in HELO/EHLO.
+    pub helo: String,
+    /// MAIL FROM (empty for the null sender).
+    pub mail_from: String,
+    /// Our own host name (SPF's `%{r}` macro).
+    pub host_domain: String,
+}
+
+/// A bounded resolver cache shared by the lookups of all messages. When full, expired
+/// entries go first, then arbitrary ones (a cache, not a store: a miss costs a query).
+pub struct BoundedCache<K, V> {
+    capacity: usize,
+    map: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K: Hash + Eq, V: Clone> BoundedCache<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        BoundedCache {
+            capacity: capacity.max(1),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> ResolverCache<K, V> for BoundedCache<K, V> {
+    fn get<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let map = self.map.lock().ok()?;
+        let (value, until) = map.get(name)?;
+        (*until > Instant::now()).then(|| value.clone())
+    }
+
+    fn remove<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.lock().ok()?.remove(name).map(|(v, _)| v)
+    }
+
+    fn insert(&self, key: K, value: V, valid_until: Instant) {
+        let Ok(mut map) = self.map.lock() else { return };
+        if map.len() >= self.capacity {
+            let now = Instant::now();
+            map.retain(|_, (_, until)| *until > now);
+            while map.len() >= self.capacity {
+                let Some(victim) = map.keys().next().cloned() else {
+                    break;
+                };
+                map.remove(&victim);
+            }
+        }
+        map.insert(key, (value, valid_until));
+    }
+}
+
+/// The resolver caches, one per record type.
+pub struct DnsCaches {
+    pub txt: BoundedCache<Box<str>, Txt>,
+    pub mx: BoundedCache<Box<str>, RecordSet<MX>>,
+    pub ipv4: BoundedCache<Box<str>, RecordSet<Ipv4Addr>>,
+    pub ipv6: BoundedCache<Box<str>, RecordSet<Ipv6Addr>>,
+    pub ptr: BoundedCache<IpAddr, RecordSet<Box<str>>>,
+}
+
+impl DnsCaches {
+    pub fn new(capacity: usize) -> Self {
+        DnsCaches {
+            txt: BoundedCache::new(capacity),
+            mx: BoundedCache::new(capacity),
+            ipv4: BoundedCache::new(capacity),
+            ipv6: BoundedCache::new(capacity),
+            ptr: BoundedCache::new(capacity),
+        }
+    }
+
+    /// Puts a TXT record in the cache (tests, and pinning records an operator knows).
+    pub fn txt_add(&self, name: &str, value: impl Into<Txt>, ttl: Duration) {
+        self.txt.insert(
+            name.to_fqdn().into_owned().into_boxed_str(),
+            value.into(),
+            Instant::now() + ttl,
+        );
+    }
+
+    /// Puts A records in the cache.
+    pub fn ipv4_add(&self, name: &str, value: Vec<Ipv4Addr>, ttl: Duration) {
+        self.ipv4.insert(
+            name.to_fqdn().into_owned().into_boxed_str(),
+            RecordSet {
+                rrset: value.into(),
+                dnssec_status: mail_auth::DnssecStatus::Indeterminate,
+            },
+            Instant::now() + ttl,
+        );
+    }
+}
+
+/// mail-auth's authenticator behind our caches.
+pub struct Authenticator {
+    inner: MessageAuthenticator,
+    caches: DnsCaches,
+}
+
+impl Authenticator {
+    /// Uses the system's resolver configuration (`/etc/resolv.conf`).
+    pub fn new(settings: &DnsSettings) -> Result<Self, FilterError> {
+        let (config, mut opts) = mail_auth::hickory_resolver::system_conf::read_system_conf()
+            .map_err(|e| FilterError::Dns(e.to_string()))?;
+        opts.timeout = Duration::from_millis(settings.timeout_ms);
+        Self::with_config(config, opts, settings.cache_size)
+    }
+
+    /// A resolver that knows no name servers: only cached records resolve. For tests
+    /// and for deployments that pin records.
+    pub fn offline(cache_size: usize) -> Result<Self, FilterError> {
+        let config = ResolverConfig::from_parts(None, vec![], vec![]);
+        let mut opts = ResolverOpts::default();
+        opts.timeout = Duration::from_millis(100);
+        opts.attempts = 0;
+        Self::with_config(config, opts, cache_size)
+    }
+
+    fn with_config(
+        config: ResolverConfig,
+        opts: ResolverOpts,
+        cache_size: usize,
+    ) -> Result<Self, FilterError> {
+        Ok(Authenticator {
+            inner: MessageAuthenticator::new(config, opts)
+                .map_err(|e| FilterError::Dns(e.to_string()))?,
+            caches: DnsCaches::new(cache_size),
+        })
+    }
+
+    pub fn caches(&self) -> &DnsCaches {
+        &self.caches
+    }
+
+    fn params<P>(
+        &self,
+        p: P,
+    ) -> Parameters<
+        '_,
+        P,
+        BoundedCache<Box<str>, Txt>,
+        BoundedCache<Box<str>, RecordSet<MX>>,
+        BoundedCache<Box<str>, RecordSet<Ipv4Addr>>,
+        BoundedCache<Box<str>, RecordSet<Ipv6Addr>>,
+        BoundedCache<IpAddr, RecordSet<Box<str>>>,
+    > {
+        Parameters::new(p)
+            .with_txt_cache(&self.caches.txt)
+            .with_mx_cache(&self.caches.mx)
+            .with_ipv4_cache(&self.caches.ipv4)
+            .with_ipv6_cache(&self.caches.ipv6)
+            .with_ptr_cache(&self.caches.ptr)
+    }
+
+    /// Runs SPF (when the connection is known), DKIM, ARC and DMARC over the raw message.
+    /// The bytes go to mail-auth's verifiers only; nothing of them is returned.
+    pub async fn authenticate(&self, raw: &[u8], conn: Option<&Connection>) -> AuthOutcome {
+        let (raw, _) = qd_mail::strip_mbox_envelope(raw);
+        let Some(message) = AuthenticatedMessage::parse(raw) else {
+            return AuthOutcome::default();
+        };
+        let dkim = self.inner.verify_dkim(self.params(&message)).await;
+        let arc = self.inner.verify_arc(self.params(&message)).await;
+        let mut outcome = AuthOutcome {
+            dkim: dkim_summary(dkim.iter().map(|d| d.result())),
+            arc: match arc.result() {
+                DkimResult::None => None,
+                r => Some(dkim_result(r)),
+            },
+            ..AuthOutcome::default()
+        };
+        let Some(conn) = conn else {
+            return outcome;
+        };
+        let sender = if conn.mail_from.is_empty() {
+            format!("postmaster@{}", conn.helo)
+        } else {
+            conn.mail_from.clone()
+        };
+        let spf = self
+            .inner
+            .verify_spf(self.params(SpfParameters::verify_mail_from(
+                conn.ip,
+                &conn.helo,
+                &conn.host_domain,
+                &sender,
+            )))
+            .await;
+        outcome.spf = Some(match spf.result() {
+            SpfResult::Pass => AuthResult::Pass,
+            SpfResult::Fail => AuthResult::Fail,
+            SpfResult::SoftFail => AuthResult::SoftFail,
+            SpfResult::Neutral => AuthResult::Neutral,
+            SpfResult::TempError => AuthResult::TempError,
+            SpfResult::PermError => AuthResult::PermError,
+            SpfResult::None => AuthResult::None,
+        });
+        let mail_from_domain = sender.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
+        let dmarc = self
+            .inner
+            .verify_dmarc(self.params(DmarcParameters::new(
+                &message,
+                &dkim,
+                &mail_from_domain,
+                &spf,
+            )))
+            .await;
+        let pass = matches!(dmarc.dkim_result(), DmarcResult::Pass)
+            || matches!(dmarc.spf_result(), DmarcResult::Pass);
+        outcome.dmarc = match (dmarc.dkim_result(), dmarc.spf_result()) {
+            _ if pass => Some(AuthResult::Pass),
+            // No record found: DMARC does not apply. A record and no aligned pass: fail.
+            (DmarcResult::None, DmarcResult::None) if dmarc.domain().is_empty() => None,
+            (DmarcResult::TempError(_), _) | (_, DmarcResult::TempError(_)) => {
+                Some(AuthResult::TempError)
+            }
+            (DmarcResult::PermError(_), _) | (_, DmarcResult::PermError(_)) => {
+                Some(AuthResult::PermError)
+            }
+            _ => Some(AuthResult::Fail),
+        };
+        outcome.dmarc_enforcing = matches!(
+            dmarc.policy(),
+            mail_auth::dmarc::Policy::Reject | mail_auth::dmarc::Policy::Quarantine
+        );
+        outcome
+    }
+}
+
+fn dkim_result(r: &DkimResult) -> AuthResult {
+    match r {
+        DkimResult::Pass => AuthResult::Pass,
+        DkimResult::Neutral(_) => AuthResult::Neutral,
+        DkimResult::Fail(_) => AuthResult::Fail,
+        DkimResult::PermError(_) => AuthResult::PermError,
+        DkimResult::TempError(_) => AuthResult::TempError,
+        DkimResult::None => AuthResult::None,
+    }
+}
+
+fn dkim_summary<'a>(results: impl Iterator<Item = &'a DkimResult>) -> Option<AuthResult> {
+    let all: Vec<AuthResult> = results.map(dkim_result).collect();
+    if all.contains(&AuthResult::Pass) {
+        Some(AuthResult::Pass)
+    } else {
+        all.first().copied()
+    }
+}
+
+/// Results from trusted `Authentication-Results` and `Received-SPF` fields.
+pub(crate) fn from_trusted_headers(
+    view: &MessageView,
+    trusted_end: usize,
+    trusted: &[String],
+) -> AuthOutcome {
+    let mut out = AuthOutcome::default();
+    for h in view.headers().iter().take(trusted_end) {
+        if h.name.eq_ignore_ascii_case("Authentication-Results") {
+            let mut parts = h.raw.split(';');
+            let authserv = parts
+                .next()
+                .and_then(|p| p.split_whitespace().next())
+                .unwrap_or_default();
+            if !trusted.iter().any(|t| host_in_domain(authserv, t)) {
+                continue;
+            }
+            for clause in parts {
+                let clause = clause.trim();
+                let Some((method, rest)) = clause.split_once('=') else {
+                    continue;
+                };
+                let word: String = rest
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_alphabetic)
+                    .collect();
+                let Some(result) = AuthResult::parse(&word) else {
+                    continue;
+                };
+                let slot = match method.trim().to_ascii_lowercase().as_str() {
+                    "spf" => &mut out.spf,
+                    "dkim" => &mut out.dkim,
+                    "dmarc" => &mut out.dmarc,
+                    "arc" => &mut out.arc,
+                    _ => continue,
+                };
+                // Any passing DKIM signature counts; otherwise the first result stays.
+                if slot.is_none() || result == AuthResult::Pass {
+                    *slot = Some(result);
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("Received-SPF") && out.spf.is_none() {
+            let word = h.raw.split_whitespace().next().unwrap_or_default();
+            out.spf = AuthResult::parse(word);
+        }
+    }
+    out
+}
+
+pub(crate) fn check(outcome: &AuthOutcome, hits: &mut Hits) {
+    use AuthResult as R;
+    match outcome.spf {
+        Some(R::Pass) => hits.add("AUTH_SPF_PASS", "SPF pass"),
+        Some(R::Fail) => hits.add("AUTH_SPF_FAIL", "SPF fail"),
+        Some(R::SoftFail) => hits.add("AUTH_SPF_SOFTFAIL", "SPF softfail"),
+        Some(R::PermError) => hits.add("AUTH_SPF_PERMERROR", "SPF record broken"),
+        _ => {}
+    }
+    match outcome.dkim {
+        Some(R::Pass) => hits.add("AUTH_DKIM_PASS", "a DKIM signature verified"),
+        Some(R::Fail | R::PermError) => hits.add("AUTH_DKIM_FAIL", "DKIM signature invalid"),
+        _ => {}
+    }
+    match outcome.dmarc {
+        Some(R::Pass) => hits.add("AUTH_DMARC_PASS", "DMARC aligned pass"),
+        Some(R::Fail) if outcome.dmarc_enforcing => hits.add(
+            "AUTH_DMARC_FAIL_ENFORCED",
+            "DMARC fail, domain asks to reject",
+        ),
+        Some(R::Fail) => hits.add("AUTH_DMARC_FAIL", "DMARC fail"),
+        _ => {}
+    }
+    match outcome.arc {
+        Some(R::Pass) => hits.add("AUTH_ARC_PASS", "ARC chain verified"),
+        Some(R::Fail | R::PermError) => hits.add("AUTH_ARC_FAIL", "ARC chain broken"),
+        _ => {}
+    }
+}

@@ -1,0 +1,417 @@
+//! Header anomalies (RFC 5322, RFC 2047): Message-ID shape, Date missing, absurd or
+//! skewed, From/Reply-To/Return-Path mismatch, display-name spoofing, punycode and
+//! homoglyph domains, missing or undisclosed To, many recipients, bulk-mailer
+//! fingerprints, Subject encoding anomalies.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use qd_mail::MessageView;
+use regex::Regex;
+
+use crate::util::{domain_of, host_in_domain, is_freemail, registered_domain, Hits};
+
+/// X-Mailer values of mass-mailing programs (lowercase substrings). Ordinary mail
+/// clients are not listed: a bulk mailer is evidence, a mail client is not.
+const BULK_MAILERS: &[&str] = &[
+    "advanced mass sender",
+    "aureate group mail",
+    "group mail",
+    "groupmail",
+    "mailking",
+    "mail king",
+    "massmail",
+    "mass mail",
+    "mass mailer",
+    "bulk mailer",
+    "bulkmailer",
+    "stealth mailer",
+    "send-safe",
+    "dark mailer",
+    "darkmailer",
+    "extractor pro",
+    "email blaster",
+    "e-mail blaster",
+    "sendblaster",
+    "atlas mailer",
+    "mach5 mailer",
+    "worldmerge",
+    "mailloop",
+    "floodgate",
+    "emailer platinum",
+    "express mailer",
+    "super mailer",
+    "supermailer",
+    "ecmmailer",
+    "fastmailer",
+];
+
+pub(crate) struct HeaderRules {
+    /// RFC 5322 §3.3 date-time, allowing the obsolete forms mailers still produce.
+    date: Regex,
+}
+
+impl HeaderRules {
+    pub(crate) fn new() -> Result<Self, regex::Error> {
+        Ok(HeaderRules {
+            date: Regex::new(
+                r"^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?\d{1,2}\s+(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+\d{2,4}\s+\d{1,2}:\d{2}(?::\d{2})?\s+(?:[+-]\d{4}|UT|GMT|EST|EDT|CST|CDT|MST|MDT|PST|PDT|Z)(?:\s*\(.*\))?$",
+            )?,
+        })
+    }
+}
+
+pub(crate) fn check(
+    view: &MessageView,
+    rules: &HeaderRules,
+    our_domains: &[String],
+    now: DateTime<Utc>,
+    hits: &mut Hits,
+) {
+    message_id(view, hits);
+    date(view, rules, now, hits);
+    senders(view, our_domains, hits);
+    recipients(view, hits);
+    mailer(view, hits);
+    subject(view, hits);
+    if view.header("In-Reply-To").is_some() || view.header("References").is_some() {
+        hits.add(
+            "HDR_REPLY",
+            "part of a conversation (In-Reply-To/References)",
+        );
+    }
+    if view
+        .header("X-Priority")
+        .is_some_and(|p| p.raw.trim().starts_with('1'))
+    {
+        hits.add("HDR_PRIORITY_HIGH", "X-Priority: 1 (highest)");
+    }
+    if view.eight_bit_headers() {
+        hits.add("HDR_8BIT", "raw 8-bit bytes in the header block");
+    }
+    if view.no_headers() {
+        hits.add("HDR_NONE", "the message does not start with header fields");
+    }
+}
+
+fn message_id(view: &MessageView, hits: &mut Hits) {
+    let Some(mid) = view.header("Message-ID") else {
+        hits.add("MID_MISSING", "no Message-ID");
+        return;
+    };
+    let raw = mid.raw.trim();
+    let inner = raw
+        .strip_prefix('<')
+        .and_then(|r| r.split('>').next())
+        .unwrap_or(raw);
+    if !raw.starts_with('<') || !raw.contains('>') {
+        hits.add("MID_NO_BRACKETS", "Message-ID without angle brackets");
+    }
+    let Some((left, right)) = inner.rsplit_once('@') else {
+        hits.add("MID_NO_AT", "Message-ID without @");
+        return;
+    };
+    if left.is_empty() || right.is_empty() {
+        hits.add("MID_EMPTY_PART", "Message-ID with an empty side");
+        return;
+    }
+    let right = right.trim_start_matches('[').trim_end_matches(']');
+    let labels: Vec<&str> = right.split('.').collect();
+    let all_numeric = labels
+        .iter()
+        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+    if all_numeric && right.parse::<std::net::IpAddr>().is_err() {
+        hits.add(
+            "MID_HOST_NUMERIC",
+            "Message-ID host is a fragment of an address",
+        );
+    } else if !right.contains('.') && !right.eq_ignore_ascii_case("localhost") {
+        hits.add("MID_HOST_NO_DOT", "Message-ID host is not a domain");
+    }
+    if inner.contains(char::is_whitespace) {
+        hits.add("MID_SPACE", "Message-ID contains white space");
+    }
+}
+
+fn date(view: &MessageView, rules: &HeaderRules, now: DateTime<Utc>, hits: &mut Hits) {
+    let Some(date) = view.header("Date") else {
+        hits.add("DATE_MISSING", "no Date");
+        return;
+    };
+    if !rules.date.is_match(date.raw.trim()) {
+        hits.add("DATE_MALFORMED", "Date is not RFC 5322 date-time");
+    }
+    let Some(sent) = date.date else {
+        hits.add("DATE_INVALID", "Date does not parse");
+        return;
+    };
+    // The newest trace stamp is when the message reached us; without one, `now`.
+    let arrived = view
+        .headers_named("Received")
+        .find_map(|h| h.received.as_ref().and_then(|r| r.date))
+        .unwrap_or(now);
+    if sent - arrived > TimeDelta::hours(24) {
+        hits.add("DATE_FUTURE", "Date is more than a day after arrival");
+    } else if sent - arrived > TimeDelta::hours(3) {
+        hits.add("DATE_AHEAD", "Date is hours after arrival");
+    }
+    if arrived - sent > TimeDelta::days(365 * 2) {
+        hits.add("DATE_ABSURD_PAST", "Date is years before arrival");
+    } else if arrived - sent > TimeDelta::days(4) {
+        hits.add("DATE_PAST", "Date is days before arrival");
+    }
+    if sent.timestamp() < 631_152_000 {
+        hits.add("DATE_BEFORE_1990", "Date is before 1990");
+    }
+}
+
+fn first_address(view: &MessageView, name: &str) -> Option<qd_mail::Address> {
+    view.header(name)
+        .and_then(|h| h.addresses.iter().find(|a| !a.addr.is_empty()).cloned())
+}
+
+fn senders(view: &MessageView, our_domains: &[String], hits: &mut Hits) {
+    let from_field = view.header("From");
+    let Some(from) = first_address(view, "From") else {
+        if from_field.is_some() {
+            hits.add("FROM_NO_ADDRESS", "From holds no usable address");
+        } else {
+            hits.add("FROM_MISSING", "no From");
+        }
+        return;
+    };
+    if view.headers_named("From").count() > 1 {
+        hits.add("FROM_MULTIPLE", "more than one From field");
+    }
+    let Some(from_domain) = domain_of(&from.addr).map(str::to_ascii_lowercase) else {
+        hits.add("FROM_NO_DOMAIN", "From address without a domain");
+        return;
+    };
+    if !from_domain.contains('.') {
+        hits.add("FROM_DOMAIN_NO_DOT", "From domain is not qualified");
+    }
+    let local = from.addr.split('@').next().unwrap_or_default();
+    let digits = local.bytes().filter(u8::is_ascii_digit).count();
+    if digits >= 4 && digits * 2 >= local.len() {
+        hits.add("FROM_LOCAL_DIGITS", "From local part is mostly digits");
+    }
+
+    // Domains that pretend to be something they are not.
+    for (field, domain) in [("From", Some(from_domain.clone()))].into_iter().chain(
+        ["Reply-To", "Sender"].into_iter().map(|f| {
+            (
+                f,
+                first_address(view, f).and_then(|a| domain_of(&a.addr).map(str::to_owned)),
+            )
+        }),
+    ) {
+        let Some(domain) = domain else { continue };
+        if domain.split('.').any(|l| l.starts_with("xn--")) {
+            hits.add("DOMAIN_PUNYCODE", format!("{field} domain is punycode"));
+        }
+        if !domain.is_ascii() {
+            hits.add("DOMAIN_NON_ASCII", format!("{field} domain is not ASCII"));
+        }
+        for ours in our_domains {
+            if !host_in_domain(&domain, ours) && looks_like(&domain, ours) {
+                hits.add(
+                    "DOMAIN_LOOKALIKE_OURS",
+                    format!("{field} domain resembles one of ours"),
+                );
+            }
+        }
+    }
+
+    if let Some(name) = from.name.as_deref() {
+        let lname = name.to_ascii_lowercase();
+        // A display name that is itself an address, but another one.
+        if let Some(shown) = lname
+            .split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\'' | '(' | ')'))
+            .find(|w| w.contains('@') && w.contains('.'))
+        {
+            if shown != from.addr.to_ascii_lowercase() {
+                hits.add(
+                    "FROM_NAME_OTHER_ADDRESS",
+                    "display name shows a different address",
+                );
+            }
+        }
+        for ours in our_domains {
+            if lname.contains(&ours.to_ascii_lowercase()) && !host_in_domain(&from_domain, ours) {
+                hits.add(
+                    "FROM_NAME_SPOOFS_OURS",
+                    "display name names our domain, address is elsewhere",
+                );
+            }
+        }
+    } else if from_field.is_some_and(|f| f.raw.trim_start().starts_with('<')) {
+        hits.add("FROM_ANGLE_NO_NAME", "From is a bare <address>");
+    } else {
+        hits.add("FROM_NO_NAME", "From without a display name");
+    }
+
+    if let Some(reply) = first_address(view, "Reply-To") {
+        if let Some(rd) = domain_of(&reply.addr) {
+            if registered_domain(rd) != registered_domain(&from_domain) {
+                if is_freemail(rd) {
+                    hits.add(
+                        "REPLYTO_FREEMAIL_DIFFERS",
+                        "replies go to a free-mail address of another domain",
+                    );
+                } else {
+                    hits.add(
+                        "REPLYTO_DOMAIN_DIFFERS",
+                        "Reply-To domain differs from From",
+                    );
+                }
+            }
+        }
+    }
+    if let Some(rp) = view.header("Return-Path") {
+        let rp = rp.raw.trim().trim_start_matches('<').trim_end_matches('>');
+        if rp.is_empty() {
+            // Null reverse path: a bounce or auto-reply, fine.
+        } else if let Some(rd) = domain_of(rp) {
+            if registered_domain(rd) != registered_domain(&from_domain) && is_freemail(&from_domain)
+            {
+                hits.add(
+                    "FROM_FREEMAIL_RETURN_PATH_ELSEWHERE",
+                    "free-mail From but another envelope sender",
+                );
+            }
+        }
+    }
+}
+
+/// Same registered name under another TLD, or one edit away (`examp1e.com`).
+fn looks_like(domain: &str, ours: &str) -> bool {
+    let d = registered_domain(domain);
+    let o = registered_domain(ours);
+    if d == o {
+        return false;
+    }
+    let d_name = d.split('.').next().unwrap_or_default();
+    let o_name = o.split('.').next().unwrap_or_default();
+    d_name == o_name || (o_name.len() >= 5 && edit_distance(d_name, o_name) == 1)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn recipients(view: &MessageView, hits: &mut Hits) {
+    let to: Vec<_> = view
+        .headers_named("To")
+        .flat_map(|h| h.addresses.iter())
+        .filter(|a| !a.addr.is_empty())
+        .collect();
+    let cc = view
+        .headers_named("Cc")
+        .flat_map(|h| h.addresses.iter())
+        .filter(|a| !a.addr.is_empty())
+        .count();
+    let to_field = view.header("To");
+    match to_field {
+        None => {
+            if view.header("Cc").is_none() {
+                hits.add("TO_MISSING", "no To or Cc");
+            }
+        }
+        Some(f) => {
+            let raw = f.raw.to_ascii_lowercase();
+            if raw.contains("undisclosed")
+                || raw.trim_end().ends_with(":;")
+                || raw.trim().is_empty()
+            {
+                hits.add("TO_UNDISCLOSED", "recipients withheld");
+            } else if to.is_empty() {
+                hits.add("TO_NO_ADDRESS", "To holds no usable address");
+            }
+        }
+    }
+    if to.len() + cc > 15 {
+        hits.add("TO_MANY", format!("{} recipients", to.len() + cc));
+    }
+    if to.len() > 1 {
+        // Ratware sorts harvested lists: many recipients sharing one local part prefix or
+        // one domain that is not the sender's.
+        let same_domain = to
+            .windows(2)
+            .all(|w| domain_of(&w[0].addr) == domain_of(&w[1].addr));
+        if same_domain && to.len() >= 5 {
+            hits.add("TO_HARVESTED_LIST", "several To addresses at one domain");
+        }
+    }
+}
+
+fn mailer(view: &MessageView, hits: &mut Hits) {
+    let mailer = view
+        .header("X-Mailer")
+        .or_else(|| view.header("User-Agent"))
+        .map(|h| h.raw.to_ascii_lowercase());
+    let Some(mailer) = mailer else { return };
+    if BULK_MAILERS.iter().any(|b| mailer.contains(b)) {
+        hits.add("MAILER_BULK", "a known mass-mailing program");
+    }
+    // Outlook Express always writes X-MimeOLE and a Message-ID of its own shape
+    // (`<000801c2...$...@host>`); ratware copies the X-Mailer line only.
+    if mailer.contains("outlook express") {
+        let mid_ok = view
+            .header("Message-ID")
+            .is_some_and(|m| m.raw.trim_start_matches('<').starts_with("00"));
+        if view.header("X-MimeOLE").is_none() || !mid_ok {
+            hits.add(
+                "MAILER_FORGED_OE",
+                "Outlook Express without its other marks",
+            );
+        }
+    }
+    if mailer.contains("microsoft outlook") && !mailer.contains("express") {
+        let has_mimeole = view.header("X-MimeOLE").is_some();
+        let has_thread = view.header("Thread-Index").is_some();
+        if !has_mimeole && !has_thread && view.header("Importance").is_none() {
+            hits.add("MAILER_FORGED_OUTLOOK", "Outlook without its other marks");
+        }
+    }
+    if mailer.trim().is_empty() || mailer.bytes().all(|b| b.is_ascii_digit() || b == b' ') {
+        hits.add("MAILER_JUNK", "X-Mailer is empty or a number");
+    }
+}
+
+fn subject(view: &MessageView, hits: &mut Hits) {
+    let Some(subject) = view.header("Subject") else {
+        hits.add("SUBJ_MISSING", "no Subject");
+        return;
+    };
+    if subject.eight_bit {
+        hits.add("SUBJ_8BIT", "raw 8-bit Subject (RFC 2047 not used)");
+    }
+    if subject.encoded_charsets.len() > 1 {
+        hits.add("SUBJ_MIXED_CHARSETS", "Subject mixes charsets");
+    }
+    if subject.encoded_words > 6 {
+        hits.add(
+            "SUBJ_MANY_ENCODED_WORDS",
+            "Subject split into many encoded-words",
+        );
+    }
+    // An encoded-word that decodes to plain ASCII hides the text from simple filters.
+    if subject.encoded_words > 0 && subject.decoded.as_deref().is_some_and(str::is_ascii) {
+        hits.add(
+            "SUBJ_NEEDLESSLY_ENCODED",
+            "Subject encoded although it is ASCII",
+        );
+    }
+    if subject.raw.trim().is_empty() {
+        hits.add("SUBJ_EMPTY", "empty Subject");
+    }
+}

@@ -1,0 +1,160 @@
+//! The Received chain (RFC 5321 §4.4): hop count, forged or bare-IP HELO,
+//! dynamic/residential host names, private addresses in public hops, time going
+//! backwards, a missing chain.
+
+use qd_mail::view::ReceivedHop;
+use qd_mail::MessageView;
+use regex::Regex;
+
+use crate::util::{is_freemail, is_ip_literal, is_private_ip, registered_domain, Hits};
+
+/// Compiled patterns, built once per filter.
+pub(crate) struct ReceivedRules {
+    /// Names ISPs give to residential and dynamically assigned addresses.
+    dynamic: Regex,
+    /// Two or more octets of an address embedded in a name (`1-2-3-4.isp.net`,
+    /// `host123.4.5.pool`).
+    embedded_ip: Regex,
+}
+
+impl ReceivedRules {
+    pub(crate) fn new() -> Result<Self, regex::Error> {
+        Ok(ReceivedRules {
+            dynamic: Regex::new(
+                r"(?i)(^|[.\-_0-9])(dsl|adsl|xdsl|dial|dialup|dialin|dyn|dynamic|dynip|pool|cable|ppp|pppoe|dhcp|modem|broadband|catv|client|cust|customer|res|resi|residential|home|user|users|ip-?\d|host-?\d|static-?\d|unknown|dsl-?\d|cpe|nat)([.\-_0-9]|$)",
+            )?,
+            embedded_ip: Regex::new(r"\d{1,3}[.\-_x]\d{1,3}[.\-_x]\d{1,3}")?,
+        })
+    }
+
+    pub(crate) fn is_dynamic(&self, name: &str) -> bool {
+        self.dynamic.is_match(name) || self.embedded_ip.is_match(name)
+    }
+}
+
+/// Public hops, oldest last (header order).
+fn public_hops(view: &MessageView) -> Vec<&ReceivedHop> {
+    view.headers_named("Received")
+        .filter_map(|h| h.received.as_ref())
+        .filter(|r| r.ip.is_some_and(|ip| !is_private_ip(&ip)))
+        .collect()
+}
+
+pub(crate) fn check(view: &MessageView, rules: &ReceivedRules, hits: &mut Hits) {
+    let received: Vec<_> = view.headers_named("Received").collect();
+    if received.is_empty() {
+        hits.add("RCVD_NONE", "no Received fields");
+        return;
+    }
+    if received.len() > 15 {
+        hits.add("RCVD_MANY_HOPS", format!("{} hops", received.len()));
+    }
+    let unparsed = received
+        .iter()
+        .filter(|h| h.received.as_ref().is_none_or(|r| r.by.is_none()))
+        .count();
+    if unparsed > 0 {
+        hits.add(
+            "RCVD_MALFORMED",
+            format!("{unparsed} Received fields without a `by` host"),
+        );
+    }
+
+    let public = public_hops(view);
+    // The origin: the oldest hop recorded with a public address, i.e. where the message
+    // entered the Internet.
+    if let Some(origin) = public.last() {
+        let helo = origin.helo.as_deref().unwrap_or_default();
+        let rdns = origin.rdns.as_deref().unwrap_or_default();
+        let rdns_known = !rdns.is_empty() && !rdns.eq_ignore_ascii_case("unknown");
+        if !helo.is_empty() && is_ip_literal(helo) {
+            hits.add("RCVD_HELO_BARE_IP", "origin HELO is an address");
+        } else if !helo.is_empty() && !helo.contains('.') && !helo.eq_ignore_ascii_case("localhost")
+        {
+            hits.add("RCVD_HELO_NO_FQDN", "origin HELO is not a domain name");
+        }
+        // A residential host handing mail to its own provider's relay, or submitting
+        // with authentication, is how people send mail; going straight to someone
+        // else's server is how bots do.
+        let submission = origin.with.as_deref().is_some_and(|w| {
+            w.to_ascii_uppercase().contains("ESMTPA") || w.eq_ignore_ascii_case("ESMTPSA")
+        }) || (rdns_known
+            && origin
+                .by
+                .as_deref()
+                .is_some_and(|by| registered_domain(by) == registered_domain(rdns)));
+        if !rdns_known {
+            hits.add("RCVD_NO_RDNS", "origin address has no reverse DNS");
+        } else if rules.is_dynamic(rdns) && !submission {
+            hits.add(
+                "RCVD_DYNAMIC_RDNS",
+                "origin reverse DNS looks residential, sent direct",
+            );
+        }
+        if !helo.is_empty() && !is_ip_literal(helo) && helo.contains('.') && rdns_known {
+            let helo_rd = registered_domain(helo);
+            if helo_rd != registered_domain(rdns) {
+                if is_freemail(&helo_rd) {
+                    hits.add(
+                        "RCVD_FORGED_HELO_FREEMAIL",
+                        "origin claims a free-mail provider's name",
+                    );
+                } else {
+                    hits.add("RCVD_HELO_MISMATCH", "origin HELO and reverse DNS differ");
+                }
+            }
+        }
+    }
+    for hop in public.iter().rev().skip(1) {
+        if hop.helo.as_deref().is_some_and(is_ip_literal) {
+            hits.add("RCVD_RELAY_HELO_BARE_IP", "a relay greeted with an address");
+            break;
+        }
+    }
+
+    // Private addresses recorded *between* public hops: a public relay says it received
+    // from a private address after the message had already crossed the Internet.
+    let mut seen_public = false;
+    for r in received.iter().rev().filter_map(|h| h.received.as_ref()) {
+        match r.ip {
+            Some(ip) if !is_private_ip(&ip) => seen_public = true,
+            Some(ip) if seen_public && !ip.is_loopback() => {
+                if r.by.as_deref().is_some_and(|b| !b.contains("localhost")) {
+                    hits.add(
+                        "RCVD_PRIVATE_AFTER_PUBLIC",
+                        "a private address after a public hop",
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Time: each hop is at or after the one below it. One hour of slack for clocks.
+    let dates: Vec<_> = received
+        .iter()
+        .filter_map(|h| h.received.as_ref().and_then(|r| r.date))
+        .collect();
+    for pair in dates.windows(2) {
+        if let [newer, older] = pair {
+            if *older - *newer > chrono::TimeDelta::hours(2) {
+                hits.add(
+                    "RCVD_TIME_BACKWARDS",
+                    "a hop is dated after the hop above it",
+                );
+                break;
+            }
+        }
+    }
+    if let (Some(first), Some(last)) = (dates.first(), dates.last()) {
+        if *first - *last > chrono::TimeDelta::days(3) {
+            hits.add("RCVD_SLOW_CHAIN", "days between the oldest and newest hop");
+        }
+    }
+
+    if let Some(w) = view.header("X-Authentication-Warning") {
+        if w.raw.contains("claimed to be") {
+            hits.add("RCVD_CLAIMED_TO_BE", "a relay noted a false HELO");
+        }
+    }
+}

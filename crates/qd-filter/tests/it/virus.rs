@@ -1,0 +1,227 @@
+//! Virus cases from Debian's clamav-testfiles (harmless files ClamAV's own tests use),
+//! with a signature set the tests write themselves; EICAR assembled at test time; a
+//! private clamd (Debian clamav-daemon) for the INSTREAM client.
+
+use std::path::{Path, PathBuf};
+
+use md5::Digest as _;
+use qd_filter::{
+    Class, Filter, FilterSettings, JudgeContext, MessageView, SignatureDb, UnreachablePolicy,
+};
+
+use crate::support::{case_settings, with_attachment, zip};
+
+const TESTFILES: &str = "/usr/share/clamav-testfiles";
+
+fn testfile(name: &str) -> Vec<u8> {
+    let path = Path::new(TESTFILES).join(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}. Install Debian's clamav-testfiles (`apt-get install -y \
+             clamav-testfiles`; .ci/run does)",
+            path.display()
+        )
+    })
+}
+
+/// `.hdb`, `.hsb` and `.ndb` lines for clam.exe and EICAR, as (file name, contents).
+fn signature_files() -> Vec<(&'static str, Vec<u8>)> {
+    let exe = testfile("clam.exe");
+    let eicar = qd_filter::signatures::eicar();
+    let hdb = format!(
+        "{}:{}:Test.ClamExe.MD5\n{}:{}:Test.Eicar.MD5\n",
+        hex::encode(md5::Md5::digest(&exe)),
+        exe.len(),
+        hex::encode(md5::Md5::digest(&eicar)),
+        eicar.len()
+    );
+    let hsb = format!(
+        "{}:{}:Test.ClamExe.SHA256\n",
+        hex::encode(sha2::Sha256::digest(&exe)),
+        exe.len()
+    );
+    // 40 bytes from inside clam.exe with two wildcards, at any offset.
+    let mut pattern = hex::encode(&exe[100..140]);
+    pattern.replace_range(10..12, "??");
+    pattern.replace_range(30..32, "??");
+    let ndb = format!("Test.ClamExe.Pattern:0:*:{pattern}\nUnsupported.Syntax:0:*:41{{2-4}}42\n");
+    vec![
+        ("test.hdb", hdb.into_bytes()),
+        ("test.hsb", hsb.into_bytes()),
+        ("test.ndb", ndb.into_bytes()),
+    ]
+}
+
+fn signature_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in signature_files() {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    dir
+}
+
+fn filter_with(dir: &Path, clamd: Option<String>) -> Filter {
+    let mut s = case_settings();
+    s.signatures_dir = Some(PathBuf::from(dir));
+    s.clamd.address = clamd;
+    s.clamd.timeout_ms = 10_000;
+    Filter::new(s).unwrap()
+}
+
+fn judge(filter: &Filter, raw: &[u8]) -> qd_filter::Verdict {
+    let view = MessageView::from_raw(raw);
+    filter.judge(&view, &JudgeContext::pinned_to(&view))
+}
+
+fn detail(v: &qd_filter::Verdict, tag: &str) -> Option<String> {
+    v.tags
+        .iter()
+        .find(|t| t.name == tag)
+        .map(|t| t.detail.clone())
+}
+
+#[test]
+fn signature_directory_loads_the_supported_subset() {
+    let dir = signature_dir();
+    let db = SignatureDb::load_dir(dir.path()).unwrap();
+    let r = db.report();
+    // Built-in EICAR hashes come on top of the files' lines.
+    assert!(r.md5 >= 2 && r.sha256 >= 1 && r.patterns == 1, "{r:?}");
+    assert_eq!(r.skipped, 1, "the {{n-m}} pattern is outside the subset");
+}
+
+#[test]
+fn clam_exe_attachment_matches_hash_and_pattern_signatures() {
+    let dir = signature_dir();
+    let filter = filter_with(dir.path(), None);
+    let v = judge(
+        &filter,
+        &with_attachment(
+            "clam.exe",
+            "application/x-msdownload",
+            &testfile("clam.exe"),
+        ),
+    );
+    assert_eq!(v.class, Class::Virus, "{v:?}");
+    let names = detail(&v, "VIRUS_SIGNATURE").unwrap();
+    for expected in [
+        "Test.ClamExe.MD5",
+        "Test.ClamExe.SHA256",
+        "Test.ClamExe.Pattern",
+    ] {
+        assert!(names.contains(expected), "{names}");
+    }
+    assert!(v.reject);
+}
+
+#[test]
+fn clam_mail_from_testfiles_is_a_virus() {
+    let dir = signature_dir();
+    let v = judge(&filter_with(dir.path(), None), &testfile("clam.mail"));
+    assert_eq!(v.class, Class::Virus, "{v:?}");
+}
+
+#[test]
+fn office_file_embedding_clam_exe_matches_the_pattern() {
+    let dir = signature_dir();
+    let v = judge(
+        &filter_with(dir.path(), None),
+        &with_attachment(
+            "report.doc",
+            "application/msword",
+            &testfile("clam.ole.doc"),
+        ),
+    );
+    assert_eq!(v.class, Class::Virus, "{v:?}");
+    assert!(detail(&v, "VIRUS_SIGNATURE")
+        .unwrap()
+        .contains("Test.ClamExe.Pattern"));
+}
+
+#[test]
+fn zip_listing_reveals_the_executable_without_unpacking() {
+    let dir = signature_dir();
+    let v = judge(
+        &filter_with(dir.path(), None),
+        &with_attachment("clam.zip", "application/zip", &testfile("clam.zip")),
+    );
+    assert!(detail(&v, "ARCHIVE_EXECUTABLE").is_some(), "{v:?}");
+}
+
+#[test]
+fn eicar_in_a_stored_zip_is_found_by_pattern() {
+    let eicar = qd_filter::signatures::eicar();
+    let archive = zip(&[("eicar.com", &eicar)]);
+    let filter = Filter::new(FilterSettings::default()).unwrap();
+    let v = judge(
+        &filter,
+        &with_attachment("test.zip", "application/zip", &archive),
+    );
+    assert_eq!(v.class, Class::Virus, "{v:?}");
+}
+
+#[test]
+fn clean_attachment_is_not_a_virus() {
+    let dir = signature_dir();
+    let v = judge(
+        &filter_with(dir.path(), None),
+        &with_attachment("notes.pdf", "application/pdf", b"%PDF-1.4\n%clean\n"),
+    );
+    assert_ne!(v.class, Class::Virus, "{v:?}");
+    assert!(detail(&v, "VIRUS_SIGNATURE").is_none());
+}
+
+#[test]
+fn clamd_finds_clam_exe_inside_archives_and_office_files() {
+    let files = signature_files();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .filter(|(n, _)| *n != "test.ndb") // clamd rejects the deliberately bad line
+        .map(|(n, c)| (*n, c.as_slice()))
+        .collect();
+    let clamd = qd_testkit::Clamd::start(&refs).expect("start private clamd");
+    let empty = tempfile::tempdir().unwrap();
+    let filter = filter_with(empty.path(), Some(clamd.address()));
+    for (name, ctype) in [
+        ("clam.zip", "application/zip"),
+        ("clam.tar.gz", "application/gzip"),
+        ("clam.ppt", "application/vnd.ms-powerpoint"),
+    ] {
+        let v = judge(&filter, &with_attachment(name, ctype, &testfile(name)));
+        assert_eq!(v.class, Class::Virus, "{name}: {v:?}");
+        let found = detail(&v, "VIRUS_CLAMD").unwrap();
+        assert!(found.contains("Test.ClamExe"), "{name}: {found}");
+    }
+    let v = judge(
+        &filter,
+        &with_attachment("notes.pdf", "application/pdf", b"%PDF-1.4\n%clean\n"),
+    );
+    assert_eq!(v.class, Class::Ham, "{v:?}");
+    assert!(detail(&v, "CLAMD_UNREACHABLE").is_none());
+    // The client speaks PING too.
+    qd_filter::ClamdClient::new(&clamd.address(), std::time::Duration::from_secs(5))
+        .ping()
+        .unwrap();
+}
+
+#[test]
+fn unreachable_clamd_quarantines_by_default() {
+    // A port that was free a moment ago: nothing listens there.
+    let address = format!("127.0.0.1:{}", qd_testkit::free_port());
+    let empty = tempfile::tempdir().unwrap();
+    let raw = with_attachment("notes.pdf", "application/pdf", b"%PDF-1.4\n%clean\n");
+    let v = judge(&filter_with(empty.path(), Some(address.clone())), &raw);
+    assert!(detail(&v, "CLAMD_UNREACHABLE").is_some(), "{v:?}");
+    assert_eq!(v.class, Class::Spam, "quarantine means not ham: {v:?}");
+
+    let mut s = case_settings();
+    s.clamd.address = Some(address);
+    s.clamd.unreachable = UnreachablePolicy::Tag;
+    let v = judge(&Filter::new(s).unwrap(), &raw);
+    assert!(detail(&v, "CLAMD_UNREACHABLE").is_some(), "{v:?}");
+    assert_eq!(
+        v.class,
+        Class::Ham,
+        "tag policy lets the score decide: {v:?}"
+    );
+}

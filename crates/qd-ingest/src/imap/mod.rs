@@ -1,0 +1,230 @@
+//! The IMAP source: mail taken from configured mailboxes into the store, exactly once.
+//!
+//! - [`config`]: [`MailboxConfig`] (`[[ingest.mailboxes]]`) and `imap[s]://` URLs.
+//! - [`conn`]: TCP, implicit TLS or STARTTLS (rustls), LOGIN / PLAIN / XOAUTH2.
+//! - [`sync`]: one pass over one folder: checkpoint -> sizes -> `UID FETCH … BODY.PEEK[]`
+//!   in batches -> parse -> [`qd_store::Store::store_batch`] with the checkpoint
+//!   (`imap:<mailbox>/<folder>`, UIDVALIDITY, last UID) in the same transaction ->
+//!   the after-ingest action (move, flag, delete) only once the batch is committed.
+//! - [`watch`]: the continuous mode: IDLE (or polling), renewal, stall detection,
+//!   reconnection with backoff, clean stop on cancellation.
+//!
+//! Exactly once rests on three facts: a UID is only skipped once its batch (and the
+//! checkpoint) committed; a UIDVALIDITY change rescans from UID 1 behind the store's
+//! content-hash duplicate check; and the after-ingest action is idempotent and
+//! re-applied to everything at or below the checkpoint after a reconnect, so a crash
+//! between commit and move leaves nothing behind and nothing doubled.
+//!
+//! [`AfterStore`] is the seam for the rest of the pipeline (filter verdicts,
+//! acknowledgements): it sees each message before it is stored and each committed batch.
+
+pub mod config;
+pub mod conn;
+pub mod sync;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use qd_core::Clock;
+use qd_mail::ParsedMail;
+use qd_store::{BatchOutcome, NewMessage, Store};
+use serde::Serialize;
+
+pub use config::{
+    parse_mailbox_url, AfterIngest, Auth, MailboxConfig, Secret, Tls, DEFAULT_PROCESSED_FOLDER,
+};
+pub use watch::run;
+
+use crate::{Failure, ImportSettings};
+
+/// The keyword set on messages refused for their size, so the after-ingest recovery
+/// (which moves everything at or below the checkpoint) leaves them where staff can see
+/// them.
+pub const REFUSED_KEYWORD: &str = "$QuietdeskRefused";
+
+/// What went wrong talking to a mailbox or storing its mail.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    #[error("IMAP configuration: {0}")]
+    Config(String),
+    #[error("mailbox {mailbox}: cannot connect to {address}: {source}")]
+    Connect {
+        mailbox: String,
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mailbox {mailbox}: TLS failed: {reason}")]
+    Tls { mailbox: String, reason: String },
+    #[error("mailbox {mailbox}: authentication failed for user {user}: {reason} (check the user, the secret and the auth method)")]
+    Auth {
+        mailbox: String,
+        user: String,
+        reason: String,
+    },
+    #[error("mailbox {mailbox}: no answer from the server during {during}; the connection is taken as dead")]
+    Stalled {
+        mailbox: String,
+        during: &'static str,
+    },
+    #[error("mailbox {mailbox}: {reason}")]
+    Protocol { mailbox: String, reason: String },
+    #[error("mailbox {mailbox}, folder {folder}: {reason}")]
+    Folder {
+        mailbox: String,
+        folder: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Store(#[from] qd_store::Error),
+    #[error("parse worker failed: {0}")]
+    Worker(String),
+}
+
+impl ImapError {
+    /// Errors that a new connection cannot cure; the continuous mode still retries them,
+    /// but slowly.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ImapError::Config(_) | ImapError::Auth { .. })
+    }
+}
+
+/// An error of the pipeline hook; logged, never fatal to ingestion (the mail is stored).
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One committed batch, as the hook sees it.
+pub struct StoredBatch<'a> {
+    pub mailbox: &'a str,
+    pub folder: &'a str,
+    pub team: Option<&'a str>,
+    /// Indexes in `outcome.stored` and `outcome.duplicates` point into `parsed`.
+    pub outcome: &'a BatchOutcome,
+    pub parsed: &'a [ParsedMail],
+}
+
+/// The seam where the lead's pipeline steps plug in: the filter (before store) and the
+/// acknowledgements (after commit).
+pub trait AfterStore: Send + Sync {
+    /// Runs on a parse worker for every message before it is stored; may change what is
+    /// stored (team, quarantine defects, ...).
+    fn before_store(&self, _parsed: &ParsedMail, _message: &mut NewMessage) {}
+
+    /// Runs after the batch committed and before the after-ingest action on the server.
+    fn after_store<'a>(&'a self, batch: StoredBatch<'a>) -> BoxFuture<'a, Result<(), HookError>>;
+}
+
+/// What one folder pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FolderSummary {
+    pub mailbox: String,
+    pub folder: String,
+    /// The checkpoint key.
+    pub source: String,
+    pub uidvalidity: Option<u32>,
+    /// The checkpoint after this pass.
+    pub last_uid: Option<u32>,
+    /// The UIDVALIDITY changed and the folder was read again from UID 1.
+    pub rescanned: bool,
+    /// New messages found (`stored + duplicates + failed`).
+    pub fetched: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    /// Refused (over the size limit) or unstorable.
+    pub failed: u64,
+    pub tickets: u64,
+    /// Stored messages with at least one parse defect.
+    pub defective: u64,
+    pub bytes: u64,
+    /// Messages moved, flagged or deleted on the server after the commit.
+    pub after_applied: u64,
+    /// Why the pass stopped early, if it did.
+    pub error: Option<String>,
+    /// Refused messages with their reasons (at most [`crate::pipeline::MAX_REPORTED`]).
+    pub failures: Vec<Failure>,
+}
+
+/// What `ingest --once` did over all mailboxes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestSummary {
+    pub fetched: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub failed: u64,
+    pub tickets: u64,
+    pub defective: u64,
+    pub bytes: u64,
+    /// Folders whose pass ended with an error (see `folders[].error`).
+    pub errors: u64,
+    pub seconds: f64,
+    /// Fetched messages per second over the whole run.
+    pub messages_per_sec: f64,
+    /// At most [`crate::pipeline::MAX_REPORTED`] refused messages with their reasons.
+    pub failures: Vec<Failure>,
+    pub folders: Vec<FolderSummary>,
+}
+
+impl IngestSummary {
+    fn add(&mut self, f: &FolderSummary) {
+        self.fetched += f.fetched;
+        self.stored += f.stored;
+        self.duplicates += f.duplicates;
+        self.failed += f.failed;
+        self.tickets += f.tickets;
+        self.defective += f.defective;
+        self.bytes += f.bytes;
+        if f.error.is_some() {
+            self.errors += 1;
+        }
+        for x in &f.failures {
+            if self.failures.len() < crate::pipeline::MAX_REPORTED {
+                self.failures.push(x.clone());
+            }
+        }
+    }
+}
+
+/// Everything an ingest needs besides the mailboxes.
+#[derive(Clone)]
+pub struct IngestContext {
+    pub store: Store,
+    /// Defaults for size limit and batch size, the ticket reference format.
+    pub settings: ImportSettings,
+    pub clock: Arc<dyn Clock>,
+    pub hook: Option<Arc<dyn AfterStore>>,
+}
+
+/// Fetches everything new from every folder of every mailbox once, then returns. One
+/// failing mailbox (unreachable, wrong password) does not stop the others: its error is
+/// in the summary (`errors`, `folders[].error`). Only configuration errors fail the call.
+pub async fn ingest_once(
+    ctx: &IngestContext,
+    mailboxes: &[MailboxConfig],
+) -> Result<IngestSummary, ImapError> {
+    let started = Instant::now();
+    for m in mailboxes {
+        m.validate()?;
+    }
+    let never = tokio_util::sync::CancellationToken::new();
+    let mut summary = IngestSummary::default();
+    for m in mailboxes {
+        let folders = sync::once(ctx, m, &never).await;
+        for f in folders {
+            summary.add(&f);
+            summary.folders.push(f);
+        }
+    }
+    for f in summary.folders.iter() {
+        if let Some(e) = &f.error {
+            tracing::warn!(mailbox = %f.mailbox, folder = %f.folder, error = %e, "IMAP ingest failed");
+        }
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.messages_per_sec = if summary.seconds > 0.0 {
+        summary.fetched as f64 / summary.seconds
+    } else {
+        0.0
+    };
+    Ok(summary)
+}

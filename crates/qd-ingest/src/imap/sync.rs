@@ -1,0 +1,752 @@
+//! One pass over one folder: everything above the checkpoint is fetched, stored with
+//! the checkpoint in the same transaction, then moved/flagged/deleted on the server.
+//!
+//! The fetch of batch k+1 overlaps the parse and store of batch k (a channel of two
+//! batches between them); parsing runs on the rayon pool.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+use qd_mail::ParsedMail;
+use qd_store::{BatchSettings, Checkpoint, NewMessage};
+use rayon::prelude::*;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::config::{AfterIngest, MailboxConfig};
+use super::conn::{connect, Connected};
+use super::{FolderSummary, ImapError, IngestContext, StoredBatch, REFUSED_KEYWORD};
+use crate::pipeline::MAX_REPORTED;
+use crate::source::ItemError;
+use crate::Failure;
+
+/// A batch is also cut at this many raw bytes, so a run of large messages does not
+/// hold gigabytes in memory (two batches are in flight).
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
+/// UID ranges per command when applying an action to a scattered set.
+const RANGES_PER_COMMAND: usize = 500;
+
+/// An authenticated connection and what we learned about the server once.
+pub(crate) struct Server {
+    pub conn: Connected,
+    /// The hierarchy delimiter (`.` on Dovecot with Maildir++, `/` on most others).
+    pub delimiter: Option<String>,
+    /// The move target in the server's naming.
+    pub move_target: Option<String>,
+}
+
+pub(crate) async fn timed<T, F: Future<Output = T>>(
+    limit: Duration,
+    mailbox: &str,
+    during: &'static str,
+    fut: F,
+) -> Result<T, ImapError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| ImapError::Stalled {
+            mailbox: mailbox.to_string(),
+            during,
+        })
+}
+
+fn proto(m: &MailboxConfig, e: impl std::fmt::Display) -> ImapError {
+    ImapError::Protocol {
+        mailbox: m.name.clone(),
+        reason: e.to_string(),
+    }
+}
+
+fn folder_err(m: &MailboxConfig, folder: &str, e: impl std::fmt::Display) -> ImapError {
+    ImapError::Folder {
+        mailbox: m.name.clone(),
+        folder: folder.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// A configured folder name (`/` as separator) in the server's naming.
+pub(crate) fn server_name(folder: &str, delimiter: Option<&str>) -> String {
+    match delimiter {
+        Some(d) if d != "/" && !folder.eq_ignore_ascii_case("INBOX") => folder.replace('/', d),
+        _ => folder.to_string(),
+    }
+}
+
+/// Connects and prepares: learns the delimiter and creates the move target when absent.
+pub(crate) async fn open(m: &MailboxConfig) -> Result<Server, ImapError> {
+    let stall = m.stall_timeout();
+    let mut conn = connect(m, stall).await?;
+    let delimiter = {
+        let names = timed(
+            stall,
+            &m.name,
+            "LIST",
+            conn.session.list(Some(""), Some("\"\"")),
+        )
+        .await?
+        .map_err(|e| proto(m, e))?;
+        let mut names = std::pin::pin!(names);
+        let mut delimiter = None;
+        while let Some(n) = timed(stall, &m.name, "LIST", names.next()).await? {
+            let n = n.map_err(|e| proto(m, e))?;
+            if delimiter.is_none() {
+                delimiter = n.delimiter().map(str::to_string);
+            }
+        }
+        delimiter
+    };
+    let move_target = match &m.after {
+        AfterIngest::Move(f) => {
+            let target = server_name(f, delimiter.as_deref());
+            // CREATE fails when the folder exists (Dovecot: [ALREADYEXISTS]); a real
+            // failure shows up as a failed MOVE, which is retried on the next pass.
+            match timed(stall, &m.name, "CREATE", conn.session.create(&target)).await? {
+                Ok(()) => {
+                    info!(mailbox = %m.name, folder = %target, "created the folder for processed mail")
+                }
+                Err(e) => {
+                    debug!(mailbox = %m.name, folder = %target, error = %e, "CREATE (folder probably exists)")
+                }
+            }
+            Some(target)
+        }
+        _ => None,
+    };
+    Ok(Server {
+        conn,
+        delimiter,
+        move_target,
+    })
+}
+
+/// One pass over every folder of a mailbox on a fresh connection (`ingest --once`).
+pub(crate) async fn once(
+    ctx: &IngestContext,
+    m: &MailboxConfig,
+    cancel: &CancellationToken,
+) -> Vec<FolderSummary> {
+    let mut out = Vec::new();
+    let mut server: Option<Server> = None;
+    for folder in &m.folders {
+        let mut summary = FolderSummary {
+            mailbox: m.name.clone(),
+            folder: folder.clone(),
+            source: m.source_key(folder),
+            ..FolderSummary::default()
+        };
+        if server.is_none() {
+            match open(m).await {
+                Ok(s) => server = Some(s),
+                Err(e) => {
+                    summary.error = Some(e.to_string());
+                    out.push(summary);
+                    continue;
+                }
+            }
+        }
+        if let Some(s) = server.as_mut() {
+            if let Err(e) = sync_folder(ctx, m, s, folder, true, cancel, &mut summary).await {
+                summary.error = Some(e.to_string());
+                // The connection may be mid-command; the next folder gets a new one.
+                server = None;
+            }
+        }
+        out.push(summary);
+    }
+    if let Some(mut s) = server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.conn.session.logout()).await;
+    }
+    out
+}
+
+/// The raw messages of one batch and the checkpoint that covers it.
+struct RawBatch {
+    items: Vec<(u32, Vec<u8>)>,
+    /// Highest UID handled once this batch is stored (refused UIDs included).
+    checkpoint: u32,
+}
+
+/// Renders UIDs as an IMAP set of ranges (`1:5,7,9:12`), in chunks of at most
+/// [`RANGES_PER_COMMAND`] ranges.
+pub(crate) fn uid_sets(uids: &[u32]) -> Vec<String> {
+    let mut sorted: Vec<u32> = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for u in sorted {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == u => *end = u,
+            _ => ranges.push((u, u)),
+        }
+    }
+    ranges
+        .chunks(RANGES_PER_COMMAND)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}:{b}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+/// Syncs one folder on an open connection. `recover` re-applies the after-ingest action
+/// to everything at or below the checkpoint (after a crash between a commit and the
+/// move); it is set on the first pass of each connection.
+pub(crate) async fn sync_folder(
+    ctx: &IngestContext,
+    m: &MailboxConfig,
+    server: &mut Server,
+    folder: &str,
+    recover: bool,
+    cancel: &CancellationToken,
+    out: &mut FolderSummary,
+) -> Result<(), ImapError> {
+    let stall = m.stall_timeout();
+    let source = m.source_key(folder);
+    let name = server_name(folder, server.delimiter.as_deref());
+    let mb = timed(stall, &m.name, "SELECT", server.conn.session.select(&name))
+        .await?
+        .map_err(|e| folder_err(m, folder, e))?;
+    let uv = mb
+        .uid_validity
+        .ok_or_else(|| folder_err(m, folder, "the server reports no UIDVALIDITY"))?;
+    out.uidvalidity = Some(uv);
+    let cp = ctx.store.checkpoint(&source).await?;
+    let (last, rescan) = match &cp {
+        Some(c) if c.uidvalidity == Some(i64::from(uv)) => {
+            (c.position.parse::<u32>().unwrap_or(0), false)
+        }
+        Some(c) => {
+            warn!(mailbox = %m.name, folder, old = ?c.uidvalidity, new = uv,
+                "UIDVALIDITY changed: reading the folder again from UID 1 (duplicates are skipped)");
+            (0, true)
+        }
+        None => (0, false),
+    };
+    out.rescanned |= rescan;
+    out.last_uid = Some(last);
+    let settings = &ctx.settings;
+    let write_checkpoint = |position: u32| Checkpoint {
+        source: source.clone(),
+        uidvalidity: Some(i64::from(uv)),
+        position: position.to_string(),
+    };
+
+    if recover && last > 0 {
+        recover_after(m, server, last, stall).await?;
+    }
+
+    let nothing_new = mb.exists == 0
+        || mb
+            .uid_next
+            .is_some_and(|next| next <= last.saturating_add(1));
+    if nothing_new {
+        if rescan {
+            let bs = BatchSettings {
+                ticket_ref: &settings.ticket_ref,
+                now: ctx.clock.now(),
+            };
+            ctx.store
+                .store_batch(&mut [], Some(&write_checkpoint(0)), &bs)
+                .await?;
+        }
+        return Ok(());
+    }
+
+    // Sizes first: an oversized message is refused without downloading it.
+    let mut sizes: Vec<(u32, u32)> = Vec::new();
+    {
+        let session = &mut server.conn.session;
+        let mut stream = timed(
+            stall,
+            &m.name,
+            "UID FETCH (sizes)",
+            session.uid_fetch(format!("{}:*", last.saturating_add(1)), "(UID RFC822.SIZE)"),
+        )
+        .await?
+        .map_err(|e| proto(m, e))?;
+        while let Some(item) = timed(stall, &m.name, "UID FETCH (sizes)", stream.next()).await? {
+            let f = item.map_err(|e| proto(m, e))?;
+            // `n:*` also names the highest UID when n is above it (RFC 3501 6.4.8).
+            if let Some(uid) = f.uid.filter(|&u| u > last) {
+                sizes.push((uid, f.size.unwrap_or(0)));
+            }
+        }
+    }
+    sizes.sort_unstable();
+    sizes.dedup_by_key(|s| s.0);
+    if sizes.is_empty() {
+        return Ok(());
+    }
+    let limit = m.max_message_bytes.unwrap_or(settings.max_message_bytes);
+    let batch_size = m.batch_size.unwrap_or(settings.batch_size).max(1);
+    let max_seen = sizes.last().map_or(last, |s| s.0);
+    let mut refused: Vec<u32> = Vec::new();
+    let mut accepted: Vec<(u32, u32)> = Vec::new();
+    for &(uid, size) in &sizes {
+        if u64::from(size) > limit {
+            warn!(mailbox = %m.name, folder, uid, size, limit, "message refused: over the size limit; left on the server");
+            out.fetched += 1;
+            out.failed += 1;
+            if out.failures.len() < MAX_REPORTED {
+                out.failures.push(Failure {
+                    position: format!("{source} uid {uid}"),
+                    reason: ItemError::TooLarge {
+                        size: u64::from(size),
+                        limit,
+                    }
+                    .to_string(),
+                });
+            }
+            refused.push(uid);
+        } else {
+            accepted.push((uid, size));
+        }
+    }
+
+    // Cut batches; each batch's checkpoint covers the refused UIDs up to the next batch.
+    let mut plan: Vec<(Vec<u32>, u32)> = Vec::new();
+    let mut current: Vec<u32> = Vec::new();
+    let mut bytes = 0u64;
+    for (i, &(uid, size)) in accepted.iter().enumerate() {
+        current.push(uid);
+        bytes += u64::from(size);
+        let next = accepted.get(i + 1).map(|a| a.0);
+        if current.len() >= batch_size || bytes >= BATCH_BYTES || next.is_none() {
+            let checkpoint = match next {
+                Some(n) => sizes
+                    .iter()
+                    .map(|s| s.0)
+                    .filter(|&u| u < n)
+                    .max()
+                    .unwrap_or(uid),
+                None => max_seen,
+            };
+            plan.push((std::mem::take(&mut current), checkpoint));
+            bytes = 0;
+        }
+    }
+
+    let (committed, result) = if plan.is_empty() {
+        // Only refused messages: advance past them.
+        let bs = BatchSettings {
+            ticket_ref: &settings.ticket_ref,
+            now: ctx.clock.now(),
+        };
+        ctx.store
+            .store_batch(&mut [], Some(&write_checkpoint(max_seen)), &bs)
+            .await?;
+        out.last_uid = Some(max_seen);
+        (Vec::new(), Ok(()))
+    } else {
+        fetch_and_store(ctx, m, server, folder, uv, rescan, plan, cancel, out).await
+    };
+
+    if result.is_err() {
+        // The connection may be mid-response; what committed is moved by the next
+        // connection's recovery pass.
+        return result;
+    }
+    if !refused.is_empty() {
+        mark_refused(m, server, &refused, stall).await;
+    }
+    if !committed.is_empty() {
+        out.after_applied += apply_after(m, server, &committed, stall).await?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fetch_and_store(
+    ctx: &IngestContext,
+    m: &MailboxConfig,
+    server: &mut Server,
+    folder: &str,
+    uv: u32,
+    rescan: bool,
+    plan: Vec<(Vec<u32>, u32)>,
+    cancel: &CancellationToken,
+    out: &mut FolderSummary,
+) -> (Vec<u32>, Result<(), ImapError>) {
+    let stall = m.stall_timeout();
+    let (tx, mut rx) = mpsc::channel::<RawBatch>(2);
+    let session = &mut server.conn.session;
+    let producer = async move {
+        for (uids, checkpoint) in plan {
+            let mut items: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
+            for set in uid_sets(&uids) {
+                let mut stream = timed(
+                    stall,
+                    &m.name,
+                    "UID FETCH",
+                    session.uid_fetch(&set, "(UID BODY.PEEK[])"),
+                )
+                .await?
+                .map_err(|e| proto(m, e))?;
+                loop {
+                    let next = tokio::select! {
+                        n = timed(stall, &m.name, "UID FETCH", stream.next()) => n?,
+                        _ = cancel.cancelled() => return Err(ImapError::Protocol {
+                            mailbox: m.name.clone(),
+                            reason: "stopped".into(),
+                        }),
+                    };
+                    let Some(item) = next else { break };
+                    let f = item.map_err(|e| proto(m, e))?;
+                    if let (Some(uid), Some(body)) = (f.uid, f.body()) {
+                        items.push((uid, body.to_vec()));
+                    }
+                }
+            }
+            if tx.send(RawBatch { items, checkpoint }).await.is_err() {
+                break; // the consumer failed; its error is reported
+            }
+        }
+        Ok::<(), ImapError>(())
+    };
+    let mut committed: Vec<u32> = Vec::new();
+    let done = &mut committed;
+    // `move`: a failed consumer drops the receiver, which stops the producer.
+    let consumer = async move {
+        while let Some(batch) = rx.recv().await {
+            store_one(ctx, m, folder, uv, rescan, batch, out, done).await?;
+        }
+        Ok::<(), ImapError>(())
+    };
+    let (p, c) = tokio::join!(producer, consumer);
+    let result = match (c, p) {
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
+    };
+    (committed, result)
+}
+
+struct PreparedBatch {
+    messages: Vec<NewMessage>,
+    parsed: Vec<ParsedMail>,
+    uids: Vec<u32>,
+    failed: Vec<(u32, String)>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn store_one(
+    ctx: &IngestContext,
+    m: &MailboxConfig,
+    folder: &str,
+    uv: u32,
+    rescan: bool,
+    batch: RawBatch,
+    out: &mut FolderSummary,
+    committed: &mut Vec<u32>,
+) -> Result<(), ImapError> {
+    let source = m.source_key(folder);
+    let team = m.team.clone().or_else(|| ctx.settings.team.clone());
+    let hook = ctx.hook.clone();
+    let now = ctx.clock.now();
+    let src = source.clone();
+    let handled: Vec<u32> = batch.items.iter().map(|i| i.0).collect();
+    let keep_ips = ctx.settings.keep_full_ips;
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare(batch.items, &src, uv, team, now, keep_ips, hook.as_deref())
+    })
+    .await
+    .map_err(|e| ImapError::Worker(e.to_string()))?;
+    let PreparedBatch {
+        mut messages,
+        mut parsed,
+        mut uids,
+        failed,
+    } = prepared;
+    out.fetched += handled.len() as u64;
+
+    // After a UIDVALIDITY change the content hash guards the store; the Message-ID adds
+    // a guard for servers that hand back the same mail with rewritten headers.
+    let mut skipped = 0u64;
+    if rescan {
+        let mut keep = Vec::with_capacity(messages.len());
+        for msg in messages.iter() {
+            let known = match &msg.message_id {
+                Some(id) => ctx.store.ticket_of_message_id(id).await?.is_some(),
+                None => false,
+            };
+            keep.push(!known);
+        }
+        let mut it = keep.iter();
+        messages.retain(|_| *it.next().unwrap_or(&true));
+        let mut it = keep.iter();
+        uids.retain(|_| *it.next().unwrap_or(&true));
+        if !parsed.is_empty() {
+            let mut it = keep.iter();
+            parsed.retain(|_| *it.next().unwrap_or(&true));
+        }
+        skipped = keep.iter().filter(|k| !**k).count() as u64;
+    }
+
+    let checkpoint = Checkpoint {
+        source: source.clone(),
+        uidvalidity: Some(i64::from(uv)),
+        position: batch.checkpoint.to_string(),
+    };
+    let sizes: Vec<i64> = messages.iter().map(|m| m.size).collect();
+    let defective: Vec<bool> = messages.iter().map(|m| !m.defects.is_empty()).collect();
+    let bs = BatchSettings {
+        ticket_ref: &ctx.settings.ticket_ref,
+        now,
+    };
+    let outcome = ctx
+        .store
+        .store_batch(&mut messages, Some(&checkpoint), &bs)
+        .await?;
+    out.last_uid = Some(batch.checkpoint);
+    out.stored += outcome.stored.len() as u64;
+    out.duplicates += outcome.duplicates.len() as u64 + skipped;
+    out.tickets += outcome.new_tickets;
+    for s in &outcome.stored {
+        out.bytes += sizes.get(s.index).copied().unwrap_or(0).max(0) as u64;
+        if defective.get(s.index).copied().unwrap_or(false) {
+            out.defective += 1;
+        }
+    }
+    for (uid, reason) in &failed {
+        out.failed += 1;
+        warn!(mailbox = %m.name, folder, uid, %reason, "message could not be stored; left on the server");
+        if out.failures.len() < MAX_REPORTED {
+            out.failures.push(Failure {
+                position: format!("{source} uid {uid}"),
+                reason: reason.clone(),
+            });
+        }
+    }
+    if let Some(hook) = &ctx.hook {
+        let view = StoredBatch {
+            mailbox: &m.name,
+            folder,
+            team: m.team.as_deref(),
+            outcome: &outcome,
+            parsed: &parsed,
+        };
+        if let Err(e) = hook.after_store(view).await {
+            warn!(mailbox = %m.name, folder, error = %e, "after-store hook failed (mail is stored)");
+        }
+    }
+    // Messages that failed to prepare stay on the server (not moved).
+    let failed_uids: HashSet<u32> = failed.iter().map(|f| f.0).collect();
+    committed.extend(handled.into_iter().filter(|u| !failed_uids.contains(u)));
+    Ok(())
+}
+
+/// Parses a batch on the rayon pool. Never fails as a whole: a message mail-parser
+/// cannot read is stored with its defects; only a blob that cannot be compressed is
+/// reported per message.
+fn prepare(
+    items: Vec<(u32, Vec<u8>)>,
+    source: &str,
+    uv: u32,
+    team: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+    keep_ips: bool,
+    hook: Option<&dyn super::AfterStore>,
+) -> PreparedBatch {
+    type One = Result<(u32, NewMessage, Option<ParsedMail>), (u32, String)>;
+    let results: Vec<One> = items
+        .into_par_iter()
+        .map(|(uid, raw)| {
+            let parsed = qd_mail::parse(&raw);
+            let blob =
+                crate::pipeline::prepare_blob(&raw, keep_ips).map_err(|e| (uid, e.to_string()))?;
+            drop(raw);
+            let keep = hook.map(|_| parsed.clone());
+            let mut msg = crate::new_message(
+                parsed,
+                blob,
+                Some(source.to_string()),
+                Some(format!("{uv}:{uid}")),
+                team.clone(),
+                now,
+            );
+            if let (Some(h), Some(p)) = (hook, keep.as_ref()) {
+                h.before_store(p, &mut msg);
+            }
+            Ok((uid, msg, keep))
+        })
+        .collect();
+    let mut out = PreparedBatch {
+        messages: Vec::with_capacity(results.len()),
+        parsed: Vec::new(),
+        uids: Vec::with_capacity(results.len()),
+        failed: Vec::new(),
+    };
+    for r in results {
+        match r {
+            Ok((uid, msg, parsed)) => {
+                out.uids.push(uid);
+                out.messages.push(msg);
+                if let Some(p) = parsed {
+                    out.parsed.push(p);
+                }
+            }
+            Err(f) => out.failed.push(f),
+        }
+    }
+    out
+}
+
+/// Flags refused messages so recovery leaves them in place. Best effort: a server that
+/// refuses keywords still works, refused mail is then moved by a later recovery.
+async fn mark_refused(m: &MailboxConfig, server: &mut Server, uids: &[u32], stall: Duration) {
+    for set in uid_sets(uids) {
+        let r = timed(stall, &m.name, "UID STORE", async {
+            let stream = server
+                .conn
+                .session
+                .uid_store(&set, format!("+FLAGS.SILENT ({REFUSED_KEYWORD})"))
+                .await?;
+            let _: Vec<_> = stream.collect().await;
+            Ok::<(), async_imap::error::Error>(())
+        })
+        .await;
+        if !matches!(r, Ok(Ok(()))) {
+            debug!(mailbox = %m.name, "could not mark refused messages");
+        }
+    }
+}
+
+/// Re-applies the after-ingest action to what is at or below the checkpoint and still
+/// in the folder: the work a crash between commit and action left undone.
+async fn recover_after(
+    m: &MailboxConfig,
+    server: &mut Server,
+    last: u32,
+    stall: Duration,
+) -> Result<(), ImapError> {
+    let criterion = match &m.after {
+        AfterIngest::Keep => return Ok(()),
+        AfterIngest::Move(_) | AfterIngest::Delete => String::new(),
+        AfterIngest::Flag(f) => match f.strip_prefix('\\') {
+            Some(system) => format!(" UN{}", system.to_ascii_uppercase()),
+            None => format!(" UNKEYWORD {f}"),
+        },
+    };
+    let query = format!("UID 1:{last} UNKEYWORD {REFUSED_KEYWORD}{criterion}");
+    let found = timed(
+        stall,
+        &m.name,
+        "UID SEARCH",
+        server.conn.session.uid_search(&query),
+    )
+    .await?
+    .map_err(|e| proto(m, e))?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let uids: Vec<u32> = found.into_iter().collect();
+    let n = apply_after(m, server, &uids, stall).await?;
+    info!(mailbox = %m.name, messages = n, "applied the after-ingest action left over from an interrupted run");
+    Ok(())
+}
+
+/// Moves, flags or deletes stored messages. Idempotent: UIDs already gone are ignored
+/// by the server.
+pub(crate) async fn apply_after(
+    m: &MailboxConfig,
+    server: &mut Server,
+    uids: &[u32],
+    stall: Duration,
+) -> Result<u64, ImapError> {
+    let session = &mut server.conn.session;
+    let (mv, uidplus) = (server.conn.mv, server.conn.uidplus);
+    for set in uid_sets(uids) {
+        match &m.after {
+            AfterIngest::Keep => return Ok(0),
+            AfterIngest::Move(_) => {
+                let target = server.move_target.clone().unwrap_or_default();
+                if mv {
+                    timed(stall, &m.name, "UID MOVE", session.uid_mv(&set, &target))
+                        .await?
+                        .map_err(|e| proto(m, format!("moving to {target}: {e}")))?;
+                } else {
+                    timed(stall, &m.name, "UID COPY", session.uid_copy(&set, &target))
+                        .await?
+                        .map_err(|e| proto(m, format!("copying to {target}: {e}")))?;
+                    delete(m, session, &set, uidplus, stall).await?;
+                }
+            }
+            AfterIngest::Flag(flag) => {
+                timed(stall, &m.name, "UID STORE", async {
+                    let stream = session
+                        .uid_store(&set, format!("+FLAGS.SILENT ({flag})"))
+                        .await?;
+                    let _: Vec<_> = stream.collect().await;
+                    Ok::<(), async_imap::error::Error>(())
+                })
+                .await?
+                .map_err(|e| proto(m, format!("setting {flag}: {e}")))?;
+            }
+            AfterIngest::Delete => delete(m, session, &set, uidplus, stall).await?,
+        }
+    }
+    Ok(uids.len() as u64)
+}
+
+async fn delete(
+    m: &MailboxConfig,
+    session: &mut super::conn::Session,
+    set: &str,
+    uidplus: bool,
+    stall: Duration,
+) -> Result<(), ImapError> {
+    timed(stall, &m.name, "UID STORE", async {
+        let stream = session.uid_store(set, "+FLAGS.SILENT (\\Deleted)").await?;
+        let _: Vec<_> = stream.collect().await;
+        // Without UIDPLUS, EXPUNGE also removes messages someone else marked \Deleted;
+        // that is what they asked for, so it is acceptable.
+        if uidplus {
+            let stream = session.uid_expunge(set).await?;
+            let _: Vec<_> = stream.collect().await;
+        } else {
+            let stream = session.expunge().await?;
+            let _: Vec<_> = stream.collect().await;
+        }
+        Ok::<(), async_imap::error::Error>(())
+    })
+    .await?
+    .map_err(|e| proto(m, format!("deleting: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_compress_ranges() {
+        assert_eq!(uid_sets(&[5, 1, 2, 3, 9, 10, 7]), ["1:3,5,7,9:10"]);
+        assert!(uid_sets(&[]).is_empty());
+        let scattered: Vec<u32> = (0..1200).map(|i| i * 2).collect();
+        let sets = uid_sets(&scattered);
+        assert_eq!(sets.len(), 3, "500 ranges per command");
+    }
+
+    #[test]
+    fn folder_names_follow_the_server_delimiter() {
+        assert_eq!(
+            server_name("quietdesk/processed", Some(".")),
+            "quietdesk.processed"
+        );
+        assert_eq!(
+            server_name("quietdesk/processed", Some("/")),
+            "quietdesk/processed"
+        );
+        assert_eq!(server_name("INBOX", Some(".")), "INBOX");
+    }
+}

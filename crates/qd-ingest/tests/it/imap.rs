@@ -1,0 +1,437 @@
+//! The IMAP ingester against a real, private Dovecot (qd-testkit): push by IDLE, server
+//! restarts, UIDVALIDITY resets, size limits, broken mail, TLS, authentication, and what
+//! happens to ingested mail on the server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qd_core::SystemClock;
+use qd_ingest::imap::{
+    ingest_once, run, AfterIngest, Auth, IngestContext, IngestSummary, MailboxConfig, Secret, Tls,
+};
+use qd_store::Store;
+use qd_testkit::{Dovecot, DovecotTls};
+use tokio_util::sync::CancellationToken;
+
+fn mailbox(d: &Dovecot, user: &str) -> MailboxConfig {
+    let mut m = MailboxConfig::new(
+        "test",
+        "127.0.0.1",
+        user,
+        Secret::Password(d.password(user).unwrap().to_string()),
+    );
+    m.port = Some(d.port());
+    m.tls = Tls::None;
+    m.stall_timeout_secs = 10;
+    m
+}
+
+async fn ctx(dir: &std::path::Path, batch_size: usize) -> IngestContext {
+    IngestContext {
+        store: super::store(dir).await,
+        settings: super::settings(batch_size),
+        clock: Arc::new(SystemClock),
+        hook: None,
+    }
+}
+
+fn synth(seed: u64, n: u64) -> Vec<qd_synth::SynthMessage> {
+    qd_synth::generate(&qd_synth::SynthConfig::new(seed, n)).collect()
+}
+
+fn deliver_all(d: &Dovecot, user: &str, msgs: &[qd_synth::SynthMessage]) {
+    for m in msgs {
+        d.deliver(user, "INBOX", &m.raw).unwrap();
+    }
+}
+
+/// Every Message-ID is in the store, and the store holds exactly that many messages.
+async fn assert_exactly_once(store: &Store, msgs: &[qd_synth::SynthMessage]) {
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.messages, msgs.len() as u64, "stored message count");
+    for m in msgs {
+        let id = m.message_id.trim_matches(|c| c == '<' || c == '>');
+        assert!(
+            store.ticket_of_message_id(id).await.unwrap().is_some(),
+            "{id} missing from the store"
+        );
+    }
+}
+
+fn assert_consistent(s: &IngestSummary) {
+    assert_eq!(
+        s.fetched,
+        s.stored + s.duplicates + s.failed,
+        "fetched = stored + duplicates + failed: {s:?}"
+    );
+}
+
+async fn wait_for_messages(store: &Store, n: u64, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let have = store.stats().await.unwrap().messages;
+        if have >= n {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "only {have} of {n} messages stored after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_moves_ingested_mail_to_processed_and_takes_nothing_twice() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(1, 120);
+    deliver_all(&d, "user", &msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 50).await;
+    let m = mailbox(&d, "user");
+
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s.errors, 0, "{:?}", s.folders);
+    assert_eq!(
+        (s.fetched, s.stored, s.duplicates, s.failed),
+        (120, 120, 0, 0)
+    );
+    assert!(s.tickets > 0 && s.tickets <= 120);
+    assert_consistent(&s);
+    assert_exactly_once(&ctx.store, &msgs).await;
+    assert_eq!(
+        d.count("user", "INBOX"),
+        0,
+        "ingested mail leaves the inbox"
+    );
+    assert_eq!(
+        d.count("user", "quietdesk/processed"),
+        120,
+        "moved to the processed folder, created on demand"
+    );
+    let cp = ctx
+        .store
+        .checkpoint("imap:test/INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp.position, "120");
+    assert_eq!(
+        cp.uidvalidity,
+        Some(i64::from(d.uidvalidity("user", "INBOX").unwrap()))
+    );
+
+    let again = ingest_once(&ctx, &[m]).await.unwrap();
+    assert_eq!((again.fetched, again.stored), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_keep_and_delete_actions_and_recovery_after_a_crash_before_the_move() {
+    let d = Dovecot::start(&[("a", "pa"), ("b", "pb")], DovecotTls::Off).unwrap();
+    let msgs = synth(2, 30);
+    deliver_all(&d, "a", &msgs);
+    deliver_all(&d, "b", &msgs[..10]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 7).await;
+
+    // Flag: messages stay, carry the flag (\Flagged is Maildir letter F).
+    let mut a = mailbox(&d, "a");
+    a.name = "a".into();
+    a.after = AfterIngest::Flag("\\Flagged".into());
+    let s = ingest_once(&ctx, std::slice::from_ref(&a)).await.unwrap();
+    assert_eq!(s.stored, 30);
+    assert_eq!(d.count("a", "INBOX"), 30);
+    assert_eq!(d.count_with_flag("a", "INBOX", 'F'), 30);
+
+    // Keep, then a restart with Move: the recovery pass moves what the checkpoint
+    // covers, exactly what a crash between commit and move leaves behind.
+    let mut b = mailbox(&d, "b");
+    b.name = "b".into();
+    b.after = AfterIngest::Keep;
+    let s = ingest_once(&ctx, std::slice::from_ref(&b)).await.unwrap();
+    assert_eq!(
+        (s.fetched, s.duplicates),
+        (10, 10),
+        "same mail as a's first ten"
+    );
+    assert_eq!(d.count("b", "INBOX"), 10);
+    b.after = AfterIngest::Move("done/quietdesk".into());
+    let s = ingest_once(&ctx, std::slice::from_ref(&b)).await.unwrap();
+    assert_eq!(s.fetched, 0);
+    assert_eq!(d.count("b", "INBOX"), 0);
+    assert_eq!(d.count("b", "done/quietdesk"), 10);
+
+    // Delete: expunged after the commit.
+    deliver_all(&d, "b", &synth(3, 5));
+    b.after = AfterIngest::Delete;
+    let s = ingest_once(&ctx, std::slice::from_ref(&b)).await.unwrap();
+    assert_eq!(s.stored, 5);
+    assert_eq!(d.count("b", "INBOX"), 0);
+    assert_eq!(ctx.store.stats().await.unwrap().messages, 35);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_delivery_is_stored_within_two_seconds() {
+    let d = Dovecot::start_plain().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let mut m = mailbox(&d, "user");
+    m.poll_interval_secs = 3600; // IDLE must do it; polling would be too late
+    let msgs = synth(4, 4);
+    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(ctx.clone(), vec![m], shutdown.clone()));
+    wait_for_messages(&ctx.store, 1, Duration::from_secs(20)).await;
+    for (i, msg) in msgs.iter().enumerate().skip(1) {
+        // Let the watcher go back to IDLE.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        d.deliver("user", "INBOX", &msg.raw).unwrap();
+        let took = wait_for_messages(&ctx.store, i as u64 + 1, Duration::from_secs(10)).await;
+        assert!(took < Duration::from_secs(2), "delivery {i} took {took:?}");
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the watcher stops on cancellation")
+        .unwrap()
+        .unwrap();
+    assert_exactly_once(&ctx.store, &msgs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_restarted_mid_batch_loses_and_doubles_nothing() {
+    let mut d = Dovecot::start_plain().unwrap();
+    let msgs = synth(5, 3000);
+    deliver_all(&d, "user", &msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let m = mailbox(&d, "user");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(ctx.clone(), vec![m], shutdown.clone()));
+    // Restart while the ingest is under way (some, not all, stored).
+    let start = Instant::now();
+    loop {
+        let n = ctx.store.stats().await.unwrap().messages;
+        if n > 0 {
+            assert!(
+                n < 3000,
+                "ingest finished before the restart; make it bigger"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "nothing stored");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    d.restart().unwrap();
+    let before = ctx.store.stats().await.unwrap().messages;
+    wait_for_messages(&ctx.store, 3000, Duration::from_secs(120)).await;
+    // Give a doubled fetch a chance to show before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        before < 3000,
+        "the restart happened mid-ingest ({before} stored)"
+    );
+    assert_exactly_once(&ctx.store, &msgs).await;
+    assert_eq!(d.count("user", "INBOX"), 0);
+    assert_eq!(d.count("user", "quietdesk/processed"), 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uidvalidity_reset_rescans_without_duplicates() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(6, 60);
+    deliver_all(&d, "user", &msgs[..50]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 20).await;
+    let mut m = mailbox(&d, "user");
+    m.after = AfterIngest::Keep;
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s.stored, 50);
+
+    let old = d.uidvalidity("user", "INBOX").unwrap();
+    d.set_uidvalidity("user", "INBOX", old + 1000).unwrap();
+    deliver_all(&d, "user", &msgs[50..]);
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert!(s.folders[0].rescanned, "{:?}", s.folders);
+    assert_eq!(s.fetched, 60, "everything is read again");
+    assert_eq!((s.stored, s.duplicates), (10, 50));
+    assert_consistent(&s);
+    assert_exactly_once(&ctx.store, &msgs).await;
+    let cp = ctx
+        .store
+        .checkpoint("imap:test/INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp.uidvalidity, Some(i64::from(old + 1000)));
+}
+
+/// A message of about `mib` MiB: a text body, so it is stored as it is.
+fn big_message(mib: usize, id: &str) -> Vec<u8> {
+    let mut raw = format!(
+        "From: Big Sender <big@example.org>\r\nTo: support@example.com\r\nSubject: large log file\r\n\
+         Message-ID: <{id}>\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\nContent-Type: text/plain\r\n\r\n"
+    )
+    .into_bytes();
+    let line =
+        b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 log\r\n";
+    while raw.len() < mib * 1024 * 1024 {
+        raw.extend_from_slice(line);
+    }
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30_mb_message_is_refused_over_the_limit_and_stored_under_it() {
+    let d = Dovecot::start(&[("small", "p1"), ("large", "p2")], DovecotTls::Off).unwrap();
+    let big = big_message(30, "big@example.org");
+    let msgs = synth(7, 4);
+    for user in ["small", "large"] {
+        d.deliver(user, "INBOX", &msgs[0].raw).unwrap();
+        d.deliver(user, "INBOX", &big).unwrap();
+        d.deliver(user, "INBOX", &msgs[1].raw).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+
+    let mut small = mailbox(&d, "small");
+    small.name = "small".into();
+    small.max_message_bytes = Some(10 * 1024 * 1024);
+    let s = ingest_once(&ctx, std::slice::from_ref(&small))
+        .await
+        .unwrap();
+    assert_eq!((s.fetched, s.stored, s.failed), (3, 2, 1), "{s:?}");
+    assert_consistent(&s);
+    let reason = &s.failures[0].reason;
+    assert!(reason.contains("exceeds the limit"), "{reason}");
+    assert!(
+        s.failures[0].position.ends_with("uid 2"),
+        "{:?}",
+        s.failures[0]
+    );
+    assert_eq!(
+        d.count("small", "INBOX"),
+        1,
+        "the refused message stays for staff"
+    );
+    // Not retried, not moved by a later pass.
+    let s = ingest_once(&ctx, std::slice::from_ref(&small))
+        .await
+        .unwrap();
+    assert_eq!(s.fetched, 0);
+    assert_eq!(d.count("small", "INBOX"), 1);
+
+    let mut large = mailbox(&d, "large");
+    large.name = "large".into();
+    large.max_message_bytes = Some(50 * 1024 * 1024);
+    let s = ingest_once(&ctx, std::slice::from_ref(&large))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.fetched, s.stored, s.duplicates, s.failed),
+        (3, 1, 2, 0),
+        "{s:?}"
+    );
+    let ticket = ctx
+        .store
+        .ticket_of_message_id("big@example.org")
+        .await
+        .unwrap();
+    assert!(ticket.is_some(), "the 30 MB message is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_mail_is_stored_with_defects_and_blocks_nothing() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(8, 6);
+    deliver_all(&d, "user", &msgs[..3]);
+    // No header block, NULs and invalid UTF-8, a broken MIME structure.
+    d.deliver(
+        "user",
+        "INBOX",
+        b"\x00\x01garbage \xff\xfe without any headers\r\n\r\n\x00",
+    )
+    .unwrap();
+    d.deliver(
+        "user",
+        "INBOX",
+        b"From: x@example.org\r\nSubject: =?bogus?Q?broken?=\r\nContent-Type: multipart/mixed; boundary=\"nope\"\r\nDate: not a date\r\n\r\n--nope\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\nunterminated",
+    )
+    .unwrap();
+    deliver_all(&d, "user", &msgs[3..]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let s = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();
+    assert_eq!((s.fetched, s.stored, s.failed), (8, 8, 0), "{s:?}");
+    assert!(
+        s.defective >= 2,
+        "both broken messages carry defects: {s:?}"
+    );
+    assert_eq!(d.count("user", "INBOX"), 0);
+    assert_eq!(ctx.store.stats().await.unwrap().messages, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_implicit_and_starttls_with_a_test_ca_and_plain_auth() {
+    let d = Dovecot::start(&[("user", "secret-pw")], DovecotTls::On).unwrap();
+    deliver_all(&d, "user", &synth(9, 5));
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+
+    let mut implicit = mailbox(&d, "user");
+    implicit.name = "imaps".into();
+    implicit.host = "localhost".into();
+    implicit.port = d.imaps_port();
+    implicit.tls = Tls::Implicit;
+    implicit.ca_file = Some(d.ca_file());
+    implicit.after = AfterIngest::Keep;
+    let s = ingest_once(&ctx, std::slice::from_ref(&implicit))
+        .await
+        .unwrap();
+    assert_eq!((s.errors, s.stored), (0, 5), "{:?}", s.folders);
+
+    let mut starttls = implicit.clone();
+    starttls.name = "starttls".into();
+    starttls.port = Some(d.port());
+    starttls.tls = Tls::StartTls;
+    starttls.auth = Auth::Plain;
+    let s = ingest_once(&ctx, std::slice::from_ref(&starttls))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.errors, s.fetched, s.duplicates),
+        (0, 5, 5),
+        "{:?}",
+        s.folders
+    );
+
+    // Without the test CA the certificate is not trusted.
+    let mut untrusted = implicit.clone();
+    untrusted.name = "untrusted".into();
+    untrusted.ca_file = None;
+    let s = ingest_once(&ctx, &[untrusted]).await.unwrap();
+    let err = s.folders[0].error.clone().unwrap_or_default();
+    assert!(err.contains("TLS failed"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_a_clear_error() {
+    let d = Dovecot::start_plain().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    for auth in [Auth::Login, Auth::Plain] {
+        let mut m = mailbox(&d, "user");
+        m.secret = Secret::Password("wrong".into());
+        m.auth = auth;
+        let s = ingest_once(&ctx, &[m]).await.unwrap();
+        assert_eq!(s.errors, 1);
+        let err = s.folders[0].error.clone().unwrap();
+        assert!(err.contains("authentication failed for user user"), "{err}");
+    }
+}

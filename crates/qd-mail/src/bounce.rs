@@ -1,0 +1,326 @@
+//! Delivery status notifications (bounces) of mail we sent.
+//!
+//! [`parse_bounce`] reads an RFC 3464 report (`multipart/report;
+//! report-type=delivery-status`): the recipient block of the `message/delivery-status`
+//! part gives recipient, action, status and diagnostic; the returned original
+//! (`message/rfc822` or `text/rfc822-headers`) gives the Message-ID that ties the bounce
+//! to our outbox entry. Bounces that are not RFC 3464 (old qmail, some Exchange and
+//! hosted relays) are recognised when they come from a mailer daemon or with a null
+//! Return-Path and quote the original headers in their text; what they do not say
+//! stays `None`.
+
+use mail_parser::{MessageParser, MimeHeaders};
+
+/// What a bounce tells about one failed delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Bounce {
+    /// Message-ID of the message that bounced, normalised (no angle brackets).
+    pub original_message_id: String,
+    /// The recipient that failed (`Final-Recipient`, else `Original-Recipient`, else
+    /// `X-Failed-Recipients`), without the `rfc822;` type.
+    pub recipient: Option<String>,
+    /// RFC 3463 status code such as `5.1.1`.
+    pub status: Option<String>,
+    /// `failed`, `delayed`, `delivered`, `relayed` or `expanded`.
+    pub action: Option<String>,
+    /// `Diagnostic-Code` without its type, or the best line of a non-standard bounce.
+    pub diagnostic: Option<String>,
+    /// Whether the report was a standard RFC 3464 delivery-status report.
+    pub standard: bool,
+}
+
+impl Bounce {
+    /// Whether this reports a permanent failure (action `failed` or a `5.x.x` status).
+    /// A `delayed` report is only a warning: the message may still arrive.
+    pub fn is_permanent_failure(&self) -> bool {
+        match self.action.as_deref() {
+            Some("failed") => true,
+            Some(_) => false,
+            None => self.status.as_deref().is_none_or(|s| s.starts_with('5')),
+        }
+    }
+
+    /// One line for the outbox `last_error` (no addresses).
+    pub fn summary(&self) -> String {
+        let mut s = String::from("bounced");
+        if let Some(st) = &self.status {
+            s.push_str(&format!(" {st}"));
+        }
+        if let Some(d) = &self.diagnostic {
+            s.push_str(&format!(": {d}"));
+        }
+        s
+    }
+}
+
+/// Reads a bounce; `None` when `raw` is not one or names no original Message-ID.
+pub fn parse_bounce(raw: &[u8]) -> Option<Bounce> {
+    let (raw, _) = crate::strip_mbox_envelope(raw);
+    let msg = std::panic::catch_unwind(|| MessageParser::default().parse(raw))
+        .ok()
+        .flatten()?;
+    let mut bounce = Bounce::default();
+    let mut original: Option<String> = None;
+    let mut saw_report = false;
+    for part in msg.parts.iter() {
+        let Some(ct) = part.content_type() else {
+            continue;
+        };
+        let ctype = ct.ctype().to_ascii_lowercase();
+        let sub = ct.subtype().unwrap_or("").to_ascii_lowercase();
+        match (ctype.as_str(), sub.as_str()) {
+            ("message", "delivery-status" | "global-delivery-status") => {
+                saw_report = true;
+                read_status_fields(part.contents(), &mut bounce);
+            }
+            ("message", "rfc822" | "global") if original.is_none() => {
+                original = part
+                    .message()
+                    .and_then(|m| m.message_id())
+                    .and_then(qd_core::normalize_message_id)
+                    .or_else(|| quoted_message_id(part.contents()));
+            }
+            ("text", "rfc822-headers") if original.is_none() => {
+                original = quoted_message_id(part.contents());
+            }
+            _ => {}
+        }
+    }
+    bounce.standard = saw_report;
+    if !saw_report {
+        if !looks_like_bounce(&msg) {
+            return None;
+        }
+        // The quoted original follows the bounce's own header block.
+        let body_start = msg.root_part().offset_body as usize;
+        original = quoted_message_id(raw.get(body_start..).unwrap_or_default());
+        let text = String::from_utf8_lossy(raw.get(body_start..).unwrap_or_default()).into_owned();
+        bounce.status = find_status_code(&text);
+        bounce.diagnostic = text
+            .lines()
+            .map(str::trim)
+            .find(|l| {
+                let l = l.to_ascii_lowercase();
+                l.starts_with('5')
+                    || l.contains("user unknown")
+                    || l.contains("does not exist")
+                    || l.contains("no mailbox")
+            })
+            .map(|l| l.chars().take(300).collect());
+        bounce.action = Some("failed".to_string());
+    }
+    if bounce.recipient.is_none() {
+        bounce.recipient = msg
+            .header_raw("X-Failed-Recipients")
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+    }
+    bounce.original_message_id = original?;
+    Some(bounce)
+}
+
+/// A bounce without a report part: from a mailer daemon or with a null Return-Path.
+fn looks_like_bounce(msg: &mail_parser::Message<'_>) -> bool {
+    let from_daemon = msg
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .and_then(|a| a.split('@').next())
+        .map(|l| {
+            let l = l.to_ascii_lowercase();
+            l == "mailer-daemon" || l == "postmaster"
+        })
+        .unwrap_or(false);
+    let null_return = msg
+        .header_raw("Return-Path")
+        .is_some_and(|v| qd_core::normalize_address(v).is_empty());
+    from_daemon || null_return || msg.header_raw("X-Failed-Recipients").is_some()
+}
+
+/// Per-message fields, a blank line, then one block per recipient (RFC 3464 §2.1).
+/// The first recipient block with action `failed` wins, else the first block.
+fn read_status_fields(text: &[u8], bounce: &mut Bounce) {
+    let text = String::from_utf8_lossy(text).replace("\r\n", "\n");
+    let mut blocks: Vec<Vec<(String, String)>> = Vec::new();
+    let mut current: Vec<(String, String)> = Vec::new();
+    for line in text.split('\n') {
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                blocks.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = current.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            current.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    if !current.is_empty() {
+        blocks.push(current);
+    }
+    let field = |b: &[(String, String)], name: &str| {
+        b.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    };
+    let recipients: Vec<&Vec<(String, String)>> = blocks
+        .iter()
+        .filter(|b| field(b, "final-recipient").is_some() || field(b, "action").is_some())
+        .collect();
+    let chosen = recipients
+        .iter()
+        .find(|b| field(b, "action").is_some_and(|a| a.eq_ignore_ascii_case("failed")))
+        .or(recipients.first());
+    let Some(b) = chosen else { return };
+    let typed = |v: String| match v.split_once(';') {
+        Some((_, rest)) => rest.trim().to_string(),
+        None => v.trim().to_string(),
+    };
+    bounce.recipient = field(b, "final-recipient")
+        .or_else(|| field(b, "original-recipient"))
+        .map(typed)
+        .map(|a| qd_core::normalize_address(&a));
+    bounce.action = field(b, "action").map(|a| a.to_ascii_lowercase());
+    bounce.status =
+        field(b, "status").and_then(|s| s.split_whitespace().next().map(str::to_string));
+    bounce.diagnostic = field(b, "diagnostic-code").map(typed);
+}
+
+/// The first `Message-ID:` header line in quoted headers (folded values included).
+fn quoted_message_id(text: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(text);
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start_matches(['>', ' ', '\t']);
+        let Some((name, value)) = trimmed.split_once(':') else {
+            continue;
+        };
+        if !name.trim().eq_ignore_ascii_case("message-id") {
+            continue;
+        }
+        let mut value = value.trim().to_string();
+        if value.is_empty() {
+            if let Some(next) = lines.peek() {
+                value = next.trim().to_string();
+            }
+        }
+        let id = value
+            .split_whitespace()
+            .next()
+            .and_then(qd_core::normalize_message_id);
+        if id.is_some() {
+            return id;
+        }
+    }
+    None
+}
+
+/// The first RFC 3463 status code (`[245].x.y`) in free text.
+fn find_status_code(text: &str) -> Option<String> {
+    for word in text.split(|c: char| {
+        c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | ',' | ';' | ':' | '#')
+    }) {
+        let parts: Vec<&str> = word.trim_end_matches('.').split('.').collect();
+        if parts.len() == 3
+            && matches!(parts[0], "2" | "4" | "5")
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Some(parts.join("."));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DSN: &str = "From: Mail Delivery System <MAILER-DAEMON@mx.example>\r\n\
+To: support@desk.example\r\n\
+Subject: Undelivered Mail Returned to Sender\r\n\
+Message-ID: <dsn1@mx.example>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+\r\n\
+--B\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+I'm sorry to have to inform you that your message could not be delivered.\r\n\
+--B\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mx.example\r\n\
+Arrival-Date: Wed, 25 Nov 2026 09:00:00 +0000\r\n\
+\r\n\
+Final-Recipient: rfc822; Gone@Customer.Example\r\n\
+Original-Recipient: rfc822;gone@customer.example\r\n\
+Action: failed\r\n\
+Status: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 <gone@customer.example>: Recipient address\r\n\
+\trejected: User unknown\r\n\
+\r\n\
+--B\r\n\
+Content-Type: text/rfc822-headers\r\n\
+\r\n\
+From: support@desk.example\r\n\
+Message-ID: <qd.1.abc@desk.example>\r\n\
+Subject: [#QD-7] We received your message\r\n\
+\r\n\
+--B--\r\n";
+
+    #[test]
+    fn a_standard_dsn_is_read() {
+        let b = parse_bounce(DSN.as_bytes()).expect("a bounce");
+        assert_eq!(b.original_message_id, "qd.1.abc@desk.example");
+        assert_eq!(b.recipient.as_deref(), Some("gone@customer.example"));
+        assert_eq!(b.status.as_deref(), Some("5.1.1"));
+        assert_eq!(b.action.as_deref(), Some("failed"));
+        assert_eq!(
+            b.diagnostic.as_deref(),
+            Some("550 5.1.1 <gone@customer.example>: Recipient address rejected: User unknown")
+        );
+        assert!(b.standard && b.is_permanent_failure());
+    }
+
+    #[test]
+    fn a_non_standard_bounce_with_quoted_headers_is_read() {
+        let raw = "From: MAILER-DAEMON@old.example\r\n\
+Subject: failure notice\r\n\
+X-Failed-Recipients: gone@customer.example\r\n\
+\r\n\
+Hi. This is the qmail-send program at old.example.\r\n\
+<gone@customer.example>:\r\n\
+Sorry, no mailbox here by that name. (#5.1.1)\r\n\
+\r\n\
+--- Below this line is a copy of the message.\r\n\
+\r\n\
+Message-ID: <qd.2.def@desk.example>\r\n\
+Subject: hello\r\n";
+        let b = parse_bounce(raw.as_bytes()).expect("a bounce");
+        assert_eq!(b.original_message_id, "qd.2.def@desk.example");
+        assert_eq!(b.status.as_deref(), Some("5.1.1"));
+        assert_eq!(b.recipient.as_deref(), Some("gone@customer.example"));
+        assert!(!b.standard);
+    }
+
+    #[test]
+    fn ordinary_mail_is_not_a_bounce() {
+        let raw = "From: ann@customer.example\r\nSubject: hi\r\nMessage-ID: <a@b>\r\n\r\nMessage-ID: <x@y>\r\n";
+        assert_eq!(parse_bounce(raw.as_bytes()), None);
+    }
+
+    #[test]
+    fn a_delay_warning_is_not_a_permanent_failure() {
+        let raw = DSN
+            .replace("Action: failed", "Action: delayed")
+            .replace("5.1.1", "4.4.7");
+        let b = parse_bounce(raw.as_bytes()).expect("a report");
+        assert!(!b.is_permanent_failure());
+    }
+}

@@ -1,0 +1,512 @@
+//! The outbound worker: drains the store's outbox over SMTP, and files bounces.
+//!
+//! [`Worker`] owns one lettre transport (STARTTLS, implicit TLS or plain, optional
+//! AUTH, pooled connections) built from [`SmtpSettings`]. [`Worker::drain_once`] claims
+//! due outbox entries and sends each as its stored raw bytes with an explicit envelope:
+//! success marks the entry sent and records the message on its ticket (`direction =
+//! out`), a permanent `5xx` or an unusable address fails it at once, anything else
+//! (connection refused, timeout, `4xx`) retries with exponential backoff and jitter
+//! until `max_attempts`. [`Worker::run`] repeats that until shutdown. [`handle_bounce`]
+//! ties a delivery status notification to the outbox entry it reports on: the entry is
+//! marked failed and the DSN is filed on the entry's ticket.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use qd_core::{Clock, Direction};
+use qd_mail::bounce::{parse_bounce, Bounce};
+use qd_store::{NewAttachment, NewMessage, OutboxEntry, PreparedBlob, Store};
+use serde::Deserialize;
+
+/// What went wrong in the worker (delivery failures are outcomes, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] qd_store::Error),
+    #[error("SMTP settings: {0}")]
+    Config(String),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Transport security of the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain text (only for a relay on localhost or a trusted network).
+    None,
+    /// Plain connection upgraded with STARTTLS, which is required (port 587).
+    #[default]
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// The `[smtp]` section of the configuration file.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// SMTP relay host name (also the name checked against its certificate).
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// AUTH user; no AUTH when absent.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// AUTH password; set by the binary from the environment, never from the file.
+    #[serde(skip)]
+    pub password: Option<String>,
+    /// File holding the AUTH password (first line), e.g. a Docker secret.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust, for a relay with a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Per-command timeout, seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Default From address of our mail.
+    pub from: String,
+    /// Domain of our Message-IDs and the EHLO name.
+    pub our_domain: String,
+    /// Attempts before an entry fails for good.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay, seconds; doubles per attempt.
+    #[serde(default = "default_backoff_base_secs")]
+    pub backoff_base_secs: u64,
+    /// Longest retry delay, seconds.
+    #[serde(default = "default_backoff_max_secs")]
+    pub backoff_max_secs: u64,
+    /// Entries claimed per round.
+    #[serde(default = "default_batch")]
+    pub batch: u32,
+    /// How often [`Worker::run`] looks for due entries, seconds.
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+    /// How long a claim lasts before another worker may take the entry over, seconds.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("password_file", &self.password_file)
+            .field("our_domain", &self.our_domain)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_port() -> u16 {
+    587
+}
+fn default_timeout_secs() -> u64 {
+    30
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+fn default_backoff_base_secs() -> u64 {
+    60
+}
+fn default_backoff_max_secs() -> u64 {
+    6 * 3600
+}
+fn default_batch() -> u32 {
+    20
+}
+fn default_poll_secs() -> u64 {
+    5
+}
+fn default_lease_secs() -> u64 {
+    300
+}
+
+impl SmtpSettings {
+    /// Settings for a relay at `host:port` with every other key at its default.
+    pub fn new(host: &str, port: u16, from: &str, our_domain: &str) -> SmtpSettings {
+        SmtpSettings {
+            host: host.to_string(),
+            port,
+            tls: TlsMode::default(),
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            timeout_secs: default_timeout_secs(),
+            from: from.to_string(),
+            our_domain: our_domain.to_string(),
+            max_attempts: default_max_attempts(),
+            backoff_base_secs: default_backoff_base_secs(),
+            backoff_max_secs: default_backoff_max_secs(),
+            batch: default_batch(),
+            poll_secs: default_poll_secs(),
+            lease_secs: default_lease_secs(),
+        }
+    }
+
+    /// The delay before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped at
+    /// `max`, then spread by ±20% so that entries that failed together do not retry
+    /// together.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let base = self.backoff_base_secs.max(1) as f64;
+        let exp = attempts.saturating_sub(1).min(30) as i32;
+        let secs = (base * 2f64.powi(exp)).min(self.backoff_max_secs.max(1) as f64);
+        let jitter: f64 = 0.8 + rand::random::<f64>() * 0.4;
+        Duration::from_secs_f64(secs * jitter)
+    }
+}
+
+/// Installs rustls' aws-lc-rs crypto provider for the process. rustls panics when two
+/// providers are compiled in (aws-lc-rs and ring are, through sqlx and mail-auth) and
+/// none is chosen; a provider installed earlier is fine.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// What one [`Worker::drain_once`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub claimed: u64,
+    pub sent: u64,
+    /// Put back for a later attempt.
+    pub retried: u64,
+    /// Given up (permanent refusal, bad address, or out of attempts).
+    pub failed: u64,
+}
+
+enum Delivery {
+    Sent,
+    Permanent(String),
+    Transient(String),
+}
+
+/// The outbox worker.
+pub struct Worker {
+    settings: SmtpSettings,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl Worker {
+    pub fn new(mut settings: SmtpSettings) -> Result<Worker, Error> {
+        install_crypto_provider();
+        if settings.password.is_none() {
+            if let Some(path) = &settings.password_file {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                settings.password = Some(text.lines().next().unwrap_or("").to_string());
+            }
+        }
+        let tls_params = || -> Result<TlsParameters, Error> {
+            let mut b = TlsParameters::builder(settings.host.clone());
+            if let Some(path) = &settings.ca_file {
+                let pem = std::fs::read(path).map_err(|source| Error::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| Error::Config(format!("ca_file {}: {e}", path.display())))?;
+                b = b.add_root_certificate(cert);
+            }
+            b.build_rustls()
+                .map_err(|e| Error::Config(format!("TLS for {}: {e}", settings.host)))
+        };
+        let tls = match settings.tls {
+            TlsMode::None => Tls::None,
+            TlsMode::StartTls => Tls::Required(tls_params()?),
+            TlsMode::Tls => Tls::Wrapper(tls_params()?),
+        };
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
+            .port(settings.port)
+            .tls(tls)
+            .timeout(Some(Duration::from_secs(settings.timeout_secs.max(1))))
+            .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+                settings.our_domain.clone(),
+            ))
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(4)
+                    .idle_timeout(Duration::from_secs(60)),
+            );
+        if let Some(user) = &settings.username {
+            b = b.credentials(Credentials::new(
+                user.clone(),
+                settings.password.clone().unwrap_or_default(),
+            ));
+        }
+        Ok(Worker {
+            transport: b.build(),
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &SmtpSettings {
+        &self.settings
+    }
+
+    /// Sends every entry that is due at `now`, until none is left; entries put back for
+    /// later are not retried in the same call.
+    pub async fn drain_once(&self, store: &Store, now: DateTime<Utc>) -> Result<Summary, Error> {
+        let mut summary = Summary::default();
+        let lease = Duration::from_secs(self.settings.lease_secs.max(1));
+        loop {
+            let claimed = store
+                .outbox_claim_due(now, u64::from(self.settings.batch.max(1)), lease)
+                .await?;
+            if claimed.is_empty() {
+                return Ok(summary);
+            }
+            for entry in claimed {
+                summary.claimed += 1;
+                match self.deliver(&entry).await {
+                    Delivery::Sent => {
+                        let record = entry.raw.as_deref().map(|raw| sent_record(raw, now));
+                        store.outbox_mark_sent(entry.id, now, record).await?;
+                        tracing::info!(outbox = entry.id, kind = entry.kind.as_str(), "sent");
+                        summary.sent += 1;
+                    }
+                    Delivery::Permanent(err) => {
+                        store.outbox_mark_failed(entry.id, &err, now).await?;
+                        tracing::warn!(outbox = entry.id, "refused for good");
+                        summary.failed += 1;
+                    }
+                    Delivery::Transient(err) if entry.attempts >= self.settings.max_attempts => {
+                        let err = format!("gave up after {} attempts: {err}", entry.attempts);
+                        store.outbox_mark_failed(entry.id, &err, now).await?;
+                        tracing::warn!(outbox = entry.id, attempts = entry.attempts, "gave up");
+                        summary.failed += 1;
+                    }
+                    Delivery::Transient(err) => {
+                        let delay = self.settings.backoff(entry.attempts);
+                        let next = now
+                            + chrono::TimeDelta::from_std(delay)
+                                .unwrap_or(chrono::TimeDelta::hours(1));
+                        store.outbox_retry_later(entry.id, &err, next).await?;
+                        tracing::info!(
+                            outbox = entry.id,
+                            attempts = entry.attempts,
+                            retry_in_secs = delay.as_secs(),
+                            "delivery deferred"
+                        );
+                        summary.retried += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drains the outbox every `poll_secs` until `shutdown` completes. A store error is
+    /// logged and the loop goes on (the database may be restarting); the send in flight
+    /// when shutdown comes finishes first (bounded by the SMTP timeout).
+    pub async fn run(
+        &self,
+        store: &Store,
+        clock: &dyn Clock,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        tokio::pin!(shutdown);
+        let poll = Duration::from_secs(self.settings.poll_secs.max(1));
+        let mut last_prune: Option<DateTime<Utc>> = None;
+        loop {
+            let now = clock.now();
+            if let Err(e) = self.drain_once(store, now).await {
+                tracing::warn!(error = %e, "outbox round failed");
+            }
+            if last_prune.is_none_or(|t| now - t > chrono::TimeDelta::hours(1)) {
+                // The acknowledgement log only matters for a day.
+                if let Err(e) = store.prune_ack_log(now - chrono::TimeDelta::days(2)).await {
+                    tracing::warn!(error = %e, "pruning the acknowledgement log failed");
+                }
+                last_prune = Some(now);
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    async fn deliver(&self, entry: &OutboxEntry) -> Delivery {
+        let Some(raw) = entry.raw.as_deref() else {
+            return Delivery::Permanent("no message bytes to send".to_string());
+        };
+        let from = if entry.mail_from.is_empty() {
+            None
+        } else {
+            match entry.mail_from.parse::<lettre::Address>() {
+                Ok(a) => Some(a),
+                Err(e) => return Delivery::Permanent(format!("bad envelope sender: {e}")),
+            }
+        };
+        let mut to = Vec::with_capacity(entry.rcpt_to.len());
+        for r in &entry.rcpt_to {
+            match r.parse::<lettre::Address>() {
+                Ok(a) => to.push(a),
+                Err(e) => return Delivery::Permanent(format!("bad recipient address: {e}")),
+            }
+        }
+        let envelope = match Envelope::new(from, to) {
+            Ok(e) => e,
+            Err(e) => return Delivery::Permanent(format!("bad envelope: {e}")),
+        };
+        match self.transport.send_raw(&envelope, raw).await {
+            Ok(_) => Delivery::Sent,
+            Err(e) if e.is_permanent() => Delivery::Permanent(e.to_string()),
+            Err(e) => Delivery::Transient(e.to_string()),
+        }
+    }
+}
+
+/// Builds a worker for `settings` and drains once (for `ingest --once` and tests).
+pub async fn drain_once(
+    store: &Store,
+    settings: &SmtpSettings,
+    now: DateTime<Utc>,
+) -> Result<Summary, Error> {
+    Worker::new(settings.clone())?.drain_once(store, now).await
+}
+
+/// The record of a sent message on its ticket.
+fn sent_record(raw: &[u8], now: DateTime<Utc>) -> NewMessage {
+    let mut m = to_new_message(raw, now, Direction::Out);
+    m.source = Some("outbox".to_string());
+    m
+}
+
+fn to_new_message(raw: &[u8], now: DateTime<Utc>, direction: Direction) -> NewMessage {
+    let parsed = qd_mail::parse(raw);
+    let display = |a: &qd_mail::Address| match &a.name {
+        Some(n) => format!("{n} <{}>", a.addr),
+        None => a.addr.clone(),
+    };
+    NewMessage {
+        direction,
+        message_id: parsed.message_id.clone(),
+        in_reply_to: parsed.in_reply_to.clone(),
+        references: parsed.references.clone(),
+        from_addr: parsed.from.as_ref().map(|a| a.addr.clone()),
+        from_name: parsed.from.as_ref().and_then(|a| a.name.clone()),
+        to: parsed.to.iter().map(display).collect(),
+        cc: parsed.cc.iter().map(display).collect(),
+        date: parsed.date,
+        received_at: now,
+        subject: parsed.subject.clone().unwrap_or_default(),
+        body_text: parsed.text,
+        body_html: parsed.html,
+        size: parsed.size as i64,
+        content_hash: parsed.content_hash,
+        attachments: parsed
+            .attachments
+            .into_iter()
+            .map(|a| NewAttachment {
+                filename: a.filename,
+                content_type: a.content_type,
+                size: a.size as i64,
+                digest: a.sha256,
+            })
+            .collect(),
+        defects: parsed
+            .defects
+            .iter()
+            .map(|d| d.as_str().to_string())
+            .collect(),
+        source: None,
+        source_position: None,
+        blob: PreparedBlob::prepare(raw).ok(),
+        team: None,
+    }
+}
+
+/// What [`handle_bounce`] did with a delivery status notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BounceOutcome {
+    /// A permanent failure of outbox entry `outbox_id`: the entry is failed and the DSN
+    /// filed on its ticket (`message_db_id`, `None` when the entry has no ticket or the
+    /// DSN was stored before).
+    Failed {
+        outbox_id: i64,
+        ticket_id: Option<i64>,
+        message_db_id: Option<i64>,
+        bounce: Bounce,
+    },
+    /// A delay warning (`Action: delayed`) for entry `outbox_id`: filed on the ticket,
+    /// the entry keeps its state.
+    Delayed {
+        outbox_id: i64,
+        ticket_id: Option<i64>,
+        message_db_id: Option<i64>,
+        bounce: Bounce,
+    },
+    /// A bounce of a message the outbox does not know (sent by someone else): the caller
+    /// ingests it as ordinary mail.
+    Unmatched(Bounce),
+}
+
+/// Handles a message that may be a bounce of our mail. `Ok(None)`: not a bounce, ingest
+/// it as usual. The DSN's In-Reply-To is set to the bounced message's id, so that it
+/// also threads to the sent copy if it is ever ingested again.
+pub async fn handle_bounce(
+    store: &Store,
+    raw: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Option<BounceOutcome>, Error> {
+    let Some(bounce) = parse_bounce(raw) else {
+        return Ok(None);
+    };
+    let Some(entry) = store
+        .outbox_find_by_message_id(&bounce.original_message_id)
+        .await?
+    else {
+        return Ok(Some(BounceOutcome::Unmatched(bounce)));
+    };
+    let mut dsn = to_new_message(raw, now, Direction::In);
+    if dsn.in_reply_to.is_empty() {
+        dsn.in_reply_to.push(entry.message_id.clone());
+    }
+    dsn.source = Some("bounce".to_string());
+    if bounce.is_permanent_failure() {
+        let message_db_id = store
+            .outbox_record_bounce(entry.id, &bounce.summary(), Some(dsn), now)
+            .await?;
+        tracing::info!(outbox = entry.id, status = ?bounce.status, "bounce recorded");
+        Ok(Some(BounceOutcome::Failed {
+            outbox_id: entry.id,
+            ticket_id: entry.ticket_id,
+            message_db_id,
+            bounce,
+        }))
+    } else {
+        let message_db_id = match entry.ticket_id {
+            Some(t) => Some(store.store_on_ticket(t, dsn, now).await?),
+            None => None,
+        };
+        Ok(Some(BounceOutcome::Delayed {
+            outbox_id: entry.id,
+            ticket_id: entry.ticket_id,
+            message_db_id,
+            bounce,
+        }))
+    }
+}

@@ -1,0 +1,128 @@
+//! Bounces: a DSN for a sent message fails its outbox entry and lands on its ticket.
+
+use std::time::Duration;
+
+use qd_outbound::{handle_bounce, BounceOutcome, Worker};
+use qd_store::OutboxStatus;
+use qd_testkit::SmtpSink;
+
+use crate::delivery::enqueue_reply;
+use crate::{customer_mail, ingest, smtp_settings, t0, Backend};
+
+fn dsn(original_id: &str, rcpt: &str) -> Vec<u8> {
+    format!(
+        "Return-Path: <>\r\n\
+From: Mail Delivery System <MAILER-DAEMON@mx.customer.example>\r\n\
+To: support@desk.example\r\n\
+Subject: Undelivered Mail Returned to Sender\r\n\
+Message-ID: <dsn.{original_id}>\r\n\
+Date: Wed, 25 Nov 2026 09:05:00 +0000\r\n\
+Auto-Submitted: auto-replied\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"BOUNDARY\"\r\n\
+\r\n\
+--BOUNDARY\r\n\
+Content-Type: text/plain; charset=us-ascii\r\n\
+\r\n\
+Your message could not be delivered to one or more recipients.\r\n\
+--BOUNDARY\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; mx.customer.example\r\n\
+\r\n\
+Final-Recipient: rfc822; {rcpt}\r\n\
+Action: failed\r\n\
+Status: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\
+\r\n\
+--BOUNDARY\r\n\
+Content-Type: message/rfc822\r\n\
+\r\n\
+From: support@desk.example\r\n\
+To: {rcpt}\r\n\
+Subject: Re: your question [#QD-1]\r\n\
+Message-ID: <{original_id}>\r\n\
+\r\n\
+Here is the answer.\r\n\
+--BOUNDARY--\r\n"
+    )
+    .into_bytes()
+}
+
+async fn a_bounce_fails_the_entry_and_lands_on_its_ticket(b: Backend) {
+    let sink = SmtpSink::start().unwrap();
+    let raw = customer_mail(
+        "erin@customer.example",
+        "q1@customer.example",
+        "A question",
+        "",
+    );
+    let (_, stored) = ingest(&b.store, &raw, t0()).await;
+    let (id, our_id) =
+        enqueue_reply(&b.store, "erin@customer.example", Some(stored.ticket_id)).await;
+    let worker = Worker::new(smtp_settings(&sink)).unwrap();
+    assert_eq!(worker.drain_once(&b.store, t0()).await.unwrap().sent, 1);
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
+
+    let report = dsn(&our_id, "erin@customer.example");
+    let outcome = handle_bounce(&b.store, &report, t0()).await.unwrap();
+    let Some(BounceOutcome::Failed {
+        outbox_id,
+        ticket_id,
+        message_db_id,
+        bounce,
+    }) = outcome
+    else {
+        panic!("expected a recorded bounce, got {outcome:?}");
+    };
+    assert_eq!(outbox_id, id);
+    assert_eq!(ticket_id, Some(stored.ticket_id));
+    assert_eq!(bounce.status.as_deref(), Some("5.1.1"));
+    assert_eq!(bounce.recipient.as_deref(), Some("erin@customer.example"));
+
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Failed);
+    let err = e.last_error.unwrap();
+    assert!(
+        err.contains("5.1.1") && err.contains("User unknown"),
+        "{err}"
+    );
+
+    let messages = b.store.ticket_messages(stored.ticket_id).await.unwrap();
+    // The question, our sent reply, the DSN.
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    let dsn_row = messages
+        .iter()
+        .find(|m| Some(m.id) == message_db_id)
+        .expect("the DSN on the ticket");
+    assert_eq!(dsn_row.direction, "in");
+    assert!(dsn_row.subject.contains("Undelivered"));
+    assert!(b.store.raw_message(dsn_row.id).await.unwrap().is_some());
+
+    // The same DSN again changes nothing and is not stored twice.
+    let again = handle_bounce(&b.store, &report, t0()).await.unwrap();
+    assert!(matches!(
+        again,
+        Some(BounceOutcome::Failed {
+            message_db_id: None,
+            ..
+        })
+    ));
+    assert_eq!(
+        b.store
+            .ticket_messages(stored.ticket_id)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // A bounce of mail we never sent, and ordinary mail, are left to ingest.
+    let foreign = dsn("someone-else@elsewhere.example", "x@customer.example");
+    assert!(matches!(
+        handle_bounce(&b.store, &foreign, t0()).await.unwrap(),
+        Some(BounceOutcome::Unmatched(_))
+    ));
+    assert_eq!(handle_bounce(&b.store, &raw, t0()).await.unwrap(), None);
+}
+crate::both_backends!(a_bounce_fails_the_entry_and_lands_on_its_ticket);

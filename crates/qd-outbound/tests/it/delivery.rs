@@ -1,0 +1,181 @@
+//! Delivery outcomes against a real SMTP server that is down, refuses, or defers.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use qd_mail::outgoing::{build, new_message_id, Mailbox, Outgoing, OutgoingKind};
+use qd_outbound::Worker;
+use qd_store::{NewOutboxEntry, OutboxKind, OutboxStatus, Store};
+use qd_testkit::{SinkMode, SmtpSink};
+
+use crate::{smtp_settings, t0, Backend, OUR_DOMAIN, SUPPORT};
+
+/// Enqueues a staff reply to `to` (no ticket) and returns its outbox id.
+pub async fn enqueue_reply(store: &Store, to: &str, ticket_id: Option<i64>) -> (i64, String) {
+    let msg = build(&Outgoing {
+        kind: OutgoingKind::Reply,
+        from: Mailbox::new(SUPPORT),
+        to: vec![Mailbox::new(to)],
+        subject: "Re: your question [#QD-1]".into(),
+        body: "Here is the answer.\n".into(),
+        language: Some("en".into()),
+        in_reply_to: Some("q1@customer.example".into()),
+        references: vec!["q1@customer.example".into()],
+        message_id: new_message_id(OUR_DOMAIN, t0()),
+        date: t0(),
+        envelope_from: Some(SUPPORT.into()),
+    })
+    .unwrap();
+    let entry = NewOutboxEntry {
+        kind: OutboxKind::Reply,
+        ticket_id,
+        message_id: msg.message_id.clone(),
+        in_reply_to: msg.in_reply_to.clone(),
+        references: msg.references.clone(),
+        mail_from: SUPPORT.into(),
+        rcpt_to: msg.to.clone(),
+        subject: msg.subject.clone(),
+        language: msg.language.clone(),
+        raw: msg.raw.clone(),
+    };
+    (
+        store.outbox_enqueue(&entry, t0()).await.unwrap(),
+        msg.message_id,
+    )
+}
+
+/// Server down: the entry is deferred with backoff, not lost; once the server is up and
+/// the retry is due, it is delivered.
+async fn retries_with_backoff_until_the_server_is_up(b: Backend) {
+    let mut sink = SmtpSink::stopped().unwrap();
+    let (id, _) = enqueue_reply(&b.store, "dave@customer.example", None).await;
+    let worker = Worker::new(smtp_settings(&sink)).unwrap();
+
+    let s = worker.drain_once(&b.store, t0()).await.unwrap();
+    assert_eq!((s.claimed, s.sent, s.retried, s.failed), (1, 0, 1, 0));
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Queued);
+    assert_eq!(e.attempts, 1);
+    assert!(e.last_error.is_some());
+    // First retry after backoff_base (60 s) ± 20% jitter.
+    let wait = e.next_attempt_at - t0();
+    assert!(
+        wait >= TimeDelta::seconds(48) && wait <= TimeDelta::seconds(72),
+        "{wait:?}"
+    );
+    // Not due yet: nothing is claimed.
+    let s = worker
+        .drain_once(&b.store, t0() + TimeDelta::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(s.claimed, 0);
+
+    // Second failure doubles the delay.
+    let t1 = t0() + TimeDelta::seconds(80);
+    let s = worker.drain_once(&b.store, t1).await.unwrap();
+    assert_eq!(s.retried, 1);
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    let wait = e.next_attempt_at - t1;
+    assert!(
+        wait >= TimeDelta::seconds(96) && wait <= TimeDelta::seconds(144),
+        "{wait:?}"
+    );
+
+    sink.start_again(SinkMode::Accept).unwrap();
+    let s = worker
+        .drain_once(&b.store, t1 + TimeDelta::seconds(150))
+        .await
+        .unwrap();
+    assert_eq!((s.sent, s.retried, s.failed), (1, 0, 0));
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Sent);
+    assert_eq!(e.attempts, 3);
+    let got = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].mail_from, SUPPORT);
+    assert_eq!(got[0].rcpt_to, vec!["dave@customer.example"]);
+}
+crate::both_backends!(retries_with_backoff_until_the_server_is_up);
+
+/// A permanent 5xx fails the entry at once, with the server's answer kept.
+async fn permanent_refusal_marks_failed(b: Backend) {
+    let sink = SmtpSink::start_with(SinkMode::Refuse).unwrap();
+    let (id, _) = enqueue_reply(&b.store, "gone@customer.example", None).await;
+    let worker = Worker::new(smtp_settings(&sink)).unwrap();
+    let s = worker.drain_once(&b.store, t0()).await.unwrap();
+    assert_eq!((s.sent, s.retried, s.failed), (0, 0, 1));
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Failed);
+    assert_eq!(e.attempts, 1);
+    assert_eq!(e.failed_at, Some(t0()));
+    let err = e.last_error.unwrap();
+    assert!(err.contains("550"), "{err}");
+    assert!(sink.messages().is_empty());
+    // A failed entry is never claimed again.
+    let s = worker
+        .drain_once(&b.store, t0() + TimeDelta::days(1))
+        .await
+        .unwrap();
+    assert_eq!(s.claimed, 0);
+}
+crate::both_backends!(permanent_refusal_marks_failed);
+
+/// Temporary 4xx answers are retried, then given up after max_attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_refusals_give_up_after_max_attempts() {
+    let b = crate::sqlite().await;
+    let sink = SmtpSink::start_with(SinkMode::TempFail).unwrap();
+    let (id, _) = enqueue_reply(&b.store, "slow@customer.example", None).await;
+    let mut settings = smtp_settings(&sink);
+    settings.max_attempts = 3;
+    let worker = Worker::new(settings).unwrap();
+    let mut now = t0();
+    let mut retried = 0;
+    for _ in 0..3 {
+        let s = worker.drain_once(&b.store, now).await.unwrap();
+        retried += s.retried;
+        if s.failed == 1 {
+            break;
+        }
+        now += TimeDelta::hours(7); // past backoff_max
+    }
+    assert_eq!(retried, 2);
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Failed);
+    assert_eq!(e.attempts, 3);
+    let err = e.last_error.unwrap();
+    assert!(
+        err.contains("gave up after 3 attempts") && err.contains("451"),
+        "{err}"
+    );
+}
+
+/// Two workers claiming at the same time never get the same entry.
+async fn concurrent_claims_do_not_overlap(b: Backend) {
+    for i in 0..30 {
+        enqueue_reply(&b.store, &format!("c{i}@customer.example"), None).await;
+    }
+    let lease = Duration::from_secs(300);
+    let (a, c) = tokio::join!(
+        b.store.outbox_claim_due(t0(), 20, lease),
+        b.store.outbox_claim_due(t0(), 20, lease)
+    );
+    let (a, c) = (a.unwrap(), c.unwrap());
+    assert_eq!(a.len() + c.len(), 30);
+    let ids: HashSet<i64> = a.iter().chain(c.iter()).map(|e| e.id).collect();
+    assert_eq!(ids.len(), 30, "an entry was claimed twice");
+    assert!(a
+        .iter()
+        .chain(c.iter())
+        .all(|e| e.status == OutboxStatus::Sending));
+    // A claim whose lease ran out (the worker died) is claimed again.
+    let again = b
+        .store
+        .outbox_claim_due(t0() + TimeDelta::seconds(301), 100, lease)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 30);
+    assert!(again.iter().all(|e| e.attempts == 2));
+}
+crate::both_backends!(concurrent_claims_do_not_overlap);

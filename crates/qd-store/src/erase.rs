@@ -1,0 +1,894 @@
+//! Physical deletion: the store side of retention and erasure.
+//!
+//! Deleting a ticket removes, in one transaction: its attachments' rows, thread
+//! references, tags, outbox entries and acknowledgement log rows, its messages, the raw
+//! mail blobs no other message uses, and the ticket; it queues a `delete` for every
+//! message in `search_queue`, so the index drops them when the indexer next runs (and a
+//! crash between the two is repaired on restart). Contacts left with nothing are deleted
+//! and their blob keys destroyed. SQLite runs with `secure_delete`, so freed pages are
+//! zeroed; the caller checkpoints the WAL after a run.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, Order, Query};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde::Serialize;
+
+use crate::batch::{blob_scope, insert_rows, queue_row};
+use crate::entity::{
+    ack_log, attachments, audit_events, blobs, changes, contacts, customers, messages, outbox,
+    thread_refs, ticket_tags, tickets,
+};
+use crate::{Result, Store};
+
+const IN_CHUNK: usize = 500;
+
+/// What one deletion removed; recorded (as counts only) in the deletion event.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct DeletionCounts {
+    pub tickets: u64,
+    pub messages: u64,
+    pub attachments: u64,
+    pub blobs: u64,
+    pub keys_destroyed: u64,
+    pub contacts: u64,
+    pub customers: u64,
+    pub outbox: u64,
+    pub changes: u64,
+}
+
+impl DeletionCounts {
+    pub fn add(&mut self, o: &DeletionCounts) {
+        self.tickets += o.tickets;
+        self.messages += o.messages;
+        self.attachments += o.attachments;
+        self.blobs += o.blobs;
+        self.keys_destroyed += o.keys_destroyed;
+        self.contacts += o.contacts;
+        self.customers += o.customers;
+        self.outbox += o.outbox;
+        self.changes += o.changes;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == DeletionCounts::default()
+    }
+}
+
+/// The retention facts of one ticket, joined with its customer.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct RetentionRow {
+    pub ticket_id: i64,
+    pub number: i64,
+    pub requester_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    pub last_activity_at: DateTime<Utc>,
+    pub legal_hold: bool,
+    pub retention_class: Option<String>,
+    pub customer_status: Option<String>,
+    pub former_since: Option<DateTime<Utc>>,
+    pub customer_hold: Option<bool>,
+}
+
+/// One quarantined message with the holds that may protect it.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct QuarantineRow {
+    pub message_db_id: i64,
+    pub ticket_id: i64,
+    pub verdict_class: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub ticket_hold: bool,
+    pub customer_hold: Option<bool>,
+}
+
+impl Store {
+    /// Tickets with id > `after`, in id order, with their customer's facts.
+    pub async fn retention_rows(&self, after: i64, limit: u64) -> Result<Vec<RetentionRow>> {
+        let t = tickets::Entity;
+        let c = customers::Entity;
+        let q = Query::select()
+            .expr_as(Expr::col((t, tickets::Column::Id)), Alias::new("ticket_id"))
+            .column((t, tickets::Column::Number))
+            .column((t, tickets::Column::RequesterId))
+            .column((t, tickets::Column::CustomerId))
+            .column((t, tickets::Column::LastActivityAt))
+            .column((t, tickets::Column::LegalHold))
+            .column((t, tickets::Column::RetentionClass))
+            .expr_as(
+                Expr::col((c, customers::Column::Status)),
+                Alias::new("customer_status"),
+            )
+            .column((c, customers::Column::FormerSince))
+            .expr_as(
+                Expr::col((c, customers::Column::LegalHold)),
+                Alias::new("customer_hold"),
+            )
+            .from(t)
+            .join(
+                JoinType::LeftJoin,
+                c,
+                Expr::col((c, customers::Column::Id)).equals((t, tickets::Column::CustomerId)),
+            )
+            .and_where(Expr::col((t, tickets::Column::Id)).gt(after))
+            .order_by((t, tickets::Column::Id), Order::Asc)
+            .limit(limit)
+            .to_owned();
+        let stmt = self.db.get_database_backend().build(&q);
+        Ok(RetentionRow::find_by_statement(stmt).all(&self.db).await?)
+    }
+
+    /// Quarantined messages with id > `after`, in id order.
+    pub async fn quarantine_rows(&self, after: i64, limit: u64) -> Result<Vec<QuarantineRow>> {
+        let m = messages::Entity;
+        let t = tickets::Entity;
+        let c = customers::Entity;
+        let q = Query::select()
+            .expr_as(
+                Expr::col((m, messages::Column::Id)),
+                Alias::new("message_db_id"),
+            )
+            .column((m, messages::Column::TicketId))
+            .column((m, messages::Column::VerdictClass))
+            .column((m, messages::Column::ReceivedAt))
+            .expr_as(
+                Expr::col((t, tickets::Column::LegalHold)),
+                Alias::new("ticket_hold"),
+            )
+            .expr_as(
+                Expr::col((c, customers::Column::LegalHold)),
+                Alias::new("customer_hold"),
+            )
+            .from(m)
+            .join(
+                JoinType::InnerJoin,
+                t,
+                Expr::col((t, tickets::Column::Id)).equals((m, messages::Column::TicketId)),
+            )
+            .join(
+                JoinType::LeftJoin,
+                c,
+                Expr::col((c, customers::Column::Id)).equals((t, tickets::Column::CustomerId)),
+            )
+            .and_where(Expr::col((m, messages::Column::Quarantined)).eq(true))
+            .and_where(Expr::col((m, messages::Column::Id)).gt(after))
+            .order_by((m, messages::Column::Id), Order::Asc)
+            .limit(limit)
+            .to_owned();
+        let stmt = self.db.get_database_backend().build(&q);
+        Ok(QuarantineRow::find_by_statement(stmt).all(&self.db).await?)
+    }
+
+    /// Deletes whole tickets (everything in them) in one transaction.
+    pub async fn delete_tickets(
+        &self,
+        ticket_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<DeletionCounts> {
+        let txn = self.begin_write().await?;
+        let mut counts = DeletionCounts::default();
+        let mut touched_contacts = HashSet::new();
+        for chunk in ticket_ids.chunks(IN_CHUNK) {
+            let msg_ids: Vec<(i64, Option<i64>)> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::Id)
+                .column(messages::Column::ContactId)
+                .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            touched_contacts.extend(msg_ids.iter().filter_map(|(_, c)| *c));
+            let requesters: Vec<Option<i64>> = tickets::Entity::find()
+                .select_only()
+                .column(tickets::Column::RequesterId)
+                .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            touched_contacts.extend(requesters.into_iter().flatten());
+            let ids: Vec<i64> = msg_ids.iter().map(|(id, _)| *id).collect();
+            counts.add(&delete_messages_in(&txn, &ids, now).await?);
+            counts.add(&delete_ticket_rows(&txn, chunk).await?);
+        }
+        let contacts: Vec<i64> = touched_contacts.into_iter().collect();
+        counts.add(&self.delete_empty_contacts(&txn, &contacts, now).await?);
+        txn.commit().await?;
+        Ok(counts)
+    }
+
+    /// Deletes single messages (quarantined mail), and their tickets when left empty.
+    pub async fn delete_messages(
+        &self,
+        message_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<DeletionCounts> {
+        let txn = self.begin_write().await?;
+        let mut counts = DeletionCounts::default();
+        let mut tickets_touched = HashSet::new();
+        let mut contacts_touched = HashSet::new();
+        for chunk in message_ids.chunks(IN_CHUNK) {
+            let rows: Vec<(i64, Option<i64>)> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::TicketId)
+                .column(messages::Column::ContactId)
+                .filter(messages::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            for (t, c) in rows {
+                tickets_touched.insert(t);
+                contacts_touched.extend(c);
+            }
+            counts.add(&delete_messages_in(&txn, chunk, now).await?);
+        }
+        // Tickets left without messages go too.
+        let touched: Vec<i64> = tickets_touched.into_iter().collect();
+        for chunk in touched.chunks(IN_CHUNK) {
+            let still: HashSet<i64> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::TicketId)
+                .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
+                .into_tuple::<i64>()
+                .all(&txn)
+                .await?
+                .into_iter()
+                .collect();
+            let empty: Vec<i64> = chunk
+                .iter()
+                .copied()
+                .filter(|t| !still.contains(t))
+                .collect();
+            if !empty.is_empty() {
+                let requesters: Vec<Option<i64>> = tickets::Entity::find()
+                    .select_only()
+                    .column(tickets::Column::RequesterId)
+                    .filter(tickets::Column::Id.is_in(empty.iter().copied()))
+                    .into_tuple()
+                    .all(&txn)
+                    .await?;
+                contacts_touched.extend(requesters.into_iter().flatten());
+                counts.add(&delete_ticket_rows(&txn, &empty).await?);
+            }
+        }
+        let contacts: Vec<i64> = contacts_touched.into_iter().collect();
+        counts.add(&self.delete_empty_contacts(&txn, &contacts, now).await?);
+        txn.commit().await?;
+        Ok(counts)
+    }
+
+    /// Deletes contacts (of `candidates`) that no ticket or message refers to any more,
+    /// with their rectification history, and destroys their blob keys.
+    async fn delete_empty_contacts(
+        &self,
+        txn: &DatabaseTransaction,
+        candidates: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<DeletionCounts> {
+        let mut counts = DeletionCounts::default();
+        for chunk in candidates.chunks(IN_CHUNK) {
+            let used_by_msgs: HashSet<i64> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::ContactId)
+                .filter(messages::Column::ContactId.is_in(chunk.iter().copied()))
+                .into_tuple::<Option<i64>>()
+                .all(txn)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            let used_by_tickets: HashSet<i64> = tickets::Entity::find()
+                .select_only()
+                .column(tickets::Column::RequesterId)
+                .filter(tickets::Column::RequesterId.is_in(chunk.iter().copied()))
+                .into_tuple::<Option<i64>>()
+                .all(txn)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            let empty: Vec<i64> = chunk
+                .iter()
+                .copied()
+                .filter(|c| !used_by_msgs.contains(c) && !used_by_tickets.contains(c))
+                .collect();
+            counts.add(&self.delete_contact_rows(txn, &empty, now).await?);
+        }
+        Ok(counts)
+    }
+
+    async fn delete_contact_rows(
+        &self,
+        txn: &DatabaseTransaction,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<DeletionCounts> {
+        let mut counts = DeletionCounts::default();
+        if ids.is_empty() {
+            return Ok(counts);
+        }
+        let scopes: Vec<String> = ids.iter().map(|c| blob_scope(Some(*c))).collect();
+        let (keys, blobs) =
+            crate::keys::destroy_scopes(txn, self.keys.as_deref(), &scopes, now).await?;
+        counts.keys_destroyed += keys;
+        counts.blobs += blobs;
+        counts.changes += changes::Entity::delete_many()
+            .filter(changes::Column::EntityType.eq("contact"))
+            .filter(changes::Column::EntityId.is_in(ids.iter().copied()))
+            .exec(txn)
+            .await?
+            .rows_affected;
+        counts.contacts += contacts::Entity::delete_many()
+            .filter(contacts::Column::Id.is_in(ids.iter().copied()))
+            .exec(txn)
+            .await?
+            .rows_affected;
+        Ok(counts)
+    }
+
+    /// Erasure of a customer on request: every ticket they requested or that is filed
+    /// under them, every message they sent anywhere, their contacts (keys destroyed),
+    /// their history and the customer row. Records an `erasure` audit event with counts.
+    pub async fn erase_customer(
+        &self,
+        customer: &customers::Model,
+        actor: &crate::Actor<'_>,
+    ) -> Result<DeletionCounts> {
+        let contact_ids: Vec<i64> = self
+            .contacts_of(customer)
+            .await?
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        let counts = self
+            .erase_people(Some(customer.id), &contact_ids, actor, "customer")
+            .await?;
+        Ok(counts)
+    }
+
+    /// Erasure of someone who is only a contact (never a customer).
+    pub async fn erase_contact(
+        &self,
+        contact: &contacts::Model,
+        actor: &crate::Actor<'_>,
+    ) -> Result<DeletionCounts> {
+        self.erase_people(None, &[contact.id], actor, "contact")
+            .await
+    }
+
+    async fn erase_people(
+        &self,
+        customer_id: Option<i64>,
+        contact_ids: &[i64],
+        actor: &crate::Actor<'_>,
+        kind: &str,
+    ) -> Result<DeletionCounts> {
+        let now = actor.now;
+        let txn = self.begin_write().await?;
+        let mut counts = DeletionCounts::default();
+        // Their tickets, whole.
+        let mut cond = sea_orm::Condition::any()
+            .add(tickets::Column::RequesterId.is_in(contact_ids.iter().copied()));
+        if let Some(cid) = customer_id {
+            cond = cond.add(tickets::Column::CustomerId.eq(cid));
+        }
+        let ticket_ids: Vec<i64> = tickets::Entity::find()
+            .select_only()
+            .column(tickets::Column::Id)
+            .filter(cond)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        for chunk in ticket_ids.chunks(IN_CHUNK) {
+            let ids: Vec<i64> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::Id)
+                .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            counts.add(&delete_messages_in(&txn, &ids, now).await?);
+            counts.add(&delete_ticket_rows(&txn, chunk).await?);
+        }
+        // Their messages on other people's tickets.
+        for chunk in contact_ids.chunks(IN_CHUNK) {
+            let ids: Vec<i64> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::Id)
+                .filter(messages::Column::ContactId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            counts.add(&delete_messages_in(&txn, &ids, now).await?);
+        }
+        counts.add(&self.delete_contact_rows(&txn, contact_ids, now).await?);
+        if let Some(cid) = customer_id {
+            counts.changes += changes::Entity::delete_many()
+                .filter(changes::Column::EntityType.eq("customer"))
+                .filter(changes::Column::EntityId.eq(cid))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            counts.customers += customers::Entity::delete_many()
+                .filter(customers::Column::Id.eq(cid))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+        }
+        let detail = serde_json::json!({
+            "kind": kind,
+            "reason": actor.reason,
+            "counts": counts,
+        });
+        self.audit_in(
+            &txn,
+            actor.name,
+            "erasure",
+            kind,
+            None,
+            Some(detail.to_string()),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(counts)
+    }
+
+    /// Deletes customers (former, past their retention, with no ticket left).
+    pub async fn delete_customers_without_tickets(
+        &self,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<DeletionCounts> {
+        let txn = self.begin_write().await?;
+        let mut counts = DeletionCounts::default();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let busy: HashSet<i64> = tickets::Entity::find()
+                .select_only()
+                .column(tickets::Column::CustomerId)
+                .filter(tickets::Column::CustomerId.is_in(chunk.iter().copied()))
+                .into_tuple::<Option<i64>>()
+                .all(&txn)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            let free: Vec<i64> = chunk
+                .iter()
+                .copied()
+                .filter(|c| !busy.contains(c))
+                .collect();
+            if free.is_empty() {
+                continue;
+            }
+            let contact_ids: Vec<i64> = contacts::Entity::find()
+                .select_only()
+                .column(contacts::Column::Id)
+                .filter(contacts::Column::CustomerId.is_in(free.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            counts.add(&self.delete_empty_contacts(&txn, &contact_ids, now).await?);
+            // Contacts still in use (messages on other tickets) stay, unlinked.
+            contacts::Entity::update_many()
+                .col_expr(
+                    contacts::Column::CustomerId,
+                    Expr::value(Option::<i64>::None),
+                )
+                .filter(contacts::Column::CustomerId.is_in(free.iter().copied()))
+                .exec(&txn)
+                .await?;
+            counts.changes += changes::Entity::delete_many()
+                .filter(changes::Column::EntityType.eq("customer"))
+                .filter(changes::Column::EntityId.is_in(free.iter().copied()))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            counts.customers += customers::Entity::delete_many()
+                .filter(customers::Column::Id.is_in(free.iter().copied()))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+        }
+        txn.commit().await?;
+        Ok(counts)
+    }
+
+    /// Deletes staff-access audit events (views) older than `cutoff`; deletion and
+    /// erasure events stay (they hold no personal data and prove what was done).
+    pub async fn delete_access_audit_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        Ok(audit_events::Entity::delete_many()
+            .filter(audit_events::Column::At.lt(cutoff))
+            .filter(audit_events::Column::Action.is_in(["view", "search"]))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+
+    /// Former customers, with the date they became former (for retention of the
+    /// customer rows themselves).
+    pub async fn former_customers(&self) -> Result<Vec<(i64, Option<DateTime<Utc>>, bool)>> {
+        Ok(customers::Entity::find()
+            .select_only()
+            .column(customers::Column::Id)
+            .column(customers::Column::FormerSince)
+            .column(customers::Column::LegalHold)
+            .filter(customers::Column::Status.eq("former"))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+}
+
+/// Deletes messages and what hangs off them (attachments, outbox entries that recorded
+/// them, now-unused blobs) and queues their index deletes.
+async fn delete_messages_in(
+    txn: &DatabaseTransaction,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<DeletionCounts> {
+    let mut counts = DeletionCounts::default();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let blob_ids: HashSet<i64> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::BlobId)
+            .filter(messages::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple::<Option<i64>>()
+            .all(txn)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        counts.attachments += attachments::Entity::delete_many()
+            .filter(attachments::Column::MessageId.is_in(chunk.iter().copied()))
+            .exec(txn)
+            .await?
+            .rows_affected;
+        counts.outbox += outbox::Entity::delete_many()
+            .filter(outbox::Column::SentMessageDbId.is_in(chunk.iter().copied()))
+            .exec(txn)
+            .await?
+            .rows_affected;
+        counts.messages += messages::Entity::delete_many()
+            .filter(messages::Column::Id.is_in(chunk.iter().copied()))
+            .exec(txn)
+            .await?
+            .rows_affected;
+        insert_rows(
+            txn,
+            chunk
+                .iter()
+                .map(|id| queue_row(*id, "delete", now))
+                .collect(),
+        )
+        .await?;
+        if !blob_ids.is_empty() {
+            let still: HashSet<i64> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::BlobId)
+                .filter(messages::Column::BlobId.is_in(blob_ids.iter().copied()))
+                .into_tuple::<Option<i64>>()
+                .all(txn)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            let unused: Vec<i64> = blob_ids
+                .into_iter()
+                .filter(|b| !still.contains(b))
+                .collect();
+            if !unused.is_empty() {
+                counts.blobs += blobs::Entity::delete_many()
+                    .filter(blobs::Column::Id.is_in(unused))
+                    .exec(txn)
+                    .await?
+                    .rows_affected;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Deletes ticket rows and their dependants (the messages must be gone already).
+async fn delete_ticket_rows(txn: &DatabaseTransaction, ids: &[i64]) -> Result<DeletionCounts> {
+    let mut counts = DeletionCounts::default();
+    if ids.is_empty() {
+        return Ok(counts);
+    }
+    thread_refs::Entity::delete_many()
+        .filter(thread_refs::Column::TicketId.is_in(ids.iter().copied()))
+        .exec(txn)
+        .await?;
+    ticket_tags::Entity::delete_many()
+        .filter(ticket_tags::Column::TicketId.is_in(ids.iter().copied()))
+        .exec(txn)
+        .await?;
+    counts.outbox += outbox::Entity::delete_many()
+        .filter(outbox::Column::TicketId.is_in(ids.iter().copied()))
+        .exec(txn)
+        .await?
+        .rows_affected;
+    ack_log::Entity::delete_many()
+        .filter(ack_log::Column::TicketId.is_in(ids.iter().copied()))
+        .exec(txn)
+        .await?;
+    counts.tickets += tickets::Entity::delete_many()
+        .filter(tickets::Column::Id.is_in(ids.iter().copied()))
+        .exec(txn)
+        .await?
+        .rows_affected;
+    Ok(counts)
+}
+
+impl Store {
+    /// Tickets a person requested or that are filed under their customer, by number.
+    pub async fn tickets_of(
+        &self,
+        customer_id: Option<i64>,
+        contact_ids: &[i64],
+    ) -> Result<Vec<tickets::Model>> {
+        let mut cond = sea_orm::Condition::any()
+            .add(tickets::Column::RequesterId.is_in(contact_ids.iter().copied()));
+        if let Some(cid) = customer_id {
+            cond = cond.add(tickets::Column::CustomerId.eq(cid));
+        }
+        Ok(tickets::Entity::find()
+            .filter(cond)
+            .order_by_asc(tickets::Column::Number)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Messages a person sent on tickets that are not theirs.
+    pub async fn messages_by_contacts_elsewhere(
+        &self,
+        contact_ids: &[i64],
+        own_tickets: &[i64],
+    ) -> Result<Vec<messages::Model>> {
+        let mut out = Vec::new();
+        for chunk in contact_ids.chunks(IN_CHUNK) {
+            let rows = messages::Entity::find()
+                .filter(messages::Column::ContactId.is_in(chunk.iter().copied()))
+                .order_by_asc(messages::Column::Id)
+                .all(&self.db)
+                .await?;
+            out.extend(
+                rows.into_iter()
+                    .filter(|m| !own_tickets.contains(&m.ticket_id)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Attachments of messages, in message order.
+    pub async fn attachments_of(&self, message_ids: &[i64]) -> Result<Vec<attachments::Model>> {
+        let mut out = Vec::new();
+        for chunk in message_ids.chunks(IN_CHUNK) {
+            out.extend(
+                attachments::Entity::find()
+                    .filter(attachments::Column::MessageId.is_in(chunk.iter().copied()))
+                    .order_by_asc(attachments::Column::Id)
+                    .all(&self.db)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Erasure that keeps statistics: a customer's (or contact's) tickets and messages
+    /// stay as rows with dates, direction, status, team and sizes, but every personal
+    /// field is replaced by a stable token (`erased-contact-<id>`, the same token for the
+    /// same person everywhere) or emptied; raw mail and attachments' names are deleted,
+    /// keys destroyed, index documents removed, history dropped.
+    pub async fn anonymise_people(
+        &self,
+        customer_id: Option<i64>,
+        contact_ids: &[i64],
+        actor: &crate::Actor<'_>,
+    ) -> Result<DeletionCounts> {
+        let now = actor.now;
+        let txn = self.begin_write().await?;
+        let mut counts = DeletionCounts::default();
+        let mut cond = sea_orm::Condition::any()
+            .add(tickets::Column::RequesterId.is_in(contact_ids.iter().copied()));
+        if let Some(cid) = customer_id {
+            cond = cond.add(tickets::Column::CustomerId.eq(cid));
+        }
+        let ticket_ids: Vec<i64> = tickets::Entity::find()
+            .select_only()
+            .column(tickets::Column::Id)
+            .filter(cond)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let mut msg_ids: Vec<i64> = Vec::new();
+        for chunk in ticket_ids.chunks(IN_CHUNK) {
+            msg_ids.extend(
+                messages::Entity::find()
+                    .select_only()
+                    .column(messages::Column::Id)
+                    .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
+                    .into_tuple::<i64>()
+                    .all(&txn)
+                    .await?,
+            );
+        }
+        for chunk in contact_ids.chunks(IN_CHUNK) {
+            msg_ids.extend(
+                messages::Entity::find()
+                    .select_only()
+                    .column(messages::Column::Id)
+                    .filter(messages::Column::ContactId.is_in(chunk.iter().copied()))
+                    .into_tuple::<i64>()
+                    .all(&txn)
+                    .await?,
+            );
+        }
+        msg_ids.sort_unstable();
+        msg_ids.dedup();
+        for chunk in msg_ids.chunks(IN_CHUNK) {
+            let blob_ids: Vec<i64> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::BlobId)
+                .filter(messages::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple::<Option<i64>>()
+                .all(&txn)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            counts.messages += messages::Entity::update_many()
+                .col_expr(messages::Column::Subject, Expr::value("[erased]"))
+                .col_expr(messages::Column::BodyText, Expr::value(""))
+                .col_expr(
+                    messages::Column::BodyHtml,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(
+                    messages::Column::FromName,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(
+                    messages::Column::FromAddr,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(messages::Column::ToAddrs, Expr::value("[]"))
+                .col_expr(messages::Column::CcAddrs, Expr::value("[]"))
+                .col_expr(
+                    messages::Column::MessageId,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(
+                    messages::Column::InReplyTo,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(
+                    messages::Column::References,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(
+                    messages::Column::VerdictTags,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(messages::Column::BlobId, Expr::value(Option::<i64>::None))
+                .col_expr(
+                    messages::Column::Source,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(
+                    messages::Column::SourcePosition,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(messages::Column::Id.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            counts.attachments += attachments::Entity::update_many()
+                .col_expr(
+                    attachments::Column::Filename,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(attachments::Column::MessageId.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            counts.outbox += outbox::Entity::delete_many()
+                .filter(outbox::Column::SentMessageDbId.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            insert_rows(
+                &txn,
+                chunk
+                    .iter()
+                    .map(|id| queue_row(*id, "delete", now))
+                    .collect(),
+            )
+            .await?;
+            if !blob_ids.is_empty() {
+                counts.blobs += blobs::Entity::delete_many()
+                    .filter(blobs::Column::Id.is_in(blob_ids))
+                    .exec(&txn)
+                    .await?
+                    .rows_affected;
+            }
+        }
+        for chunk in ticket_ids.chunks(IN_CHUNK) {
+            tickets::Entity::update_many()
+                .col_expr(tickets::Column::Subject, Expr::value("[erased]"))
+                .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?;
+            thread_refs::Entity::delete_many()
+                .filter(thread_refs::Column::TicketId.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?;
+            counts.outbox += outbox::Entity::delete_many()
+                .filter(outbox::Column::TicketId.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+        }
+        counts.tickets = ticket_ids.len() as u64;
+        let scopes: Vec<String> = contact_ids.iter().map(|c| blob_scope(Some(*c))).collect();
+        let (keys, blobs) =
+            crate::keys::destroy_scopes(&txn, self.keys.as_deref(), &scopes, now).await?;
+        counts.keys_destroyed += keys;
+        counts.blobs += blobs;
+        for id in contact_ids {
+            contacts::Entity::update_many()
+                .col_expr(
+                    contacts::Column::Address,
+                    Expr::value(format!("erased-contact-{id}@erased.invalid")),
+                )
+                .col_expr(
+                    contacts::Column::DisplayName,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(contacts::Column::Id.eq(*id))
+                .exec(&txn)
+                .await?;
+        }
+        counts.contacts = contact_ids.len() as u64;
+        counts.changes += changes::Entity::delete_many()
+            .filter(changes::Column::EntityType.eq("contact"))
+            .filter(changes::Column::EntityId.is_in(contact_ids.iter().copied()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if let Some(cid) = customer_id {
+            customers::Entity::update_many()
+                .col_expr(
+                    customers::Column::Email,
+                    Expr::value(format!("erased-customer-{cid}@erased.invalid")),
+                )
+                .col_expr(customers::Column::Name, Expr::value(Option::<String>::None))
+                .filter(customers::Column::Id.eq(cid))
+                .exec(&txn)
+                .await?;
+            counts.customers = 1;
+            counts.changes += changes::Entity::delete_many()
+                .filter(changes::Column::EntityType.eq("customer"))
+                .filter(changes::Column::EntityId.eq(cid))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+        }
+        let detail =
+            serde_json::json!({"kind": "anonymise", "reason": actor.reason, "counts": counts});
+        self.audit_in(
+            &txn,
+            actor.name,
+            "erasure",
+            "anonymise",
+            None,
+            Some(detail.to_string()),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(counts)
+    }
+}

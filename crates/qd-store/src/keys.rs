@@ -1,0 +1,158 @@
+//! The `blob_keys` table: finding, creating and destroying scope keys.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+
+use crate::crypto::{CryptoError, DataKey, KeyRing};
+use crate::entity::{blob_keys, blobs};
+use crate::{Error, Result};
+
+/// The data keys of `scopes`, creating those that do not exist yet (in `txn`, so a key
+/// commits with the first blob it seals). A destroyed scope is an error: its person was
+/// erased, and nothing may be written under their old key again.
+pub(crate) async fn scope_keys<C: ConnectionTrait>(
+    txn: &C,
+    ring: &KeyRing,
+    scopes: &[&str],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Arc<DataKey>>> {
+    let mut out = HashMap::new();
+    let mut missing: Vec<String> = Vec::new();
+    for s in scopes {
+        if out.contains_key(*s) || missing.iter().any(|m| m == s) {
+            continue;
+        }
+        match ring.cached(s) {
+            Some(k) => {
+                out.insert(s.to_string(), k);
+            }
+            None => missing.push(s.to_string()),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let found = load(txn, ring, &missing, &mut out).await?;
+    let create: Vec<String> = missing.into_iter().filter(|s| !found.contains(s)).collect();
+    if create.is_empty() {
+        return Ok(out);
+    }
+    let mut rows = Vec::with_capacity(create.len());
+    for scope in &create {
+        let (_, wrapped) = DataKey::generate(&ring.master, scope)?;
+        rows.push(blob_keys::ActiveModel {
+            id: NotSet,
+            scope: Set(scope.clone()),
+            wrapped_key: Set(Some(wrapped)),
+            created_at: Set(now),
+            destroyed_at: Set(None),
+        });
+    }
+    for chunk in crate::batch::take_chunks(rows, 200) {
+        blob_keys::Entity::insert_many(chunk)
+            .on_conflict_do_nothing_on([blob_keys::Column::Scope])
+            .exec_without_returning(txn)
+            .await?;
+    }
+    // Read back rather than trust our own copy: a concurrent writer (PostgreSQL) may
+    // have created the key first, and then its key is the one.
+    load(txn, ring, &create, &mut out).await?;
+    Ok(out)
+}
+
+async fn load<C: ConnectionTrait>(
+    txn: &C,
+    ring: &KeyRing,
+    scopes: &[String],
+    out: &mut HashMap<String, Arc<DataKey>>,
+) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for chunk in scopes.chunks(500) {
+        let rows = blob_keys::Entity::find()
+            .filter(blob_keys::Column::Scope.is_in(chunk.iter().cloned()))
+            .all(txn)
+            .await?;
+        for r in rows {
+            let Some(wrapped) = r.wrapped_key else {
+                return Err(CryptoError::Destroyed(r.scope).into());
+            };
+            let key = DataKey::unwrap(&ring.master, &r.scope, &wrapped)?;
+            out.insert(r.scope.clone(), ring.remember(&r.scope, key));
+            found.push(r.scope);
+        }
+    }
+    Ok(found)
+}
+
+/// Destroys the keys of `scopes` (the row stays, without its key, as a tombstone that
+/// stops new data from being sealed under a reused scope) and deletes their blobs.
+/// Returns (keys destroyed, blobs deleted).
+pub(crate) async fn destroy_scopes<C: ConnectionTrait>(
+    txn: &C,
+    ring: Option<&KeyRing>,
+    scopes: &[String],
+    now: DateTime<Utc>,
+) -> Result<(u64, u64)> {
+    let mut keys = 0;
+    let mut deleted = 0;
+    for chunk in scopes.chunks(500) {
+        keys += blob_keys::Entity::update_many()
+            .col_expr(
+                blob_keys::Column::WrappedKey,
+                Expr::value(Option::<Vec<u8>>::None),
+            )
+            .col_expr(blob_keys::Column::DestroyedAt, Expr::value(now))
+            .filter(blob_keys::Column::Scope.is_in(chunk.iter().cloned()))
+            .filter(blob_keys::Column::WrappedKey.is_not_null())
+            .exec(txn)
+            .await?
+            .rows_affected;
+        deleted += blobs::Entity::delete_many()
+            .filter(blobs::Column::Scope.is_in(chunk.iter().cloned()))
+            .exec(txn)
+            .await?
+            .rows_affected;
+    }
+    if let Some(ring) = ring {
+        for s in scopes {
+            ring.forget(s);
+        }
+    }
+    Ok((keys, deleted))
+}
+
+/// Decodes a stored blob: opens it with its scope key when sealed.
+pub(crate) async fn open_blob<C: ConnectionTrait>(
+    conn: &C,
+    ring: Option<&KeyRing>,
+    b: blobs::Model,
+) -> Result<Vec<u8>> {
+    if b.codec == crate::crypto::CODEC_SEALED {
+        let ring = ring.ok_or(Error::NoMasterKey)?;
+        let key = match ring.cached(&b.scope) {
+            Some(k) => k,
+            None => {
+                let mut out = HashMap::new();
+                let found = load(conn, ring, std::slice::from_ref(&b.scope), &mut out).await?;
+                if found.is_empty() {
+                    return Err(CryptoError::Destroyed(b.scope).into());
+                }
+                match out.remove(&b.scope) {
+                    Some(k) => k,
+                    None => return Err(CryptoError::Destroyed(b.scope).into()),
+                }
+            }
+        };
+        let compressed = key.open(&b.scope, &b.digest, &b.data)?;
+        return Ok(crate::blob::decode(
+            crate::blob::CODEC_ZSTD,
+            &compressed,
+            &b.digest,
+        )?);
+    }
+    Ok(crate::blob::decode(&b.codec, &b.data, &b.digest)?)
+}

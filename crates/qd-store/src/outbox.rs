@@ -1,0 +1,719 @@
+//! The outbox: outgoing mail waiting for, in, or done with delivery, and the
+//! acknowledgement log that holds the per-sender daily limit.
+//!
+//! Producers (the ingest acknowledgement, staff replies) enqueue a rendered message,
+//! alone or inside a caller's [`WriteTxn`]. The outbound worker claims due entries with
+//! one atomic `UPDATE … WHERE id IN (SELECT … [FOR UPDATE SKIP LOCKED]) RETURNING *`:
+//! on PostgreSQL several workers never claim the same row, on SQLite the write lock
+//! (`BEGIN IMMEDIATE`) serialises them. A claim is a lease (`claimed_until`): a worker
+//! that dies mid-send leaves a `sending` row that is claimed again once the lease ends.
+//! Outcomes are [`Store::outbox_mark_sent`] (which records the sent message on its
+//! ticket, `direction = out`, in the same transaction, so replies and bounces thread to
+//! it), [`Store::outbox_retry_later`] and [`Store::outbox_mark_failed`]. A bounce marks
+//! its entry failed and files the DSN on the entry's ticket
+//! ([`Store::outbox_record_bounce`]).
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter,
+};
+use sha2::{Digest, Sha256};
+
+use crate::batch::{blob_scope, insert_rows, queue_row, NewMessage};
+use crate::blob::CODEC_ZSTD;
+use crate::crypto::CODEC_SEALED;
+use crate::entity::{ack_log, attachments, blobs, messages, outbox, thread_refs, tickets};
+use crate::{Backend, Error, Result, Store};
+
+/// What an outbox entry is; stored as its `as_str` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxKind {
+    /// An automatic acknowledgement of a customer's message (RFC 3834 rules apply).
+    Ack,
+    /// A staff reply.
+    Reply,
+    /// Any other message we send on a ticket's behalf.
+    Notification,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Ack => "ack",
+            OutboxKind::Reply => "reply",
+            OutboxKind::Notification => "notification",
+        }
+    }
+
+    fn parse(s: &str) -> Result<OutboxKind> {
+        match s {
+            "ack" => Ok(OutboxKind::Ack),
+            "reply" => Ok(OutboxKind::Reply),
+            "notification" => Ok(OutboxKind::Notification),
+            other => Err(Error::Inconsistent(format!(
+                "unknown outbox kind `{other}`"
+            ))),
+        }
+    }
+}
+
+/// Delivery state of an outbox entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxStatus {
+    Queued,
+    /// Claimed by a worker until `claimed_until`.
+    Sending,
+    Sent,
+    Failed,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Queued => "queued",
+            OutboxStatus::Sending => "sending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<OutboxStatus> {
+        match s {
+            "queued" => Ok(OutboxStatus::Queued),
+            "sending" => Ok(OutboxStatus::Sending),
+            "sent" => Ok(OutboxStatus::Sent),
+            "failed" => Ok(OutboxStatus::Failed),
+            other => Err(Error::Inconsistent(format!(
+                "unknown outbox status `{other}`"
+            ))),
+        }
+    }
+}
+
+/// A rendered message to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewOutboxEntry {
+    pub kind: OutboxKind,
+    pub ticket_id: Option<i64>,
+    /// Our Message-ID, without angle brackets (unique in the outbox).
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    /// Envelope sender (SMTP `MAIL FROM`).
+    pub mail_from: String,
+    /// Envelope recipients (SMTP `RCPT TO`).
+    pub rcpt_to: Vec<String>,
+    pub subject: String,
+    pub language: Option<String>,
+    /// The complete message as it goes on the wire.
+    pub raw: Vec<u8>,
+}
+
+/// An outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub kind: OutboxKind,
+    pub ticket_id: Option<i64>,
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub subject: String,
+    pub language: Option<String>,
+    /// `None` once sent: the copy on the ticket is then the record.
+    pub raw: Option<Vec<u8>>,
+    pub status: OutboxStatus,
+    /// Delivery attempts started so far (a claim counts as one).
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub claimed_until: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    /// The `messages` row that records the sent message on its ticket.
+    pub sent_message_db_id: Option<i64>,
+}
+
+impl OutboxEntry {
+    fn of(m: outbox::Model) -> Result<OutboxEntry> {
+        Ok(OutboxEntry {
+            id: m.id,
+            kind: OutboxKind::parse(&m.kind)?,
+            ticket_id: m.ticket_id,
+            message_id: m.message_id,
+            in_reply_to: m.in_reply_to,
+            references: m
+                .references
+                .map(|r| r.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
+            mail_from: m.mail_from,
+            rcpt_to: serde_json::from_str(&m.rcpt_to).map_err(|e| {
+                Error::Inconsistent(format!("outbox {} has bad recipients: {e}", m.id))
+            })?,
+            subject: m.subject,
+            language: m.language,
+            raw: m.raw,
+            status: OutboxStatus::parse(&m.status)?,
+            attempts: u32::try_from(m.attempts).unwrap_or(0),
+            next_attempt_at: m.next_attempt_at,
+            claimed_until: m.claimed_until,
+            last_error: m.last_error,
+            created_at: m.created_at,
+            sent_at: m.sent_at,
+            failed_at: m.failed_at,
+            sent_message_db_id: m.sent_message_db_id,
+        })
+    }
+}
+
+/// What [`Store::enqueue_ack`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Queued as this outbox id.
+    Queued(i64),
+    /// The sender already got `sent` acknowledgements in the last 24 hours.
+    LimitReached { sent: u32 },
+}
+
+/// A write transaction handed to callers that want several store writes to commit
+/// together (e.g. a staff reply and its ticket status change). Dropping it rolls back.
+pub struct WriteTxn(DatabaseTransaction);
+
+impl WriteTxn {
+    pub async fn commit(self) -> Result<()> {
+        Ok(self.0.commit().await?)
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        Ok(self.0.rollback().await?)
+    }
+}
+
+/// The key of a sender in `ack_log`: SHA-256 (hex) of the normalised address, so the
+/// log can count per sender without holding an address.
+pub fn sender_hash(addr: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"quietdesk-ack-log\0");
+    h.update(qd_core::normalize_address(addr).as_bytes());
+    hex::encode(h.finalize())
+}
+
+fn day_before(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - chrono::TimeDelta::hours(24)
+}
+
+async fn insert_entry<C: ConnectionTrait>(
+    db: &C,
+    e: &NewOutboxEntry,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let rcpt = serde_json::to_string(&e.rcpt_to)
+        .map_err(|err| Error::Inconsistent(format!("recipients do not serialise: {err}")))?;
+    let row = outbox::ActiveModel {
+        id: NotSet,
+        kind: Set(e.kind.as_str().to_string()),
+        ticket_id: Set(e.ticket_id),
+        message_id: Set(e.message_id.clone()),
+        in_reply_to: Set(e.in_reply_to.clone()),
+        references: Set(if e.references.is_empty() {
+            None
+        } else {
+            Some(e.references.join(" "))
+        }),
+        mail_from: Set(e.mail_from.clone()),
+        rcpt_to: Set(rcpt),
+        subject: Set(e.subject.clone()),
+        language: Set(e.language.clone()),
+        raw: Set(Some(e.raw.clone())),
+        status: Set(OutboxStatus::Queued.as_str().to_string()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        claimed_until: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        sent_at: Set(None),
+        failed_at: Set(None),
+        sent_message_db_id: Set(None),
+    };
+    Ok(outbox::Entity::insert(row).exec(db).await?.last_insert_id)
+}
+
+async fn count_acks<C: ConnectionTrait>(
+    db: &C,
+    sender_hash: &str,
+    since: DateTime<Utc>,
+) -> Result<u32> {
+    let n = ack_log::Entity::find()
+        .filter(ack_log::Column::SenderHash.eq(sender_hash))
+        .filter(ack_log::Column::At.gt(since))
+        .count(db)
+        .await?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+impl Store {
+    /// Starts a write transaction for callers outside this crate (see [`WriteTxn`]).
+    pub async fn begin_write_txn(&self) -> Result<WriteTxn> {
+        Ok(WriteTxn(self.begin_write().await?))
+    }
+
+    /// Enqueues a message; it is due at once. Returns the outbox id.
+    pub async fn outbox_enqueue(&self, entry: &NewOutboxEntry, now: DateTime<Utc>) -> Result<i64> {
+        let txn = self.begin_write().await?;
+        let id = insert_entry(&txn, entry, now).await?;
+        txn.commit().await?;
+        Ok(id)
+    }
+
+    /// Enqueues a message inside the caller's transaction.
+    pub async fn outbox_enqueue_in(
+        &self,
+        txn: &WriteTxn,
+        entry: &NewOutboxEntry,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        insert_entry(&txn.0, entry, now).await
+    }
+
+    /// Enqueues an acknowledgement unless `sender_hash` already had `max_per_day` in the
+    /// last 24 hours; the count, the log row and the entry commit together. (On
+    /// PostgreSQL two instances acknowledging the same sender in the same instant may
+    /// each pass the check once; the limit is a loop brake, not an accounting rule.)
+    pub async fn enqueue_ack(
+        &self,
+        entry: &NewOutboxEntry,
+        sender_hash: &str,
+        max_per_day: u32,
+        now: DateTime<Utc>,
+    ) -> Result<EnqueueOutcome> {
+        let txn = self.begin_write().await?;
+        let sent = count_acks(&txn, sender_hash, day_before(now)).await?;
+        if sent >= max_per_day {
+            txn.rollback().await?;
+            return Ok(EnqueueOutcome::LimitReached { sent });
+        }
+        let id = insert_entry(&txn, entry, now).await?;
+        ack_log::Entity::insert(ack_log::ActiveModel {
+            id: NotSet,
+            sender_hash: Set(sender_hash.to_string()),
+            ticket_id: Set(entry.ticket_id),
+            at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(EnqueueOutcome::Queued(id))
+    }
+
+    /// Acknowledgements queued for `sender_hash` in the 24 hours before `now`.
+    pub async fn acks_in_last_day(&self, sender_hash: &str, now: DateTime<Utc>) -> Result<u32> {
+        count_acks(&self.db, sender_hash, day_before(now)).await
+    }
+
+    /// Deletes acknowledgement log rows older than `before` (they only matter for a day).
+    pub async fn prune_ack_log(&self, before: DateTime<Utc>) -> Result<u64> {
+        Ok(ack_log::Entity::delete_many()
+            .filter(ack_log::Column::At.lt(before))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+
+    /// Claims up to `limit` due entries for `lease`: queued entries whose time has come
+    /// and `sending` entries whose lease ran out. Each claim counts as an attempt.
+    pub async fn outbox_claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxEntry>> {
+        let lease = chrono::TimeDelta::from_std(lease)
+            .map_err(|e| Error::Inconsistent(format!("lease out of range: {e}")))?;
+        let mut due = Query::select();
+        due.column(outbox::Column::Id)
+            .from(outbox::Entity)
+            .cond_where(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(outbox::Column::Status.eq(OutboxStatus::Queued.as_str()))
+                            .add(outbox::Column::NextAttemptAt.lte(now)),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
+                            .add(outbox::Column::ClaimedUntil.lt(now)),
+                    ),
+            )
+            .order_by(outbox::Column::NextAttemptAt, Order::Asc)
+            .order_by(outbox::Column::Id, Order::Asc)
+            .limit(limit);
+        if self.backend == Backend::Postgres {
+            // Concurrent workers skip each other's rows instead of queueing behind them.
+            due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let claim = Query::update()
+            .table(outbox::Entity)
+            .value(outbox::Column::Status, OutboxStatus::Sending.as_str())
+            .value(outbox::Column::ClaimedUntil, now + lease)
+            .value(
+                outbox::Column::Attempts,
+                Expr::col(outbox::Column::Attempts).add(1),
+            )
+            .and_where(Expr::col(outbox::Column::Id).in_subquery(due))
+            .returning_all()
+            .to_owned();
+        let txn = self.begin_write().await?;
+        let rows = txn.query_all(&claim).await?;
+        txn.commit().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(OutboxEntry::of(outbox::Model::from_query_result(
+                &row, "",
+            )?)?);
+        }
+        out.sort_by_key(|e| (e.next_attempt_at, e.id));
+        Ok(out)
+    }
+
+    /// Marks an entry sent and, when `record` is given, files it on the entry's ticket as
+    /// an outgoing message in the same transaction (its raw bytes move from the outbox to
+    /// the blob store). Returns the message's database id.
+    pub async fn outbox_mark_sent(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        record: Option<NewMessage>,
+    ) -> Result<Option<i64>> {
+        let txn = self.begin_write().await?;
+        let entry = outbox::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))?;
+        let message_db_id = match (record, entry.ticket_id) {
+            (Some(mut m), Some(ticket_id)) => {
+                Some(attach_in(self, &txn, ticket_id, &mut m, now).await?)
+            }
+            _ => None,
+        };
+        outbox::Entity::update_many()
+            .col_expr(
+                outbox::Column::Status,
+                Expr::value(OutboxStatus::Sent.as_str()),
+            )
+            .col_expr(outbox::Column::SentAt, Expr::value(now))
+            .col_expr(
+                outbox::Column::ClaimedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(outbox::Column::SentMessageDbId, Expr::value(message_db_id))
+            // Kept only while a copy on the ticket does not exist.
+            .col_expr(
+                outbox::Column::Raw,
+                if message_db_id.is_some() {
+                    Expr::value(Option::<Vec<u8>>::None)
+                } else {
+                    Expr::col(outbox::Column::Raw)
+                },
+            )
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(message_db_id)
+    }
+
+    /// Puts a claimed entry back in the queue until `next_attempt_at`.
+    pub async fn outbox_retry_later(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<()> {
+        outbox::Entity::update_many()
+            .col_expr(
+                outbox::Column::Status,
+                Expr::value(OutboxStatus::Queued.as_str()),
+            )
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
+            .col_expr(
+                outbox::Column::ClaimedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(outbox::Column::LastError, Expr::value(error))
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives up on an entry.
+    pub async fn outbox_mark_failed(&self, id: i64, error: &str, now: DateTime<Utc>) -> Result<()> {
+        mark_failed(&self.db, id, error, now).await
+    }
+
+    pub async fn outbox_get(&self, id: i64) -> Result<Option<OutboxEntry>> {
+        outbox::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(OutboxEntry::of)
+            .transpose()
+    }
+
+    /// The entry that sent the message with this Message-ID (angle brackets optional).
+    pub async fn outbox_find_by_message_id(&self, message_id: &str) -> Result<Option<OutboxEntry>> {
+        let Some(mid) = qd_core::normalize_message_id(message_id) else {
+            return Ok(None);
+        };
+        outbox::Entity::find()
+            .filter(outbox::Column::MessageId.eq(mid))
+            .one(&self.db)
+            .await?
+            .map(OutboxEntry::of)
+            .transpose()
+    }
+
+    /// Entries of a ticket, oldest first (for the staff view and tests).
+    pub async fn outbox_for_ticket(&self, ticket_id: i64) -> Result<Vec<OutboxEntry>> {
+        use sea_orm::QueryOrder;
+        outbox::Entity::find()
+            .filter(outbox::Column::TicketId.eq(ticket_id))
+            .order_by_asc(outbox::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(OutboxEntry::of)
+            .collect()
+    }
+
+    /// A delivery status notification for entry `id` came back: the entry is marked
+    /// failed with `diagnostic`, and the DSN (when given) is filed on the entry's ticket
+    /// as an inbound message, all in one transaction. Returns the DSN's message id, or
+    /// `None` when it was not filed (no ticket, or already stored).
+    pub async fn outbox_record_bounce(
+        &self,
+        id: i64,
+        diagnostic: &str,
+        dsn: Option<NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>> {
+        let txn = self.begin_write().await?;
+        let entry = outbox::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))?;
+        mark_failed(&txn, id, diagnostic, now).await?;
+        let filed = match (dsn, entry.ticket_id) {
+            (Some(mut m), Some(ticket_id)) => {
+                let before = messages::Entity::find()
+                    .filter(messages::Column::ContentHash.eq(m.content_hash.clone()))
+                    .count(&txn)
+                    .await?;
+                if before == 0 {
+                    Some(attach_in(self, &txn, ticket_id, &mut m, now).await?)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        txn.commit().await?;
+        Ok(filed)
+    }
+
+    /// Files one message on a given ticket, bypassing threading: for messages whose
+    /// ticket is known from elsewhere (a bounce of our own mail, a message staff moved).
+    /// A message whose content hash is already stored is not stored again; its id is
+    /// returned instead.
+    pub async fn store_on_ticket(
+        &self,
+        ticket_id: i64,
+        mut message: NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let txn = self.begin_write().await?;
+        let id = attach_in(self, &txn, ticket_id, &mut message, now).await?;
+        txn.commit().await?;
+        Ok(id)
+    }
+}
+
+async fn mark_failed<C: ConnectionTrait>(
+    db: &C,
+    id: i64,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    outbox::Entity::update_many()
+        .col_expr(
+            outbox::Column::Status,
+            Expr::value(OutboxStatus::Failed.as_str()),
+        )
+        .col_expr(outbox::Column::FailedAt, Expr::value(now))
+        .col_expr(
+            outbox::Column::ClaimedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(outbox::Column::LastError, Expr::value(error))
+        .filter(outbox::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Writes one message (blob, row, attachments, thread refs, search-queue entry) on
+/// `ticket_id` and moves the ticket's activity forward. The blob is scoped to the
+/// ticket's requester, so erasing that contact erases our mail to them too. A content
+/// hash that is already stored returns the stored message's id.
+async fn attach_in(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    ticket_id: i64,
+    m: &mut NewMessage,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    if let Some(existing) = messages::Entity::find()
+        .filter(messages::Column::ContentHash.eq(m.content_hash.clone()))
+        .one(txn)
+        .await?
+    {
+        return Ok(existing.id);
+    }
+    let ticket = tickets::Entity::find_by_id(ticket_id)
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::Inconsistent(format!("ticket {ticket_id} does not exist")))?;
+    let scope = blob_scope(ticket.requester_id);
+    let mut blob_id = None;
+    if let Some(mut b) = m.blob.take() {
+        // Sealed with the scope's key when the store has a key ring, as ingest does.
+        let raw = std::mem::take(&mut b.data);
+        let sealer = match &store.keys {
+            Some(ring) => crate::keys::scope_keys(txn, ring, &[scope.as_str()], now)
+                .await?
+                .remove(scope.as_str()),
+            None => None,
+        };
+        let (codec, data) = match sealer {
+            Some(key) => (CODEC_SEALED, key.seal(&scope, &b.digest, &raw)?),
+            None => (CODEC_ZSTD, raw),
+        };
+        blobs::Entity::insert(blobs::ActiveModel {
+            id: NotSet,
+            digest: Set(b.digest.clone()),
+            scope: Set(scope.clone()),
+            codec: Set(codec.to_string()),
+            size: Set(b.size as i64),
+            stored_size: Set(data.len() as i64),
+            data: Set(data),
+            created_at: Set(now),
+        })
+        .on_conflict_do_nothing_on([blobs::Column::Scope, blobs::Column::Digest])
+        .exec_without_returning(txn)
+        .await?;
+        blob_id = blobs::Entity::find()
+            .filter(blobs::Column::Scope.eq(scope))
+            .filter(blobs::Column::Digest.eq(b.digest))
+            .one(txn)
+            .await?
+            .map(|b| b.id);
+    }
+    let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    let joined = |v: &[String]| {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v.join(" "))
+        }
+    };
+    let row = messages::ActiveModel {
+        id: NotSet,
+        ticket_id: Set(ticket_id),
+        contact_id: Set(None),
+        direction: Set(m.direction.as_str().to_string()),
+        message_id: Set(m.message_id.clone()),
+        in_reply_to: Set(joined(&m.in_reply_to)),
+        references: Set(joined(&m.references)),
+        from_addr: Set(m.from_addr.clone()),
+        from_name: Set(m.from_name.clone()),
+        to_addrs: Set(json(&m.to)),
+        cc_addrs: Set(json(&m.cc)),
+        date: Set(m.date),
+        received_at: Set(m.received_at),
+        subject: Set(m.subject.clone()),
+        body_text: Set(std::mem::take(&mut m.body_text)),
+        body_html: Set(m.body_html.take()),
+        size: Set(m.size),
+        content_hash: Set(m.content_hash.clone()),
+        has_attachments: Set(!m.attachments.is_empty()),
+        verdict_class: Set(None),
+        verdict_score: Set(None),
+        verdict_tags: Set(None),
+        quarantined: Set(false),
+        defects: Set(json(&m.defects)),
+        source: Set(m.source.clone()),
+        source_position: Set(m.source_position.clone()),
+        blob_id: Set(blob_id),
+    };
+    let message_db_id = messages::Entity::insert(row)
+        .exec(txn)
+        .await?
+        .last_insert_id;
+    let mut refs: Vec<&String> = Vec::new();
+    for r in m
+        .in_reply_to
+        .iter()
+        .chain(m.references.iter().rev().take(10))
+    {
+        if !refs.contains(&r) && Some(r) != m.message_id.as_ref() {
+            refs.push(r);
+        }
+    }
+    insert_rows(
+        txn,
+        refs.into_iter()
+            .map(|r| thread_refs::ActiveModel {
+                id: NotSet,
+                ref_id: Set(r.clone()),
+                ticket_id: Set(ticket_id),
+            })
+            .collect(),
+    )
+    .await?;
+    insert_rows(
+        txn,
+        m.attachments
+            .iter()
+            .map(|a| attachments::ActiveModel {
+                id: NotSet,
+                message_id: Set(message_db_id),
+                filename: Set(a.filename.clone()),
+                content_type: Set(a.content_type.clone()),
+                size: Set(a.size),
+                digest: Set(a.digest.clone()),
+                quarantined: Set(false),
+            })
+            .collect(),
+    )
+    .await?;
+    insert_rows(txn, vec![queue_row(message_db_id, "upsert", now)]).await?;
+    // Our own mail moves the ticket's activity; a bounce does too, so staff see it.
+    if m.received_at > ticket.last_activity_at {
+        tickets::Entity::update_many()
+            .col_expr(tickets::Column::LastActivityAt, Expr::value(m.received_at))
+            .filter(tickets::Column::Id.eq(ticket_id))
+            .exec(txn)
+            .await?;
+    }
+    Ok(message_db_id)
+}

@@ -1,0 +1,166 @@
+//! `quietdesk ingest`: mail from IMAP mailboxes into the store, once (`--once`) or until
+//! SIGINT/SIGTERM; and the same ingester as a `serve` worker. Secrets named by
+//! environment variables are resolved here, since only the binary reads the environment.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use qd_core::SystemClock;
+use qd_ingest::imap::{self, IngestContext, MailboxConfig, Secret};
+use qd_store::Store;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Settings;
+
+/// The password of a mailbox given with `--mailbox`.
+pub const PASSWORD_ENV: &str = "QUIETDESK_IMAP_PASSWORD";
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Fetch everything new, print a summary and exit (without it: keep watching, with
+    /// IDLE, until SIGINT/SIGTERM).
+    #[arg(long)]
+    pub once: bool,
+    /// Ingest from this mailbox instead of the configured ones:
+    /// imap://user@host:port/FOLDER or imaps://… (password from QUIETDESK_IMAP_PASSWORD).
+    #[arg(long, value_name = "URL")]
+    pub mailbox: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Turns `secret = { env = "VAR" }` into the value of VAR.
+pub fn resolve_secrets(
+    mailboxes: &[MailboxConfig],
+    env: &[(String, String)],
+) -> Result<Vec<MailboxConfig>> {
+    mailboxes
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            if let Secret::Env(var) = &m.secret {
+                let value = env
+                    .iter()
+                    .find(|(k, _)| k == var)
+                    .map(|(_, v)| v.clone())
+                    .with_context(|| {
+                        format!(
+                            "mailbox {}: environment variable {var} (its secret) is not set",
+                            m.name
+                        )
+                    })?;
+                m.secret = Secret::Password(value);
+            }
+            m.validate()?;
+            Ok(m)
+        })
+        .collect()
+}
+
+fn mailboxes(
+    settings: &Settings,
+    args: &IngestArgs,
+    env: &[(String, String)],
+) -> Result<Vec<MailboxConfig>> {
+    match &args.mailbox {
+        Some(url) => {
+            let password = env
+                .iter()
+                .find(|(k, _)| k == PASSWORD_ENV)
+                .map(|(_, v)| v.clone())
+                .with_context(|| format!("--mailbox needs the password in {PASSWORD_ENV}"))?;
+            let m = imap::parse_mailbox_url(url, &password)?;
+            m.validate()?;
+            Ok(vec![m])
+        }
+        None => resolve_secrets(&settings.mailboxes, env),
+    }
+}
+
+fn context(settings: &Settings, store: Store) -> IngestContext {
+    IngestContext {
+        store,
+        settings: settings.ingest.clone(),
+        clock: Arc::new(SystemClock),
+        hook: None,
+    }
+}
+
+pub async fn ingest(
+    settings: &Settings,
+    args: &IngestArgs,
+    env: &[(String, String)],
+) -> Result<ExitCode> {
+    let mailboxes = mailboxes(settings, args, env)?;
+    if mailboxes.is_empty() {
+        bail!("no mailboxes: configure [[ingest.mailboxes]] or pass --mailbox imap://user@host/FOLDER");
+    }
+    let store = crate::commands::open_store(settings).await?;
+    let ctx = context(settings, store.clone());
+    if !args.once {
+        let shutdown = CancellationToken::new();
+        let mut task = tokio::spawn(imap::run(ctx, mailboxes, shutdown.clone()));
+        info!("ingesting until SIGINT/SIGTERM");
+        let ended = tokio::select! {
+            _ = crate::commands::wait_for_signal() => None,
+            r = &mut task => Some(r),
+        };
+        shutdown.cancel();
+        match ended {
+            Some(r) => r.context("ingest task")??,
+            None => task.await.context("ingest task")??,
+        }
+        store.close().await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let summary = imap::ingest_once(&ctx, &mailboxes).await?;
+    store.close().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "fetched {} messages: {} stored ({} new tickets), {} duplicates, {} failed, {} with defects — {:.1} s, {:.0} msg/s",
+            summary.fetched,
+            summary.stored,
+            summary.tickets,
+            summary.duplicates,
+            summary.failed,
+            summary.defective,
+            summary.seconds,
+            summary.messages_per_sec
+        );
+        for f in &summary.failures {
+            println!("  failed {}: {}", f.position, f.reason);
+        }
+    }
+    for f in &summary.folders {
+        if let Some(e) = &f.error {
+            eprintln!("error: {e}");
+        }
+    }
+    Ok(if summary.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Starts the continuous ingester for `serve` when mailboxes are configured.
+pub fn spawn_for_serve(
+    settings: &Settings,
+    store: &Store,
+    env: &[(String, String)],
+    shutdown: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<Result<(), imap::ImapError>>>> {
+    let mailboxes = resolve_secrets(&settings.mailboxes, env)?;
+    if mailboxes.is_empty() {
+        return Ok(None);
+    }
+    info!(mailboxes = mailboxes.len(), "IMAP ingester starting");
+    let ctx = context(settings, store.clone());
+    Ok(Some(tokio::spawn(imap::run(ctx, mailboxes, shutdown))))
+}

@@ -1,0 +1,251 @@
+//! `quietdesk ingest` and `serve` against a private Dovecot: the one-shot summary, a clear
+//! error for a wrong password, SIGKILL at random points of a 2,000-message ingest, and the
+//! ingester inside `serve`.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use qd_testkit::Dovecot;
+use rand::{Rng, SeedableRng};
+
+use crate::Qd;
+
+fn synth(seed: u64, n: u64) -> Vec<qd_synth::SynthMessage> {
+    qd_synth::generate(&qd_synth::SynthConfig::new(seed, n)).collect()
+}
+
+/// A config file with one mailbox on the test server; the password comes from
+/// QD_TEST_IMAP_PW.
+fn write_config(dir: &Path, d: &Dovecot, batch_size: usize) -> std::path::PathBuf {
+    let path = dir.join("quietdesk.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[ingest]\n\
+             [[ingest.mailboxes]]\n\
+             name = \"support\"\n\
+             host = \"127.0.0.1\"\n\
+             port = {port}\n\
+             tls = \"none\"\n\
+             user = \"user\"\n\
+             secret = {{ env = \"QD_TEST_IMAP_PW\" }}\n\
+             folders = [\"INBOX\"]\n\
+             batch_size = {batch_size}\n\
+             stall_timeout_secs = 10\n",
+            port = d.port()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn open_store(qd: &Qd) -> qd_store::Store {
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        qd.data_dir().join("quietdesk.db").display()
+    );
+    qd_store::Store::connect(&url).await.unwrap()
+}
+
+async fn assert_exactly_once(qd: &Qd, msgs: &[qd_synth::SynthMessage]) {
+    let store = open_store(qd).await;
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.messages, msgs.len() as u64, "messages in the store");
+    for m in msgs {
+        let id = m.message_id.trim_matches(|c| c == '<' || c == '>');
+        assert!(
+            store.ticket_of_message_id(id).await.unwrap().is_some(),
+            "{id} missing"
+        );
+    }
+    store.close().await.unwrap();
+}
+
+fn kill_and_reap(child: &mut Child, signal: &str) -> std::process::ExitStatus {
+    let ok = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("quietdesk did not stop within 20 s of {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ingest_once_with_a_mailbox_url_prints_a_summary() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(21, 40);
+    for m in &msgs {
+        d.deliver("user", "INBOX", &m.raw).unwrap();
+    }
+    let qd = Qd::sqlite();
+    let url = format!("imap://user@127.0.0.1:{}/INBOX", d.port());
+    let run = || {
+        let out = qd
+            .command(&["ingest", "--once", "--mailbox", &url, "--json"])
+            .env("QUIETDESK_IMAP_PASSWORD", "pass")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = run();
+    assert_eq!(v["fetched"], 40, "{v}");
+    assert_eq!(v["stored"], 40);
+    assert_eq!(v["duplicates"], 0);
+    assert_eq!(v["failed"], 0);
+    assert_eq!(d.count("user", "quietdesk/processed"), 40);
+    let v = run();
+    assert_eq!(v["fetched"], 0, "{v}");
+
+    let s = qd.json(&["stats", "--json"]);
+    assert_eq!(s["messages"], 40);
+}
+
+#[test]
+fn ingest_with_a_wrong_password_fails_clearly() {
+    let d = Dovecot::start_plain().unwrap();
+    let qd = Qd::sqlite();
+    let url = format!("imap://user@127.0.0.1:{}/INBOX", d.port());
+    let out = qd
+        .command(&["ingest", "--once", "--mailbox", &url])
+        .env("QUIETDESK_IMAP_PASSWORD", "not-the-password")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("authentication failed for user user"), "{err}");
+    assert!(!err.contains("not-the-password"), "the secret never prints");
+
+    let out = qd
+        .command(&["ingest", "--once", "--mailbox", &url])
+        .env_remove("QUIETDESK_IMAP_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("QUIETDESK_IMAP_PASSWORD"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_of_a_2000_message_ingest_stores_each_once() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(22, 2000);
+    for m in &msgs {
+        d.deliver("user", "INBOX", &m.raw).unwrap();
+    }
+    let qd = Qd::sqlite();
+    let config = write_config(qd.dir.path(), &d, 25);
+    let seed: u64 = rand::thread_rng().gen();
+    eprintln!("kill schedule seed {seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let config_arg = config.to_str().unwrap().to_string();
+    let mut kills = 0;
+    for _ in 0..8 {
+        let mut child = qd
+            .command(&["--config", &config_arg, "ingest"])
+            .env("QD_TEST_IMAP_PW", "pass")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(150..1200)));
+        let status = kill_and_reap(&mut child, "-KILL");
+        assert!(!status.success());
+        kills += 1;
+        if d.count("user", "INBOX") == 0 {
+            break;
+        }
+    }
+    assert!(kills >= 1);
+    let out = qd
+        .command(&["--config", &config_arg, "ingest", "--once", "--json"])
+        .env("QD_TEST_IMAP_PW", "pass")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exactly_once(&qd, &msgs).await;
+    assert_eq!(
+        d.count("user", "INBOX"),
+        0,
+        "everything moved after the restarts"
+    );
+    assert_eq!(d.count("user", "quietdesk/processed"), 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_ingests_pushed_mail_and_stops_on_sigterm() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(23, 3);
+    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
+    let qd = Qd::sqlite();
+    let config = write_config(qd.dir.path(), &d, 100);
+    let port = qd_testkit::free_port();
+    let mut child = qd
+        .command(&["--config", config.to_str().unwrap(), "serve"])
+        .env("QD_TEST_IMAP_PW", "pass")
+        .env("QUIETDESK__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store_count = |qd: &Qd| {
+        let qd_dir = qd.data_dir();
+        async move {
+            if !qd_dir.join("quietdesk.db").exists() {
+                return 0;
+            }
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                qd_dir.join("quietdesk.db").display()
+            );
+            let store = qd_store::Store::connect(&url).await.unwrap();
+            let n = store.stats().await.unwrap().messages;
+            n
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store_count(&qd).await < 1 {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("serve exited early with {s}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve never ingested the first message"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for m in &msgs[1..] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        d.deliver("user", "INBOX", &m.raw).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store_count(&qd).await < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "pushed mail not ingested by serve"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = kill_and_reap(&mut child, "-TERM");
+    assert!(status.success(), "serve exited with {status}");
+    assert_exactly_once(&qd, &msgs).await;
+}

@@ -1,0 +1,608 @@
+//! Retention and data-subject rights, end to end through the real binary: markers that
+//! must be gone from every byte under the data dir (and from a PostgreSQL dump), other
+//! people's data intact, time travel with `--now`, a crash in the middle of a run, the
+//! export checked field by field.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::{both_backends, path_str, Qd};
+
+/// Writes one message file per (from, marker, date) into a fresh folder.
+fn write_mail(dir: &Path, mails: &[(&str, &str, &str, usize)]) -> PathBuf {
+    let src = dir.join(format!("mail-{}", mails.len()));
+    std::fs::create_dir_all(&src).unwrap();
+    for (k, (from, marker, date, n)) in mails.iter().enumerate() {
+        for i in 0..*n {
+            std::fs::write(
+                src.join(format!("{k}-{i}.eml")),
+                format!(
+                    "From: Person {k} <{from}>\r\nTo: support@quietdesk.example\r\n\
+                     Subject: question {marker} number {i}\r\nMessage-ID: <m{k}-{i}@example.org>\r\n\
+                     Date: {date}\r\n\
+                     Received: from client.example.org (client.example.org [203.0.113.1{k}7])\r\n\
+                     \tby mx.quietdesk.example; {date}\r\nMIME-Version: 1.0\r\n\
+                     Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+                     Content-Type: text/plain; charset=utf-8\r\n\r\n\
+                     Hello, the word {marker} appears in my message {i}.\r\n--b\r\n\
+                     Content-Type: application/octet-stream; name=\"{marker}.bin\"\r\n\
+                     Content-Disposition: attachment; filename=\"{marker}.bin\"\r\n\
+                     Content-Transfer-Encoding: base64\r\n\r\nAAECAwQF\r\n--b--\r\n"
+                ),
+            )
+            .unwrap();
+        }
+    }
+    src
+}
+
+/// Every file under `dir` whose bytes contain `needle` (case-insensitive ASCII).
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let needle = needle.to_ascii_lowercase().into_bytes();
+    let mut hits = Vec::new();
+    for entry in walk(dir) {
+        let mut bytes = Vec::new();
+        if std::fs::File::open(&entry)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .is_err()
+        {
+            continue;
+        }
+        bytes.make_ascii_lowercase();
+        if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
+            hits.push(entry);
+        }
+    }
+    hits
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A text dump of the PostgreSQL database (data only), when the test runs on it.
+fn pg_dump(qd: &Qd) -> Option<String> {
+    let pg = qd._pg.as_ref()?;
+    let out = std::process::Command::new("pg_dump")
+        .args(["--data-only", "--no-owner", pg.url()])
+        .output()
+        .expect("pg_dump (Debian postgresql-client) must be installed");
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).to_ascii_lowercase())
+}
+
+fn assert_gone(qd: &Qd, marker: &str) {
+    let files = files_containing(&qd.data_dir(), marker);
+    assert!(files.is_empty(), "`{marker}` still in {files:?}");
+    if let Some(dump) = pg_dump(qd) {
+        assert!(
+            !dump.contains(&marker.to_ascii_lowercase()),
+            "`{marker}` still in PostgreSQL"
+        );
+    }
+    assert!(
+        qd.search(marker, 10).is_empty(),
+        "`{marker}` still searchable"
+    );
+}
+
+fn assert_present(qd: &Qd, marker: &str, hits: usize) {
+    assert_eq!(
+        qd.search(marker, 50).len(),
+        hits,
+        "`{marker}` should be searchable"
+    );
+}
+
+async fn erasure_is_complete(qd: Qd) {
+    let src = write_mail(
+        qd.dir.path(),
+        &[
+            (
+                "alice@example.org",
+                "zqxalicemarker",
+                "Mon, 1 Jan 2024 10:00:00 +0000",
+                4,
+            ),
+            (
+                "bob@example.org",
+                "kpwbobmarker",
+                "Mon, 1 Jan 2024 11:00:00 +0000",
+                3,
+            ),
+        ],
+    );
+    let imported = qd.json(&["import", path_str(&src), "--json"]);
+    assert_eq!(imported["imported"], 7);
+    qd.json(&[
+        "customer",
+        "set-status",
+        "alice@example.org",
+        "--status",
+        "active",
+        "--since",
+        "2020-01-01",
+        "--json",
+    ]);
+    assert_present(&qd, "zqxalicemarker", 4);
+    // The scan can see the marker before erasure (so its silence afterwards means something).
+    if qd._pg.is_none() {
+        assert!(!files_containing(&qd.data_dir(), "zqxalicemarker").is_empty());
+    } else {
+        assert!(pg_dump(&qd).unwrap().contains("zqxalicemarker"));
+    }
+    let before = qd.json(&["stats", "--json"]);
+
+    let erased = qd.json(&[
+        "customer",
+        "erase",
+        "alice@example.org",
+        "--reason",
+        "request 17",
+        "--json",
+    ]);
+    assert_eq!(erased["counts"]["tickets"], 4, "{erased}");
+    assert_eq!(erased["counts"]["messages"], 4);
+    assert_eq!(erased["counts"]["customers"], 1);
+    assert!(erased["counts"]["keys_destroyed"].as_u64().unwrap() >= 1);
+
+    assert_gone(&qd, "zqxalicemarker");
+    assert_gone(&qd, "alice@example.org");
+    assert_present(&qd, "kpwbobmarker", 3);
+    let after = qd.json(&["stats", "--json"]);
+    assert_eq!(after["messages"], before["messages"].as_u64().unwrap() - 4);
+    assert_eq!(after["blobs"], before["blobs"].as_u64().unwrap() - 4);
+    assert_eq!(after["customers"], 0);
+    // Erasing again finds nobody.
+    let again = qd.run(&[
+        "customer",
+        "erase",
+        "alice@example.org",
+        "--reason",
+        "again",
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no customer or contact"));
+}
+both_backends!(erasure_is_complete);
+
+async fn retention_follows_customer_status(qd: Qd) {
+    let src = write_mail(
+        qd.dir.path(),
+        &[
+            // Former customer since 2015: due 2022.
+            (
+                "carol@example.org",
+                "formermarkerc",
+                "Tue, 3 Mar 2014 09:00:00 +0000",
+                2,
+            ),
+            // Never a customer, last wrote 2020: due 2021.
+            (
+                "dave@example.org",
+                "prospectmarkerd",
+                "Wed, 1 Apr 2020 09:00:00 +0000",
+                2,
+            ),
+            // Active customer since 2010: kept.
+            (
+                "erin@example.org",
+                "activemarkere",
+                "Thu, 1 Apr 2010 09:00:00 +0000",
+                2,
+            ),
+            // Former since 2024: due 2031.
+            (
+                "frank@example.org",
+                "recentmarkerf",
+                "Fri, 1 Mar 2019 09:00:00 +0000",
+                1,
+            ),
+        ],
+    );
+    qd.json(&["import", path_str(&src), "--json"]);
+    qd.json(&[
+        "customer",
+        "set-status",
+        "carol@example.org",
+        "--status",
+        "former",
+        "--since",
+        "2015-01-01",
+        "--json",
+    ]);
+    qd.json(&[
+        "customer",
+        "set-status",
+        "erin@example.org",
+        "--status",
+        "active",
+        "--since",
+        "2010-01-01",
+        "--json",
+    ]);
+    qd.json(&[
+        "customer",
+        "set-status",
+        "frank@example.org",
+        "--status",
+        "former",
+        "--since",
+        "2024-06-30",
+        "--json",
+    ]);
+
+    let dry = qd.json(&[
+        "retention",
+        "run",
+        "--dry-run",
+        "--now",
+        "2026-01-01",
+        "--json",
+    ]);
+    assert_eq!(dry["tickets_evaluated"], 7);
+    assert_eq!(dry["classes"]["customer_correspondence"]["due"], 2, "{dry}");
+    assert_eq!(dry["classes"]["non_customer"]["due"], 2, "{dry}");
+    let customers = dry["customers"].as_array().unwrap();
+    let next = |status: &str| -> Vec<Value> {
+        customers
+            .iter()
+            .filter(|c| c["status"] == status)
+            .map(|c| c["next_due"].clone())
+            .collect()
+    };
+    assert_eq!(next("active"), vec![Value::Null]);
+    let former: Vec<String> = next("former")
+        .iter()
+        .map(|v| v.as_str().unwrap()[..10].to_string())
+        .collect();
+    assert!(former.contains(&"2022-01-01".to_string()), "{former:?}");
+    assert!(former.contains(&"2031-06-30".to_string()), "{former:?}");
+    // A dry run deletes nothing.
+    assert_present(&qd, "formermarkerc", 2);
+
+    let run = qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert_eq!(
+        run["classes"]["customer_correspondence"]["deleted"]["messages"], 2,
+        "{run}"
+    );
+    assert_eq!(run["classes"]["non_customer"]["deleted"]["messages"], 2);
+    assert_gone(&qd, "formermarkerc");
+    assert_gone(&qd, "prospectmarkerd");
+    assert_gone(&qd, "dave@example.org");
+    assert_present(&qd, "activemarkere", 2);
+    assert_present(&qd, "recentmarkerf", 1);
+    // Idempotent: a second run finds nothing due.
+    let again = qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert!(
+        again["classes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|c| c["due"] == 0),
+        "{again}"
+    );
+    // Travel further: frank's correspondence becomes due in mid-2031.
+    let later = qd.json(&["retention", "run", "--now", "2031-07-01", "--json"]);
+    assert_eq!(
+        later["classes"]["customer_correspondence"]["deleted"]["messages"], 1,
+        "{later}"
+    );
+    assert_gone(&qd, "recentmarkerf");
+    assert_present(&qd, "activemarkere", 2);
+}
+both_backends!(retention_follows_customer_status);
+
+#[test]
+fn legal_hold_and_tax_class_suspend_deletion() {
+    let qd = Qd::sqlite();
+    let src = write_mail(
+        qd.dir.path(),
+        &[
+            (
+                "gina@example.org",
+                "heldmarkerg",
+                "Wed, 1 Apr 2020 09:00:00 +0000",
+                1,
+            ),
+            (
+                "hank@example.org",
+                "taxmarkerh",
+                "Wed, 1 Apr 2020 09:00:00 +0000",
+                1,
+            ),
+        ],
+    );
+    qd.json(&["import", path_str(&src), "--json"]);
+    let gina = qd.search("heldmarkerg", 1)[0]["ticket"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let hank = qd.search("taxmarkerh", 1)[0]["ticket"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    assert!(qd.run(&["ticket", "hold", &gina]).status.success());
+    assert!(qd
+        .run(&["ticket", "class", &hank, "tax_evidence"])
+        .status
+        .success());
+    qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert_present(&qd, "heldmarkerg", 1);
+    assert_present(&qd, "taxmarkerh", 1);
+    // Tax evidence goes ten years after the last activity.
+    qd.json(&["retention", "run", "--now", "2030-04-02", "--json"]);
+    assert_gone(&qd, "taxmarkerh");
+    assert_present(&qd, "heldmarkerg", 1);
+    assert!(qd.run(&["ticket", "hold", &gina, "--off"]).status.success());
+    qd.json(&["retention", "run", "--now", "2030-04-02", "--json"]);
+    assert_gone(&qd, "heldmarkerg");
+}
+
+#[test]
+fn a_run_killed_midway_is_finished_by_the_next() {
+    let qd = Qd::sqlite();
+    let src = write_mail(
+        qd.dir.path(),
+        &[
+            (
+                "ivan@example.org",
+                "crashmarkeri",
+                "Wed, 1 Apr 2020 09:00:00 +0000",
+                1500,
+            ),
+            (
+                "judy@example.org",
+                "survivorj",
+                "Wed, 1 Apr 2020 09:00:00 +0000",
+                5,
+            ),
+        ],
+    );
+    qd.json(&["import", path_str(&src), "--json"]);
+    qd.json(&[
+        "customer",
+        "set-status",
+        "judy@example.org",
+        "--status",
+        "active",
+        "--json",
+    ]);
+    let mut killed = false;
+    for delay_ms in [150u64, 300, 600] {
+        let mut child = qd
+            .command(&["retention", "run", "--now", "2026-01-01", "--json"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            killed = true;
+            break;
+        }
+        child.wait().unwrap();
+    }
+    let stats = qd.json(&["stats", "--json"]);
+    if killed {
+        // Some batches may be done, not necessarily all.
+        assert!(stats["messages"].as_u64().unwrap() >= 5, "{stats}");
+    }
+    let rerun = qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    let stats = qd.json(&["stats", "--json"]);
+    assert_eq!(
+        stats["messages"], 5,
+        "after the rerun only judy's mail is left: {stats} {rerun}"
+    );
+    assert_eq!(stats["search_queue"], 0);
+    assert_gone(&qd, "crashmarkeri");
+    assert_present(&qd, "survivorj", 5);
+}
+
+#[test]
+fn export_holds_everything_about_the_person() {
+    let qd = Qd::sqlite();
+    let src = write_mail(
+        qd.dir.path(),
+        &[
+            (
+                "kim@example.org",
+                "exportmarkerk",
+                "Mon, 1 Jan 2024 10:00:00 +0000",
+                2,
+            ),
+            (
+                "lee@example.org",
+                "othermarkerl",
+                "Mon, 1 Jan 2024 10:00:00 +0000",
+                1,
+            ),
+        ],
+    );
+    qd.json(&["import", path_str(&src), "--json"]);
+    qd.json(&[
+        "customer",
+        "set-status",
+        "kim@example.org",
+        "--status",
+        "active",
+        "--since",
+        "2023-05-01",
+        "--json",
+    ]);
+    let ok = qd.run(&[
+        "customer",
+        "rectify",
+        "kim@example.org",
+        "--field",
+        "name",
+        "--value",
+        "Kim Corrected",
+        "--reason",
+        "typo",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let ticket = qd.search("exportmarkerk", 1)[0]["ticket"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    assert!(qd
+        .run(&["--actor", "agent-anna", "ticket", "show", &ticket])
+        .status
+        .success());
+
+    let out = qd.dir.path().join("kim.zip");
+    let summary = qd.json(&[
+        "customer",
+        "export",
+        "kim@example.org",
+        "--out",
+        path_str(&out),
+        "--json",
+    ]);
+    assert_eq!(summary["tickets"], 2);
+    assert_eq!(summary["messages"], 2);
+    assert_eq!(summary["eml_files"], 2);
+    assert_eq!(summary["withheld_notes"], 0);
+
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let mut data = String::new();
+    zip.by_name("data.json")
+        .unwrap()
+        .read_to_string(&mut data)
+        .unwrap();
+    let data: Value = serde_json::from_str(&data).unwrap();
+    let p = &data["profile"];
+    assert_eq!(p["kind"], "customer");
+    assert_eq!(p["email"], "kim@example.org");
+    assert_eq!(p["name"], "Kim Corrected");
+    assert_eq!(p["status"], "active");
+    assert!(p["active_since"]
+        .as_str()
+        .unwrap()
+        .starts_with("2023-05-01"));
+    assert_eq!(data["contacts"][0]["address"], "kim@example.org");
+    // The history keeps the previous name, who changed it and why.
+    let name_change = data["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "name")
+        .expect("name change in the history");
+    assert_eq!(name_change["old_value"], "Person 0");
+    assert_eq!(name_change["new_value"], "Kim Corrected");
+    assert_eq!(name_change["reason"], "typo");
+    let tickets = data["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 2);
+    let m = &tickets[0]["messages"][0];
+    assert_eq!(m["from"], "kim@example.org");
+    assert!(m["text"].as_str().unwrap().contains("exportmarkerk"));
+    assert_eq!(m["attachments"][0]["filename"], "exportmarkerk.bin");
+    assert_eq!(m["attachments"][0]["size"], 6);
+    // The staff access is listed with who and which ticket.
+    let acc = data["staff_accesses"].as_array().unwrap();
+    assert!(
+        acc.iter().any(|a| a["staff"] == "agent-anna"
+            && a["action"] == "view"
+            && a["ticket"].to_string() == ticket),
+        "{acc:?}"
+    );
+    // Nothing of the other person.
+    assert!(!data.to_string().contains("othermarkerl"));
+    // The .eml files are the raw mail, opened with the person's key; IPs are truncated.
+    let eml_name = m["eml"].as_str().unwrap().to_string();
+    let mut eml = String::new();
+    zip.by_name(&eml_name)
+        .unwrap()
+        .read_to_string(&mut eml)
+        .unwrap();
+    assert!(eml.contains("Subject: question exportmarkerk"));
+    assert!(
+        eml.contains("[203.0.113.0]"),
+        "third-party IP truncated: {eml}"
+    );
+    let mut html = String::new();
+    zip.by_name("summary.html")
+        .unwrap()
+        .read_to_string(&mut html)
+        .unwrap();
+    assert!(
+        html.contains("Kim Corrected")
+            && html.contains("agent-anna")
+            && html.contains("exportmarkerk")
+    );
+    assert!(!html.contains("<script"));
+}
+
+#[test]
+fn billing_sync_creates_links_and_records_history() {
+    let qd = Qd::sqlite();
+    let src = write_mail(
+        qd.dir.path(),
+        &[(
+            "max@example.org",
+            "syncmarkerm",
+            "Mon, 1 Jan 2024 10:00:00 +0000",
+            1,
+        )],
+    );
+    qd.json(&["import", path_str(&src), "--json"]);
+    let csv = qd.dir.path().join("billing.csv");
+    std::fs::write(
+        &csv,
+        "email,name,status,since,language\nmax@example.org,Max M,active,2021-02-03,nl\nnew@example.org,,former,2019-01-01,fr\n",
+    )
+    .unwrap();
+    let out = qd.json(&["customer", "sync", path_str(&csv), "--json"]);
+    assert_eq!(out["rows"], 2);
+    assert_eq!(out["created"], 2);
+    let again = qd.json(&["customer", "sync", path_str(&csv), "--json"]);
+    assert_eq!(
+        again["unchanged"], 2,
+        "a second sync changes nothing: {again}"
+    );
+    // A bad file changes nothing and names the line.
+    std::fs::write(
+        &csv,
+        "email,status,since\nmax@example.org,former,2025-01-01\nbroken,active,2020-01-01\n",
+    )
+    .unwrap();
+    let bad = qd.run(&["customer", "sync", path_str(&csv)]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("line 3"));
+    let stats = qd.json(&["stats", "--json"]);
+    assert_eq!(stats["customers"], 2);
+    // max's existing ticket now counts as customer correspondence: kept while active.
+    let dry = qd.json(&[
+        "retention",
+        "run",
+        "--dry-run",
+        "--now",
+        "2030-01-01",
+        "--json",
+    ]);
+    assert_eq!(dry["classes"].as_object().unwrap().len(), 0, "{dry}");
+}
