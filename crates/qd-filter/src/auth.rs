@@ -226,6 +226,7 @@ impl Authenticator {
         &self.caches
     }
 
+    #[allow(clippy::type_complexity)] // mail-auth's own parameter type, spelled out once
     fn params<P>(
         &self,
         p: P,

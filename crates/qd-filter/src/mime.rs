@@ -83,8 +83,9 @@ fn type_mismatch(part: &PartInfo, ext: &str) -> bool {
         _ if EXECUTABLE.contains(&ext) => &["application"],
         _ => return false,
     };
-    !expected.contains(&t)
-        && !(t == "application" && part.subtype == "octet-stream" && !ext.starts_with('h'))
+    // application/octet-stream is the generic fallback for every non-HTML file type.
+    let generic = t == "application" && part.subtype == "octet-stream" && !ext.starts_with('h');
+    !(expected.contains(&t) || generic)
 }
 
 pub(crate) fn check(view: &MessageView, hits: &mut Hits) {

@@ -118,13 +118,15 @@ pub(crate) fn check(view: &MessageView, rules: &ReceivedRules, hits: &mut Hits) 
     for r in received.iter().rev().filter_map(|h| h.received.as_ref()) {
         match r.ip {
             Some(ip) if !is_private_ip(&ip) => seen_public = true,
-            Some(ip) if seen_public && !ip.is_loopback() => {
-                if r.by.as_deref().is_some_and(|b| !b.contains("localhost")) {
-                    hits.add(
-                        "RCVD_PRIVATE_AFTER_PUBLIC",
-                        "a private address after a public hop",
-                    );
-                }
+            Some(ip)
+                if seen_public
+                    && !ip.is_loopback()
+                    && r.by.as_deref().is_some_and(|b| !b.contains("localhost")) =>
+            {
+                hits.add(
+                    "RCVD_PRIVATE_AFTER_PUBLIC",
+                    "a private address after a public hop",
+                );
             }
             _ => {}
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Settings of the spam and virus filter. Every key is optional; the defaults are the
 /// documented behaviour.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilterSettings {
     /// Score bands; see [`Thresholds`].
@@ -28,20 +28,6 @@ pub struct FilterSettings {
     pub clamd: ClamdSettings,
     /// DNS for SPF, DKIM, DMARC and ARC.
     pub dns: DnsSettings,
-}
-
-impl Default for FilterSettings {
-    fn default() -> Self {
-        FilterSettings {
-            thresholds: Thresholds::default(),
-            weights: BTreeMap::new(),
-            trusted_relays: Vec::new(),
-            our_domains: Vec::new(),
-            signatures_dir: None,
-            clamd: ClamdSettings::default(),
-            dns: DnsSettings::default(),
-        }
-    }
 }
 
 /// Score bands. A score below `ham` is ham; from `spam` on it is spam; in between it is

@@ -99,6 +99,12 @@ fn rewrite_line(line: &[u8]) -> Option<Vec<u8>> {
         // A token glued to letters (a host name like `a1.b2.example`) is not an address.
         let glued = i < line.len() && (line[i].is_ascii_alphabetic() || line[i] == b'-');
         let text = std::str::from_utf8(token).unwrap_or("");
+        // `IPv6:2001:db8::1` (RFC 5321 address literal): the colon after the tag is not
+        // part of the address.
+        let (lead, text) = match text.strip_prefix(':') {
+            Some(rest) if !rest.starts_with(':') => (":", rest),
+            _ => ("", text),
+        };
         let trimmed = text.trim_end_matches(['.', ':']);
         let tail = &text[trimmed.len()..];
         let ip = if glued { None } else { parse_ip(trimmed) };
@@ -108,6 +114,7 @@ fn rewrite_line(line: &[u8]) -> Option<Vec<u8>> {
                 if anon != ip {
                     changed = true;
                 }
+                out.extend_from_slice(lead.as_bytes());
                 out.extend_from_slice(anon.to_string().as_bytes());
                 out.extend_from_slice(tail.as_bytes());
             }

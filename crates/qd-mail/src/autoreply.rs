@@ -84,15 +84,12 @@ impl LoopHeaders {
                     out.content_language
                         .get_or_insert_with(|| value.to_string());
                 }
-                "message-id" => {
-                    if out.message_id.is_none() {
-                        out.message_id = qd_core::normalize_message_id(value);
-                    }
+                // The first Message-ID counts; later ones fall through to no arm below.
+                "message-id" if out.message_id.is_none() => {
+                    out.message_id = qd_core::normalize_message_id(value);
                 }
-                n if LIST_HEADERS.contains(&n) => {
-                    if !out.list_headers.iter().any(|h| h == n) {
-                        out.list_headers.push(n.to_string());
-                    }
+                n if LIST_HEADERS.contains(&n) && !out.list_headers.iter().any(|h| h == n) => {
+                    out.list_headers.push(n.to_string());
                 }
                 n if AUTORESPONDER_HEADERS.contains(&n) => {
                     out.autoresponder_marker

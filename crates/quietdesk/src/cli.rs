@@ -46,6 +46,9 @@ pub enum Command {
     /// Tickets: show one (audited), legal hold, retention class.
     #[command(subcommand)]
     Ticket(crate::privacy_cmd::TicketCommand),
+    /// The spam and virus filter (headers and signatures only): check a file, evaluate.
+    #[command(subcommand)]
+    Filter(crate::filter_cmd::FilterCommand),
     /// Retention: delete what the policy says is due.
     #[command(subcommand)]
     Retention(crate::privacy_cmd::RetentionCommand),

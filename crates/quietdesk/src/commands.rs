@@ -53,6 +53,7 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> Result<ExitCode> {
         Command::Ingest(args) => crate::ingest_cmd::ingest(&settings, &args, &env).await,
         Command::Customer(cmd) => crate::privacy_cmd::customer(&settings, cmd, &env).await,
         Command::Ticket(cmd) => crate::privacy_cmd::ticket(&settings, cmd, &env).await,
+        Command::Filter(cmd) => crate::filter_cmd::run(&settings, cmd),
         Command::Retention(cmd) => crate::privacy_cmd::retention(&settings, cmd).await,
         Command::Stats(flag) => stats(&settings, flag.json).await,
         Command::Bench(cmd) => crate::bench::run(&settings, cmd).await,
@@ -229,11 +230,44 @@ async fn serve(settings: &Settings, env: &[(String, String)]) -> Result<ExitCode
     let ingest_stop = tokio_util::sync::CancellationToken::new();
     let ingester = crate::ingest_cmd::spawn_for_serve(settings, &store, env, ingest_stop.clone())?;
 
+    // Retention worker: evaluates the policy on a schedule; its deletes reach the index
+    // through the queue the indexer above follows (and merges away).
+    let retention_stop = ingest_stop.clone();
+    let retention_task = settings.retention_every.map(|every| {
+        let store = store.clone();
+        let policy = settings.retention.clone();
+        tokio::spawn(async move {
+            // The first run waits one interval: a fresh import gets time for its
+            // customer statuses to be synced before non-customer mail starts to age out.
+            loop {
+                tokio::select! {
+                    _ = retention_stop.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let opts = qd_retention::RunOptions {
+                    now: chrono::Utc::now(),
+                    dry_run: false,
+                    list_limit: 0,
+                };
+                match qd_retention::run(&store, &policy, &opts).await {
+                    Ok(r) => {
+                        let deleted: u64 = r.classes.values().map(|c| c.deleted.messages).sum();
+                        info!(messages_deleted = deleted, seconds = r.seconds, "scheduled retention run");
+                    }
+                    Err(e) => warn!(error = %e, "scheduled retention run failed; next try at the next interval"),
+                }
+            }
+        })
+    });
+
     wait_for_signal().await;
     info!("shutting down");
     stopping.store(true, Ordering::Relaxed);
     shutdown.notify_waiters();
     ingest_stop.cancel();
+    if let Some(task) = retention_task {
+        task.await.context("retention task")?;
+    }
     if let Some(task) = ingester {
         task.await.context("IMAP ingester task")??;
     }

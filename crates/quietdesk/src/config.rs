@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub search: RawSearch,
     pub privacy: RawPrivacy,
     pub retention: RawRetention,
+    /// The header-and-signature filter (see qd_filter::FilterSettings).
+    pub filter: qd_filter::FilterSettings,
     pub log: RawLog,
 }
 
@@ -174,6 +176,7 @@ impl Default for RawConfig {
                     run_every_hours: 24,
                 }
             },
+            filter: qd_filter::FilterSettings::default(),
             log: RawLog {
                 level: "info".into(),
             },
@@ -201,7 +204,6 @@ pub struct Settings {
     pub master_key_file: Option<PathBuf>,
     /// The master key itself, from `QUIETDESK_MASTER_KEY` (set by `commands::run`).
     pub master_key_hex: Option<String>,
-    pub keep_full_ips: bool,
     pub export_include_notes: bool,
     pub cli_actor: String,
     /// Who the audit trail names for this process's reads and changes (set by
@@ -209,6 +211,7 @@ pub struct Settings {
     pub actor: String,
     pub retention: qd_core::RetentionPolicy,
     pub retention_every: Option<std::time::Duration>,
+    pub filter: qd_filter::FilterSettings,
 }
 
 /// Merges defaults, the file (if any) and the environment.
@@ -303,7 +306,6 @@ impl RawConfig {
             master_key_file: (!self.privacy.master_key_file.trim().is_empty())
                 .then(|| PathBuf::from(self.privacy.master_key_file.trim())),
             master_key_hex: None,
-            keep_full_ips: self.privacy.keep_full_ips,
             export_include_notes: self.privacy.export_include_notes,
             actor: String::new(),
             cli_actor: self.privacy.cli_actor,
@@ -315,6 +317,7 @@ impl RawConfig {
                 staff_access_audit: self.retention.staff_access_audit,
                 tax_evidence: self.retention.tax_evidence,
             },
+            filter: self.filter,
             retention_every: (self.retention.run_every_hours > 0)
                 .then(|| std::time::Duration::from_secs(self.retention.run_every_hours * 3600)),
         })

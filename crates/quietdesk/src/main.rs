@@ -7,6 +7,7 @@ mod bench_retention;
 mod cli;
 mod commands;
 mod config;
+mod filter_cmd;
 mod ingest_cmd;
 mod privacy_cmd;
 

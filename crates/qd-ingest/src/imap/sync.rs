@@ -353,11 +353,9 @@ pub(crate) async fn sync_folder(
         fetch_and_store(ctx, m, server, folder, uv, rescan, plan, cancel, out).await
     };
 
-    if result.is_err() {
-        // The connection may be mid-response; what committed is moved by the next
-        // connection's recovery pass.
-        return result;
-    }
+    // On an error the connection may be mid-response; what committed is moved by the
+    // next connection's recovery pass.
+    result?;
     if !refused.is_empty() {
         mark_refused(m, server, &refused, stall).await;
     }

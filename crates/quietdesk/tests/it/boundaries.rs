@@ -50,6 +50,10 @@ fn only_the_owning_crate_names_each_library() {
         ("clap", &["quietdesk"]),
         ("figment", &["quietdesk"]),
         ("anyhow", &["quietdesk"]),
+        ("async-imap", &["qd-ingest"]),
+        ("lettre", &["qd-outbound"]),
+        ("mail-auth", &["qd-filter"]),
+        ("zip", &["qd-retention"]),
     ];
     for (lib, allowed) in owners {
         let users: Vec<&String> = deps
@@ -76,6 +80,9 @@ fn our_crates_depend_only_in_the_documented_directions() {
         ("qd-store", &["qd-core", "migration"]),
         ("qd-search", &["qd-core", "qd-store"]),
         ("qd-ingest", &["qd-core", "qd-mail", "qd-store"]),
+        ("qd-filter", &["qd-core", "qd-mail"]),
+        ("qd-outbound", &["qd-core", "qd-mail", "qd-store"]),
+        ("qd-retention", &["qd-core", "qd-store"]),
         ("qd-web", &["qd-core", "qd-store", "qd-search"]),
         ("qd-synth", &[]),
         ("qd-testkit", &[]),
