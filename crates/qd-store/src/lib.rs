@@ -111,7 +111,21 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
-        Migrator::up(&db, None).await.map_err(Error::Migrate)?;
+        // Two processes starting at once on one database (`serve` and a CLI command) may
+        // race to apply the same migration; the loser's statement fails on the winner's
+        // table. Retrying finds the migration recorded as applied.
+        let mut attempt = 0;
+        loop {
+            match Migrator::up(&db, None).await {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "migration failed; retrying in case another process was migrating");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(Error::Migrate(e)),
+            }
+        }
         Ok(Store {
             db,
             backend,
