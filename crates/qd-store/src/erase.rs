@@ -13,8 +13,8 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, Order, Query};
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 
@@ -181,14 +181,14 @@ impl Store {
                 .all(&txn)
                 .await?;
             touched_contacts.extend(msg_ids.iter().filter_map(|(_, c)| *c));
-            let requesters: Vec<Option<i64>> = tickets::Entity::find()
-                .select_only()
-                .column(tickets::Column::RequesterId)
-                .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            touched_contacts.extend(requesters.into_iter().flatten());
+            let requesters: Vec<i64> = ids_where::<tickets::Entity, _>(
+                &txn,
+                tickets::Column::RequesterId,
+                tickets::Column::Id,
+                chunk,
+            )
+            .await?;
+            touched_contacts.extend(requesters);
             let ids: Vec<i64> = msg_ids.iter().map(|(id, _)| *id).collect();
             counts.add(&delete_messages_in(&txn, &ids, now).await?);
             counts.add(&delete_ticket_rows(&txn, chunk).await?);
@@ -227,29 +227,29 @@ impl Store {
         // Tickets left without messages go too.
         let touched: Vec<i64> = tickets_touched.into_iter().collect();
         for chunk in touched.chunks(IN_CHUNK) {
-            let still: HashSet<i64> = messages::Entity::find()
-                .select_only()
-                .column(messages::Column::TicketId)
-                .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
-                .into_tuple::<i64>()
-                .all(&txn)
-                .await?
-                .into_iter()
-                .collect();
+            let still: HashSet<i64> = ids_where::<messages::Entity, _>(
+                &txn,
+                messages::Column::TicketId,
+                messages::Column::TicketId,
+                chunk,
+            )
+            .await?
+            .into_iter()
+            .collect();
             let empty: Vec<i64> = chunk
                 .iter()
                 .copied()
                 .filter(|t| !still.contains(t))
                 .collect();
             if !empty.is_empty() {
-                let requesters: Vec<Option<i64>> = tickets::Entity::find()
-                    .select_only()
-                    .column(tickets::Column::RequesterId)
-                    .filter(tickets::Column::Id.is_in(empty.iter().copied()))
-                    .into_tuple()
-                    .all(&txn)
-                    .await?;
-                contacts_touched.extend(requesters.into_iter().flatten());
+                let requesters: Vec<i64> = ids_where::<tickets::Entity, _>(
+                    &txn,
+                    tickets::Column::RequesterId,
+                    tickets::Column::Id,
+                    &empty,
+                )
+                .await?;
+                contacts_touched.extend(requesters);
                 counts.add(&delete_ticket_rows(&txn, &empty).await?);
             }
         }
@@ -269,26 +269,24 @@ impl Store {
     ) -> Result<DeletionCounts> {
         let mut counts = DeletionCounts::default();
         for chunk in candidates.chunks(IN_CHUNK) {
-            let used_by_msgs: HashSet<i64> = messages::Entity::find()
-                .select_only()
-                .column(messages::Column::ContactId)
-                .filter(messages::Column::ContactId.is_in(chunk.iter().copied()))
-                .into_tuple::<Option<i64>>()
-                .all(txn)
-                .await?
-                .into_iter()
-                .flatten()
-                .collect();
-            let used_by_tickets: HashSet<i64> = tickets::Entity::find()
-                .select_only()
-                .column(tickets::Column::RequesterId)
-                .filter(tickets::Column::RequesterId.is_in(chunk.iter().copied()))
-                .into_tuple::<Option<i64>>()
-                .all(txn)
-                .await?
-                .into_iter()
-                .flatten()
-                .collect();
+            let used_by_msgs: HashSet<i64> = ids_where::<messages::Entity, _>(
+                txn,
+                messages::Column::ContactId,
+                messages::Column::ContactId,
+                chunk,
+            )
+            .await?
+            .into_iter()
+            .collect();
+            let used_by_tickets: HashSet<i64> = ids_where::<tickets::Entity, _>(
+                txn,
+                tickets::Column::RequesterId,
+                tickets::Column::RequesterId,
+                chunk,
+            )
+            .await?
+            .into_iter()
+            .collect();
             let empty: Vec<i64> = chunk
                 .iter()
                 .copied()
@@ -369,11 +367,7 @@ impl Store {
         let txn = self.begin_write().await?;
         let mut counts = DeletionCounts::default();
         // Their tickets, whole.
-        let mut cond = sea_orm::Condition::any()
-            .add(tickets::Column::RequesterId.is_in(contact_ids.iter().copied()));
-        if let Some(cid) = customer_id {
-            cond = cond.add(tickets::Column::CustomerId.eq(cid));
-        }
+        let cond = tickets_of_person(customer_id, contact_ids);
         let ticket_ids: Vec<i64> = tickets::Entity::find()
             .select_only()
             .column(tickets::Column::Id)
@@ -382,25 +376,25 @@ impl Store {
             .all(&txn)
             .await?;
         for chunk in ticket_ids.chunks(IN_CHUNK) {
-            let ids: Vec<i64> = messages::Entity::find()
-                .select_only()
-                .column(messages::Column::Id)
-                .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&txn)
-                .await?;
+            let ids: Vec<i64> = ids_where::<messages::Entity, _>(
+                &txn,
+                messages::Column::Id,
+                messages::Column::TicketId,
+                chunk,
+            )
+            .await?;
             counts.add(&delete_messages_in(&txn, &ids, now).await?);
             counts.add(&delete_ticket_rows(&txn, chunk).await?);
         }
         // Their messages on other people's tickets.
         for chunk in contact_ids.chunks(IN_CHUNK) {
-            let ids: Vec<i64> = messages::Entity::find()
-                .select_only()
-                .column(messages::Column::Id)
-                .filter(messages::Column::ContactId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&txn)
-                .await?;
+            let ids: Vec<i64> = ids_where::<messages::Entity, _>(
+                &txn,
+                messages::Column::Id,
+                messages::Column::ContactId,
+                chunk,
+            )
+            .await?;
             counts.add(&delete_messages_in(&txn, &ids, now).await?);
         }
         counts.add(&self.delete_contact_rows(&txn, contact_ids, now).await?);
@@ -445,16 +439,15 @@ impl Store {
         let txn = self.begin_write().await?;
         let mut counts = DeletionCounts::default();
         for chunk in ids.chunks(IN_CHUNK) {
-            let busy: HashSet<i64> = tickets::Entity::find()
-                .select_only()
-                .column(tickets::Column::CustomerId)
-                .filter(tickets::Column::CustomerId.is_in(chunk.iter().copied()))
-                .into_tuple::<Option<i64>>()
-                .all(&txn)
-                .await?
-                .into_iter()
-                .flatten()
-                .collect();
+            let busy: HashSet<i64> = ids_where::<tickets::Entity, _>(
+                &txn,
+                tickets::Column::CustomerId,
+                tickets::Column::CustomerId,
+                chunk,
+            )
+            .await?
+            .into_iter()
+            .collect();
             let free: Vec<i64> = chunk
                 .iter()
                 .copied()
@@ -463,13 +456,13 @@ impl Store {
             if free.is_empty() {
                 continue;
             }
-            let contact_ids: Vec<i64> = contacts::Entity::find()
-                .select_only()
-                .column(contacts::Column::Id)
-                .filter(contacts::Column::CustomerId.is_in(free.iter().copied()))
-                .into_tuple()
-                .all(&txn)
-                .await?;
+            let contact_ids: Vec<i64> = ids_where::<contacts::Entity, _>(
+                &txn,
+                contacts::Column::Id,
+                contacts::Column::CustomerId,
+                &free,
+            )
+            .await?;
             counts.add(&self.delete_empty_contacts(&txn, &contact_ids, now).await?);
             // Contacts still in use (messages on other tickets) stay, unlinked.
             contacts::Entity::update_many()
@@ -522,6 +515,39 @@ impl Store {
     }
 }
 
+/// Tickets a person requested (any of their contacts) or that are filed under their
+/// customer record.
+fn tickets_of_person(customer_id: Option<i64>, contact_ids: &[i64]) -> sea_orm::Condition {
+    let cond = sea_orm::Condition::any()
+        .add(tickets::Column::RequesterId.is_in(contact_ids.iter().copied()));
+    match customer_id {
+        Some(cid) => cond.add(tickets::Column::CustomerId.eq(cid)),
+        None => cond,
+    }
+}
+
+/// The non-NULL values of column `select` in the rows of `E` whose `key` is one of
+/// `ids`, queried in chunks that fit a statement's bound-variable limit.
+async fn ids_where<E: EntityTrait, C: ConnectionTrait>(
+    db: &C,
+    select: E::Column,
+    key: E::Column,
+    ids: &[i64],
+) -> Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let rows: Vec<Option<i64>> = E::find()
+            .select_only()
+            .column(select)
+            .filter(key.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        out.extend(rows.into_iter().flatten());
+    }
+    Ok(out)
+}
+
 /// Deletes messages and what hangs off them (attachments, outbox entries that recorded
 /// them, now-unused blobs) and queues their index deletes.
 async fn delete_messages_in(
@@ -531,16 +557,15 @@ async fn delete_messages_in(
 ) -> Result<DeletionCounts> {
     let mut counts = DeletionCounts::default();
     for chunk in ids.chunks(IN_CHUNK) {
-        let blob_ids: HashSet<i64> = messages::Entity::find()
-            .select_only()
-            .column(messages::Column::BlobId)
-            .filter(messages::Column::Id.is_in(chunk.iter().copied()))
-            .into_tuple::<Option<i64>>()
-            .all(txn)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
+        let blob_ids: HashSet<i64> = ids_where::<messages::Entity, _>(
+            txn,
+            messages::Column::BlobId,
+            messages::Column::Id,
+            chunk,
+        )
+        .await?
+        .into_iter()
+        .collect();
         counts.attachments += attachments::Entity::delete_many()
             .filter(attachments::Column::MessageId.is_in(chunk.iter().copied()))
             .exec(txn)
@@ -565,16 +590,15 @@ async fn delete_messages_in(
         )
         .await?;
         if !blob_ids.is_empty() {
-            let still: HashSet<i64> = messages::Entity::find()
-                .select_only()
-                .column(messages::Column::BlobId)
-                .filter(messages::Column::BlobId.is_in(blob_ids.iter().copied()))
-                .into_tuple::<Option<i64>>()
-                .all(txn)
-                .await?
-                .into_iter()
-                .flatten()
-                .collect();
+            let still: HashSet<i64> = ids_where::<messages::Entity, _>(
+                txn,
+                messages::Column::BlobId,
+                messages::Column::BlobId,
+                &blob_ids.iter().copied().collect::<Vec<_>>(),
+            )
+            .await?
+            .into_iter()
+            .collect();
             let unused: Vec<i64> = blob_ids
                 .into_iter()
                 .filter(|b| !still.contains(b))
@@ -629,11 +653,7 @@ impl Store {
         customer_id: Option<i64>,
         contact_ids: &[i64],
     ) -> Result<Vec<tickets::Model>> {
-        let mut cond = sea_orm::Condition::any()
-            .add(tickets::Column::RequesterId.is_in(contact_ids.iter().copied()));
-        if let Some(cid) = customer_id {
-            cond = cond.add(tickets::Column::CustomerId.eq(cid));
-        }
+        let cond = tickets_of_person(customer_id, contact_ids);
         Ok(tickets::Entity::find()
             .filter(cond)
             .order_by_asc(tickets::Column::Number)
@@ -691,11 +711,7 @@ impl Store {
         let now = actor.now;
         let txn = self.begin_write().await?;
         let mut counts = DeletionCounts::default();
-        let mut cond = sea_orm::Condition::any()
-            .add(tickets::Column::RequesterId.is_in(contact_ids.iter().copied()));
-        if let Some(cid) = customer_id {
-            cond = cond.add(tickets::Column::CustomerId.eq(cid));
-        }
+        let cond = tickets_of_person(customer_id, contact_ids);
         let ticket_ids: Vec<i64> = tickets::Entity::find()
             .select_only()
             .column(tickets::Column::Id)
@@ -706,39 +722,38 @@ impl Store {
         let mut msg_ids: Vec<i64> = Vec::new();
         for chunk in ticket_ids.chunks(IN_CHUNK) {
             msg_ids.extend(
-                messages::Entity::find()
-                    .select_only()
-                    .column(messages::Column::Id)
-                    .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
-                    .into_tuple::<i64>()
-                    .all(&txn)
-                    .await?,
+                ids_where::<messages::Entity, _>(
+                    &txn,
+                    messages::Column::Id,
+                    messages::Column::TicketId,
+                    chunk,
+                )
+                .await?,
             );
         }
         for chunk in contact_ids.chunks(IN_CHUNK) {
             msg_ids.extend(
-                messages::Entity::find()
-                    .select_only()
-                    .column(messages::Column::Id)
-                    .filter(messages::Column::ContactId.is_in(chunk.iter().copied()))
-                    .into_tuple::<i64>()
-                    .all(&txn)
-                    .await?,
+                ids_where::<messages::Entity, _>(
+                    &txn,
+                    messages::Column::Id,
+                    messages::Column::ContactId,
+                    chunk,
+                )
+                .await?,
             );
         }
         msg_ids.sort_unstable();
         msg_ids.dedup();
         for chunk in msg_ids.chunks(IN_CHUNK) {
-            let blob_ids: Vec<i64> = messages::Entity::find()
-                .select_only()
-                .column(messages::Column::BlobId)
-                .filter(messages::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple::<Option<i64>>()
-                .all(&txn)
-                .await?
-                .into_iter()
-                .flatten()
-                .collect();
+            let blob_ids: Vec<i64> = ids_where::<messages::Entity, _>(
+                &txn,
+                messages::Column::BlobId,
+                messages::Column::Id,
+                chunk,
+            )
+            .await?
+            .into_iter()
+            .collect();
             counts.messages += messages::Entity::update_many()
                 .col_expr(messages::Column::Subject, Expr::value("[erased]"))
                 .col_expr(messages::Column::BodyText, Expr::value(""))
