@@ -9,6 +9,7 @@ mod m20261125_000001_foundation;
 mod m20261125_000002_outbound;
 mod m20261125_000003_privacy;
 mod m20261125_000004_filter;
+mod m20261125_000005_delete_indexes;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_outbound::Migration),
             Box::new(m20261125_000003_privacy::Migration),
             Box::new(m20261125_000004_filter::Migration),
+            Box::new(m20261125_000005_delete_indexes::Migration),
         ]
     }
 }

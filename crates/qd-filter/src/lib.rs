@@ -209,6 +209,7 @@ impl Filter {
             uncertain: class == Class::Ham && score >= t.ham,
             reject: class == Class::Virus || score >= t.reject,
             tags,
+            infected: sig.infected,
         }
     }
 }

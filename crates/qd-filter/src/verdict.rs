@@ -60,6 +60,9 @@ pub struct Verdict {
     /// At or above the reject threshold (or a virus): may be refused at SMTP time.
     #[serde(default)]
     pub reject: bool,
+    /// SHA-256 digests of the parts a virus signature matched (to quarantine them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub infected: Vec<String>,
 }
 
 /// Default weights: (tag, weight, why). Positive is spam evidence, negative ham evidence.

@@ -19,10 +19,10 @@ use qd_mail::outgoing::{
 };
 use qd_mail::ParsedMail;
 use qd_store::{sender_hash, EnqueueOutcome, NewOutboxEntry, OutboxKind, Store, StoredMessage};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The `[ack]` section of the configuration file, as written.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AckConfig {
     /// Send acknowledgements at all.
@@ -264,14 +264,13 @@ pub fn outbox_entry(
 /// again inside the enqueue transaction, so a burst from one sender stays within it.
 pub async fn acknowledge(
     store: &Store,
-    raw: &[u8],
+    headers: &LoopHeaders,
     parsed: &ParsedMail,
     stored: &StoredMessage,
     verdict_is_spam: bool,
     settings: &AckSettings,
     now: DateTime<Utc>,
 ) -> Result<AckOutcome, qd_store::Error> {
-    let headers = LoopHeaders::from_raw(raw);
     let hash = parsed.from.as_ref().map(|a| sender_hash(&a.addr));
     let sent = match &hash {
         Some(h) => store.acks_in_last_day(h, now).await?,
@@ -279,7 +278,7 @@ pub async fn acknowledge(
     };
     let msg = match plan_acknowledgement(
         parsed,
-        &headers,
+        headers,
         stored,
         verdict_is_spam,
         settings,

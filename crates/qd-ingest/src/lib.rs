@@ -10,6 +10,7 @@ pub mod ack;
 pub mod imap;
 pub mod pipeline;
 pub mod source;
+pub mod steps;
 
 pub use pipeline::{
     import_path, new_message, prepare_blob, source_key, Failure, ImportSettings, ImportSummary,

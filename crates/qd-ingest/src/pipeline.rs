@@ -417,6 +417,7 @@ pub fn new_message(
                 content_type: a.content_type,
                 size: a.size as i64,
                 digest: a.sha256,
+                quarantined: false,
             })
             .collect(),
         defects: parsed
@@ -428,5 +429,6 @@ pub fn new_message(
         source_position,
         blob: Some(blob),
         team,
+        verdict: None,
     }
 }

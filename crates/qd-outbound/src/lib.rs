@@ -23,7 +23,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use qd_core::{Clock, Direction};
 use qd_mail::bounce::{parse_bounce, Bounce};
 use qd_store::{NewAttachment, NewMessage, OutboxEntry, PreparedBlob, Store};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What went wrong in the worker (delivery failures are outcomes, not errors).
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub enum Error {
 }
 
 /// Transport security of the SMTP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     /// Plain text (only for a relay on localhost or a trusted network).
@@ -53,7 +53,7 @@ pub enum TlsMode {
 }
 
 /// The `[smtp]` section of the configuration file.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
     /// SMTP relay host name (also the name checked against its certificate).
@@ -425,6 +425,7 @@ fn to_new_message(raw: &[u8], now: DateTime<Utc>, direction: Direction) -> NewMe
                 content_type: a.content_type,
                 size: a.size as i64,
                 digest: a.sha256,
+                quarantined: false,
             })
             .collect(),
         defects: parsed
@@ -436,6 +437,7 @@ fn to_new_message(raw: &[u8], now: DateTime<Utc>, direction: Direction) -> NewMe
         source_position: None,
         blob: PreparedBlob::prepare(raw).ok(),
         team: None,
+        verdict: None,
     }
 }
 

@@ -109,13 +109,22 @@ impl SearchWriter {
 
         // Only ids and counts outlive this block: a live `SegmentMeta` keeps its segment's
         // files from the garbage collector.
-        let (ids, deleted) = {
+        let (groups, segments, deleted) = {
             let metas = index.index.searchable_segment_metas()?;
             let deleted: u64 = metas.iter().map(|m| u64::from(m.num_deleted_docs())).sum();
-            (metas.iter().map(|m| m.id()).collect::<Vec<_>>(), deleted)
+            let with_deletes: Vec<(tantivy::index::SegmentId, u32)> = metas
+                .iter()
+                .filter(|m| m.num_deleted_docs() > 0)
+                .map(|m| (m.id(), m.max_doc()))
+                .collect();
+            (merge_groups(with_deletes), metas.len(), deleted)
         };
-        if ids.len() > 1 || deleted > 0 {
-            writer.merge(&ids).wait()?;
+        // Only segments holding deleted documents are rewritten, in two groups of about
+        // equal size merged at the same time (a merge is single-threaded; the writer runs
+        // merges on its own pool).
+        let merges: Vec<_> = groups.iter().map(|g| writer.merge(g)).collect();
+        for m in merges {
+            m.wait()?;
         }
         // Our reader still holds the old segments, which keeps their files from the
         // garbage collector; move it to the merged segment first.
@@ -123,11 +132,32 @@ impl SearchWriter {
         let removed = writer.garbage_collect_files().wait()?;
         writer.wait_merging_threads()?;
         tracing::info!(
-            segments = ids.len(),
+            segments,
+            merged = groups.iter().map(Vec::len).sum::<usize>(),
             deleted,
             removed_files = removed.deleted_files.len(),
             "search index merged to drop deleted documents"
         );
         Ok(())
     }
+}
+
+/// Splits the segments to rewrite into at most two groups of about equal size (largest
+/// first, each to the lighter group). A single segment is merged alone: a merge of one
+/// segment rewrites it without its deleted documents.
+fn merge_groups(
+    mut segments: Vec<(tantivy::index::SegmentId, u32)>,
+) -> Vec<Vec<tantivy::index::SegmentId>> {
+    segments.sort_by_key(|s| std::cmp::Reverse(s.1));
+    let mut groups: [(u64, Vec<tantivy::index::SegmentId>); 2] = Default::default();
+    for (id, docs) in segments {
+        let lighter = if groups[0].0 <= groups[1].0 { 0 } else { 1 };
+        groups[lighter].0 += u64::from(docs);
+        groups[lighter].1.push(id);
+    }
+    groups
+        .into_iter()
+        .map(|(_, ids)| ids)
+        .filter(|ids| !ids.is_empty())
+        .collect()
 }

@@ -69,6 +69,20 @@ pub struct NewMessage {
     pub blob: Option<PreparedBlob>,
     /// Team a new ticket is routed to.
     pub team: Option<String>,
+    /// The filter's verdict, when the message was judged.
+    pub verdict: Option<MessageVerdict>,
+}
+
+/// A filter verdict as the store keeps it (the filter crate's types stay out of the store).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageVerdict {
+    /// `ham`, `spam` or `virus`.
+    pub class: String,
+    pub score: f64,
+    /// The tags that fired, as JSON (`[{name, score, detail}]`).
+    pub tags_json: String,
+    /// Held back from the inbox until staff release it (spam and virus verdicts).
+    pub quarantined: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +91,8 @@ pub struct NewAttachment {
     pub content_type: String,
     pub size: i64,
     pub digest: String,
+    /// A signature matched this part: it is withheld from staff.
+    pub quarantined: bool,
 }
 
 /// How far a source got; written with the batch.
@@ -515,10 +531,10 @@ impl Store {
                 size: Set(m.size),
                 content_hash: Set(m.content_hash.clone()),
                 has_attachments: Set(!m.attachments.is_empty()),
-                verdict_class: Set(None),
-                verdict_score: Set(None),
-                verdict_tags: Set(None),
-                quarantined: Set(false),
+                verdict_class: Set(m.verdict.as_ref().map(|v| v.class.clone())),
+                verdict_score: Set(m.verdict.as_ref().map(|v| v.score)),
+                verdict_tags: Set(m.verdict.as_ref().map(|v| v.tags_json.clone())),
+                quarantined: Set(m.verdict.as_ref().is_some_and(|v| v.quarantined)),
                 defects: Set(json(&m.defects)),
                 source: Set(m.source.clone()),
                 source_position: Set(m.source_position.clone()),
@@ -568,7 +584,7 @@ impl Store {
                     content_type: Set(a.content_type.clone()),
                     size: Set(a.size),
                     digest: Set(a.digest.clone()),
-                    quarantined: Set(false),
+                    quarantined: Set(a.quarantined),
                 });
             }
             queue_rows.push(queue_row(message_db_id, "upsert", now));

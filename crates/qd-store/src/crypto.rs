@@ -87,6 +87,33 @@ impl MasterKey {
     }
 }
 
+/// Opens a sealed data key to its raw bytes (for re-sealing under a new master key).
+pub(crate) fn unwrap_raw(
+    master: &MasterKey,
+    scope: &str,
+    wrapped: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let raw = Zeroizing::new(open_with(
+        &master.cipher(),
+        wrapped,
+        &key_aad(scope),
+        scope,
+    )?);
+    if raw.len() != KEY_LEN {
+        return Err(CryptoError::Open(scope.to_string()));
+    }
+    Ok(raw)
+}
+
+/// Seals raw data-key bytes under `master` for `scope`.
+pub(crate) fn wrap_raw(
+    master: &MasterKey,
+    scope: &str,
+    raw: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    seal_with(&master.cipher(), raw, &key_aad(scope))
+}
+
 /// One scope's data key.
 pub(crate) struct DataKey(XChaCha20Poly1305);
 
@@ -141,7 +168,7 @@ impl DataKey {
     ) -> Result<(DataKey, Vec<u8>), CryptoError> {
         let mut raw = Zeroizing::new([0u8; KEY_LEN]);
         OsRng.fill_bytes(&mut *raw);
-        let wrapped = seal_with(&master.cipher(), raw.as_slice(), &key_aad(scope))?;
+        let wrapped = wrap_raw(master, scope, raw.as_slice())?;
         Ok((DataKey(XChaCha20Poly1305::new((&*raw).into())), wrapped))
     }
 
@@ -150,15 +177,7 @@ impl DataKey {
         scope: &str,
         wrapped: &[u8],
     ) -> Result<DataKey, CryptoError> {
-        let raw = Zeroizing::new(open_with(
-            &master.cipher(),
-            wrapped,
-            &key_aad(scope),
-            scope,
-        )?);
-        if raw.len() != KEY_LEN {
-            return Err(CryptoError::Open(scope.to_string()));
-        }
+        let raw = unwrap_raw(master, scope, wrapped)?;
         Ok(DataKey(XChaCha20Poly1305::new(raw.as_slice().into())))
     }
 

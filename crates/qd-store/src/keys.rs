@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
-use crate::crypto::{CryptoError, DataKey, KeyRing};
+use crate::crypto::{CryptoError, DataKey, KeyRing, MasterKey};
 use crate::entity::{blob_keys, blobs};
 use crate::{Error, Result};
 
@@ -155,4 +155,72 @@ pub(crate) async fn open_blob<C: ConnectionTrait>(
         )?);
     }
     Ok(crate::blob::decode(&b.codec, &b.data, &b.digest)?)
+}
+
+/// What [`rewrap_all`] and [`check_all`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyReport {
+    /// Live data keys (opened, and re-sealed when rotating).
+    pub live: u64,
+    /// Tombstones of destroyed keys (erased people).
+    pub destroyed: u64,
+}
+
+/// Visits every `blob_keys` row in id order, a page at a time, opening each live key
+/// with `old`; with `new`, re-seals it and writes it back. Stops at the first key that
+/// does not open (wrong master key): in a transaction, nothing has changed then.
+async fn visit_keys<C: ConnectionTrait>(
+    conn: &C,
+    old: &MasterKey,
+    new: Option<&MasterKey>,
+) -> Result<KeyReport> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let mut report = KeyReport::default();
+    let mut after = 0i64;
+    loop {
+        let rows = blob_keys::Entity::find()
+            .filter(blob_keys::Column::Id.gt(after))
+            .order_by_asc(blob_keys::Column::Id)
+            .limit(1000)
+            .all(conn)
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(report);
+        };
+        after = last.id;
+        for r in rows {
+            let Some(wrapped) = r.wrapped_key else {
+                report.destroyed += 1;
+                continue;
+            };
+            let raw = crate::crypto::unwrap_raw(old, &r.scope, &wrapped)?;
+            report.live += 1;
+            if let Some(new) = new {
+                let rewrapped = crate::crypto::wrap_raw(new, &r.scope, &raw)?;
+                blob_keys::Entity::update_many()
+                    .col_expr(blob_keys::Column::WrappedKey, Expr::value(rewrapped))
+                    .filter(blob_keys::Column::Id.eq(r.id))
+                    .exec(conn)
+                    .await?;
+            }
+        }
+    }
+}
+
+/// Re-seals every live data key under `new` (master-key rotation). The caller runs it in
+/// one transaction: either every key moves to the new master key or none does.
+pub(crate) async fn rewrap_all<C: ConnectionTrait>(
+    txn: &C,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<KeyReport> {
+    visit_keys(txn, old, Some(new)).await
+}
+
+/// Opens every live data key with `master` without changing anything.
+pub(crate) async fn check_all<C: ConnectionTrait>(
+    conn: &C,
+    master: &MasterKey,
+) -> Result<KeyReport> {
+    visit_keys(conn, master, None).await
 }

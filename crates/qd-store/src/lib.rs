@@ -25,11 +25,13 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
 pub use batch::{
-    BatchOutcome, BatchSettings, Checkpoint, NewAttachment, NewMessage, StoredMessage,
+    BatchOutcome, BatchSettings, Checkpoint, MessageVerdict, NewAttachment, NewMessage,
+    StoredMessage,
 };
 pub use blob::{BlobError, PreparedBlob};
 pub use crypto::{CryptoError, MasterKey};
 pub use erase::{DeletionCounts, QuarantineRow, RetentionRow};
+pub use keys::KeyReport;
 pub use outbox::{
     sender_hash, EnqueueOutcome, NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStatus, WriteTxn,
 };
@@ -138,6 +140,26 @@ impl Store {
     pub fn with_master_key(mut self, master: crypto::MasterKey) -> Store {
         self.keys = Some(std::sync::Arc::new(crypto::KeyRing::new(master)));
         self
+    }
+
+    /// Master-key rotation: re-seals every live data key under `new`, in one transaction
+    /// (all keys move or none), and returns the store working with the new key. Sealed
+    /// blobs are untouched (they are sealed by data keys, which do not change). Old
+    /// backups keep opening only with the old master key: retiring it is what makes the
+    /// keys an erasure destroyed unreadable in those backups too.
+    pub async fn rotate_master_key(self, new: crypto::MasterKey) -> Result<(Store, KeyReport)> {
+        let old = self.keys.as_ref().ok_or(Error::NoMasterKey)?.master.clone();
+        let txn = self.begin_write().await?;
+        let report = keys::rewrap_all(&txn, &old, &new).await?;
+        txn.commit().await?;
+        Ok((self.with_master_key(new), report))
+    }
+
+    /// Opens every live data key with the configured master key, changing nothing: the
+    /// check to run after restoring a backup or before retiring an old key.
+    pub async fn check_master_key(&self) -> Result<KeyReport> {
+        let ring = self.keys.as_ref().ok_or(Error::NoMasterKey)?;
+        keys::check_all(&self.db, &ring.master).await
     }
 
     pub fn backend(&self) -> Backend {

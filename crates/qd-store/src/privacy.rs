@@ -650,23 +650,35 @@ async fn set_status_in<C: ConnectionTrait>(
 }
 
 impl Store {
-    /// Every contact with the number of messages filed under it (for benchmarks and the
-    /// dry-run overview).
+    /// Every contact with the number of messages in the tickets it opened (for the
+    /// retention benchmark: the share of mail a status change makes due).
     pub async fn contact_message_counts(&self) -> Result<Vec<(i64, String, u64)>> {
         use crate::entity::messages;
-        use sea_orm::QuerySelect;
-        let counts: Vec<(Option<i64>, i64)> = messages::Entity::find()
-            .select_only()
-            .column(messages::Column::ContactId)
-            .column_as(messages::Column::Id.count(), "n")
-            .group_by(messages::Column::ContactId)
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        let by_id: std::collections::HashMap<i64, i64> = counts
-            .into_iter()
-            .filter_map(|(c, n)| c.map(|c| (c, n)))
-            .collect();
+        use sea_orm::sea_query::{Alias, Query};
+        // Messages of the tickets each contact opened: what a retention decision about
+        // the contact (as requester) covers.
+        let q = Query::select()
+            .column((tickets::Entity, tickets::Column::RequesterId))
+            .expr_as(
+                Expr::col((messages::Entity, messages::Column::Id)).count(),
+                Alias::new("n"),
+            )
+            .from(messages::Entity)
+            .inner_join(
+                tickets::Entity,
+                Expr::col((tickets::Entity, tickets::Column::Id))
+                    .equals((messages::Entity, messages::Column::TicketId)),
+            )
+            .group_by_col((tickets::Entity, tickets::Column::RequesterId))
+            .to_owned();
+        let mut by_id: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+        for row in self.db.query_all(&q).await? {
+            let requester: Option<i64> = row.try_get_by_index(0)?;
+            let n: i64 = row.try_get_by_index(1)?;
+            if let Some(r) = requester {
+                by_id.insert(r, n);
+            }
+        }
         let all = contacts::Entity::find()
             .order_by_asc(contacts::Column::Id)
             .all(&self.db)

@@ -62,6 +62,8 @@ pub struct Dovecot {
     imaps_port: Option<u16>,
     users: Vec<(String, String)>,
     delivered: AtomicU64,
+    /// Configuration lines appended to the generated file.
+    extra_conf: String,
 }
 
 impl std::fmt::Debug for Dovecot {
@@ -77,6 +79,25 @@ impl std::fmt::Debug for Dovecot {
 impl Dovecot {
     /// Starts a server with these `(user, password)` pairs.
     pub fn start(users: &[(&str, &str)], tls: DovecotTls) -> Result<Dovecot, DovecotError> {
+        Dovecot::start_with(users, tls, "")
+    }
+
+    /// One user `user`/`pass`, no TLS, and no IDLE in the capabilities: a server that
+    /// clients must poll.
+    pub fn start_without_idle() -> Result<Dovecot, DovecotError> {
+        Dovecot::start_with(
+            &[("user", "pass")],
+            DovecotTls::Off,
+            "imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE UIDPLUS MOVE NAMESPACE\n",
+        )
+    }
+
+    /// Like [`Dovecot::start`], with `extra_conf` appended to the generated configuration.
+    pub fn start_with(
+        users: &[(&str, &str)],
+        tls: DovecotTls,
+        extra_conf: &str,
+    ) -> Result<Dovecot, DovecotError> {
         if !Path::new(DOVECOT).exists() {
             return Err(DovecotError::NotInstalled(DOVECOT));
         }
@@ -114,6 +135,7 @@ impl Dovecot {
             imaps_port,
             users,
             delivered: AtomicU64::new(0),
+            extra_conf: extra_conf.to_string(),
         };
         d.write_config()?;
         d.spawn()?;
@@ -151,7 +173,8 @@ impl Dovecot {
              service imap-login {{\n  inet_listener imap {{\n    port = {port}\n  }}\n  \
              inet_listener imaps {{\n    port = {imaps}\n  }}\n}}\n\
              service stats {{\n  inet_listener http {{\n    port = 0\n  }}\n}}\n\
-             protocol imap {{\n  mail_max_userip_connections = 100\n}}\n",
+             protocol imap {{\n  mail_max_userip_connections = 100\n}}\n{extra}",
+            extra = self.extra_conf,
             pid = std::process::id(),
             port = self.port,
             imaps = self.imaps_port.unwrap_or(0),

@@ -9,11 +9,13 @@
 mod clamd;
 mod dovecot;
 mod pg;
+mod proxy;
 mod smtp;
 
 pub use clamd::Clamd;
 pub use dovecot::{Dovecot, DovecotError, DovecotTls};
 pub use pg::{PgDatabase, DEFAULT_PG_URL, PG_URL_ENV};
+pub use proxy::StallProxy;
 pub use smtp::{Captured, SinkMode, SmtpSink, SmtpSinkError};
 
 use std::net::{Ipv4Addr, TcpListener};

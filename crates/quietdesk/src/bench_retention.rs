@@ -88,13 +88,15 @@ pub async fn run(settings: &Settings, args: &BenchRetentionArgs) -> Result<ExitC
         t.elapsed().as_secs_f64()
     );
 
-    // 2. The retention run, as `quietdesk retention run` does it.
+    // 2. The retention run, as `quietdesk retention run` does it, on a clock 400 days
+    // ahead: every former customer's mail is then past the 12-month floor too (synthetic
+    // mail runs up to the import day), so the due share is the one asked for.
     let t = Instant::now();
     let report = qd_retention::run(
         &store,
         &settings.retention,
         &qd_retention::RunOptions {
-            now: Utc::now(),
+            now: Utc::now() + chrono::TimeDelta::days(400),
             dry_run: false,
             list_limit: 0,
         },
@@ -126,7 +128,7 @@ pub async fn run(settings: &Settings, args: &BenchRetentionArgs) -> Result<ExitC
             let parsed = qd_mail::parse(raw.as_bytes());
             let blob = qd_ingest::prepare_blob(raw.as_bytes(), false)?;
             batch.push(qd_ingest::new_message(parsed, blob, None, None, None, now));
-            if batch.len() == 2000 {
+            if batch.len() == 2000 || i + 1 == args.erase_messages {
                 store
                     .store_batch(
                         &mut batch,
@@ -139,18 +141,6 @@ pub async fn run(settings: &Settings, args: &BenchRetentionArgs) -> Result<ExitC
                     .await?;
                 batch.clear();
             }
-        }
-        if !batch.is_empty() {
-            store
-                .store_batch(
-                    &mut batch,
-                    None,
-                    &BatchSettings {
-                        ticket_ref: &settings.ticket_ref,
-                        now,
-                    },
-                )
-                .await?;
         }
         store
             .set_customer_status(

@@ -52,6 +52,9 @@ pub enum Command {
     /// Retention: delete what the policy says is due.
     #[command(subcommand)]
     Retention(crate::privacy_cmd::RetentionCommand),
+    /// The master key: check that it opens every data key, rotate it.
+    #[command(subcommand)]
+    Keys(crate::keys_cmd::KeysCommand),
     /// Counts of what the store holds.
     Stats(JsonFlag),
     /// Benchmarks and their data generator.

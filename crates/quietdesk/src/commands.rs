@@ -26,6 +26,11 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> Result<ExitCode> {
         .iter()
         .find(|(k, _)| k == "QUIETDESK_MASTER_KEY")
         .map(|(_, v)| v.clone());
+    if let Some(smtp) = settings.smtp.as_mut() {
+        if let Some((_, v)) = env.iter().find(|(k, _)| k == "QUIETDESK_SMTP_PASSWORD") {
+            smtp.password = Some(v.clone());
+        }
+    }
     settings.actor = cli
         .global
         .actor
@@ -56,6 +61,7 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> Result<ExitCode> {
         Command::Filter(cmd) => crate::filter_cmd::run(&settings, cmd),
         Command::Retention(cmd) => crate::privacy_cmd::retention(&settings, cmd).await,
         Command::Stats(flag) => stats(&settings, flag.json).await,
+        Command::Keys(cmd) => crate::keys_cmd::run(&settings, cmd).await,
         Command::Bench(cmd) => crate::bench::run(&settings, cmd).await,
     }
 }
@@ -86,20 +92,24 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
 /// `<data_dir>/master.key` — created (mode 0600) only while no sealed key exists, so a
 /// lost key file is an error instead of a silent new key that cannot open old mail.
 async fn master_key(settings: &Settings, store: &Store) -> Result<qd_store::MasterKey> {
-    if let Some(hex) = &settings.master_key_hex {
-        return qd_store::MasterKey::parse_hex(hex).context("QUIETDESK_MASTER_KEY");
-    }
-    let path = settings
-        .master_key_file
-        .clone()
-        .unwrap_or_else(|| settings.data_dir.join("master.key"));
+    let path = match crate::keys_cmd::KeySource::of(settings) {
+        crate::keys_cmd::KeySource::Env => {
+            let hex = settings.master_key_hex.as_deref().unwrap_or_default();
+            return qd_store::MasterKey::parse_hex(hex).context("QUIETDESK_MASTER_KEY");
+        }
+        crate::keys_cmd::KeySource::File(path) => path,
+    };
     match std::fs::read_to_string(&path) {
-        Ok(text) => qd_store::MasterKey::parse_hex(&text)
-            .with_context(|| format!("master key file {}", path.display())),
+        Ok(text) => {
+            let key = qd_store::MasterKey::parse_hex(&text)
+                .with_context(|| format!("master key file {}", path.display()))?;
+            crate::keys_cmd::finish_interrupted_rotation(store, &path, key).await
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if store.sealed_key_count().await? > 0 {
                 anyhow::bail!(
-                    "the master key file {} is missing, but the store holds sealed keys:                      restore the file or set QUIETDESK_MASTER_KEY",
+                    "the master key file {} is missing, but the store holds sealed keys: \
+                     restore the file or set QUIETDESK_MASTER_KEY",
                     path.display()
                 );
             }
@@ -113,7 +123,7 @@ async fn master_key(settings: &Settings, store: &Store) -> Result<qd_store::Mast
     }
 }
 
-fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -230,6 +240,27 @@ async fn serve(settings: &Settings, env: &[(String, String)]) -> Result<ExitCode
     let ingest_stop = tokio_util::sync::CancellationToken::new();
     let ingester = crate::ingest_cmd::spawn_for_serve(settings, &store, env, ingest_stop.clone())?;
 
+    // Outbox worker: sends acknowledgements (and later staff replies) through [smtp].
+    let outbox_task = match &settings.smtp {
+        Some(smtp) => {
+            let worker = qd_outbound::Worker::new(smtp.clone()).context("[smtp]")?;
+            let store = store.clone();
+            let stop = ingest_stop.clone();
+            info!("outbox worker starting");
+            Some(tokio::spawn(async move {
+                worker
+                    .run(&store, &SystemClock, stop.cancelled_owned())
+                    .await
+            }))
+        }
+        None => {
+            if settings.ack.is_some() {
+                warn!("[ack] is configured but [smtp] is not: acknowledgements wait in the outbox");
+            }
+            None
+        }
+    };
+
     // Retention worker: evaluates the policy on a schedule; its deletes reach the index
     // through the queue the indexer above follows (and merges away).
     let retention_stop = ingest_stop.clone();
@@ -270,6 +301,9 @@ async fn serve(settings: &Settings, env: &[(String, String)]) -> Result<ExitCode
     }
     if let Some(task) = ingester {
         task.await.context("IMAP ingester task")??;
+    }
+    if let Some(task) = outbox_task {
+        task.await.context("outbox worker task")??;
     }
     server.await.context("web server task")??;
     indexer_task.await.context("indexer task")??;

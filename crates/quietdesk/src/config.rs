@@ -25,6 +25,12 @@ pub struct RawConfig {
     pub retention: RawRetention,
     /// The header-and-signature filter (see qd_filter::FilterSettings).
     pub filter: qd_filter::FilterSettings,
+    /// Acknowledgements of new tickets (none unless configured).
+    #[serde(default)]
+    pub ack: Option<qd_ingest::ack::AckConfig>,
+    /// The SMTP relay the outbox worker sends through (none unless configured).
+    #[serde(default)]
+    pub smtp: Option<qd_outbound::SmtpSettings>,
     pub log: RawLog,
 }
 
@@ -70,6 +76,8 @@ pub struct RawIngest {
     pub batch_size: usize,
     /// Team that new tickets from imports are routed to (empty: none).
     pub team: String,
+    /// Judge IMAP mail with the `[filter]` before it is stored.
+    pub filter: bool,
     /// IMAP mailboxes to ingest from (`[[ingest.mailboxes]]`; none by default).
     #[serde(default)]
     pub mailboxes: Vec<qd_ingest::imap::MailboxConfig>,
@@ -151,6 +159,7 @@ impl Default for RawConfig {
                 max_message_bytes: 50 * 1024 * 1024,
                 batch_size: 2000,
                 team: String::new(),
+                filter: true,
                 mailboxes: Vec::new(),
             },
             search: RawSearch {
@@ -177,6 +186,8 @@ impl Default for RawConfig {
                 }
             },
             filter: qd_filter::FilterSettings::default(),
+            ack: None,
+            smtp: None,
             log: RawLog {
                 level: "info".into(),
             },
@@ -212,6 +223,13 @@ pub struct Settings {
     pub retention: qd_core::RetentionPolicy,
     pub retention_every: Option<std::time::Duration>,
     pub filter: qd_filter::FilterSettings,
+    /// Judge ingested mail with `filter`.
+    pub filter_ingest: bool,
+    /// Acknowledgement settings (validated), when `[ack]` is configured.
+    pub ack: Option<qd_ingest::ack::AckSettings>,
+    /// The outbox worker's relay, when `[smtp]` is configured (password from
+    /// `QUIETDESK_SMTP_PASSWORD`, set by `commands::run`).
+    pub smtp: Option<qd_outbound::SmtpSettings>,
 }
 
 /// Merges defaults, the file (if any) and the environment.
@@ -285,7 +303,24 @@ impl RawConfig {
                 bail!("ingest.mailboxes: the name {} is used twice", m.name);
             }
         }
+        let ack = match &self.ack {
+            Some(a) => {
+                // Message-IDs of our mail use the relay's domain, else the From domain.
+                let domain = match &self.smtp {
+                    Some(s) => s.our_domain.clone(),
+                    None => a.from.rsplit('@').next().unwrap_or("localhost").to_string(),
+                };
+                Some(
+                    qd_ingest::ack::AckSettings::from_config(a, ticket_ref.clone(), &domain)
+                        .context("[ack]")?,
+                )
+            }
+            None => None,
+        };
         Ok(Settings {
+            filter_ingest: self.ingest.filter,
+            ack,
+            smtp: self.smtp,
             index_dir: data_dir.join("index"),
             data_dir,
             database_url,

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use qd_core::SystemClock;
 use qd_ingest::imap::{self, IngestContext, MailboxConfig, Secret};
+use qd_ingest::steps::Steps;
 use qd_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -81,13 +82,27 @@ fn mailboxes(
     }
 }
 
-fn context(settings: &Settings, store: Store) -> IngestContext {
-    IngestContext {
+/// The ingest context with the pipeline steps the configuration asks for: the filter
+/// (`ingest.filter`) before the store, acknowledgements (`[ack]`) after it.
+fn context(settings: &Settings, store: Store) -> Result<IngestContext> {
+    let clock: Arc<dyn qd_core::Clock> = Arc::new(SystemClock);
+    let mut steps = Steps::new(store.clone(), clock.clone());
+    let mut any = false;
+    if settings.filter_ingest {
+        let filter = qd_filter::Filter::new(settings.filter.clone()).context("[filter]")?;
+        steps = steps.with_filter(Arc::new(filter));
+        any = true;
+    }
+    if let Some(ack) = &settings.ack {
+        steps = steps.with_ack(ack.clone());
+        any = true;
+    }
+    Ok(IngestContext {
         store,
         settings: settings.ingest.clone(),
-        clock: Arc::new(SystemClock),
-        hook: None,
-    }
+        clock,
+        hook: any.then(|| Arc::new(steps) as Arc<dyn imap::AfterStore>),
+    })
 }
 
 pub async fn ingest(
@@ -100,7 +115,7 @@ pub async fn ingest(
         bail!("no mailboxes: configure [[ingest.mailboxes]] or pass --mailbox imap://user@host/FOLDER");
     }
     let store = crate::commands::open_store(settings).await?;
-    let ctx = context(settings, store.clone());
+    let ctx = context(settings, store.clone())?;
     if !args.once {
         let shutdown = CancellationToken::new();
         let mut task = tokio::spawn(imap::run(ctx, mailboxes, shutdown.clone()));
@@ -161,6 +176,6 @@ pub fn spawn_for_serve(
         return Ok(None);
     }
     info!(mailboxes = mailboxes.len(), "IMAP ingester starting");
-    let ctx = context(settings, store.clone());
+    let ctx = context(settings, store.clone())?;
     Ok(Some(tokio::spawn(imap::run(ctx, mailboxes, shutdown))))
 }

@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod filter_cmd;
 mod ingest_cmd;
+mod keys_cmd;
 mod privacy_cmd;
 
 use std::process::ExitCode;

@@ -276,14 +276,15 @@ impl SignatureDb {
     }
 
     /// Hash matches over the view's digests (no bytes needed).
-    fn hash_matches(&self, view: &MessageView) -> Vec<String> {
+    /// (signature name, part index) of every hash match.
+    fn hash_matches(&self, view: &MessageView) -> Vec<(String, usize)> {
         let mut found = Vec::new();
-        for part in view.parts() {
+        for (index, part) in view.parts().iter().enumerate() {
             let sized = |list: Option<&Vec<(Option<u64>, String)>>| {
                 list.into_iter()
                     .flatten()
                     .filter(|(size, _)| size.is_none_or(|s| s == part.decoded_size))
-                    .map(|(_, n)| n.clone())
+                    .map(|(_, n)| (n.clone(), index))
                     .collect::<Vec<_>>()
             };
             if let Some(md5) = &part.md5 {
@@ -317,6 +318,8 @@ impl AttachmentScanner for PatternScan<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct SignatureOutcome {
     pub(crate) viruses: Vec<String>,
+    /// SHA-256 digests of the parts a signature matched.
+    pub(crate) infected: Vec<String>,
     pub(crate) clamd_unreachable: bool,
 }
 
@@ -327,13 +330,17 @@ pub(crate) fn check(
     hits: &mut Hits,
 ) -> SignatureOutcome {
     let mut out = SignatureOutcome::default();
-    let mut names = db.hash_matches(view);
+    let digest = |part: usize| view.parts().get(part).and_then(|p| p.sha256.clone());
+    let mut names = Vec::new();
+    for (name, part) in db.hash_matches(view) {
+        names.push(name);
+        out.infected.extend(digest(part));
+    }
     if !view.attachments().is_empty() {
-        names.extend(
-            view.scan_with(&PatternScan { db })
-                .into_iter()
-                .map(|h| h.name),
-        );
+        for hit in view.scan_with(&PatternScan { db }) {
+            out.infected.extend(digest(hit.part));
+            names.push(hit.name);
+        }
         if let Some(client) = clamd {
             let scan = ClamdScan {
                 client,
@@ -347,10 +354,13 @@ pub(crate) fn check(
             }
             for hit in found {
                 hits.add("VIRUS_CLAMD", hit.name.clone());
+                out.infected.extend(digest(hit.part));
                 out.viruses.push(hit.name);
             }
         }
     }
+    out.infected.sort();
+    out.infected.dedup();
     names.sort();
     names.dedup();
     if !names.is_empty() {

@@ -112,6 +112,10 @@ fn clam_exe_attachment_matches_hash_and_pattern_signatures() {
         assert!(names.contains(expected), "{names}");
     }
     assert!(v.reject);
+    // The verdict names the infected part by its digest, so the store can quarantine
+    // that attachment and no other.
+    let sha = hex::encode(sha2::Sha256::digest(testfile("clam.exe")));
+    assert_eq!(v.infected, vec![sha]);
 }
 
 #[test]

@@ -94,22 +94,31 @@ impl ImapError {
 /// An error of the pipeline hook; logged, never fatal to ingestion (the mail is stored).
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What the pipeline keeps of an arrived message for the steps after the commit.
+pub struct Arrived {
+    pub parsed: ParsedMail,
+    /// The loop-relevant header fields, read from the raw message.
+    pub loop_headers: qd_mail::autoreply::LoopHeaders,
+}
+
 /// One committed batch, as the hook sees it.
 pub struct StoredBatch<'a> {
     pub mailbox: &'a str,
     pub folder: &'a str,
     pub team: Option<&'a str>,
-    /// Indexes in `outcome.stored` and `outcome.duplicates` point into `parsed`.
+    /// Indexes in `outcome.stored` and `outcome.duplicates` point into `messages` and
+    /// `arrived` (what was stored, with the verdicts `before_store` set).
     pub outcome: &'a BatchOutcome,
-    pub parsed: &'a [ParsedMail],
+    pub messages: &'a [NewMessage],
+    pub arrived: &'a [Arrived],
 }
 
-/// The seam where the lead's pipeline steps plug in: the filter (before store) and the
-/// acknowledgements (after commit).
+/// The seam where the pipeline steps around the store plug in: the filter (before
+/// store) and the acknowledgements (after commit). See [`crate::steps`].
 pub trait AfterStore: Send + Sync {
-    /// Runs on a parse worker for every message before it is stored; may change what is
-    /// stored (team, quarantine defects, ...).
-    fn before_store(&self, _parsed: &ParsedMail, _message: &mut NewMessage) {}
+    /// Runs on a parse worker for every message before it is stored, with the raw bytes;
+    /// may change what is stored (verdict, quarantine, team, ...).
+    fn before_store(&self, _raw: &[u8], _parsed: &ParsedMail, _message: &mut NewMessage) {}
 
     /// Runs after the batch committed and before the after-ingest action on the server.
     fn after_store<'a>(&'a self, batch: StoredBatch<'a>) -> BoxFuture<'a, Result<(), HookError>>;

@@ -9,7 +9,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use qd_mail::ParsedMail;
 use qd_store::{BatchSettings, Checkpoint, NewMessage};
 use rayon::prelude::*;
 use tokio::sync::mpsc;
@@ -432,7 +431,7 @@ async fn fetch_and_store(
 
 struct PreparedBatch {
     messages: Vec<NewMessage>,
-    parsed: Vec<ParsedMail>,
+    parsed: Vec<super::Arrived>,
     uids: Vec<u32>,
     failed: Vec<(u32, String)>,
 }
@@ -532,7 +531,8 @@ async fn store_one(
             folder,
             team: m.team.as_deref(),
             outcome: &outcome,
-            parsed: &parsed,
+            messages: &messages,
+            arrived: &parsed,
         };
         if let Err(e) = hook.after_store(view).await {
             warn!(mailbox = %m.name, folder, error = %e, "after-store hook failed (mail is stored)");
@@ -556,15 +556,17 @@ fn prepare(
     keep_ips: bool,
     hook: Option<&dyn super::AfterStore>,
 ) -> PreparedBatch {
-    type One = Result<(u32, NewMessage, Option<ParsedMail>), (u32, String)>;
+    type One = Result<(u32, NewMessage, Option<super::Arrived>), (u32, String)>;
     let results: Vec<One> = items
         .into_par_iter()
         .map(|(uid, raw)| {
             let parsed = qd_mail::parse(&raw);
             let blob =
                 crate::pipeline::prepare_blob(&raw, keep_ips).map_err(|e| (uid, e.to_string()))?;
-            drop(raw);
-            let keep = hook.map(|_| parsed.clone());
+            let keep = hook.map(|_| super::Arrived {
+                parsed: parsed.clone(),
+                loop_headers: qd_mail::autoreply::LoopHeaders::from_raw(&raw),
+            });
             let mut msg = crate::new_message(
                 parsed,
                 blob,
@@ -573,9 +575,10 @@ fn prepare(
                 team.clone(),
                 now,
             );
-            if let (Some(h), Some(p)) = (hook, keep.as_ref()) {
-                h.before_store(p, &mut msg);
+            if let (Some(h), Some(a)) = (hook, keep.as_ref()) {
+                h.before_store(&raw, &a.parsed, &mut msg);
             }
+            drop(raw);
             Ok((uid, msg, keep))
         })
         .collect();

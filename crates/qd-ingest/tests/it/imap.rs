@@ -199,6 +199,70 @@ async fn idle_delivery_is_stored_within_two_seconds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_idle_is_polled() {
+    let d = Dovecot::start_without_idle().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let mut m = mailbox(&d, "user");
+    m.poll_interval_secs = 1;
+    m.idle_renew_secs = 3600;
+    let msgs = synth(41, 3);
+    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(ctx.clone(), vec![m], shutdown.clone()));
+    wait_for_messages(&ctx.store, 1, Duration::from_secs(20)).await;
+    for (i, msg) in msgs.iter().enumerate().skip(1) {
+        d.deliver("user", "INBOX", &msg.raw).unwrap();
+        // One poll interval plus a sync, with room for a slow machine.
+        wait_for_messages(&ctx.store, i as u64 + 1, Duration::from_secs(10)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the poller stops on cancellation")
+        .unwrap()
+        .unwrap();
+    assert_exactly_once(&ctx.store, &msgs).await;
+}
+
+/// A connection that goes silent (a NAT dropped it; no FIN, no RST) is detected by the
+/// stall timeout and replaced, and the mail that arrived meanwhile is fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_stalled_connection_is_detected_and_replaced() {
+    let d = Dovecot::start_plain().unwrap();
+    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let mut m = mailbox(&d, "user");
+    m.port = Some(proxy.port());
+    m.stall_timeout_secs = 2;
+    m.poll_interval_secs = 3600;
+    let msgs = synth(42, 2);
+    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(ctx.clone(), vec![m], shutdown.clone()));
+    wait_for_messages(&ctx.store, 1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = proxy.accepted();
+    proxy.stall_existing();
+    d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
+    // Stall timeout (2 s) + reconnect backoff + sync; IDLE on the dead connection would
+    // never report it.
+    wait_for_messages(&ctx.store, 2, Duration::from_secs(30)).await;
+    assert!(
+        proxy.accepted() > before,
+        "the watcher opened a new connection"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the watcher stops on cancellation")
+        .unwrap()
+        .unwrap();
+    assert_exactly_once(&ctx.store, &msgs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_restarted_mid_batch_loses_and_doubles_nothing() {
     let mut d = Dovecot::start_plain().unwrap();
     let msgs = synth(5, 3000);

@@ -21,7 +21,7 @@ async fn ingest_and_ack(
     let (parsed, stored) = ingest(store, raw, now).await;
     let outcome = acknowledge(
         store,
-        raw,
+        &qd_mail::autoreply::LoopHeaders::from_raw(raw),
         &parsed,
         &stored,
         spam,

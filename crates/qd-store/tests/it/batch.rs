@@ -4,7 +4,7 @@ use qd_store::{BatchSettings, Checkpoint, NewAttachment, NewMessage, PreparedBlo
 
 use crate::{both_backends, Backend};
 
-fn msg(id: &str, from: &str, subject: &str, reply_to: &[&str]) -> NewMessage {
+pub fn msg(id: &str, from: &str, subject: &str, reply_to: &[&str]) -> NewMessage {
     let raw =
         format!("Message-ID: <{id}>\r\nFrom: {from}\r\nSubject: {subject}\r\n\r\nbody of {id}\r\n");
     NewMessage {
@@ -29,10 +29,11 @@ fn msg(id: &str, from: &str, subject: &str, reply_to: &[&str]) -> NewMessage {
         source_position: None,
         blob: Some(PreparedBlob::prepare(raw.as_bytes()).unwrap()),
         team: None,
+        verdict: None,
     }
 }
 
-fn settings(fmt: &TicketRefFormat) -> BatchSettings<'_> {
+pub fn settings(fmt: &TicketRefFormat) -> BatchSettings<'_> {
     BatchSettings {
         ticket_ref: fmt,
         now: Utc.with_ymd_and_hms(2024, 3, 2, 0, 0, 0).unwrap(),
@@ -53,6 +54,7 @@ async fn threads_deduplicates_and_checkpoints(b: Backend) {
         content_type: "application/pdf".into(),
         size: 10,
         digest: "d".repeat(64),
+        quarantined: false,
     });
     let cp = Checkpoint {
         source: "import:/tmp/x".into(),

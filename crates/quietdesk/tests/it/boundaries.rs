@@ -79,7 +79,10 @@ fn our_crates_depend_only_in_the_documented_directions() {
         ("migration", &[]),
         ("qd-store", &["qd-core", "migration"]),
         ("qd-search", &["qd-core", "qd-store"]),
-        ("qd-ingest", &["qd-core", "qd-mail", "qd-store"]),
+        (
+            "qd-ingest",
+            &["qd-core", "qd-mail", "qd-store", "qd-filter"],
+        ),
         ("qd-filter", &["qd-core", "qd-mail"]),
         ("qd-outbound", &["qd-core", "qd-mail", "qd-store"]),
         ("qd-retention", &["qd-core", "qd-store"]),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use qd_testkit::Dovecot;
 use rand::{Rng, SeedableRng};
 
-use crate::Qd;
+use crate::{KillOnDrop, Qd};
 
 fn synth(seed: u64, n: u64) -> Vec<qd_synth::SynthMessage> {
     qd_synth::generate(&qd_synth::SynthConfig::new(seed, n)).collect()
@@ -199,14 +199,15 @@ async fn serve_ingests_pushed_mail_and_stops_on_sigterm() {
     let qd = Qd::sqlite();
     let config = write_config(qd.dir.path(), &d, 100);
     let port = qd_testkit::free_port();
-    let mut child = qd
-        .command(&["--config", config.to_str().unwrap(), "serve"])
-        .env("QD_TEST_IMAP_PW", "pass")
-        .env("QUIETDESK__HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        qd.command(&["--config", config.to_str().unwrap(), "serve"])
+            .env("QD_TEST_IMAP_PW", "pass")
+            .env("QUIETDESK__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let store_count = |qd: &Qd| {
         let qd_dir = qd.data_dir();
         async move {
@@ -224,7 +225,7 @@ async fn serve_ingests_pushed_mail_and_stops_on_sigterm() {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while store_count(&qd).await < 1 {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             panic!("serve exited early with {s}");
         }
         assert!(
@@ -245,7 +246,160 @@ async fn serve_ingests_pushed_mail_and_stops_on_sigterm() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let status = kill_and_reap(&mut child, "-TERM");
+    let status = kill_and_reap(&mut child.0, "-TERM");
     assert!(status.success(), "serve exited with {status}");
     assert_exactly_once(&qd, &msgs).await;
+}
+
+/// A customer's mail as a real client sends it: a trace, a Message-ID, a fresh Date.
+fn customer_mail(from: &str, id: &str, subject: &str, extra: &str, body: &str) -> Vec<u8> {
+    let date = chrono::Utc::now().to_rfc2822();
+    format!(
+        "Received: from mail.customer.example (mail.customer.example [198.51.100.20])\r\n\
+         \tby mx.quietdesk.example with ESMTPS id 4AbC; {date}\r\n\
+         From: Customer <{from}>\r\nTo: support@quietdesk.example\r\n\
+         Subject: {subject}\r\nMessage-ID: <{id}>\r\nDate: {date}\r\n\
+         MIME-Version: 1.0\r\n{extra}{body}"
+    )
+    .into_bytes()
+}
+
+/// The live pipeline inside `serve`: parse -> filter -> thread -> store -> acknowledge,
+/// and the outbox worker sending the acknowledgement over real SMTP. An auto-reply gets
+/// no answer (RFC 3834); a message with a virus is quarantined with its attachment and
+/// gets no answer either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_filters_acknowledges_and_sends() {
+    let d = Dovecot::start_plain().unwrap();
+    let sink = qd_testkit::SmtpSink::start().unwrap();
+    let plain = "Content-Type: text/plain; charset=utf-8\r\n\r\n";
+    d.deliver(
+        "user",
+        "INBOX",
+        &customer_mail(
+            "ann@customer.example",
+            "ask-1@customer.example",
+            "Backup restore failed",
+            plain,
+            "Hello, the restore of last night's backup failed.\r\n",
+        ),
+    )
+    .unwrap();
+    d.deliver(
+        "user",
+        "INBOX",
+        &customer_mail(
+            "away@customer.example",
+            "away-1@customer.example",
+            "Out of office",
+            &format!("Auto-Submitted: auto-replied\r\n{plain}"),
+            "I am away until Monday.\r\n",
+        ),
+    )
+    .unwrap();
+    let eicar = qd_filter::signatures::eicar();
+    let virus_body = format!(
+        "--b\r\nContent-Type: text/plain\r\n\r\nSee the attached invoice.\r\n--b\r\n\
+         Content-Type: application/octet-stream; name=\"invoice.com\"\r\n\
+         Content-Disposition: attachment; filename=\"invoice.com\"\r\n\r\n{}\r\n--b--\r\n",
+        String::from_utf8_lossy(&eicar)
+    );
+    d.deliver(
+        "user",
+        "INBOX",
+        &customer_mail(
+            "bob@customer.example",
+            "virus-1@customer.example",
+            "Invoice",
+            "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n",
+            &virus_body,
+        ),
+    )
+    .unwrap();
+
+    let qd = Qd::sqlite();
+    let config = write_config(qd.dir.path(), &d, 100);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = format!(
+        "[ack]\nfrom = \"support@quietdesk.example\"\nfrom_name = \"Quietdesk Support\"\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         from = \"support@quietdesk.example\"\nour_domain = \"quietdesk.example\"\npoll_secs = 1\n\n{text}",
+        sink.port()
+    );
+    std::fs::write(&config, text).unwrap();
+    let port = qd_testkit::free_port();
+    let mut child = KillOnDrop(
+        qd.command(&["--config", config.to_str().unwrap(), "serve"])
+            .env("QD_TEST_IMAP_PW", "pass")
+            .env("QUIETDESK__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let got = sink.wait_for(1, Duration::from_secs(60));
+    assert_eq!(got.len(), 1, "one acknowledgement expected");
+    // Give a wrongly queued second acknowledgement the time to arrive too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = kill_and_reap(&mut child.0, "-TERM");
+    assert!(status.success(), "serve exited with {status}");
+
+    let all = sink.messages();
+    assert_eq!(all.len(), 1, "only Ann is acknowledged");
+    let ack = &all[0];
+    assert_eq!(ack.rcpt_to, vec!["ann@customer.example".to_string()]);
+    assert_eq!(ack.mail_from, "", "RFC 3834: null reverse-path");
+    let raw = String::from_utf8_lossy(&ack.raw);
+    assert!(raw.contains("Auto-Submitted: auto-replied"), "{raw}");
+    assert!(
+        raw.contains("In-Reply-To: <ask-1@customer.example>"),
+        "{raw}"
+    );
+    assert!(raw.contains("[#QD-"), "{raw}");
+
+    let store = open_store(&qd).await;
+    let verdict_of = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            let ticket = store.ticket_of_message_id(id).await.unwrap().unwrap();
+            let msgs = store.ticket_messages(ticket).await.unwrap();
+            let m = msgs
+                .into_iter()
+                .find(|m| m.message_id.as_deref() == Some(id))
+                .unwrap();
+            let attachments = store.attachments_of(&[m.id]).await.unwrap();
+            (m, attachments)
+        }
+    };
+    let (ann, _) = verdict_of("ask-1@customer.example").await;
+    assert_eq!(
+        ann.verdict_class.as_deref(),
+        Some("ham"),
+        "{:?}",
+        ann.verdict_tags
+    );
+    assert!(!ann.quarantined);
+    let (bob, attachments) = verdict_of("virus-1@customer.example").await;
+    assert_eq!(bob.verdict_class.as_deref(), Some("virus"));
+    assert!(bob.quarantined);
+    assert!(bob
+        .verdict_tags
+        .as_deref()
+        .unwrap()
+        .contains("VIRUS_SIGNATURE"));
+    assert_eq!(attachments.len(), 1);
+    assert!(
+        attachments[0].quarantined,
+        "the infected attachment is quarantined"
+    );
+    // The acknowledgement is recorded on Ann's ticket as outgoing mail.
+    let ticket = store
+        .ticket_of_message_id("ask-1@customer.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let thread = store.ticket_messages(ticket).await.unwrap();
+    assert_eq!(thread.len(), 2, "the sent acknowledgement joins the ticket");
+    assert_eq!(thread[1].direction, "out");
+    store.close().await.unwrap();
 }

@@ -108,3 +108,16 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// A child process that is killed when the test ends, also when it panics, so a failed
+/// assertion never leaves a `quietdesk serve` running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The pipeline steps around the store for live mail: the filter before it, the
+//! acknowledgement after the commit (parse -> **filter** -> thread -> store ->
+//! **acknowledge**).
+//!
+//! [`Steps`] plugs into the IMAP ingester as its [`AfterStore`] hook. The filter sees
+//! only the [`MessageView`] built from the raw bytes (headers, structure, digests); its
+//! verdict is stored with the message, and spam and virus verdicts quarantine the
+//! message and the parts a signature matched. Acknowledgements follow the RFC 3834 rules
+//! in [`crate::ack`]; a quarantined message is never acknowledged.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use qd_core::Clock;
+use qd_filter::{Class, Filter, JudgeContext, MessageView, Verdict};
+use qd_mail::ParsedMail;
+use qd_store::{MessageVerdict, NewMessage, Store};
+
+use crate::ack::{acknowledge, AckOutcome, AckSettings};
+use crate::imap::{AfterStore, HookError, StoredBatch};
+
+/// The filter and acknowledgement steps; each is optional.
+pub struct Steps {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    filter: Option<Arc<Filter>>,
+    ack: Option<AckSettings>,
+}
+
+impl Steps {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Steps {
+        Steps {
+            store,
+            clock,
+            filter: None,
+            ack: None,
+        }
+    }
+
+    pub fn with_filter(mut self, filter: Arc<Filter>) -> Steps {
+        self.filter = Some(filter);
+        self
+    }
+
+    pub fn with_ack(mut self, ack: AckSettings) -> Steps {
+        self.ack = Some(ack);
+        self
+    }
+}
+
+/// Records a verdict on the message about to be stored: spam and virus are
+/// quarantined, and so is every attachment whose digest a virus signature matched.
+pub fn apply_verdict(v: &Verdict, message: &mut NewMessage) {
+    let quarantined = v.class != Class::Ham;
+    for a in &mut message.attachments {
+        if v.infected.iter().any(|d| d.eq_ignore_ascii_case(&a.digest)) {
+            a.quarantined = true;
+        }
+    }
+    message.verdict = Some(MessageVerdict {
+        class: v.class.as_str().to_string(),
+        score: f64::from(v.score),
+        tags_json: serde_json::to_string(&v.tags).unwrap_or_else(|_| "[]".to_string()),
+        quarantined,
+    });
+}
+
+impl AfterStore for Steps {
+    fn before_store(&self, raw: &[u8], _parsed: &ParsedMail, message: &mut NewMessage) {
+        let Some(filter) = &self.filter else {
+            return;
+        };
+        let view = MessageView::from_raw(raw);
+        let verdict = filter.judge(&view, &JudgeContext::at(self.clock.now()));
+        tracing::debug!(
+            class = verdict.class.as_str(),
+            score = verdict.score,
+            tags = verdict.tags.len(),
+            "filter verdict"
+        );
+        apply_verdict(&verdict, message);
+    }
+
+    fn after_store<'a>(&'a self, batch: StoredBatch<'a>) -> BoxFuture<'a, Result<(), HookError>> {
+        Box::pin(async move {
+            let Some(settings) = &self.ack else {
+                return Ok(());
+            };
+            let now = self.clock.now();
+            for stored in &batch.outcome.stored {
+                let (Some(message), Some(arrived)) = (
+                    batch.messages.get(stored.index),
+                    batch.arrived.get(stored.index),
+                ) else {
+                    continue;
+                };
+                let not_ham = message
+                    .verdict
+                    .as_ref()
+                    .is_some_and(|v| v.quarantined || v.class != "ham");
+                let outcome = acknowledge(
+                    &self.store,
+                    &arrived.loop_headers,
+                    &arrived.parsed,
+                    stored,
+                    not_ham,
+                    settings,
+                    now,
+                )
+                .await?;
+                if let AckOutcome::Queued { outbox_id, .. } = outcome {
+                    tracing::debug!(
+                        ticket = stored.ticket_number,
+                        outbox_id,
+                        "acknowledgement queued"
+                    );
+                }
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,132 @@
+//! A loopback TCP proxy that can go silent: the connections it carries stop passing bytes
+//! in both directions while their sockets stay open — what a NAT or firewall that drops a
+//! connection's state looks like to both ends. Connections opened after a
+//! [`StallProxy::stall_existing`] pass bytes normally.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// The open connections: each one's silence flag and its two sockets.
+type Connections = Arc<Mutex<Vec<(Arc<AtomicBool>, TcpStream, TcpStream)>>>;
+
+/// A running proxy to `127.0.0.1:<target>`.
+#[derive(Debug)]
+pub struct StallProxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    /// One flag per connection: set = silent.
+    conns: Connections,
+    accepted: Arc<AtomicU64>,
+}
+
+impl StallProxy {
+    /// Starts forwarding a free loopback port to `127.0.0.1:target`.
+    pub fn start(target: u16) -> std::io::Result<StallProxy> {
+        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        let port = listener.local_addr()?.port();
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Connections = Arc::default();
+        let accepted = Arc::new(AtomicU64::new(0));
+        {
+            let stop = stop.clone();
+            let conns = conns.clone();
+            let accepted = accepted.clone();
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            let _ = client.set_nonblocking(false);
+                            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                                let _ = client.shutdown(Shutdown::Both);
+                                continue;
+                            };
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            let silent = Arc::new(AtomicBool::new(false));
+                            if let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = (
+                                client.try_clone(),
+                                server.try_clone(),
+                                client.try_clone(),
+                                server.try_clone(),
+                            ) {
+                                pump(client, s2, silent.clone());
+                                pump(server, c2, silent.clone());
+                                if let Ok(mut list) = conns.lock() {
+                                    list.push((silent, c3, s3));
+                                }
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            });
+        }
+        Ok(StallProxy {
+            port,
+            stop,
+            conns,
+            accepted,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Every connection open now stops passing bytes (its sockets stay open).
+    pub fn stall_existing(&self) {
+        if let Ok(list) = self.conns.lock() {
+            for (silent, _, _) in list.iter() {
+                silent.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Copies `from` to `to` until either side closes; once `silent` is set, reads are
+/// swallowed instead of forwarded.
+fn pump(mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if silent.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        if !silent.load(Ordering::Relaxed) {
+            let _ = to.shutdown(Shutdown::Write);
+        }
+    });
+}
+
+impl Drop for StallProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Ok(list) = self.conns.lock() {
+            for (_, c, s) in list.iter() {
+                let _ = c.shutdown(Shutdown::Both);
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
