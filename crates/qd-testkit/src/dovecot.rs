@@ -64,6 +64,9 @@ pub struct Dovecot {
     delivered: AtomicU64,
     /// Configuration lines appended to the generated file.
     extra_conf: String,
+    /// The OAuth2 token-introspection endpoint of [`Dovecot::start_with_xoauth2`].
+    introspection: Option<Child>,
+    oauth_dir: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for Dovecot {
@@ -90,6 +93,62 @@ impl Dovecot {
             DovecotTls::Off,
             "imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE UIDPLUS MOVE NAMESPACE\n",
         )
+    }
+
+    /// One user `user` who logs in with AUTHENTICATE XOAUTH2 and the bearer `token`
+    /// (also with the password `pass`, by LOGIN/PLAIN). Dovecot checks tokens against
+    /// a private OAuth2 introspection endpoint (a few lines of Python's standard
+    /// library on a loopback port) that knows only `token`, as Microsoft 365 or Google
+    /// would.
+    pub fn start_with_xoauth2(token: &str) -> Result<Dovecot, DovecotError> {
+        let port = crate::free_port();
+        let script = tempfile::Builder::new()
+            .prefix("qd-oauth2-")
+            .tempdir()
+            .map_err(io("creating temp dir"))?;
+        let path = script.path().join("introspect.py");
+        std::fs::write(&path, INTROSPECT_PY).map_err(io("writing introspect.py"))?;
+        let child = Command::new("python3")
+            .arg(&path)
+            .arg(port.to_string())
+            .arg(token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io("starting the OAuth2 introspection endpoint (python3)"))?;
+        let mut guard = ChildGuard(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(DovecotError::NotReady(format!(
+                    "the OAuth2 introspection endpoint on port {port} did not start"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let conf_path = script.path().join("oauth2.conf.ext");
+        std::fs::write(
+            &conf_path,
+            format!(
+                "introspection_mode = post\n\
+                 introspection_url = http://127.0.0.1:{port}/introspect\n\
+                 username_attribute = username\n\
+                 active_attribute = active\n\
+                 active_value = true\n"
+            ),
+        )
+        .map_err(io("writing oauth2.conf.ext"))?;
+        set_mode(script.path(), 0o755)?;
+        set_mode(&conf_path, 0o644)?;
+        let extra = format!(
+            "auth_mechanisms = plain login xoauth2\n\
+             passdb {{\n  driver = oauth2\n  mechanisms = xoauth2\n  args = {}\n}}\n",
+            conf_path.display()
+        );
+        let mut d = Dovecot::start_with(&[("user", "pass")], DovecotTls::Off, &extra)?;
+        d.introspection = guard.0.take();
+        d.oauth_dir = Some(script);
+        Ok(d)
     }
 
     /// Like [`Dovecot::start`], with `extra_conf` appended to the generated configuration.
@@ -136,6 +195,8 @@ impl Dovecot {
             users,
             delivered: AtomicU64::new(0),
             extra_conf: extra_conf.to_string(),
+            introspection: None,
+            oauth_dir: None,
         };
         d.write_config()?;
         d.spawn()?;
@@ -168,7 +229,7 @@ impl Dovecot {
              auth_mechanisms = plain login\n\
              mail_location = maildir:~/Maildir\n\
              mail_fsync = never\n\
-             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/users\n}}\n\
+             passdb {{\n  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN username_format=%u {d}/users\n}}\n\
              userdb {{\n  driver = static\n  args = uid={MAIL_UID} gid={MAIL_GID} home={d}/home/%u\n}}\n\
              service imap-login {{\n  inet_listener imap {{\n    port = {port}\n  }}\n  \
              inet_listener imaps {{\n    port = {imaps}\n  }}\n}}\n\
@@ -427,8 +488,43 @@ impl Dovecot {
 impl Drop for Dovecot {
     fn drop(&mut self) {
         self.stop();
+        if let Some(mut c) = self.introspection.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
+
+/// Kills a helper process unless it was handed over.
+struct ChildGuard(Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The OAuth2 introspection endpoint (RFC 7662): active only for the one token.
+const INTROSPECT_PY: &str = r#"import http.server, json, sys, urllib.parse
+TOKEN = sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        form = urllib.parse.parse_qs(self.rfile.read(n).decode())
+        ok = (form.get("token") or [""])[0] == TOKEN
+        body = json.dumps({"active": True, "username": "user"} if ok else {"active": False}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), DovecotError> {
     use std::os::unix::fs::PermissionsExt;

@@ -205,7 +205,6 @@ async fn a_server_without_idle_is_polled() {
     let ctx = ctx(dir.path(), 100).await;
     let mut m = mailbox(&d, "user");
     m.poll_interval_secs = 1;
-    m.idle_renew_secs = 3600;
     let msgs = synth(41, 3);
     d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
     let shutdown = CancellationToken::new();
@@ -498,4 +497,48 @@ async fn a_wrong_password_is_a_clear_error() {
         let err = s.folders[0].error.clone().unwrap();
         assert!(err.contains("authentication failed for user user"), "{err}");
     }
+}
+
+/// XOAUTH2 (Microsoft 365, Google) against a Dovecot that checks bearer tokens with an
+/// OAuth2 introspection endpoint: the token comes from a file or from a command's output,
+/// and an expired token is a clear authentication error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xoauth2_with_a_token_from_a_file_or_a_command() {
+    let token = "ya29.test-token-0123456789";
+    let d = Dovecot::start_with_xoauth2(token).unwrap();
+    deliver_all(&d, "user", &synth(43, 3));
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+
+    let mut from_file = mailbox(&d, "user");
+    from_file.name = "oauth-file".into();
+    from_file.auth = Auth::XOauth2;
+    from_file.secret = Secret::File(token_file.clone());
+    from_file.after = AfterIngest::Keep;
+    let s = ingest_once(&ctx, std::slice::from_ref(&from_file))
+        .await
+        .unwrap();
+    assert_eq!((s.errors, s.stored), (0, 3), "{:?}", s.folders);
+
+    let mut from_command = from_file.clone();
+    from_command.name = "oauth-command".into();
+    from_command.secret =
+        Secret::Command(vec!["cat".into(), token_file.to_str().unwrap().to_string()]);
+    let s = ingest_once(&ctx, &[from_command]).await.unwrap();
+    assert_eq!(
+        (s.errors, s.fetched, s.duplicates),
+        (0, 3, 3),
+        "{:?}",
+        s.folders
+    );
+
+    let mut expired = from_file.clone();
+    expired.name = "oauth-expired".into();
+    expired.secret = Secret::Password("ya29.expired".into());
+    let s = ingest_once(&ctx, &[expired]).await.unwrap();
+    assert_eq!(s.errors, 1);
+    let err = s.folders[0].error.clone().unwrap();
+    assert!(err.contains("authentication failed for user user"), "{err}");
 }
