@@ -96,7 +96,8 @@ impl Dovecot {
     }
 
     /// One user `user` who logs in with AUTHENTICATE XOAUTH2 and the bearer `token`
-    /// (also with the password `pass`, by LOGIN/PLAIN). Dovecot checks tokens against
+    /// (also with the password `pass`, by LOGIN/PLAIN; the password file is asked first,
+    /// so `pass` would pass as a token too — tests use other tokens). Dovecot checks tokens against
     /// a private OAuth2 introspection endpoint (a few lines of Python's standard
     /// library on a loopback port) that knows only `token`, as Microsoft 365 or Google
     /// would.
@@ -229,7 +230,7 @@ impl Dovecot {
              auth_mechanisms = plain login\n\
              mail_location = maildir:~/Maildir\n\
              mail_fsync = never\n\
-             passdb {{\n  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN username_format=%u {d}/users\n}}\n\
+             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/users\n}}\n\
              userdb {{\n  driver = static\n  args = uid={MAIL_UID} gid={MAIL_GID} home={d}/home/%u\n}}\n\
              service imap-login {{\n  inet_listener imap {{\n    port = {port}\n  }}\n  \
              inet_listener imaps {{\n    port = {imaps}\n  }}\n}}\n\
