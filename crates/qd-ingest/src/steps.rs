@@ -87,6 +87,7 @@ impl AfterStore for Steps {
                 return Ok(());
             };
             let now = self.clock.now();
+            let mut failed = 0u32;
             for stored in &batch.outcome.stored {
                 let (Some(message), Some(arrived)) = (
                     batch.messages.get(stored.index),
@@ -98,7 +99,9 @@ impl AfterStore for Steps {
                     .verdict
                     .as_ref()
                     .is_some_and(|v| v.quarantined || v.class != "ham");
-                let outcome = acknowledge(
+                // One failure (the database went away for a moment) must not cost the
+                // other senders of the batch their acknowledgement.
+                match acknowledge(
                     &self.store,
                     &arrived.loop_headers,
                     &arrived.parsed,
@@ -107,14 +110,24 @@ impl AfterStore for Steps {
                     settings,
                     now,
                 )
-                .await?;
-                if let AckOutcome::Queued { outbox_id, .. } = outcome {
-                    tracing::debug!(
-                        ticket = stored.ticket_number,
-                        outbox_id,
-                        "acknowledgement queued"
-                    );
+                .await
+                {
+                    Ok(AckOutcome::Queued { outbox_id, .. }) => {
+                        tracing::debug!(
+                            ticket = stored.ticket_number,
+                            outbox_id,
+                            "acknowledgement queued"
+                        );
+                    }
+                    Ok(AckOutcome::Skipped(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(ticket = stored.ticket_number, error = %e, "acknowledgement not queued");
+                        failed += 1;
+                    }
                 }
+            }
+            if failed > 0 {
+                return Err(format!("{failed} acknowledgements could not be queued").into());
             }
             Ok(())
         })
