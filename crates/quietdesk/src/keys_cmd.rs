@@ -222,26 +222,14 @@ pub async fn finish_interrupted_rotation(
         return Ok(current_key);
     };
     let new_key = MasterKey::parse_hex(&text).with_context(|| format!("{}", pending.display()))?;
-    if store
-        .clone()
-        .with_master_key(current_key.clone())
-        .check_master_key()
-        .await
-        .is_ok()
-    {
+    if opens(store, &current_key).await {
         // The rotation never committed: the pending key was never used.
         std::fs::remove_file(&pending)
             .with_context(|| format!("removing unused {}", pending.display()))?;
         tracing::warn!(file = %pending.display(), "an interrupted key rotation changed nothing; removed its unused new key");
         return Ok(current_key);
     }
-    if store
-        .clone()
-        .with_master_key(new_key.clone())
-        .check_master_key()
-        .await
-        .is_ok()
-    {
+    if opens(store, &new_key).await {
         let retired = swap_in(current, &pending)?;
         tracing::warn!(retired = %retired.display(), "finished an interrupted key rotation");
         return Ok(new_key);
@@ -251,4 +239,14 @@ pub async fn finish_interrupted_rotation(
         current.display(),
         pending.display()
     )
+}
+
+/// Whether `key` opens every live data key of `store`.
+async fn opens(store: &Store, key: &MasterKey) -> bool {
+    store
+        .clone()
+        .with_master_key(key.clone())
+        .check_master_key()
+        .await
+        .is_ok()
 }

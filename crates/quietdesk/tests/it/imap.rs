@@ -40,6 +40,20 @@ fn write_config(dir: &Path, d: &Dovecot, batch_size: usize) -> std::path::PathBu
     path
 }
 
+/// `quietdesk serve` with `config` on a free loopback port, killed if the test fails.
+fn spawn_serve(qd: &Qd, config: &Path) -> KillOnDrop {
+    let port = qd_testkit::free_port();
+    KillOnDrop(
+        qd.command(&["--config", config.to_str().unwrap(), "serve"])
+            .env("QD_TEST_IMAP_PW", "pass")
+            .env("QUIETDESK__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 async fn open_store(qd: &Qd) -> qd_store::Store {
     let url = format!(
         "sqlite://{}?mode=rwc",
@@ -198,16 +212,7 @@ async fn serve_ingests_pushed_mail_and_stops_on_sigterm() {
     d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
     let qd = Qd::sqlite();
     let config = write_config(qd.dir.path(), &d, 100);
-    let port = qd_testkit::free_port();
-    let mut child = KillOnDrop(
-        qd.command(&["--config", config.to_str().unwrap(), "serve"])
-            .env("QD_TEST_IMAP_PW", "pass")
-            .env("QUIETDESK__HTTP__LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_serve(&qd, &config);
     let store_count = |qd: &Qd| {
         let qd_dir = qd.data_dir();
         async move {
@@ -327,16 +332,7 @@ async fn serve_filters_acknowledges_and_sends() {
         sink.port()
     );
     std::fs::write(&config, text).unwrap();
-    let port = qd_testkit::free_port();
-    let mut child = KillOnDrop(
-        qd.command(&["--config", config.to_str().unwrap(), "serve"])
-            .env("QD_TEST_IMAP_PW", "pass")
-            .env("QUIETDESK__HTTP__LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_serve(&qd, &config);
     let got = sink.wait_for(1, Duration::from_secs(60));
     assert_eq!(got.len(), 1, "one acknowledgement expected");
     // Give a wrongly queued second acknowledgement the time to arrive too.
