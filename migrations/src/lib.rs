@@ -10,6 +10,7 @@ mod m20261125_000002_outbound;
 mod m20261125_000003_privacy;
 mod m20261125_000004_filter;
 mod m20261125_000005_delete_indexes;
+mod m20261125_000006_filter_learning;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_privacy::Migration),
             Box::new(m20261125_000004_filter::Migration),
             Box::new(m20261125_000005_delete_indexes::Migration),
+            Box::new(m20261125_000006_filter_learning::Migration),
         ]
     }
 }

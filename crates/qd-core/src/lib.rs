@@ -17,7 +17,7 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use ip::anonymise_ip;
 pub use redacted::Redacted;
 pub use retention::{Decision, RetentionClass, RetentionPolicy, Span};
-pub use status::{CustomerStatus, Direction, ParseEnumError, TicketStatus};
+pub use status::{CustomerStatus, Direction, Label, ParseEnumError, TicketStatus};
 pub use ticket_ref::{TicketRefError, TicketRefFormat};
 
 /// Normalises an email address for lookups: trims whitespace and angle brackets and

@@ -86,6 +86,15 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// The true class of a message as staff say it ("mark as spam / not spam"), which
+    /// the filter learns from.
+    Label, "label", {
+        Ham => "ham",
+        Spam => "spam",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,7 +211,9 @@ pub fn evaluate(dir: &Path, opts: &EvalOptions) -> Result<EvalReport, FilterErro
         let Some(item) = items.get(*i) else { continue };
         let verdict = filter.judge(view, &JudgeContext::pinned_to(view).with_learner(&learner));
         tally.add(item.label, verdict.class, &verdict.tags);
-        learner.learn(view, item.label);
+        let rules: Vec<&str> = verdict.rule_names().collect();
+        let features = learner.features(view, &rules);
+        learner.learn(&features, item.label);
     }
     Ok(tally.finish("online", start.elapsed().as_secs_f64()))
 }

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 
 pub use auth::{AuthOutcome, AuthResult, Authenticator, Connection};
 pub use eval::{evaluate, EvalOptions, EvalReport};
-pub use learn::{Label, Learner};
+pub use learn::{Features, Label, Learner};
 pub use qd_mail::MessageView;
 pub use settings::{ClamdSettings, DnsSettings, FilterSettings, Thresholds, UnreachablePolicy};
 pub use signatures::{ClamdClient, SignatureDb};
@@ -185,7 +185,11 @@ impl Filter {
             .into_iter()
             .map(|(name, detail)| Tag::new(name, self.weights.get(name), detail))
             .collect();
-        if let Some(p) = ctx.learner.and_then(|l| l.probability(view)) {
+        let learned = ctx.learner.and_then(|l| {
+            let rules: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+            l.probability(&l.features(view, &rules))
+        });
+        if let Some(p) = learned {
             tags.extend(learn::learned_tags(
                 p,
                 self.weights.get("LEARNED_SPAM"),

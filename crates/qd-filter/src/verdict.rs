@@ -65,6 +65,16 @@ pub struct Verdict {
     pub infected: Vec<String>,
 }
 
+impl Verdict {
+    /// The static rules that fired: every tag but the learned model's own.
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.tags
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|n| !n.starts_with("LEARNED_"))
+    }
+}
+
 /// Default weights: (tag, weight, why). Positive is spam evidence, negative ham evidence.
 /// The spam threshold is 5.0, so no single structural trait decides alone unless it is
 /// near-proof (a signature match, an enforced DMARC failure, an upstream verdict).

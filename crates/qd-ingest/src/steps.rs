@@ -7,12 +7,16 @@
 //! verdict is stored with the message, and spam and virus verdicts quarantine the
 //! message and the parts a signature matched. Acknowledgements follow the RFC 3834 rules
 //! in [`crate::ack`]; a quarantined message is never acknowledged.
+//!
+//! The filter judges with what staff taught it (the learned model in the store): the
+//! model is loaded by [`Steps::refresh_learner`] and reloaded after a batch whenever its
+//! generation in the store moved (staff marked mail as spam or not spam meanwhile).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
 use qd_core::Clock;
-use qd_filter::{Class, Filter, JudgeContext, MessageView, Verdict};
+use qd_filter::{Class, Filter, JudgeContext, Learner, MessageView, Verdict};
 use qd_mail::ParsedMail;
 use qd_store::{MessageVerdict, NewMessage, Store};
 
@@ -25,6 +29,8 @@ pub struct Steps {
     clock: Arc<dyn Clock>,
     filter: Option<Arc<Filter>>,
     ack: Option<AckSettings>,
+    /// The learned model and the store generation it was loaded at.
+    learner: Arc<RwLock<Option<(i64, Learner)>>>,
 }
 
 impl Steps {
@@ -34,6 +40,7 @@ impl Steps {
             clock,
             filter: None,
             ack: None,
+            learner: Arc::default(),
         }
     }
 
@@ -45,6 +52,35 @@ impl Steps {
     pub fn with_ack(mut self, ack: AckSettings) -> Steps {
         self.ack = Some(ack);
         self
+    }
+
+    /// Loads the learned model from the store when it changed since the last load (or
+    /// was never loaded). Returns whether it loaded one.
+    pub async fn refresh_learner(&self) -> Result<bool, qd_store::Error> {
+        let Some(filter) = &self.filter else {
+            return Ok(false);
+        };
+        let generation = self.store.learned_generation().await?;
+        let current = self
+            .learner
+            .read()
+            .ok()
+            .and_then(|l| l.as_ref().map(|(g, _)| *g));
+        if current == Some(generation) {
+            return Ok(false);
+        }
+        let m = self.store.learned_model().await?;
+        let learner = Learner::from_weights(m.spam_messages, m.ham_messages, m.tokens)
+            .with_excluded_domains(filter.settings().our_domains.clone());
+        tracing::debug!(
+            generation = m.generation,
+            tokens = learner.len(),
+            "learned model loaded"
+        );
+        if let Ok(mut slot) = self.learner.write() {
+            *slot = Some((m.generation, learner));
+        }
+        Ok(true)
     }
 }
 
@@ -71,7 +107,13 @@ impl AfterStore for Steps {
             return;
         };
         let view = MessageView::from_raw(raw);
-        let verdict = filter.judge(&view, &JudgeContext::at(self.clock.now()));
+        let ctx = JudgeContext::at(self.clock.now());
+        let learned = self.learner.read().ok();
+        let verdict = match learned.as_ref().and_then(|l| l.as_ref()) {
+            Some((_, learner)) => filter.judge(&view, &ctx.with_learner(learner)),
+            None => filter.judge(&view, &ctx),
+        };
+        drop(learned);
         tracing::debug!(
             class = verdict.class.as_str(),
             score = verdict.score,
@@ -83,6 +125,9 @@ impl AfterStore for Steps {
 
     fn after_store<'a>(&'a self, batch: StoredBatch<'a>) -> BoxFuture<'a, Result<(), HookError>> {
         Box::pin(async move {
+            if let Err(e) = self.refresh_learner().await {
+                tracing::warn!(error = %e, "learned model not reloaded");
+            }
             let Some(settings) = &self.ack else {
                 return Ok(());
             };

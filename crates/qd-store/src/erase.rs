@@ -566,6 +566,7 @@ async fn delete_messages_in(
         .await?
         .into_iter()
         .collect();
+        crate::learning::forget_people(txn, chunk, now).await?;
         counts.attachments += attachments::Entity::delete_many()
             .filter(attachments::Column::MessageId.is_in(chunk.iter().copied()))
             .exec(txn)
@@ -754,6 +755,7 @@ impl Store {
             .await?
             .into_iter()
             .collect();
+            crate::learning::forget_people(&txn, chunk, now).await?;
             counts.messages += messages::Entity::update_many()
                 .col_expr(messages::Column::Subject, Expr::value("[erased]"))
                 .col_expr(messages::Column::BodyText, Expr::value(""))

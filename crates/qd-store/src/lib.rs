@@ -15,6 +15,7 @@ pub mod entity;
 mod erase;
 pub mod fts;
 mod keys;
+mod learning;
 mod outbox;
 mod privacy;
 mod queries;
@@ -32,6 +33,7 @@ pub use blob::{BlobError, PreparedBlob};
 pub use crypto::{CryptoError, MasterKey};
 pub use erase::{DeletionCounts, QuarantineRow, RetentionRow};
 pub use keys::KeyReport;
+pub use learning::{LearnedModel, Taught, TeachOutcome, Teaching};
 pub use outbox::{
     sender_hash, EnqueueOutcome, NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStatus, WriteTxn,
 };

@@ -49,6 +49,9 @@ pub enum Command {
     /// The spam and virus filter (headers and signatures only): check a file, evaluate.
     #[command(subcommand)]
     Filter(crate::filter_cmd::FilterCommand),
+    /// Quarantined mail: list it, release it (as not spam, teaching the filter).
+    #[command(subcommand)]
+    Quarantine(crate::learn_cmd::QuarantineCommand),
     /// Retention: delete what the policy says is due.
     #[command(subcommand)]
     Retention(crate::privacy_cmd::RetentionCommand),

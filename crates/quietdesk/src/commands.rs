@@ -58,7 +58,8 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> Result<ExitCode> {
         Command::Ingest(args) => crate::ingest_cmd::ingest(&settings, &args, &env).await,
         Command::Customer(cmd) => crate::privacy_cmd::customer(&settings, cmd, &env).await,
         Command::Ticket(cmd) => crate::privacy_cmd::ticket(&settings, cmd, &env).await,
-        Command::Filter(cmd) => crate::filter_cmd::run(&settings, cmd),
+        Command::Filter(cmd) => crate::filter_cmd::run(&settings, cmd).await,
+        Command::Quarantine(cmd) => crate::learn_cmd::quarantine(&settings, cmd).await,
         Command::Retention(cmd) => crate::privacy_cmd::retention(&settings, cmd).await,
         Command::Stats(flag) => stats(&settings, flag.json).await,
         Command::Keys(cmd) => crate::keys_cmd::run(&settings, cmd).await,
@@ -238,7 +239,8 @@ async fn serve(settings: &Settings, env: &[(String, String)]) -> Result<ExitCode
     let server = tokio::spawn(async move { axum_serve(listener, app, sd).await });
 
     let ingest_stop = tokio_util::sync::CancellationToken::new();
-    let ingester = crate::ingest_cmd::spawn_for_serve(settings, &store, env, ingest_stop.clone())?;
+    let ingester =
+        crate::ingest_cmd::spawn_for_serve(settings, &store, env, ingest_stop.clone()).await?;
 
     // Outbox worker: sends acknowledgements (and later staff replies) through [smtp].
     let outbox_task = match &settings.smtp {

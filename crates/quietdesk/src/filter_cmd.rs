@@ -16,6 +16,8 @@ pub enum FilterCommand {
     Check(CheckArgs),
     /// Measure accuracy on a directory with a MANIFEST.tsv (columns file, label).
     Eval(EvalArgs),
+    /// Staff feedback: mark a stored message as spam or not spam (the filter learns it).
+    Learn(crate::learn_cmd::LearnArgs),
 }
 
 #[derive(Debug, Args)]
@@ -35,8 +37,9 @@ pub struct EvalArgs {
     pub online: bool,
 }
 
-pub fn run(settings: &Settings, cmd: FilterCommand) -> Result<ExitCode> {
+pub async fn run(settings: &Settings, cmd: FilterCommand) -> Result<ExitCode> {
     match cmd {
+        FilterCommand::Learn(a) => return crate::learn_cmd::learn(settings, a).await,
         FilterCommand::Check(a) => {
             let raw =
                 std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;

@@ -84,13 +84,18 @@ fn mailboxes(
 
 /// The ingest context with the pipeline steps the configuration asks for: the filter
 /// (`ingest.filter`) before the store, acknowledgements (`[ack]`) after it.
-fn context(settings: &Settings, store: Store) -> Result<IngestContext> {
+async fn context(settings: &Settings, store: Store) -> Result<IngestContext> {
     let clock: Arc<dyn qd_core::Clock> = Arc::new(SystemClock);
     let mut steps = Steps::new(store.clone(), clock.clone());
     let mut any = false;
     if settings.filter_ingest {
         let filter = qd_filter::Filter::new(settings.filter.clone()).context("[filter]")?;
         steps = steps.with_filter(Arc::new(filter));
+        // What staff taught the filter; reloaded after batches when it changes.
+        steps
+            .refresh_learner()
+            .await
+            .context("loading the filter's learned model")?;
         any = true;
     }
     if let Some(ack) = &settings.ack {
@@ -115,7 +120,7 @@ pub async fn ingest(
         bail!("no mailboxes: configure [[ingest.mailboxes]] or pass --mailbox imap://user@host/FOLDER");
     }
     let store = crate::commands::open_store(settings).await?;
-    let ctx = context(settings, store.clone())?;
+    let ctx = context(settings, store.clone()).await?;
     if !args.once {
         let shutdown = CancellationToken::new();
         let mut task = tokio::spawn(imap::run(ctx, mailboxes, shutdown.clone()));
@@ -165,7 +170,7 @@ pub async fn ingest(
 }
 
 /// Starts the continuous ingester for `serve` when mailboxes are configured.
-pub fn spawn_for_serve(
+pub async fn spawn_for_serve(
     settings: &Settings,
     store: &Store,
     env: &[(String, String)],
@@ -176,6 +181,6 @@ pub fn spawn_for_serve(
         return Ok(None);
     }
     info!(mailboxes = mailboxes.len(), "IMAP ingester starting");
-    let ctx = context(settings, store.clone())?;
+    let ctx = context(settings, store.clone()).await?;
     Ok(Some(tokio::spawn(imap::run(ctx, mailboxes, shutdown))))
 }

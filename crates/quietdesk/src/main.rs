@@ -10,6 +10,7 @@ mod config;
 mod filter_cmd;
 mod ingest_cmd;
 mod keys_cmd;
+mod learn_cmd;
 mod privacy_cmd;
 
 use std::process::ExitCode;

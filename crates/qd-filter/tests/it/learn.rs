@@ -32,13 +32,16 @@ fn abstains_until_trained_then_separates() {
     let mut learner = Learner::new();
     let probe_spam = MessageView::from_raw(&message(100, true));
     let probe_ham = MessageView::from_raw(&message(101, false));
-    assert_eq!(learner.probability(&probe_spam), None);
+    let f = |l: &Learner, v: &MessageView| l.features(v, &[]);
+    assert_eq!(learner.probability(&f(&learner, &probe_spam)), None);
     for i in 0..20 {
-        learner.learn(&MessageView::from_raw(&message(i, true)), Label::Spam);
-        learner.learn(&MessageView::from_raw(&message(i, false)), Label::Ham);
+        let spam = f(&learner, &MessageView::from_raw(&message(i, true)));
+        learner.learn(&spam, Label::Spam);
+        let ham = f(&learner, &MessageView::from_raw(&message(i, false)));
+        learner.learn(&ham, Label::Ham);
     }
-    let ps = learner.probability(&probe_spam).unwrap();
-    let ph = learner.probability(&probe_ham).unwrap();
+    let ps = learner.probability(&f(&learner, &probe_spam)).unwrap();
+    let ph = learner.probability(&f(&learner, &probe_ham)).unwrap();
     assert!(ps > 0.9, "spam probability {ps}");
     assert!(ph < 0.1, "ham probability {ph}");
 
@@ -50,30 +53,51 @@ fn abstains_until_trained_then_separates() {
 }
 
 #[test]
-fn round_trips_through_json_and_unlearns() {
+fn round_trips_through_json_and_unlearns_exactly() {
     let mut learner = Learner::new();
-    let view = MessageView::from_raw(&message(1, true));
-    learner.learn(&view, Label::Spam);
+    let first = learner.features(&MessageView::from_raw(&message(1, true)), &[]);
+    let second = learner.features(&MessageView::from_raw(&message(2, false)), &["HTML_ONLY"]);
+    learner.learn(&first, Label::Spam);
+    let after_first = learner.clone();
+    let step = learner.learn(&second, Label::Ham);
+    assert!(step < 0.0, "a ham step lowers the weights: {step}");
     let json = serde_json::to_string(&learner).unwrap();
     let back: Learner = serde_json::from_str(&json).unwrap();
     assert_eq!(back, learner);
-    learner.unlearn(&view, Label::Spam);
-    assert_eq!(learner.spam_messages, 0);
-    assert_eq!(
-        serde_json::to_value(&learner).unwrap()["tokens"]
-            .as_object()
-            .unwrap()
-            .values()
-            .filter(|v| v[0] != 0 || v[1] != 0)
-            .count(),
-        0
-    );
+    // Taking the second message back leaves the model as it was before it.
+    learner.unlearn(&second, Label::Ham, step);
+    assert_eq!(learner.ham_messages, 0);
+    assert_eq!(learner.len(), after_first.len());
+    let a = serde_json::to_value(&learner).unwrap();
+    let b = serde_json::to_value(&after_first).unwrap();
+    for (h, w) in b["weights"].as_object().unwrap() {
+        let got = a["weights"][h].as_f64().unwrap();
+        assert!(
+            (got - w.as_f64().unwrap()).abs() < 1e-12,
+            "{h}: {got} vs {w}"
+        );
+    }
+}
+
+#[test]
+fn personal_tokens_are_the_sender_addresses_only() {
+    let learner = Learner::new();
+    let view = MessageView::from_raw(&message(7, false));
+    let f = learner.features(&view, &["MISSING_DATE"]);
+    // From carries one address; nothing else in the message names a person.
+    assert_eq!(f.personal.len(), 1, "{:?}", learner.tokens(&view, &[]));
+    assert!(f.structural.len() > 20);
+    assert!(!f.structural.contains(&f.personal[0]));
+    // The rules that fired are features too.
+    assert!(learner
+        .tokens(&view, &["MISSING_DATE"])
+        .contains(&"rule:MISSING_DATE".to_string()));
 }
 
 #[test]
 fn our_own_domains_are_never_learned() {
     let learner = Learner::new().with_excluded_domains(vec!["example.com".into()]);
-    let tokens = learner.tokens(&MessageView::from_raw(&message(3, false)));
+    let tokens = learner.tokens(&MessageView::from_raw(&message(3, false)), &[]);
     assert!(
         !tokens.iter().any(|t| t.contains("example.com")),
         "{tokens:?}"

@@ -46,9 +46,14 @@ fn verdict_and_learner_hold_no_body_text() {
     let raw = message_with_marker();
     let view = MessageView::from_raw(&raw);
     let mut learner = Learner::new();
-    learner.learn(&view, Label::Spam);
-    let tokens = learner.tokens(&view);
+    let features = learner.features(&view, &["HTML_ONLY"]);
+    learner.learn(&features, Label::Spam);
+    let tokens = learner.tokens(&view, &["HTML_ONLY"]);
     assert!(!tokens.iter().any(|t| t.contains(MARKER)));
+    assert!(
+        !tokens.iter().any(|t| t.contains("hello")),
+        "the Subject's words are the message's own: {tokens:?}"
+    );
     assert!(
         !tokens.iter().any(|t| t.contains("help@quietdesk.example")),
         "recipient addresses are never learned: {tokens:?}"

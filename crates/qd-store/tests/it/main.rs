@@ -5,6 +5,7 @@
 
 mod batch;
 mod keys;
+mod learning;
 
 use qd_store::Store;
 
