@@ -6,6 +6,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use qd_filter::{arrival, Filter, FilterSettings, JudgeContext, Label, Learner, MessageView};
 
+fn items_name(
+    v: &MessageView,
+    items: &[(Option<i64>, usize, Label, MessageView, String)],
+) -> String {
+    items
+        .iter()
+        .find(|i| std::ptr::eq(&i.3, v))
+        .map(|i| i.4.clone())
+        .unwrap_or_default()
+}
+
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("DIR"));
     let text = std::fs::read_to_string(dir.join("MANIFEST.tsv")).unwrap();
@@ -43,6 +54,30 @@ fn main() {
         judged.push((learner.probability(&f).unwrap_or(0.5), *label, name.clone()));
         learner.learn(&f, *label);
     }
+    if std::env::var("STATIC").is_ok() {
+        let mut hist = std::collections::BTreeMap::<i32, (u32, u32)>::new();
+        for (_, _, label, v, _) in &items {
+            let verdict = filter.judge(v, &JudgeContext::pinned_to(v));
+            let s = verdict.score;
+            if std::env::var("SCORES").is_ok() {
+                eprintln!(
+                    "{}\t{s}\t{:?}\t{}",
+                    items_name(v, &items),
+                    label,
+                    verdict.rule_names().collect::<Vec<_>>().join(",")
+                );
+            }
+            let e = hist.entry((s.floor() as i32).clamp(-10, 12)).or_default();
+            if *label == Label::Ham {
+                e.0 += 1
+            } else {
+                e.1 += 1
+            }
+        }
+        for (k, (h, sp)) in &hist {
+            println!("static score {k:>3}: ham {h:>5} spam {sp:>5}");
+        }
+    }
     let ham = judged.iter().filter(|j| j.1 == Label::Ham).count();
     let spam = judged.len() - ham;
     for th in [0.5f32, 0.7, 0.8, 0.9, 0.95] {
@@ -66,6 +101,20 @@ fn main() {
             fp as f64 / ham as f64,
             tp as f64 / spam as f64
         );
+    }
+    let mut deciles = [0u32; 10];
+    for (i, j) in judged.iter().enumerate() {
+        if (j.0 >= 0.9) != (j.1 == Label::Spam) {
+            deciles[i * 10 / judged.len()] += 1;
+        }
+    }
+    println!("errors at p >= 0.9 by tenth of the stream: {deciles:?}");
+    if std::env::var("SHOW").is_ok() {
+        for j in &judged {
+            if (j.0 >= 0.9) != (j.1 == Label::Spam) {
+                println!("error p={:.3} {}", j.0, j.2);
+            }
+        }
     }
     println!("{} tokens", learner.len());
 }

@@ -71,6 +71,7 @@ pub(crate) fn check(
     senders(view, our_domains, hits);
     recipients(view, hits);
     mailer(view, hits);
+    mailer_marks(view, hits);
     subject(view, hits);
     if view.header("In-Reply-To").is_some() || view.header("References").is_some() {
         hits.add(
@@ -341,6 +342,12 @@ fn recipients(view: &MessageView, hits: &mut Hits) {
     if to.len() + cc > 15 {
         hits.add("TO_MANY", format!("{} recipients", to.len() + cc));
     }
+    // Sent "from" the very address it is sent to: bulk senders fill both from one row.
+    if let ([only], Some(from)) = (to.as_slice(), first_address(view, "From")) {
+        if cc == 0 && !from.addr.is_empty() && only.addr.eq_ignore_ascii_case(&from.addr) {
+            hits.add("FROM_EQUALS_TO", "From is the recipient's own address");
+        }
+    }
     if to.len() > 1 {
         // Ratware sorts harvested lists: many recipients sharing one local part prefix or
         // one domain that is not the sender's.
@@ -385,6 +392,50 @@ fn mailer(view: &MessageView, hits: &mut Hits) {
     if mailer.trim().is_empty() || mailer.bytes().all(|b| b.is_ascii_digit() || b == b' ') {
         hits.add("MAILER_JUNK", "X-Mailer is empty or a number");
     }
+}
+
+/// Marks of a Microsoft mail program that ratware copies without the program: an
+/// Outlook-shaped Message-ID or a priority field, with no mailer that writes them.
+fn mailer_marks(view: &MessageView, hits: &mut Hits) {
+    let mailer = view
+        .header("X-Mailer")
+        .or_else(|| view.header("User-Agent"))
+        .map(|h| h.raw.to_ascii_lowercase());
+    let microsoft = mailer
+        .as_deref()
+        .is_some_and(|m| m.contains("outlook") || m.contains("microsoft"))
+        || view.header("X-MimeOLE").is_some();
+    if !microsoft
+        && view
+            .header("Message-ID")
+            .is_some_and(|m| outlook_shaped(&m.raw))
+    {
+        hits.add(
+            "MID_OUTLOOK_FORGED",
+            "Outlook-shaped Message-ID from no Microsoft mailer",
+        );
+    }
+    if mailer.is_none()
+        && (view.header("X-Priority").is_some() || view.header("X-MSMail-Priority").is_some())
+    {
+        hits.add(
+            "PRIORITY_NO_MAILER",
+            "a priority field but no X-Mailer or User-Agent",
+        );
+    }
+}
+
+/// `<12 hex>$<8 hex>$<8 hex>@host>`: the Message-ID Outlook and Outlook Express write.
+fn outlook_shaped(raw: &str) -> bool {
+    let inner = raw.trim().trim_start_matches('<');
+    let Some((left, _)) = inner.split_once('@') else {
+        return false;
+    };
+    let parts: Vec<&str> = left.split('$').collect();
+    let hex = |p: &str, lo: usize, hi: usize| {
+        (lo..=hi).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    matches!(parts.as_slice(), [a, b, c] if hex(a, 8, 12) && hex(b, 8, 8) && hex(c, 8, 8))
 }
 
 fn subject(view: &MessageView, hits: &mut Hits) {

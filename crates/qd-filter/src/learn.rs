@@ -269,6 +269,85 @@ impl Learner {
                 t.push(format!("rip:{}", ip_prefix(&ip)));
             }
         }
+        // How the sender's names agree with each other (not who they are).
+        let from_rd = view
+            .header("From")
+            .and_then(|h| h.addresses.iter().find_map(|a| domain_of(&a.addr)))
+            .map(registered_domain);
+        if let Some(from_rd) = &from_rd {
+            let mid_rd = view
+                .header("Message-ID")
+                .and_then(|m| m.raw.trim().trim_end_matches('>').rsplit_once('@'))
+                .map(|(_, d)| registered_domain(d));
+            t.push(format!("rel:mid=from:{}", mid_rd.as_ref() == Some(from_rd)));
+            let rp_rd = view
+                .header("Return-Path")
+                .and_then(|h| domain_of(h.raw.trim().trim_start_matches('<').trim_end_matches('>')))
+                .map(registered_domain);
+            if let Some(rp_rd) = rp_rd {
+                t.push(format!("rel:rp=from:{}", &rp_rd == from_rd));
+            }
+            if let Some(o) = origin.and_then(|o| o.rdns.as_deref()) {
+                t.push(format!(
+                    "rel:origin=from:{}",
+                    &registered_domain(o) == from_rd
+                ));
+            }
+        }
+        if let Some(o) = origin {
+            if let (Some(h), Some(r)) = (o.helo.as_deref(), o.rdns.as_deref()) {
+                t.push(format!(
+                    "rel:helo=rdns:{}",
+                    registered_domain(h) == registered_domain(r)
+                ));
+            }
+        }
+        // Whether the envelope recipient is among the visible ones (Bcc'd mass mail is not).
+        let envelope = ["Delivered-To", "X-Original-To", "Envelope-To"]
+            .iter()
+            .find_map(|f| view.header(f))
+            .map(|h| {
+                h.raw
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_ascii_lowercase()
+            });
+        if let Some(rcpt) = envelope {
+            let visible: Vec<String> = ["To", "Cc"]
+                .iter()
+                .flat_map(|f| view.headers_named(f))
+                .flat_map(|h| h.addresses.iter().map(|a| a.addr.to_ascii_lowercase()))
+                .collect();
+            let same_domain = domain_of(&rcpt).is_some_and(|d| {
+                visible
+                    .iter()
+                    .any(|v| domain_of(v).is_some_and(|vd| vd.eq_ignore_ascii_case(d)))
+            });
+            t.push(format!(
+                "rel:rcpt=to:{}",
+                if visible.contains(&rcpt) {
+                    "address"
+                } else if same_domain {
+                    "domain"
+                } else {
+                    "none"
+                }
+            ));
+        }
+        // How far the Date is from the first hop's time stamp (log2 of seconds).
+        let first_hop = view
+            .headers_named("Received")
+            .filter_map(|h| h.received.as_ref().and_then(|r| r.date))
+            .last();
+        if let (Some(d), Some(r)) = (view.header("Date").and_then(|d| d.date), first_hop) {
+            let secs = (r - d).num_seconds();
+            let bucket = 64 - secs.unsigned_abs().leading_zeros();
+            t.push(format!(
+                "dskew:{}{bucket}",
+                if secs < 0 { "-" } else { "+" }
+            ));
+        }
         for h in view.headers() {
             let n = h.name.to_ascii_lowercase();
             if !worded(&n) {

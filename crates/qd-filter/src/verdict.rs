@@ -272,6 +272,17 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
         "claims Outlook Express but lacks its marks",
     ),
     (
+        "MID_OUTLOOK_FORGED",
+        3.0,
+        "Outlook-shaped Message-ID from no Microsoft mailer",
+    ),
+    (
+        "PRIORITY_NO_MAILER",
+        2.0,
+        "a priority field but no X-Mailer or User-Agent",
+    ),
+    ("FROM_EQUALS_TO", 1.5, "From is the recipient's own address"),
+    (
         "MAILER_FORGED_OUTLOOK",
         1.0,
         "claims Outlook but lacks its marks",
