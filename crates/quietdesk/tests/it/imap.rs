@@ -54,7 +54,7 @@ fn spawn_serve(qd: &Qd, config: &Path) -> KillOnDrop {
     )
 }
 
-async fn open_store(qd: &Qd) -> qd_store::Store {
+pub async fn open_store(qd: &Qd) -> qd_store::Store {
     let url = format!(
         "sqlite://{}?mode=rwc",
         qd.data_dir().join("quietdesk.db").display()

@@ -6,6 +6,7 @@
 mod bad_input;
 mod boundaries;
 mod corpus;
+mod feedback;
 mod imap;
 mod import_search;
 mod privacy;
