@@ -57,9 +57,23 @@ pub struct EvalReport {
     pub seconds: f64,
     /// How often each tag fired, per true class.
     pub tags: BTreeMap<String, TagCount>,
+    /// Every message judged wrongly, in judging order (online: arrival order).
+    pub misjudged: Vec<Misjudged>,
+}
+
+/// One message the filter got wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Misjudged {
+    /// As named in the manifest.
+    pub file: String,
+    pub label: Label,
+    pub score: f32,
+    /// 0-based position in judging order (online: how much the learner had seen).
+    pub position: usize,
 }
 
 struct Item {
+    name: String,
     path: PathBuf,
     label: Label,
 }
@@ -102,6 +116,7 @@ fn read_manifest(dir: &Path) -> Result<Vec<Item>, FilterError> {
             other => return Err(bad(format!("line {}: label {other:?}", n + 2))),
         };
         items.push(Item {
+            name: file.trim().to_string(),
             path: dir.join(file.trim()),
             label,
         });
@@ -115,9 +130,18 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, label: Label, class: Class, tags: &[crate::Tag]) {
+    fn add(&mut self, item: &Item, verdict: &crate::Verdict) {
+        let (label, class, tags) = (item.label, verdict.class, &verdict.tags);
         let r = &mut self.report;
         let judged_spam = class != Class::Ham;
+        if judged_spam != (label == Label::Spam) {
+            r.misjudged.push(Misjudged {
+                file: item.name.clone(),
+                label,
+                score: verdict.score,
+                position: (r.ham + r.spam) as usize,
+            });
+        }
         match label {
             Label::Ham => {
                 r.ham += 1;
@@ -175,21 +199,18 @@ pub fn evaluate(dir: &Path, opts: &EvalOptions) -> Result<EvalReport, FilterErro
     let filter = Filter::new(opts.settings.clone())?;
     let start = Instant::now();
     if !opts.online {
-        let judged: Vec<(Label, crate::Verdict)> = items
+        let judged: Vec<crate::Verdict> = items
             .par_iter()
             .map(|item| {
                 let raw = read(&item.path)?;
                 let view = qd_mail::MessageView::from_raw(&raw);
-                Ok((
-                    item.label,
-                    filter.judge(&view, &JudgeContext::pinned_to(&view)),
-                ))
+                Ok(filter.judge(&view, &JudgeContext::pinned_to(&view)))
             })
             .collect::<Result<_, FilterError>>()?;
         let seconds = start.elapsed().as_secs_f64();
         let mut tally = Tally::default();
-        for (label, v) in &judged {
-            tally.add(*label, v.class, &v.tags);
+        for (item, v) in items.iter().zip(&judged) {
+            tally.add(item, v);
         }
         return Ok(tally.finish("static", seconds));
     }
@@ -210,7 +231,7 @@ pub fn evaluate(dir: &Path, opts: &EvalOptions) -> Result<EvalReport, FilterErro
     for (i, _, view) in &views {
         let Some(item) = items.get(*i) else { continue };
         let verdict = filter.judge(view, &JudgeContext::pinned_to(view).with_learner(&learner));
-        tally.add(item.label, verdict.class, &verdict.tags);
+        tally.add(item, &verdict);
         let rules: Vec<&str> = verdict.rule_names().collect();
         let features = learner.features(view, &rules);
         learner.learn(&features, item.label);

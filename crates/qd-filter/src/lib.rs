@@ -25,7 +25,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use auth::{AuthOutcome, AuthResult, Authenticator, Connection};
-pub use eval::{evaluate, EvalOptions, EvalReport};
+pub use eval::{evaluate, EvalOptions, EvalReport, Misjudged};
 pub use learn::{Features, Label, Learner};
 pub use qd_mail::MessageView;
 pub use settings::{ClamdSettings, DnsSettings, FilterSettings, Thresholds, UnreachablePolicy};
