@@ -13,7 +13,10 @@ pub struct FilterSettings {
     /// Score bands; see [`Thresholds`].
     pub thresholds: Thresholds,
     /// Per-tag weight overrides (`TAG_NAME = score`); tags not named keep the defaults
-    /// in `verdict::DEFAULT_WEIGHTS`. A weight of 0 disables a tag's effect.
+    /// in `verdict::DEFAULT_WEIGHTS`. A weight of 0 disables a tag's effect. Numbers
+    /// written as text and lower-case names are accepted (environment overrides arrive
+    /// as `learned_ham = "-6"`).
+    #[serde(deserialize_with = "weights_from_numbers_or_text")]
     pub weights: BTreeMap<String, f32>,
     /// Host names (or `by` names / authserv-ids) of our own relays. Headers above the
     /// first Received field written by a host not in this list count as added by us:
@@ -28,6 +31,34 @@ pub struct FilterSettings {
     pub clamd: ClamdSettings,
     /// DNS for SPF, DKIM, DMARC and ARC.
     pub dns: DnsSettings,
+}
+
+/// A weight as the configuration spells it: a number, or a number in a string. Tag
+/// names are upper case whatever the source (environment keys arrive lower-cased).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Weight {
+    Number(f32),
+    Text(String),
+}
+
+fn weights_from_numbers_or_text<'de, D>(d: D) -> Result<BTreeMap<String, f32>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    BTreeMap::<String, Weight>::deserialize(d)?
+        .into_iter()
+        .map(|(tag, w)| (tag.to_ascii_uppercase(), w))
+        .map(|(tag, w)| match w {
+            Weight::Number(n) => Ok((tag, n)),
+            Weight::Text(t) => match t.trim().parse::<f32>() {
+                Ok(n) => Ok((tag, n)),
+                Err(_) => Err(serde::de::Error::custom(format!(
+                    "weight of {tag}: `{t}` is not a number"
+                ))),
+            },
+        })
+        .collect()
 }
 
 /// Score bands. A score below `ham` is ham; from `spam` on it is spam; in between it is

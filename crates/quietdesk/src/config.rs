@@ -405,6 +405,20 @@ mod tests {
         ];
         let raw = load(Some(&repo_file()), &env).unwrap();
         assert_eq!(raw.ingest.batch_size, 42);
+        // Negative numbers arrive as text from the environment; weights take them.
+        let weights = vec![(
+            "QUIETDESK__FILTER__WEIGHTS__LEARNED_HAM".to_string(),
+            "-4.5".to_string(),
+        )];
+        let raw_w = load(Some(&repo_file()), &weights).unwrap();
+        assert_eq!(raw_w.filter.weights.get("LEARNED_HAM"), Some(&-4.5));
+        assert!(qd_filter::Filter::new(raw_w.filter.clone()).is_ok());
+        let bad = vec![(
+            "QUIETDESK__FILTER__WEIGHTS__LEARNED_HAM".to_string(),
+            "minus four".to_string(),
+        )];
+        let err = load(Some(&repo_file()), &bad).unwrap_err();
+        assert!(format!("{err:#}").contains("not a number"), "{err:#}");
         assert_eq!(raw.http.listen, "127.0.0.1:9");
         assert_eq!(raw.threading.ticket_ref, "[#QD-{n}]");
     }
