@@ -9,14 +9,15 @@ use std::process::Command;
 
 use qd_filter::{evaluate, EvalOptions};
 
-/// Reached when written (static: fpr 0.0019, recall 0.464; online: fpr about 0.012,
-/// recall about 0.75), with a small margin. These are BELOW the targets
-/// (static 1% / 85%, online 0.5% / 95%): the honest header-only rules do not get there
-/// yet. Raise these when the rules improve; never lower them to make a change pass.
+/// Reached last (static: fpr 0.0024, recall 0.551; online: fpr 0.0058, recall 0.950),
+/// with a small margin. The static figures are far BELOW the targets (1% / 85%)
+/// and the online FPR is just above its 0.5%: the honest header-only rules and learner
+/// do not get there yet. Raise these when the filter improves; never lower them to make
+/// a change pass.
 const STATIC_MAX_FPR: f64 = 0.004;
-const STATIC_MIN_RECALL: f64 = 0.44;
-const ONLINE_MAX_FPR: f64 = 0.02;
-const ONLINE_MIN_RECALL: f64 = 0.70;
+const STATIC_MIN_RECALL: f64 = 0.53;
+const ONLINE_MAX_FPR: f64 = 0.0075;
+const ONLINE_MIN_RECALL: f64 = 0.94;
 
 fn corpus_dir() -> PathBuf {
     std::env::var_os("QUIETDESK_CORPUS").map_or_else(
