@@ -21,7 +21,6 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
 };
 use serde::Serialize;
 
@@ -106,7 +105,7 @@ fn label_of(s: &str) -> Result<Label> {
 impl Store {
     /// Records staff feedback on one message and learns its tokens (see the module docs).
     pub async fn teach(&self, t: &Teaching<'_>, actor: &Actor<'_>) -> Result<TeachOutcome> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         messages::Entity::find_by_id(t.message_db_id)
             .one(&txn)
             .await?
@@ -235,7 +234,7 @@ impl Store {
         message_db_id: i64,
         actor: &Actor<'_>,
     ) -> Result<messages::Model> {
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let m = messages::Entity::find_by_id(message_db_id)
             .one(&txn)
             .await?
