@@ -122,6 +122,19 @@ fn ticket_facts(r: &qd_store::RetentionRow) -> TicketFacts {
 
 /// Evaluates everything at `opts.now` and deletes what is due (unless a dry run).
 pub async fn run(store: &Store, policy: &RetentionPolicy, opts: &RunOptions) -> Result<RunReport> {
+    run_with(store, policy, opts, &mut |_| {}).await
+}
+
+/// [`run`], telling `before_ticket_deletes` which messages the ticket deletes will take,
+/// before they start (not on a dry run). The binary uses it to drop them from the search
+/// index on another thread while the store deletes them; the deletes queued in the same
+/// transactions still reach the index afterwards and find nothing left.
+pub async fn run_with(
+    store: &Store,
+    policy: &RetentionPolicy,
+    opts: &RunOptions,
+    before_ticket_deletes: &mut (dyn FnMut(Vec<i64>) + Send),
+) -> Result<RunReport> {
     let started = Instant::now();
     let now = opts.now;
     let mut report = RunReport {
@@ -224,6 +237,10 @@ pub async fn run(store: &Store, policy: &RetentionPolicy, opts: &RunOptions) -> 
                 Decision::Keep { .. } => {}
             }
         }
+    }
+    if !opts.dry_run && !due_tickets.is_empty() {
+        let all: Vec<i64> = due_tickets.values().flatten().copied().collect();
+        before_ticket_deletes(store.message_ids_of_tickets(&all).await?);
     }
     for (class, ids) in &due_tickets {
         let entry = report.classes.entry(*class).or_default();

@@ -150,21 +150,43 @@ impl Indexer {
     /// Rewrites the segments that hold deleted documents, so their terms and stored
     /// fields leave the files on disk; the writer is reopened afterwards.
     pub fn merge_away_deleted(&mut self) -> Result<(), SyncError> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.merge_blocking())
+            }
+            _ => self.merge_blocking(),
+        }
+    }
+
+    fn merge_blocking(&mut self) -> Result<(), SyncError> {
         let Some(writer) = self.writer.take() else {
             return Err(SyncError::Index(Error::Closed));
         };
         let (heap, threads) = (writer.heap_per_thread(), writer.threads());
-        let merged = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| writer.merge_away_deleted())
-            }
-            _ => writer.merge_away_deleted(),
-        };
+        let merged = writer.merge_away_deleted();
         // Reopen even when the merge failed, so the indexer keeps working.
         self.writer = Some(self.index.writer(heap * threads, threads)?);
         merged?;
         self.deletes_since_merge = 0;
         Ok(())
+    }
+
+    /// Deletes these messages' documents now, commits and merges them out of the
+    /// segment files, without waiting for the queue. For a retention run, which knows
+    /// what it will delete before the store does it: the index work then runs beside
+    /// the store's on another core. The queued deletes that follow find nothing left to
+    /// delete. Blocking: call it on a blocking thread.
+    pub fn delete_now(&mut self, message_db_ids: &[i64]) -> Result<(), SyncError> {
+        if message_db_ids.is_empty() {
+            return Ok(());
+        }
+        let writer = self.writer()?;
+        for id in message_db_ids {
+            writer.delete(*id)?;
+        }
+        writer.commit()?;
+        self.index.reload()?;
+        self.merge_blocking()
     }
 
     /// Pulls until the queue is empty, committing every `commit_every` entries and at

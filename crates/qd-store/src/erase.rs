@@ -662,6 +662,17 @@ impl Store {
             .await?)
     }
 
+    /// The ids of every message on these tickets.
+    pub async fn message_ids_of_tickets(&self, ticket_ids: &[i64]) -> Result<Vec<i64>> {
+        ids_where::<messages::Entity, _>(
+            &self.db,
+            messages::Column::Id,
+            messages::Column::TicketId,
+            ticket_ids,
+        )
+        .await
+    }
+
     /// Messages a person sent on tickets that are not theirs.
     pub async fn messages_by_contacts_elsewhere(
         &self,

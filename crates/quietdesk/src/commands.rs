@@ -193,6 +193,45 @@ pub async fn open_index(settings: &Settings, store: &Store) -> Result<SearchInde
     Ok(index)
 }
 
+/// A retention run (not a dry run) as `retention run` and `bench retention` do it: the
+/// index is opened first; once the run knows which messages its ticket deletes take,
+/// their documents leave the index (deleted, committed, merged away) on a blocking
+/// thread while the store deletes the rows. The queued deletes are applied afterwards
+/// and find nothing left; the WAL is checkpointed. When another process holds the index
+/// writer (a running `serve`), its indexer applies the queue instead.
+pub async fn retention_run(
+    settings: &Settings,
+    store: &Store,
+    opts: &qd_retention::RunOptions,
+) -> Result<qd_retention::RunReport> {
+    let index = open_index(settings, store).await?;
+    let mut idle = match indexer(settings, store, &index) {
+        Ok(i) => Some(i),
+        Err(e) if e.is_writer_busy() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut early: Option<tokio::task::JoinHandle<Result<Indexer, SyncError>>> = None;
+    let report = qd_retention::run_with(store, &settings.retention, opts, &mut |ids| {
+        if let Some(mut idx) = idle.take() {
+            early = Some(tokio::task::spawn_blocking(move || {
+                idx.delete_now(&ids)?;
+                Ok(idx)
+            }));
+        }
+    })
+    .await;
+    let idx = match early {
+        Some(h) => Some(h.await.context("search index task")??),
+        None => idle,
+    };
+    let report = report?;
+    if let Some(mut idx) = idx {
+        idx.drain(settings.commit_every).await?;
+    }
+    store.checkpoint_wal().await?;
+    Ok(report)
+}
+
 fn indexer(settings: &Settings, store: &Store, index: &SearchIndex) -> Result<Indexer, SyncError> {
     Indexer::new(
         store.clone(),

@@ -468,21 +468,17 @@ pub async fn retention(settings: &Settings, cmd: RetentionCommand) -> Result<Exi
         None => Utc::now(),
     };
     let store = open_store(settings).await?;
-    let report = qd_retention::run(
-        &store,
-        &settings.retention,
-        &RunOptions {
-            now,
-            dry_run: a.dry_run,
-            list_limit: a.list,
-        },
-    )
-    .await?;
-    if !a.dry_run {
-        // Apply the queued index deletes and merge them out of the segment files.
-        open_index(settings, &store).await?;
-        store.checkpoint_wal().await?;
-    }
+    let opts = RunOptions {
+        now,
+        dry_run: a.dry_run,
+        list_limit: a.list,
+    };
+    let report = if a.dry_run {
+        qd_retention::run(&store, &settings.retention, &opts).await?
+    } else {
+        // The index drops the due documents while the store deletes the rows.
+        crate::commands::retention_run(settings, &store, &opts).await?
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
