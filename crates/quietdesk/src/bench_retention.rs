@@ -22,9 +22,11 @@ struct Figures {
     messages_before: u64,
     tickets_before: u64,
     due_messages_target: u64,
-    /// Retention run (store work: evaluate + delete), seconds.
+    /// Retention run (store work: evaluate + delete + WAL checkpoint), seconds.
     retention_store_s: f64,
-    /// Applying the index deletes and merging them out of the segments, seconds.
+    /// Waiting for the index after the store finished: deleting the due documents and
+    /// merging them out of the segments runs beside the store work, then the queue is
+    /// applied. Seconds.
     retention_index_s: f64,
     retention_total_s: f64,
     messages_deleted: u64,
@@ -185,7 +187,7 @@ pub async fn run(settings: &Settings, args: &BenchRetentionArgs) -> Result<ExitC
         println!("{}", serde_json::to_string_pretty(&f)?);
     } else {
         println!(
-            "retention over {} messages: {} deleted ({} tickets) in {:.2} s (store {:.2} s + index {:.2} s)",
+            "retention over {} messages: {} deleted ({} tickets) in {:.2} s (store {:.2} s, then {:.2} s more for the index)",
             f.messages_before, f.messages_deleted, f.tickets_deleted, f.retention_total_s,
             f.retention_store_s, f.retention_index_s
         );

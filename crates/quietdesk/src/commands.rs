@@ -543,10 +543,13 @@ async fn stats(settings: &Settings, json: bool) -> Result<ExitCode> {
     let index = open_index(settings, &store).await?;
     let s = store.stats().await?;
     let index_documents = index.num_docs()?;
+    // Deleted documents still in segment files (tombstoned, not yet merged away).
+    let index_deleted = index.deleted_docs()?;
     store.close().await?;
     if json {
         let mut v = serde_json::to_value(&s)?;
         v["index_documents"] = index_documents.into();
+        v["index_deleted_documents"] = index_deleted.into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("customers             {}", s.customers);
@@ -556,6 +559,7 @@ async fn stats(settings: &Settings, json: bool) -> Result<ExitCode> {
         println!("quarantined messages  {}", s.quarantined_messages);
         println!("raw-mail blobs        {}", s.blobs);
         println!("index documents       {}", index_documents);
+        println!("  deleted, not merged  {}", index_deleted);
         println!("search queue          {}", s.search_queue);
     }
     Ok(ExitCode::SUCCESS)
