@@ -583,16 +583,7 @@ fn header_words(raw: &str) -> impl Iterator<Item = String> + '_ {
 
 /// An IP address cut to its /24 (IPv4) or /48 (IPv6), as stored everywhere else.
 fn ip_prefix(ip: &std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{a}.{b}.{c}")
-        }
-        std::net::IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}", s[0], s[1], s[2])
-        }
-    }
+    qd_core::anonymise_ip(*ip).to_string()
 }
 
 /// Tokens that hold a whole address (see [`Learner::tokens`]: `from:`, `rt:`, `snd:`).

@@ -7,7 +7,6 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use chrono::Utc;
 use clap::{ArgGroup, Args, Subcommand};
 use qd_core::Label;
 use qd_filter::{Learner, MessageView};
@@ -15,6 +14,7 @@ use qd_store::{Actor, Store, TeachOutcome, Teaching};
 
 use crate::commands::open_store;
 use crate::config::Settings;
+use crate::privacy_cmd::actor;
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("label").required(true).args(["spam", "ham"])))]
@@ -60,14 +60,6 @@ pub struct ReleaseArgs {
     pub reason: Option<String>,
     #[arg(long)]
     pub json: bool,
-}
-
-fn actor<'a>(settings: &'a Settings, reason: Option<&'a str>) -> Actor<'a> {
-    Actor {
-        name: &settings.actor,
-        reason,
-        now: Utc::now(),
-    }
 }
 
 /// The learned model as stored, ready to judge and to learn.

@@ -156,7 +156,8 @@ fn parse_day(text: &str) -> Result<DateTime<Utc>> {
     Ok(d.and_hms_opt(0, 0, 0).context("midnight exists")?.and_utc())
 }
 
-fn actor<'a>(settings: &'a Settings, reason: Option<&'a str>) -> Actor<'a> {
+/// The configured staff member, acting now.
+pub(crate) fn actor<'a>(settings: &'a Settings, reason: Option<&'a str>) -> Actor<'a> {
     Actor {
         name: &settings.actor,
         reason,
