@@ -6,6 +6,7 @@
 use qd_testkit::Dovecot;
 use serde_json::Value;
 
+use crate::imap::ingest_once as ingest;
 use crate::Qd;
 
 /// Mail from a bulk sender: no display name, an Outlook-shaped Message-ID from no
@@ -35,21 +36,6 @@ fn question(i: usize) -> Vec<u8> {
          Content-Type: text/plain; charset=utf-8\r\n\r\nHow do I do thing {i}?\r\n"
     )
     .into_bytes()
-}
-
-fn ingest(qd: &Qd, d: &Dovecot) -> Value {
-    let url = format!("imap://user@127.0.0.1:{}/INBOX", d.port());
-    let out = qd
-        .command(&["ingest", "--once", "--mailbox", &url, "--json"])
-        .env("QUIETDESK_IMAP_PASSWORD", "pass")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn tags_of(m: &qd_store::entity::messages::Model) -> Vec<String> {

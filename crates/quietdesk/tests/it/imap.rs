@@ -96,6 +96,22 @@ fn kill_and_reap(child: &mut Child, signal: &str) -> std::process::ExitStatus {
     }
 }
 
+/// `quietdesk ingest --once --mailbox imap://user@…/INBOX --json` against `d`; its summary.
+pub fn ingest_once(qd: &Qd, d: &Dovecot) -> serde_json::Value {
+    let url = format!("imap://user@127.0.0.1:{}/INBOX", d.port());
+    let out = qd
+        .command(&["ingest", "--once", "--mailbox", &url, "--json"])
+        .env("QUIETDESK_IMAP_PASSWORD", "pass")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn ingest_once_with_a_mailbox_url_prints_a_summary() {
     let d = Dovecot::start_plain().unwrap();
@@ -104,20 +120,7 @@ fn ingest_once_with_a_mailbox_url_prints_a_summary() {
         d.deliver("user", "INBOX", &m.raw).unwrap();
     }
     let qd = Qd::sqlite();
-    let url = format!("imap://user@127.0.0.1:{}/INBOX", d.port());
-    let run = || {
-        let out = qd
-            .command(&["ingest", "--once", "--mailbox", &url, "--json"])
-            .env("QUIETDESK_IMAP_PASSWORD", "pass")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let run = || ingest_once(&qd, &d);
     let v = run();
     assert_eq!(v["fetched"], 40, "{v}");
     assert_eq!(v["stored"], 40);
