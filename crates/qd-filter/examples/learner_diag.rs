@@ -3,19 +3,12 @@
 //! probability thresholds, and where the errors come from (by folder).
 //!
 //! `cargo run --release -p qd-filter --example learner_diag -- DIR`
+//!
+//! Environment: `NO_RULES=1` leaves the static rules out of the learner's features;
+//! `STATIC=1` prints a histogram of static scores (`SCORES=1`: one line per message on
+//! stderr: file, score, label, rules); `SHOW=1` lists the learner's errors at p ≥ 0.9.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use qd_filter::{arrival, Filter, FilterSettings, JudgeContext, Label, Learner, MessageView};
-
-fn items_name(
-    v: &MessageView,
-    items: &[(Option<i64>, usize, Label, MessageView, String)],
-) -> String {
-    items
-        .iter()
-        .find(|i| std::ptr::eq(&i.3, v))
-        .map(|i| i.4.clone())
-        .unwrap_or_default()
-}
 
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("DIR"));
@@ -56,16 +49,12 @@ fn main() {
     }
     if std::env::var("STATIC").is_ok() {
         let mut hist = std::collections::BTreeMap::<i32, (u32, u32)>::new();
-        for (_, _, label, v, _) in &items {
+        for (_, _, label, v, name) in &items {
             let verdict = filter.judge(v, &JudgeContext::pinned_to(v));
             let s = verdict.score;
             if std::env::var("SCORES").is_ok() {
-                eprintln!(
-                    "{}\t{s}\t{:?}\t{}",
-                    items_name(v, &items),
-                    label,
-                    verdict.rule_names().collect::<Vec<_>>().join(",")
-                );
+                let rules: Vec<&str> = verdict.rule_names().collect();
+                eprintln!("{name}\t{s}\t{label}\t{}", rules.join(","));
             }
             let e = hist.entry((s.floor() as i32).clamp(-10, 12)).or_default();
             if *label == Label::Ham {
