@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args, Subcommand};
 use qd_core::Label;
 use qd_filter::{Learner, MessageView};
+use qd_store::entity::messages;
 use qd_store::{Actor, Store, TeachOutcome, Teaching};
 
 use crate::commands::open_store;
@@ -71,24 +72,25 @@ pub async fn load_learner(store: &Store, settings: &Settings) -> Result<Learner>
     )
 }
 
-/// Teaches the filter that the stored message `id` is `label`: the step is computed
+/// Teaches the filter that the stored `message` is `label`: the step is computed
 /// against the model as it is without this message's earlier feedback, if any.
 pub async fn teach(
     store: &Store,
     settings: &Settings,
-    id: i64,
+    message: &messages::Model,
     label: Label,
     actor: &Actor<'_>,
 ) -> Result<TeachOutcome> {
+    let id = message.id;
+    let earlier = store.taught(id).await?;
+    if earlier.is_some_and(|e| e.label == label) {
+        return Ok(TeachOutcome::Unchanged);
+    }
     let raw = store
         .raw_message(id)
         .await?
         .with_context(|| format!("message {id} has no stored raw mail to learn from"))?;
     let view = MessageView::from_raw(&raw);
-    let message = store
-        .find_message(&id.to_string())
-        .await?
-        .with_context(|| format!("no message {id}"))?;
     // The rules that fired when the message arrived, as its stored verdict says.
     let rules: Vec<String> = tag_names(message.verdict_tags.as_deref())
         .into_iter()
@@ -97,10 +99,7 @@ pub async fn teach(
     let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
     let mut learner = load_learner(store, settings).await?;
     let features = learner.features(&view, &rules);
-    if let Some(earlier) = store.taught(id).await? {
-        if earlier.label == label {
-            return Ok(TeachOutcome::Unchanged);
-        }
+    if let Some(earlier) = earlier {
         learner.unlearn(&features, earlier.label, earlier.step);
     }
     let step = learner.step(&features, label);
@@ -118,7 +117,7 @@ pub async fn teach(
         .await?)
 }
 
-async fn find(store: &Store, reference: &str) -> Result<qd_store::entity::messages::Model> {
+async fn find(store: &Store, reference: &str) -> Result<messages::Model> {
     store
         .find_message(reference)
         .await?
@@ -132,7 +131,7 @@ pub async fn learn(settings: &Settings, a: LearnArgs) -> Result<ExitCode> {
     let outcome = teach(
         &store,
         settings,
-        m.id,
+        &m,
         label,
         &actor(settings, a.reason.as_deref()),
     )
@@ -195,6 +194,10 @@ pub async fn quarantine(settings: &Settings, cmd: QuarantineCommand) -> Result<E
                 println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
                 for (m, item) in rows.iter().zip(&items) {
+                    let tags: Vec<&str> = item["tags"]
+                        .as_array()
+                        .map(|t| t.iter().filter_map(|n| n.as_str()).collect())
+                        .unwrap_or_default();
                     println!(
                         "{:>8}  {}  {:<6} {:>6.1}  {}  {}",
                         m.id,
@@ -202,7 +205,7 @@ pub async fn quarantine(settings: &Settings, cmd: QuarantineCommand) -> Result<E
                         m.verdict_class.as_deref().unwrap_or("?"),
                         m.verdict_score.unwrap_or_default(),
                         item["sender_domain"].as_str().unwrap_or("-"),
-                        tag_names(m.verdict_tags.as_deref()).join(",")
+                        tags.join(",")
                     );
                 }
                 println!("{} quarantined", rows.len());
@@ -219,7 +222,7 @@ pub async fn quarantine(settings: &Settings, cmd: QuarantineCommand) -> Result<E
             }
             store.release_message(m.id, &actor).await?;
             let outcome = if a.not_spam {
-                Some(teach(&store, settings, m.id, Label::Ham, &actor).await?)
+                Some(teach(&store, settings, &m, Label::Ham, &actor).await?)
             } else {
                 None
             };

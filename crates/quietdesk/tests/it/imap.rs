@@ -99,17 +99,10 @@ fn kill_and_reap(child: &mut Child, signal: &str) -> std::process::ExitStatus {
 /// `quietdesk ingest --once --mailbox imap://user@…/INBOX --json` against `d`; its summary.
 pub fn ingest_once(qd: &Qd, d: &Dovecot) -> serde_json::Value {
     let url = format!("imap://user@127.0.0.1:{}/INBOX", d.port());
-    let out = qd
-        .command(&["ingest", "--once", "--mailbox", &url, "--json"])
-        .env("QUIETDESK_IMAP_PASSWORD", "pass")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    qd.json_with(
+        &["ingest", "--once", "--mailbox", &url, "--json"],
+        &[("QUIETDESK_IMAP_PASSWORD", "pass")],
+    )
 }
 
 #[test]
@@ -189,15 +182,9 @@ async fn sigkill_at_random_points_of_a_2000_message_ingest_stores_each_once() {
         }
     }
     assert!(kills >= 1);
-    let out = qd
-        .command(&["--config", &config_arg, "ingest", "--once", "--json"])
-        .env("QD_TEST_IMAP_PW", "pass")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    qd.json_with(
+        &["--config", &config_arg, "ingest", "--once", "--json"],
+        &[("QD_TEST_IMAP_PW", "pass")],
     );
     assert_exactly_once(&qd, &msgs).await;
     assert_eq!(

@@ -66,7 +66,16 @@ impl Qd {
 
     /// Runs a command that must succeed and print JSON.
     pub fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
+        self.json_with(args, &[])
+    }
+
+    /// [`Qd::json`] with extra environment variables for this one run.
+    pub fn json_with(&self, args: &[&str], env: &[(&str, &str)]) -> Value {
+        let out = self
+            .command(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run quietdesk");
         assert!(
             out.status.success(),
             "quietdesk {args:?} failed: {}",
