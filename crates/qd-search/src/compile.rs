@@ -84,7 +84,9 @@ fn text_atom(f: &Fields, scope: Scope, tokens: &[String]) -> Box<dyn TantivyQuer
         [token] => {
             let fields: &[Field] = match scope {
                 Scope::Anywhere => &[f.all],
-                Scope::SubjectOrBody => &[f.subject, f.body],
+                // The body has no field of its own (see `schema`): a quoted word is
+                // looked for wherever a bare one is.
+                Scope::SubjectOrBody => &[f.all],
                 Scope::Subject => &[f.subject],
                 Scope::From => &[f.from],
                 Scope::To => &[f.to],
@@ -116,10 +118,9 @@ fn subject_or_body_phrase(f: &Fields, tokens: &[String]) -> Box<dyn TantivyQuery
         // The pair field holds exactly the adjacent pairs of subject and body.
         return freqs(Term::from_field_text(f.pairs, &pair(first, second)));
     }
-    any_of(vec![
-        phrase_in(f.subject, f.pairs, tokens, false),
-        phrase_in(f.body, f.pairs, tokens, false),
-    ])
+    // The pairs are those of subject and body only, and `all` keeps each value's
+    // positions apart, so the phrase is verified in `all` without crossing fields.
+    phrase_in(f.all, f.pairs, tokens, false)
 }
 
 /// A phrase of two or more `tokens` in `field`: the documents holding all its word pairs in

@@ -154,7 +154,7 @@ impl SearchIndex {
     /// at most about `max_chars` of it, the matched words in `<b>…</b>`, everything else
     /// escaped. Without a match, the start of the text.
     pub fn snippet(&self, query: &Query, text: &str, max_chars: usize) -> String {
-        crate::snippet::snippet(query, text, max_chars, self.fields.body)
+        crate::snippet::snippet(query, text, max_chars, self.fields.all)
     }
 }
 

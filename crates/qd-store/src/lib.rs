@@ -103,6 +103,16 @@ impl Store {
                     .busy_timeout(Duration::from_secs(30))
                     .pragma("secure_delete", "on")
                     .pragma("cache_size", "-65536")
+                    // Statement journals (every multi-row INSERT in a transaction keeps
+                    // one) stay in memory: as temp files they went to /var/tmp, outside
+                    // the data dir where erasure cannot reach them, and were a third of
+                    // an import's writes (strace, 50k messages).
+                    .pragma("temp_store", "memory")
+                    // Checkpoint every 64 MiB of WAL instead of 4 MiB: index pages that
+                    // every batch touches reach the main file once per checkpoint, not
+                    // once per batch (a fifth fewer bytes written by an import).
+                    .pragma("wal_autocheckpoint", "16384")
+                    .pragma("journal_size_limit", "67108864")
             });
             Backend::Sqlite
         } else {
