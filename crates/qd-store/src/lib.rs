@@ -238,6 +238,29 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    /// A statement journal holds copies of the pages a statement changes, mail included;
+    /// as a temp file it lands outside the data dir (SQLite's temp dir), where erasure
+    /// cannot reach it. The connections must keep it in memory.
+    #[tokio::test]
+    async fn sqlite_keeps_statement_journals_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = super::Store::connect(&url).await.unwrap();
+        let row = store
+            .db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA temp_store",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        // 2 = MEMORY.
+        assert_eq!(row.try_get_by_index::<i32>(0).unwrap(), 2);
+    }
+
     #[test]
     fn passwords_never_reach_messages() {
         assert_eq!(
