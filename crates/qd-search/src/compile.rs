@@ -83,10 +83,9 @@ fn text_atom(f: &Fields, scope: Scope, tokens: &[String]) -> Box<dyn TantivyQuer
         [] => Box::new(EmptyQuery),
         [token] => {
             let fields: &[Field] = match scope {
-                Scope::Anywhere => &[f.all],
                 // The body has no field of its own (see `schema`): a quoted word is
                 // looked for wherever a bare one is.
-                Scope::SubjectOrBody => &[f.all],
+                Scope::Anywhere | Scope::SubjectOrBody => &[f.all],
                 Scope::Subject => &[f.subject],
                 Scope::From => &[f.from],
                 Scope::To => &[f.to],

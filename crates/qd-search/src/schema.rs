@@ -163,7 +163,8 @@ pub(crate) struct Fields {
     pub subject: Field,
     pub from: Field,
     pub to: Field,
-    /// Subject, body, from and to together, for bare words.
+    /// Subject, body, from and to together, with positions: bare words, and the check of
+    /// longer phrases.
     pub all: Field,
     /// Adjacent word pairs of subject and body.
     pub pairs: Field,

@@ -31,15 +31,15 @@ fn segment_ids(dir: &Path) -> BTreeSet<String> {
 /// every word of the body.
 fn segments_knowing_the_secret(dir: &Path) -> usize {
     let index = tantivy::Index::open_in_dir(dir).unwrap();
-    let body = index.schema().get_field("all").unwrap();
+    let field = index.schema().get_field("all").unwrap();
     let searcher = index.reader().unwrap().searcher();
     searcher
         .segment_readers()
         .iter()
         .filter(|s| {
-            s.inverted_index(body)
+            s.inverted_index(field)
                 .unwrap()
-                .get_term_info(&Term::from_field_text(body, SECRET))
+                .get_term_info(&Term::from_field_text(field, SECRET))
                 .unwrap()
                 .is_some()
         })
