@@ -159,6 +159,53 @@ async fn an_inbound_reply_reopens_a_closed_ticket(b: Backend) {
 }
 both_backends!(an_inbound_reply_reopens_a_closed_ticket);
 
+async fn replies_move_each_ticket_forward_in_one_batch(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let store = &b.store;
+    let mut first = vec![
+        msg("c1@x", "carol@example.com", "Invoice", &[]),
+        msg("d1@x", "dan@example.com", "Outage", &[]),
+        msg("e1@x", "eve@example.com", "Quiet", &[]),
+    ];
+    let out = store
+        .store_batch(&mut first, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let numbers: Vec<i64> = out.stored.iter().map(|s| s.ticket_number).collect();
+    store
+        .set_ticket_status(out.stored[1].ticket_id, TicketStatus::Closed)
+        .await
+        .unwrap();
+    let start = Utc.with_ymd_and_hms(2024, 3, 1, 10, 0, 5).unwrap();
+    // Two replies to Carol's ticket (the later one wins, whatever the order) and one to
+    // Dan's closed ticket; Eve's ticket is not touched.
+    let mut c2 = msg("c2@x", "carol@example.com", "Re: Invoice", &["c1@x"]);
+    c2.received_at = start + chrono::Duration::hours(5);
+    let mut c3 = msg("c3@x", "carol@example.com", "Re: Invoice", &["c1@x"]);
+    c3.received_at = start + chrono::Duration::hours(2);
+    let mut d2 = msg("d2@x", "dan@example.com", "Re: Outage", &["d1@x"]);
+    d2.received_at = start + chrono::Duration::hours(1);
+    let mut replies = vec![c2, d2, c3];
+    store
+        .store_batch(&mut replies, None, &settings(&fmt))
+        .await
+        .unwrap();
+
+    let ticket = |n: i64| async move { store.ticket_by_number(n).await.unwrap().unwrap() };
+    let (carol, dan, eve) = (
+        ticket(numbers[0]).await,
+        ticket(numbers[1]).await,
+        ticket(numbers[2]).await,
+    );
+    assert_eq!(carol.last_activity_at, start + chrono::Duration::hours(5));
+    assert_eq!(carol.status, "open");
+    assert_eq!(dan.last_activity_at, start + chrono::Duration::hours(1));
+    assert_eq!(dan.status, "open", "an inbound reply reopens");
+    assert_eq!(eve.last_activity_at, start);
+    assert_eq!(eve.status, "open");
+}
+both_backends!(replies_move_each_ticket_forward_in_one_batch);
+
 async fn ticket_numbers_never_repeat(b: Backend) {
     let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
     let mut seen = std::collections::HashSet::new();
