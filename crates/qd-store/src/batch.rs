@@ -414,23 +414,28 @@ impl Store {
             }
         }
         let mut requeue_tickets = Vec::new();
-        // (ticket, new last activity), in ticket order so runs are repeatable.
-        let mut activity: Vec<(i64, DateTime<Utc>)> = Vec::with_capacity(touched.len());
         for (&id, &(at, inbound)) in &touched {
             let Some(info) = existing.get_mut(&id) else {
                 return Err(Error::Inconsistent(format!(
                     "ticket {id} vanished during the batch"
                 )));
             };
-            activity.push((id, Ord::max(info.last_activity_at, at)));
+            let mut update = tickets::Entity::update_many()
+                .col_expr(
+                    tickets::Column::LastActivityAt,
+                    Expr::value(Ord::max(info.last_activity_at, at)),
+                )
+                .filter(tickets::Column::Id.eq(id));
             if inbound && info.status != TicketStatus::Open {
+                update = update.col_expr(
+                    tickets::Column::Status,
+                    Expr::value(TicketStatus::Open.as_str()),
+                );
                 info.status = TicketStatus::Open;
                 requeue_tickets.push(id);
             }
+            update.exec(txn).await?;
         }
-        activity.sort_unstable_by_key(|a| a.0);
-        requeue_tickets.sort_unstable();
-        update_tickets(txn, &activity, &requeue_tickets).await?;
 
         phases.end("tickets");
         // 5. Blobs (raw mail), then messages.
@@ -754,46 +759,6 @@ impl std::fmt::Display for Phases {
         }
         Ok(())
     }
-}
-
-/// Moves each ticket's last activity to its new value and reopens `reopen`, with one
-/// `UPDATE … CASE` per chunk of tickets instead of one statement per ticket (a batch of
-/// replies touches about as many tickets as it has messages).
-async fn update_tickets(
-    txn: &DatabaseTransaction,
-    activity: &[(i64, DateTime<Utc>)],
-    reopen: &[i64],
-) -> Result<()> {
-    let reopen: HashSet<i64> = reopen.iter().copied().collect();
-    // Three bound values per ticket (two in the CASE, one in the IN list).
-    for chunk in activity.chunks(IN_CHUNK) {
-        let Some(&(first_id, first_at)) = chunk.first() else {
-            continue;
-        };
-        let mut at = Expr::case(tickets::Column::Id.eq(first_id), Expr::value(first_at));
-        for &(id, when) in &chunk[1..] {
-            at = at.case(tickets::Column::Id.eq(id), Expr::value(when));
-        }
-        let at = at.finally(Expr::col(tickets::Column::LastActivityAt));
-        let mut update = tickets::Entity::update_many()
-            .col_expr(tickets::Column::LastActivityAt, at.into())
-            .filter(tickets::Column::Id.is_in(chunk.iter().map(|a| a.0)));
-        let opened: Vec<i64> = chunk
-            .iter()
-            .map(|a| a.0)
-            .filter(|id| reopen.contains(id))
-            .collect();
-        if !opened.is_empty() {
-            let status = Expr::case(
-                tickets::Column::Id.is_in(opened),
-                Expr::value(TicketStatus::Open.as_str()),
-            )
-            .finally(Expr::col(tickets::Column::Status));
-            update = update.col_expr(tickets::Column::Status, status.into());
-        }
-        update.exec(txn).await?;
-    }
-    Ok(())
 }
 
 /// Inserts rows in statements of [`CHUNK`] rows, without returning anything.
