@@ -167,6 +167,8 @@ async fn replies_move_each_ticket_forward_in_one_batch(b: Backend) {
         msg("d1@x", "dan@example.com", "Outage", &[]),
         msg("e1@x", "eve@example.com", "Quiet", &[]),
     ];
+    // When the first messages arrived: every ticket's activity starts here.
+    let start = first[0].received_at;
     let out = store
         .store_batch(&mut first, None, &settings(&fmt))
         .await
@@ -176,7 +178,6 @@ async fn replies_move_each_ticket_forward_in_one_batch(b: Backend) {
         .set_ticket_status(out.stored[1].ticket_id, TicketStatus::Closed)
         .await
         .unwrap();
-    let start = Utc.with_ymd_and_hms(2024, 3, 1, 10, 0, 5).unwrap();
     // Two replies to Carol's ticket (the later one wins, whatever the order) and one to
     // Dan's closed ticket; Eve's ticket is not touched.
     let mut c2 = msg("c2@x", "carol@example.com", "Re: Invoice", &["c1@x"]);
