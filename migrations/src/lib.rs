@@ -11,6 +11,7 @@ mod m20261125_000003_privacy;
 mod m20261125_000004_filter;
 mod m20261125_000005_delete_indexes;
 mod m20261125_000006_filter_learning;
+mod m20261203_000007_lookup_keys;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_filter::Migration),
             Box::new(m20261125_000005_delete_indexes::Migration),
             Box::new(m20261125_000006_filter_learning::Migration),
+            Box::new(m20261203_000007_lookup_keys::Migration),
         ]
     }
 }

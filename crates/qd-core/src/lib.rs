@@ -8,6 +8,7 @@
 
 mod clock;
 mod ip;
+mod lookup_key;
 mod redacted;
 pub mod retention;
 mod status;
@@ -15,6 +16,7 @@ mod ticket_ref;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use ip::anonymise_ip;
+pub use lookup_key::lookup_key;
 pub use redacted::Redacted;
 pub use retention::{Decision, RetentionClass, RetentionPolicy, Span};
 pub use status::{CustomerStatus, Direction, Label, ParseEnumError, TicketStatus};

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use qd_core::{Direction, TicketRefFormat, TicketStatus};
+use qd_core::{lookup_key, Direction, TicketRefFormat, TicketStatus};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -200,13 +200,14 @@ impl Store {
 
         let mut phases = Phases::start();
         // 1. Duplicates.
-        let hashes: Vec<String> = batch.iter().map(|m| m.content_hash.clone()).collect();
+        // The index holds 64-bit keys; `seen` compares the full hashes it returns.
+        let keys: Vec<i64> = batch.iter().map(|m| lookup_key(&m.content_hash)).collect();
         let mut seen: HashSet<String> = HashSet::new();
-        for chunk in hashes.chunks(IN_CHUNK) {
+        for chunk in keys.chunks(IN_CHUNK) {
             let rows: Vec<String> = messages::Entity::find()
                 .select_only()
                 .column(messages::Column::ContentHash)
-                .filter(messages::Column::ContentHash.is_in(chunk.iter().cloned()))
+                .filter(messages::Column::ContentKey.is_in(chunk.iter().copied()))
                 .into_tuple()
                 .all(txn)
                 .await?;
@@ -255,14 +256,16 @@ impl Store {
                 existing.insert(t.id, TicketInfo::of(&t)?);
             }
         }
+        // Lookups by key return the full ids; the maps below are only ever read by the
+        // exact id, so a row that merely shares a key is never matched.
         let mut by_message_id: HashMap<String, Slot> = HashMap::new();
-        let ref_ids: Vec<String> = ref_ids.into_iter().map(str::to_string).collect();
-        for chunk in ref_ids.chunks(IN_CHUNK) {
+        let ref_keys: Vec<i64> = ref_ids.into_iter().map(lookup_key).collect();
+        for chunk in ref_keys.chunks(IN_CHUNK) {
             let rows: Vec<(Option<String>, i64)> = messages::Entity::find()
                 .select_only()
                 .column(messages::Column::MessageId)
                 .column(messages::Column::TicketId)
-                .filter(messages::Column::MessageId.is_in(chunk.iter().cloned()))
+                .filter(messages::Column::MessageIdKey.is_in(chunk.iter().copied()))
                 .into_tuple()
                 .all(txn)
                 .await?;
@@ -273,17 +276,17 @@ impl Store {
             }
         }
         // Replies stored before their parent: the parent joins the reply's ticket.
-        let own_ids: Vec<String> = keep
+        let own_keys: Vec<i64> = keep
             .iter()
-            .filter_map(|&i| batch[i].message_id.clone())
+            .filter_map(|&i| batch[i].message_id.as_deref().map(lookup_key))
             .collect();
         let mut referenced_in_db: HashMap<String, i64> = HashMap::new();
-        for chunk in own_ids.chunks(IN_CHUNK) {
+        for chunk in own_keys.chunks(IN_CHUNK) {
             let rows: Vec<(String, i64)> = thread_refs::Entity::find()
                 .select_only()
                 .column(thread_refs::Column::RefId)
                 .column(thread_refs::Column::TicketId)
-                .filter(thread_refs::Column::RefId.is_in(chunk.iter().cloned()))
+                .filter(thread_refs::Column::RefKey.is_in(chunk.iter().copied()))
                 .into_tuple()
                 .all(txn)
                 .await?;
@@ -454,8 +457,33 @@ impl Store {
             }
             None => None,
         };
+        // Content-addressed: a blob already stored under the same (scope, digest) is
+        // reused. The index holds the digest's key; the full digest is compared here.
+        let digest_keys: Vec<i64> = blob_jobs
+            .iter()
+            .map(|(_, _, b)| lookup_key(&b.digest))
+            .collect();
+        for chunk in digest_keys.chunks(IN_CHUNK) {
+            let rows: Vec<(i64, String, String)> = blobs::Entity::find()
+                .select_only()
+                .column(blobs::Column::Id)
+                .column(blobs::Column::Scope)
+                .column(blobs::Column::Digest)
+                .filter(blobs::Column::DigestKey.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            for (id, scope, digest) in rows {
+                blob_ids.insert((scope, digest), id);
+            }
+        }
         let mut blob_rows: Vec<blobs::ActiveModel> = Vec::with_capacity(blob_jobs.len());
+        let mut queued: HashSet<(String, String)> = HashSet::new();
         for (_, scope, b) in blob_jobs.iter_mut() {
+            let id = (scope.clone(), b.digest.clone());
+            if blob_ids.contains_key(&id) || !queued.insert(id) {
+                continue;
+            }
             let raw = std::mem::take(&mut b.data);
             let (codec, data) = match sealers.as_ref().and_then(|k| k.get(scope.as_str())) {
                 Some(key) => (CODEC_SEALED, key.seal(scope, &b.digest, &raw)?),
@@ -464,6 +492,7 @@ impl Store {
             blob_rows.push(blobs::ActiveModel {
                 id: NotSet,
                 digest: Set(b.digest.clone()),
+                digest_key: Set(lookup_key(&b.digest)),
                 scope: Set(scope.clone()),
                 codec: Set(codec.to_string()),
                 size: Set(b.size as i64),
@@ -472,25 +501,21 @@ impl Store {
                 created_at: Set(now),
             });
         }
-        // Few rows per statement: each carries a whole compressed message.
+        // Few rows per statement: each carries a whole compressed message. RETURNING
+        // names the rows (not their order), so ids map back by (scope, digest).
         for chunk in take_chunks(blob_rows, 50) {
-            blobs::Entity::insert_many(chunk)
-                .on_conflict_do_nothing_on([blobs::Column::Scope, blobs::Column::Digest])
-                .exec_without_returning(txn)
-                .await?;
-        }
-        let digests: Vec<String> = blob_jobs.iter().map(|(_, _, b)| b.digest.clone()).collect();
-        for chunk in digests.chunks(IN_CHUNK) {
-            let rows: Vec<(i64, String, String)> = blobs::Entity::find()
-                .select_only()
-                .column(blobs::Column::Id)
-                .column(blobs::Column::Scope)
-                .column(blobs::Column::Digest)
-                .filter(blobs::Column::Digest.is_in(chunk.iter().cloned()))
-                .into_tuple()
-                .all(txn)
-                .await?;
-            for (id, scope, digest) in rows {
+            let stmt = blobs::Entity::insert_many(chunk)
+                .into_query()
+                .returning(Query::returning().columns([
+                    blobs::Column::Id,
+                    blobs::Column::Scope,
+                    blobs::Column::Digest,
+                ]))
+                .to_owned();
+            for row in txn.query_all(&stmt).await? {
+                let id: i64 = row.try_get_by_index(0)?;
+                let scope: String = row.try_get_by_index(1)?;
+                let digest: String = row.try_get_by_index(2)?;
                 blob_ids.insert((scope, digest), id);
             }
         }
@@ -530,6 +555,8 @@ impl Store {
                 body_html: Set(body_html),
                 size: Set(m.size),
                 content_hash: Set(m.content_hash.clone()),
+                content_key: Set(lookup_key(&m.content_hash)),
+                message_id_key: Set(m.message_id.as_deref().map(lookup_key)),
                 has_attachments: Set(!m.attachments.is_empty()),
                 verdict_class: Set(m.verdict.as_ref().map(|v| v.class.clone())),
                 verdict_score: Set(m.verdict.as_ref().map(|v| v.score)),
@@ -570,6 +597,7 @@ impl Store {
                 ref_rows.push(thread_refs::ActiveModel {
                     id: NotSet,
                     ref_id: Set(r.to_string()),
+                    ref_key: Set(lookup_key(r)),
                     ticket_id: Set(ticket_id),
                 });
             }
@@ -856,4 +884,116 @@ async fn upsert_checkpoint<C: ConnectionTrait>(
     .exec_without_returning(db)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    use super::*;
+
+    fn message(id: &str, reply_to: &[&str]) -> NewMessage {
+        let raw = format!("Message-ID: <{id}>\r\nFrom: a@example.com\r\n\r\nbody of {id}\r\n");
+        NewMessage {
+            direction: Direction::In,
+            message_id: Some(id.to_string()),
+            in_reply_to: reply_to.iter().map(|s| s.to_string()).collect(),
+            references: vec![],
+            from_addr: Some("a@example.com".into()),
+            from_name: None,
+            to: vec![],
+            cc: vec![],
+            date: None,
+            received_at: Utc.with_ymd_and_hms(2024, 3, 1, 10, 0, 0).unwrap(),
+            subject: format!("about {id}"),
+            body_text: format!("body of {id}"),
+            body_html: None,
+            size: raw.len() as i64,
+            content_hash: format!("hash-of-{id}"),
+            attachments: vec![],
+            defects: vec![],
+            source: None,
+            source_position: None,
+            blob: Some(PreparedBlob::prepare(raw.as_bytes()).unwrap()),
+            team: None,
+            verdict: None,
+        }
+    }
+
+    async fn exec(store: &Store, sql: &str) {
+        store
+            .db
+            .execute_raw(Statement::from_string(DbBackend::Sqlite, sql))
+            .await
+            .unwrap();
+    }
+
+    /// A lookup key is a hint: rows that share a key with what is looked up, but not its
+    /// text, are neither duplicates, nor thread parents, nor the same blob. Keys are
+    /// forged here, as finding a real 64-bit SHA-256 collision is out of reach.
+    #[tokio::test]
+    async fn rows_that_only_share_a_key_are_not_matched() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+        let settings = BatchSettings {
+            ticket_ref: &fmt,
+            now: Utc.with_ymd_and_hms(2024, 3, 2, 0, 0, 0).unwrap(),
+        };
+        // "first" refers to "parent@x", which is never stored.
+        let mut first = vec![message("first@x", &["parent@x"])];
+        let out = store
+            .store_batch(&mut first, None, &settings)
+            .await
+            .unwrap();
+        let first_ticket = out.stored[0].ticket_id;
+
+        let second = message("second@x", &["lookalike@x"]);
+        let second_digest = second.blob.as_ref().unwrap().digest.clone();
+        // Make the stored rows' keys equal those of what the next batch looks up.
+        let k = |s: &str| lookup_key(s);
+        exec(
+            &store,
+            &format!(
+                "UPDATE messages SET content_key = {}, message_id_key = {}",
+                k("hash-of-second@x"),
+                k("lookalike@x")
+            ),
+        )
+        .await;
+        exec(
+            &store,
+            &format!("UPDATE thread_refs SET ref_key = {}", k("second@x")),
+        )
+        .await;
+        exec(
+            &store,
+            &format!("UPDATE blobs SET digest_key = {}", k(&second_digest)),
+        )
+        .await;
+
+        let mut batch = vec![second];
+        let out = store
+            .store_batch(&mut batch, None, &settings)
+            .await
+            .unwrap();
+        assert!(
+            out.duplicates.is_empty(),
+            "same key, other hash: not a duplicate"
+        );
+        assert_eq!(out.stored.len(), 1);
+        assert!(
+            out.stored[0].new_ticket && out.stored[0].ticket_id != first_ticket,
+            "neither its In-Reply-To nor a reference to its own id may thread it"
+        );
+        let raw = store
+            .raw_message(out.stored[0].message_db_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(raw.starts_with(b"Message-ID: <second@x>"), "its own blob");
+        assert_eq!(store.stats().await.unwrap().blobs, 2);
+    }
 }

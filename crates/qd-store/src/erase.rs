@@ -789,6 +789,10 @@ impl Store {
                     Expr::value(Option::<String>::None),
                 )
                 .col_expr(
+                    messages::Column::MessageIdKey,
+                    Expr::value(Option::<i64>::None),
+                )
+                .col_expr(
                     messages::Column::InReplyTo,
                     Expr::value(Option::<String>::None),
                 )

@@ -211,6 +211,7 @@ impl Store {
             return Ok(None);
         };
         Ok(messages::Entity::find()
+            .filter(messages::Column::MessageIdKey.eq(qd_core::lookup_key(&mid)))
             .filter(messages::Column::MessageId.eq(mid))
             .order_by_desc(messages::Column::Id)
             .one(&self.db)

@@ -18,9 +18,11 @@ use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter,
+    PaginatorTrait, QueryFilter, QuerySelect,
 };
 use sha2::{Digest, Sha256};
+
+use qd_core::lookup_key;
 
 use crate::batch::{blob_scope, insert_rows, queue_row, NewMessage};
 use crate::blob::CODEC_ZSTD;
@@ -516,6 +518,7 @@ impl Store {
         let filed = match (dsn, entry.ticket_id) {
             (Some(mut m), Some(ticket_id)) => {
                 let before = messages::Entity::find()
+                    .filter(messages::Column::ContentKey.eq(lookup_key(&m.content_hash)))
                     .filter(messages::Column::ContentHash.eq(m.content_hash.clone()))
                     .count(&txn)
                     .await?;
@@ -583,6 +586,7 @@ async fn attach_in(
     now: DateTime<Utc>,
 ) -> Result<i64> {
     if let Some(existing) = messages::Entity::find()
+        .filter(messages::Column::ContentKey.eq(lookup_key(&m.content_hash)))
         .filter(messages::Column::ContentHash.eq(m.content_hash.clone()))
         .one(txn)
         .await?
@@ -608,25 +612,35 @@ async fn attach_in(
             Some(key) => (CODEC_SEALED, key.seal(&scope, &b.digest, &raw)?),
             None => (CODEC_ZSTD, raw),
         };
-        blobs::Entity::insert(blobs::ActiveModel {
-            id: NotSet,
-            digest: Set(b.digest.clone()),
-            scope: Set(scope.clone()),
-            codec: Set(codec.to_string()),
-            size: Set(b.size as i64),
-            stored_size: Set(data.len() as i64),
-            data: Set(data),
-            created_at: Set(now),
-        })
-        .on_conflict_do_nothing_on([blobs::Column::Scope, blobs::Column::Digest])
-        .exec_without_returning(txn)
-        .await?;
-        blob_id = blobs::Entity::find()
-            .filter(blobs::Column::Scope.eq(scope))
-            .filter(blobs::Column::Digest.eq(b.digest))
+        // Content-addressed: the same mail under the same scope is stored once.
+        let stored: Option<i64> = blobs::Entity::find()
+            .select_only()
+            .column(blobs::Column::Id)
+            .filter(blobs::Column::DigestKey.eq(lookup_key(&b.digest)))
+            .filter(blobs::Column::Digest.eq(b.digest.clone()))
+            .filter(blobs::Column::Scope.eq(scope.clone()))
+            .into_tuple()
             .one(txn)
-            .await?
-            .map(|b| b.id);
+            .await?;
+        blob_id = match stored {
+            Some(id) => Some(id),
+            None => Some(
+                blobs::Entity::insert(blobs::ActiveModel {
+                    id: NotSet,
+                    digest_key: Set(lookup_key(&b.digest)),
+                    digest: Set(b.digest.clone()),
+                    scope: Set(scope.clone()),
+                    codec: Set(codec.to_string()),
+                    size: Set(b.size as i64),
+                    stored_size: Set(data.len() as i64),
+                    data: Set(data),
+                    created_at: Set(now),
+                })
+                .exec(txn)
+                .await?
+                .last_insert_id,
+            ),
+        };
     }
     let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
     let joined = |v: &[String]| {
@@ -655,6 +669,8 @@ async fn attach_in(
         body_html: Set(m.body_html.take()),
         size: Set(m.size),
         content_hash: Set(m.content_hash.clone()),
+        content_key: Set(lookup_key(&m.content_hash)),
+        message_id_key: Set(m.message_id.as_deref().map(lookup_key)),
         has_attachments: Set(!m.attachments.is_empty()),
         verdict_class: Set(None),
         verdict_score: Set(None),
@@ -685,6 +701,7 @@ async fn attach_in(
             .map(|r| thread_refs::ActiveModel {
                 id: NotSet,
                 ref_id: Set(r.clone()),
+                ref_key: Set(lookup_key(r)),
                 ticket_id: Set(ticket_id),
             })
             .collect(),

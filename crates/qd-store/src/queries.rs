@@ -372,6 +372,7 @@ impl Store {
         Ok(messages::Entity::find()
             .select_only()
             .column(messages::Column::TicketId)
+            .filter(messages::Column::MessageIdKey.eq(qd_core::lookup_key(message_id)))
             .filter(messages::Column::MessageId.eq(message_id))
             .into_tuple()
             .one(&self.db)

@@ -14,6 +14,8 @@ pub struct Model {
     pub stored_size: i64,
     pub data: Vec<u8>,
     pub created_at: DateTimeUtc,
+    /// `qd_core::lookup_key(digest)`, what the index holds.
+    pub digest_key: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

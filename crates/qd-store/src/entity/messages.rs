@@ -34,6 +34,10 @@ pub struct Model {
     pub source: Option<String>,
     pub source_position: Option<String>,
     pub blob_id: Option<i64>,
+    /// `qd_core::lookup_key(content_hash)`, what the dedupe index holds.
+    pub content_key: i64,
+    /// `qd_core::lookup_key(message_id)`, what the threading index holds.
+    pub message_id_key: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,8 @@ pub struct Model {
     pub id: i64,
     pub ref_id: String,
     pub ticket_id: i64,
+    /// `qd_core::lookup_key(ref_id)`, what the index holds.
+    pub ref_key: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@
 mod batch;
 mod keys;
 mod learning;
+mod lookup_keys;
 
 use qd_store::Store;
 
