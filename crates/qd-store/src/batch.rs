@@ -813,7 +813,8 @@ pub(crate) fn take_chunks<T>(mut rows: Vec<T>, size: usize) -> Vec<Vec<T>> {
     out
 }
 
-fn non_empty(ids: &[String]) -> Option<String> {
+/// Message-ID lists as stored: space-separated, `None` when empty.
+pub(crate) fn non_empty(ids: &[String]) -> Option<String> {
     if ids.is_empty() {
         None
     } else {

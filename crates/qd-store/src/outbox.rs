@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use qd_core::lookup_key;
 
-use crate::batch::{blob_scope, insert_rows, queue_row, NewMessage};
+use crate::batch::{blob_scope, insert_rows, non_empty, queue_row, NewMessage};
 use crate::blob::CODEC_ZSTD;
 use crate::crypto::CODEC_SEALED;
 use crate::entity::{ack_log, attachments, blobs, messages, outbox, thread_refs, tickets};
@@ -600,18 +600,6 @@ async fn attach_in(
     let scope = blob_scope(ticket.requester_id);
     let mut blob_id = None;
     if let Some(mut b) = m.blob.take() {
-        // Sealed with the scope's key when the store has a key ring, as ingest does.
-        let raw = std::mem::take(&mut b.data);
-        let sealer = match &store.keys {
-            Some(ring) => crate::keys::scope_keys(txn, ring, &[scope.as_str()], now)
-                .await?
-                .remove(scope.as_str()),
-            None => None,
-        };
-        let (codec, data) = match sealer {
-            Some(key) => (CODEC_SEALED, key.seal(&scope, &b.digest, &raw)?),
-            None => (CODEC_ZSTD, raw),
-        };
         // Content-addressed: the same mail under the same scope is stored once.
         let stored: Option<i64> = blobs::Entity::find()
             .select_only()
@@ -624,8 +612,21 @@ async fn attach_in(
             .await?;
         blob_id = match stored {
             Some(id) => Some(id),
-            None => Some(
-                blobs::Entity::insert(blobs::ActiveModel {
+            None => {
+                // Sealed with the scope's key when the store has a key ring, as ingest
+                // does.
+                let raw = std::mem::take(&mut b.data);
+                let sealer = match &store.keys {
+                    Some(ring) => crate::keys::scope_keys(txn, ring, &[scope.as_str()], now)
+                        .await?
+                        .remove(scope.as_str()),
+                    None => None,
+                };
+                let (codec, data) = match sealer {
+                    Some(key) => (CODEC_SEALED, key.seal(&scope, &b.digest, &raw)?),
+                    None => (CODEC_ZSTD, raw),
+                };
+                let row = blobs::ActiveModel {
                     id: NotSet,
                     digest_key: Set(lookup_key(&b.digest)),
                     digest: Set(b.digest.clone()),
@@ -635,29 +636,20 @@ async fn attach_in(
                     stored_size: Set(data.len() as i64),
                     data: Set(data),
                     created_at: Set(now),
-                })
-                .exec(txn)
-                .await?
-                .last_insert_id,
-            ),
+                };
+                Some(blobs::Entity::insert(row).exec(txn).await?.last_insert_id)
+            }
         };
     }
     let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
-    let joined = |v: &[String]| {
-        if v.is_empty() {
-            None
-        } else {
-            Some(v.join(" "))
-        }
-    };
     let row = messages::ActiveModel {
         id: NotSet,
         ticket_id: Set(ticket_id),
         contact_id: Set(None),
         direction: Set(m.direction.as_str().to_string()),
         message_id: Set(m.message_id.clone()),
-        in_reply_to: Set(joined(&m.in_reply_to)),
-        references: Set(joined(&m.references)),
+        in_reply_to: Set(non_empty(&m.in_reply_to)),
+        references: Set(non_empty(&m.references)),
         from_addr: Set(m.from_addr.clone()),
         from_name: Set(m.from_name.clone()),
         to_addrs: Set(json(&m.to)),
