@@ -13,83 +13,87 @@
 //! Existing rows get their keys here, in id order, a thousand at a time.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::*;
 use sea_orm_migration::sea_orm::ConnectionTrait;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-#[derive(DeriveIden, Clone, Copy)]
-enum Messages {
-    Table,
-    Id,
-    ContentHash,
-    ContentKey,
-    MessageId,
-    MessageIdKey,
+/// One text column that gets a key column, and the index that moves from one to the other.
+struct Keyed {
+    table: &'static str,
+    text: &'static str,
+    key: &'static str,
+    /// The text column may be NULL (then so is the key).
+    nullable: bool,
+    new_index: &'static str,
+    /// The text index this migration replaces, for `down`.
+    old_index: &'static str,
+    old_cols: &'static [&'static str],
+    old_unique: bool,
 }
 
-#[derive(DeriveIden, Clone, Copy)]
-enum ThreadRefs {
-    Table,
-    Id,
-    RefId,
-    RefKey,
-}
-
-#[derive(DeriveIden, Clone, Copy)]
-enum Blobs {
-    Table,
-    Id,
-    Digest,
-    DigestKey,
-    Scope,
-}
-
-/// The indexes over the new key columns.
-fn key_indexes() -> Vec<IndexCreateStatement> {
-    vec![
-        Index::create()
-            .name("ix_messages_content_key")
-            .table(Messages::Table)
-            .col(Messages::ContentKey)
-            .to_owned(),
-        Index::create()
-            .name("ix_messages_message_id_key")
-            .table(Messages::Table)
-            .col(Messages::MessageIdKey)
-            .to_owned(),
-        Index::create()
-            .name("ix_thread_refs_ref_key")
-            .table(ThreadRefs::Table)
-            .col(ThreadRefs::RefKey)
-            .to_owned(),
-        Index::create()
-            .name("ix_blobs_digest_key")
-            .table(Blobs::Table)
-            .col(Blobs::DigestKey)
-            .to_owned(),
-    ]
-}
+const KEYED: &[Keyed] = &[
+    Keyed {
+        table: "messages",
+        text: "content_hash",
+        key: "content_key",
+        nullable: false,
+        new_index: "ix_messages_content_key",
+        old_index: "ix_messages_hash",
+        old_cols: &["content_hash"],
+        old_unique: false,
+    },
+    Keyed {
+        table: "messages",
+        text: "message_id",
+        key: "message_id_key",
+        nullable: true,
+        new_index: "ix_messages_message_id_key",
+        old_index: "ix_messages_message_id",
+        old_cols: &["message_id"],
+        old_unique: false,
+    },
+    Keyed {
+        table: "thread_refs",
+        text: "ref_id",
+        key: "ref_key",
+        nullable: false,
+        new_index: "ix_thread_refs_ref_key",
+        old_index: "ix_thread_refs_ref",
+        old_cols: &["ref_id"],
+        old_unique: false,
+    },
+    Keyed {
+        table: "blobs",
+        text: "digest",
+        key: "digest_key",
+        nullable: false,
+        new_index: "ix_blobs_digest_key",
+        old_index: "ux_blobs_digest_scope",
+        old_cols: &["digest", "scope"],
+        old_unique: true,
+    },
+];
 
 const BACKFILL_ROWS: u64 = 1000;
 
-/// Sets `key_col = lookup_key(text_col)` on every row of `table` (NULL text: NULL key).
-async fn backfill<T: IntoIden + Copy>(
-    m: &SchemaManager<'_>,
-    table: T,
-    id_col: T,
-    text_col: T,
-    key_col: T,
-) -> Result<(), DbErr> {
+/// Sets the key of every row of `k.table` to `lookup_key` of its text (NULL text: NULL
+/// key).
+async fn backfill(m: &SchemaManager<'_>, k: &Keyed) -> Result<(), DbErr> {
     let db = m.get_connection();
+    let (table, id, text, key) = (
+        Alias::new(k.table),
+        Alias::new("id"),
+        Alias::new(k.text),
+        Alias::new(k.key),
+    );
     let mut after = 0i64;
     loop {
         let select = Query::select()
-            .columns([id_col, text_col])
-            .from(table)
-            .and_where(Expr::col(id_col).gt(after))
-            .order_by(id_col, Order::Asc)
+            .columns([id.clone(), text.clone()])
+            .from(table.clone())
+            .and_where(Expr::col(id.clone()).gt(after))
+            .order_by(id.clone(), Order::Asc)
             .limit(BACKFILL_ROWS)
             .to_owned();
         let rows = db.query_all(&select).await?;
@@ -97,14 +101,14 @@ async fn backfill<T: IntoIden + Copy>(
             return Ok(());
         }
         for row in rows {
-            let id: i64 = row.try_get_by_index(0)?;
-            let text: Option<String> = row.try_get_by_index(1)?;
-            after = id;
-            let Some(text) = text else { continue };
+            let row_id: i64 = row.try_get_by_index(0)?;
+            let value: Option<String> = row.try_get_by_index(1)?;
+            after = row_id;
+            let Some(value) = value else { continue };
             let update = Query::update()
-                .table(table)
-                .value(key_col, qd_core::lookup_key(&text))
-                .and_where(Expr::col(id_col).eq(id))
+                .table(table.clone())
+                .value(key.clone(), qd_core::lookup_key(&value))
+                .and_where(Expr::col(id.clone()).eq(row_id))
                 .to_owned();
             db.execute(&update).await?;
         }
@@ -114,135 +118,67 @@ async fn backfill<T: IntoIden + Copy>(
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        // SQLite adds one column per ALTER TABLE.
-        let columns = [
-            (
-                Messages::Table.into_iden(),
-                big_integer(Messages::ContentKey).default(0).to_owned(),
-            ),
-            (
-                Messages::Table.into_iden(),
-                big_integer_null(Messages::MessageIdKey).to_owned(),
-            ),
-            (
-                ThreadRefs::Table.into_iden(),
-                big_integer(ThreadRefs::RefKey).default(0).to_owned(),
-            ),
-            (
-                Blobs::Table.into_iden(),
-                big_integer(Blobs::DigestKey).default(0).to_owned(),
-            ),
-        ];
-        for (table, mut col) in columns {
-            m.alter_table(Table::alter().table(table).add_column(&mut col).to_owned())
-                .await?;
-        }
-        backfill(
-            m,
-            Messages::Table,
-            Messages::Id,
-            Messages::ContentHash,
-            Messages::ContentKey,
-        )
-        .await?;
-        backfill(
-            m,
-            Messages::Table,
-            Messages::Id,
-            Messages::MessageId,
-            Messages::MessageIdKey,
-        )
-        .await?;
-        backfill(
-            m,
-            ThreadRefs::Table,
-            ThreadRefs::Id,
-            ThreadRefs::RefId,
-            ThreadRefs::RefKey,
-        )
-        .await?;
-        backfill(m, Blobs::Table, Blobs::Id, Blobs::Digest, Blobs::DigestKey).await?;
-        for name in [
-            "ix_messages_hash",
-            "ix_messages_message_id",
-            "ix_thread_refs_ref",
-            "ux_blobs_digest_scope",
-        ] {
-            let table = match name {
-                "ix_thread_refs_ref" => ThreadRefs::Table.into_iden(),
-                "ux_blobs_digest_scope" => Blobs::Table.into_iden(),
-                _ => Messages::Table.into_iden(),
-            };
-            m.drop_index(Index::drop().name(name).table(table).to_owned())
-                .await?;
-        }
-        for index in key_indexes() {
-            m.create_index(index).await?;
+        for k in KEYED {
+            // SQLite adds one column per ALTER TABLE.
+            let mut col = ColumnDef::new(Alias::new(k.key));
+            col.big_integer();
+            if k.nullable {
+                col.null();
+            } else {
+                col.not_null().default(0);
+            }
+            m.alter_table(
+                Table::alter()
+                    .table(Alias::new(k.table))
+                    .add_column(&mut col)
+                    .to_owned(),
+            )
+            .await?;
+            backfill(m, k).await?;
+            m.drop_index(
+                Index::drop()
+                    .name(k.old_index)
+                    .table(Alias::new(k.table))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_index(
+                Index::create()
+                    .name(k.new_index)
+                    .table(Alias::new(k.table))
+                    .col(Alias::new(k.key))
+                    .to_owned(),
+            )
+            .await?;
         }
         Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for (name, table) in [
-            ("ix_messages_content_key", Messages::Table.into_iden()),
-            ("ix_messages_message_id_key", Messages::Table.into_iden()),
-            ("ix_thread_refs_ref_key", ThreadRefs::Table.into_iden()),
-            ("ix_blobs_digest_key", Blobs::Table.into_iden()),
-        ] {
-            m.drop_index(Index::drop().name(name).table(table).to_owned())
-                .await?;
-        }
-        m.create_index(
-            Index::create()
-                .name("ix_messages_hash")
-                .table(Messages::Table)
-                .col(Messages::ContentHash)
-                .to_owned(),
-        )
-        .await?;
-        m.create_index(
-            Index::create()
-                .name("ix_messages_message_id")
-                .table(Messages::Table)
-                .col(Messages::MessageId)
-                .to_owned(),
-        )
-        .await?;
-        m.create_index(
-            Index::create()
-                .name("ix_thread_refs_ref")
-                .table(ThreadRefs::Table)
-                .col(ThreadRefs::RefId)
-                .to_owned(),
-        )
-        .await?;
-        m.create_index(
-            Index::create()
-                .name("ux_blobs_digest_scope")
-                .table(Blobs::Table)
-                .col(Blobs::Digest)
-                .col(Blobs::Scope)
-                .unique()
-                .to_owned(),
-        )
-        .await?;
-        for (table, col) in [
-            (
-                Messages::Table.into_iden(),
-                Messages::ContentKey.into_iden(),
-            ),
-            (
-                Messages::Table.into_iden(),
-                Messages::MessageIdKey.into_iden(),
-            ),
-            (
-                ThreadRefs::Table.into_iden(),
-                ThreadRefs::RefKey.into_iden(),
-            ),
-            (Blobs::Table.into_iden(), Blobs::DigestKey.into_iden()),
-        ] {
-            m.alter_table(Table::alter().table(table).drop_column(col).to_owned())
-                .await?;
+        for k in KEYED {
+            m.drop_index(
+                Index::drop()
+                    .name(k.new_index)
+                    .table(Alias::new(k.table))
+                    .to_owned(),
+            )
+            .await?;
+            let mut old = Index::create();
+            old.name(k.old_index).table(Alias::new(k.table));
+            for c in k.old_cols {
+                old.col(Alias::new(*c));
+            }
+            if k.old_unique {
+                old.unique();
+            }
+            m.create_index(old.to_owned()).await?;
+            m.alter_table(
+                Table::alter()
+                    .table(Alias::new(k.table))
+                    .drop_column(Alias::new(k.key))
+                    .to_owned(),
+            )
+            .await?;
         }
         Ok(())
     }

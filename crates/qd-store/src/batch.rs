@@ -155,6 +155,32 @@ impl TicketInfo {
     }
 }
 
+/// The row that stores a prepared blob under `scope`: its bytes are moved out of `b` and
+/// sealed with `sealer` (the scope's key) when the store has a key ring.
+pub(crate) fn blob_row(
+    scope: &str,
+    b: &mut PreparedBlob,
+    sealer: Option<&crate::crypto::DataKey>,
+    now: DateTime<Utc>,
+) -> Result<blobs::ActiveModel> {
+    let raw = std::mem::take(&mut b.data);
+    let (codec, data) = match sealer {
+        Some(key) => (CODEC_SEALED, key.seal(scope, &b.digest, &raw)?),
+        None => (CODEC_ZSTD, raw),
+    };
+    Ok(blobs::ActiveModel {
+        id: NotSet,
+        digest: Set(b.digest.clone()),
+        digest_key: Set(lookup_key(&b.digest)),
+        scope: Set(scope.to_string()),
+        codec: Set(codec.to_string()),
+        size: Set(b.size as i64),
+        stored_size: Set(data.len() as i64),
+        data: Set(data),
+        created_at: Set(now),
+    })
+}
+
 pub(crate) fn blob_scope(contact_id: Option<i64>) -> String {
     match contact_id {
         Some(id) => format!("contact-{id}"),
@@ -484,22 +510,8 @@ impl Store {
             if blob_ids.contains_key(&id) || !queued.insert(id) {
                 continue;
             }
-            let raw = std::mem::take(&mut b.data);
-            let (codec, data) = match sealers.as_ref().and_then(|k| k.get(scope.as_str())) {
-                Some(key) => (CODEC_SEALED, key.seal(scope, &b.digest, &raw)?),
-                None => (CODEC_ZSTD, raw),
-            };
-            blob_rows.push(blobs::ActiveModel {
-                id: NotSet,
-                digest: Set(b.digest.clone()),
-                digest_key: Set(lookup_key(&b.digest)),
-                scope: Set(scope.clone()),
-                codec: Set(codec.to_string()),
-                size: Set(b.size as i64),
-                stored_size: Set(data.len() as i64),
-                data: Set(data),
-                created_at: Set(now),
-            });
+            let sealer = sealers.as_ref().and_then(|k| k.get(scope.as_str()));
+            blob_rows.push(blob_row(scope, b, sealer.map(|k| &**k), now)?);
         }
         // Few rows per statement: each carries a whole compressed message. RETURNING
         // names the rows (not their order), so ids map back by (scope, digest).

@@ -24,9 +24,7 @@ use sha2::{Digest, Sha256};
 
 use qd_core::lookup_key;
 
-use crate::batch::{blob_scope, insert_rows, non_empty, queue_row, NewMessage};
-use crate::blob::CODEC_ZSTD;
-use crate::crypto::CODEC_SEALED;
+use crate::batch::{blob_row, blob_scope, insert_rows, non_empty, queue_row, NewMessage};
 use crate::entity::{ack_log, attachments, blobs, messages, outbox, thread_refs, tickets};
 use crate::{Backend, Error, Result, Store};
 
@@ -615,28 +613,13 @@ async fn attach_in(
             None => {
                 // Sealed with the scope's key when the store has a key ring, as ingest
                 // does.
-                let raw = std::mem::take(&mut b.data);
                 let sealer = match &store.keys {
                     Some(ring) => crate::keys::scope_keys(txn, ring, &[scope.as_str()], now)
                         .await?
                         .remove(scope.as_str()),
                     None => None,
                 };
-                let (codec, data) = match sealer {
-                    Some(key) => (CODEC_SEALED, key.seal(&scope, &b.digest, &raw)?),
-                    None => (CODEC_ZSTD, raw),
-                };
-                let row = blobs::ActiveModel {
-                    id: NotSet,
-                    digest_key: Set(lookup_key(&b.digest)),
-                    digest: Set(b.digest.clone()),
-                    scope: Set(scope.clone()),
-                    codec: Set(codec.to_string()),
-                    size: Set(b.size as i64),
-                    stored_size: Set(data.len() as i64),
-                    data: Set(data),
-                    created_at: Set(now),
-                };
+                let row = blob_row(&scope, &mut b, sealer.as_deref(), now)?;
                 Some(blobs::Entity::insert(row).exec(txn).await?.last_insert_id)
             }
         };
