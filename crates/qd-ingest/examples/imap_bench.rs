@@ -1,10 +1,16 @@
 //! IMAP ingest benchmark against a private Dovecot, in one run:
 //! (a) a plain `UID FETCH 1:* BODY.PEEK[]` by a minimal async-imap client (the ceiling),
-//! (b) our `ingest_once` from the same Dovecot to stored tickets on SQLite,
+//! (b) our `ingest_once` from the same Dovecot to stored tickets on SQLite: parse, thread,
+//!     store (the pipeline without its optional steps),
+//! (b2) the same with the live pipeline's steps, as `serve` runs it with `[ack]`
+//!     configured: the filter judges each message before the store, acknowledgements are
+//!     queued in the outbox after it,
 //! (c) delivery-to-ticket latency with IDLE (p50/p99).
 //!
+//! It runs with the allocator the `quietdesk` binary ships with (mimalloc).
+//!
 //! cargo run --release -p qd-ingest --example imap_bench -- [MESSAGES] [LATENCY_SAMPLES]
-//! (defaults 10000 and 200)
+//! (defaults 10000 and 200); `RUST_LOG=qd_store=debug` shows the store's phases.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
 
 use std::sync::Arc;
@@ -12,12 +18,18 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use qd_core::{SystemClock, TicketRefFormat};
+use qd_filter::{Filter, FilterSettings};
+use qd_ingest::ack::{AckConfig, AckSettings};
 use qd_ingest::imap::{
-    conn, ingest_once, run, AfterIngest, IngestContext, MailboxConfig, Secret, Tls,
+    conn, ingest_once, run, AfterIngest, AfterStore, IngestContext, MailboxConfig, Secret, Tls,
 };
+use qd_ingest::steps::Steps;
 use qd_ingest::ImportSettings;
 use qd_store::Store;
 use qd_testkit::Dovecot;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn mailbox(d: &Dovecot) -> MailboxConfig {
     let mut m = MailboxConfig::new(
@@ -32,19 +44,45 @@ fn mailbox(d: &Dovecot) -> MailboxConfig {
     m
 }
 
-async fn context(dir: &std::path::Path) -> IngestContext {
+fn ticket_ref() -> TicketRefFormat {
+    TicketRefFormat::new("[#QD-{n}]").unwrap()
+}
+
+/// The filter with default settings and acknowledgements from the built-in templates.
+fn live_steps(store: &Store) -> Arc<dyn AfterStore> {
+    let ack = AckConfig {
+        enabled: true,
+        from: "support@desk.example".into(),
+        from_name: Some("Support".into()),
+        own_addresses: Vec::new(),
+        max_per_sender_per_day: 3,
+        only_new_tickets: true,
+        templates_dir: None,
+        default_language: "en".into(),
+        null_envelope_sender: true,
+    };
+    let filter = Filter::new(FilterSettings::default()).unwrap();
+    Arc::new(
+        Steps::new(store.clone(), Arc::new(SystemClock))
+            .with_filter(Arc::new(filter))
+            .with_ack(AckSettings::from_config(&ack, ticket_ref(), "desk.example").unwrap()),
+    )
+}
+
+async fn context(dir: &std::path::Path, live: bool) -> IngestContext {
     let url = format!("sqlite://{}?mode=rwc", dir.join("q.db").display());
+    let store = Store::connect(&url).await.unwrap();
     IngestContext {
-        store: Store::connect(&url).await.unwrap(),
+        hook: live.then(|| live_steps(&store)),
+        store,
         settings: ImportSettings {
             max_message_bytes: 50 << 20,
             batch_size: 2000,
-            ticket_ref: TicketRefFormat::new("[#QD-{n}]").unwrap(),
+            ticket_ref: ticket_ref(),
             team: None,
             keep_full_ips: false,
         },
         clock: Arc::new(SystemClock),
-        hook: None,
     }
 }
 
@@ -55,6 +93,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let samples: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
@@ -102,9 +144,9 @@ async fn main() {
         fetched_bytes as f64 / 1048576.0
     );
 
-    // (b) Ours, Dovecot to stored tickets.
+    // (b) Ours, Dovecot to stored tickets; (b2) the same with the filter and acks.
     let dir = tempfile::tempdir().unwrap();
-    let ctx = context(dir.path()).await;
+    let ctx = context(dir.path(), false).await;
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
     assert_eq!(s.stored, n, "{s:?}");
     println!(
@@ -115,6 +157,21 @@ async fn main() {
         s.seconds,
         s.messages_per_sec,
         100.0 * s.messages_per_sec / raw_rate
+    );
+    let live_dir = tempfile::tempdir().unwrap();
+    let live = context(live_dir.path(), true).await;
+    let s2 = ingest_once(&live, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s2.fetched, n, "{s2:?}");
+    let stats = live.store.stats().await.unwrap();
+    println!(
+        "(b2) with filter and acknowledgements: fetched {}, stored {} ({} quarantined), {} tickets in {:.2} s = {:.0} msg/s ({:.0}% of (a))",
+        s2.fetched,
+        s2.stored,
+        stats.quarantined_messages,
+        s2.tickets,
+        s2.seconds,
+        s2.messages_per_sec,
+        100.0 * s2.messages_per_sec / raw_rate
     );
 
     // (c) Latency with IDLE: one message at a time, from delivery to the stored row.

@@ -3,10 +3,11 @@
 //! [`plan_acknowledgement`] decides (RFC 3834 loop rules from
 //! `qd_mail::autoreply`, the per-sender daily limit, only for new tickets) and renders
 //! the acknowledgement from the language templates; it is pure, so every "no" has a
-//! [`SkipReason`] a test can assert. [`acknowledge`] is the async step the pipeline runs
-//! for each stored message: it counts the sender's acknowledgements of the last 24 hours
-//! in the store, plans, and enqueues into the outbox together with the `ack_log` row
-//! (sender kept as a hash). Sending is the outbound worker's job.
+//! [`SkipReason`] a test can assert. [`acknowledge`] is the async step for one stored
+//! message: it plans, then enqueues into the outbox together with the `ack_log` row
+//! (sender kept as a hash) unless the sender's acknowledgements of the last 24 hours,
+//! counted in the same transaction, reached the limit. [`acknowledge_all`] does the same for a stored batch in one transaction; the
+//! pipeline runs it after each batch. Sending is the outbound worker's job.
 
 use std::path::PathBuf;
 
@@ -271,44 +272,152 @@ pub async fn acknowledge(
     settings: &AckSettings,
     now: DateTime<Utc>,
 ) -> Result<AckOutcome, qd_store::Error> {
-    let hash = parsed.from.as_ref().map(|a| sender_hash(&a.addr));
-    let sent = match &hash {
-        Some(h) => store.acks_in_last_day(h, now).await?,
-        None => 0,
-    };
-    let msg = match plan_acknowledgement(
-        parsed,
+    let candidate = AckCandidate {
         headers,
+        parsed,
         stored,
         verdict_is_spam,
+    };
+    match plan(&candidate, settings, now) {
+        Planned::Skip(reason) => Ok(AckOutcome::Skipped(reason)),
+        Planned::Queue {
+            entry,
+            hash,
+            language,
+        } => {
+            let outcome = store
+                .enqueue_ack(&entry, &hash, settings.max_per_sender_per_day, now)
+                .await?;
+            Ok(queued(outcome, language))
+        }
+    }
+}
+
+/// One stored message of a batch, for [`acknowledge_all`].
+pub struct AckCandidate<'a> {
+    pub headers: &'a LoopHeaders,
+    pub parsed: &'a ParsedMail,
+    pub stored: &'a StoredMessage,
+    pub verdict_is_spam: bool,
+}
+
+/// [`acknowledge`] for the messages of one stored batch, with one result per candidate:
+/// the acknowledgements are enqueued in one transaction. If that transaction fails,
+/// each is tried on its own, so one bad row does not cost the other senders their
+/// acknowledgement.
+pub async fn acknowledge_all(
+    store: &Store,
+    candidates: &[AckCandidate<'_>],
+    settings: &AckSettings,
+    now: DateTime<Utc>,
+) -> Vec<Result<AckOutcome, qd_store::Error>> {
+    let mut results: Vec<Option<Result<AckOutcome, qd_store::Error>>> =
+        Vec::with_capacity(candidates.len());
+    let mut planned: Vec<(usize, NewOutboxEntry, String, String)> = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        match plan(c, settings, now) {
+            Planned::Skip(reason) => results.push(Some(Ok(AckOutcome::Skipped(reason)))),
+            Planned::Queue {
+                entry,
+                hash,
+                language,
+            } => {
+                results.push(None);
+                planned.push((i, entry, hash, language));
+            }
+        }
+    }
+    let max = settings.max_per_sender_per_day;
+    let items: Vec<(&NewOutboxEntry, &str)> = planned
+        .iter()
+        .map(|(_, entry, hash, _)| (entry, hash.as_str()))
+        .collect();
+    match store.enqueue_acks(&items, max, now).await {
+        Ok(outcomes) => {
+            for ((i, _, _, language), outcome) in planned.into_iter().zip(outcomes) {
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(Ok(queued(outcome, language)));
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "acknowledgements of the batch failed together; trying each");
+            for (i, entry, hash, language) in planned {
+                let one = store
+                    .enqueue_ack(&entry, &hash, max, now)
+                    .await
+                    .map(|outcome| queued(outcome, language));
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(one);
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(qd_store::Error::Inconsistent(
+                    "acknowledgement left undecided".into(),
+                ))
+            })
+        })
+        .collect()
+}
+
+/// What [`plan`] decided for one message.
+enum Planned {
+    Skip(SkipReason),
+    Queue {
+        entry: NewOutboxEntry,
+        hash: String,
+        language: String,
+    },
+}
+
+/// Plans one acknowledgement. The sender's daily limit is left to the enqueue
+/// transaction, which counts the last 24 hours with the batch's earlier ones included:
+/// a count here as well cost a query per stored message, replies and spam included.
+fn plan(c: &AckCandidate<'_>, settings: &AckSettings, now: DateTime<Utc>) -> Planned {
+    let hash = c.parsed.from.as_ref().map(|a| sender_hash(&a.addr));
+    let msg = match plan_acknowledgement(
+        c.parsed,
+        c.headers,
+        c.stored,
+        c.verdict_is_spam,
         settings,
-        sent,
+        0,
         now,
     ) {
         Ok(m) => m,
         Err(reason) => {
             tracing::debug!(
-                ticket = stored.ticket_number,
+                ticket = c.stored.ticket_number,
                 reason = reason.as_str(),
                 "no acknowledgement"
             );
-            return Ok(AckOutcome::Skipped(reason));
+            return Planned::Skip(reason);
         }
     };
     let Some(hash) = hash else {
-        return Ok(AckOutcome::Skipped(SkipReason::Loop(NoAutoReply::NoSender)));
+        return Planned::Skip(SkipReason::Loop(NoAutoReply::NoSender));
     };
-    let entry = outbox_entry(&msg, OutboxKind::Ack, Some(stored.ticket_id));
-    match store
-        .enqueue_ack(&entry, &hash, settings.max_per_sender_per_day, now)
-        .await?
-    {
-        EnqueueOutcome::Queued(outbox_id) => Ok(AckOutcome::Queued {
+    let entry = outbox_entry(&msg, OutboxKind::Ack, Some(c.stored.ticket_id));
+    Planned::Queue {
+        entry,
+        hash,
+        language: msg.language.unwrap_or_default(),
+    }
+}
+
+fn queued(outcome: EnqueueOutcome, language: String) -> AckOutcome {
+    match outcome {
+        EnqueueOutcome::Queued(outbox_id) => AckOutcome::Queued {
             outbox_id,
-            language: msg.language.unwrap_or_default(),
-        }),
+            language,
+        },
         EnqueueOutcome::LimitReached { sent } => {
-            Ok(AckOutcome::Skipped(SkipReason::DailyLimit { sent }))
+            AckOutcome::Skipped(SkipReason::DailyLimit { sent })
         }
     }
 }

@@ -65,7 +65,10 @@ pub struct ImportSummary {
     pub bytes: u64,
     /// The checkpoint this run resumed after, if any.
     pub resumed_after: Option<String>,
+    /// Wall time of reading and storing (the `import` command widens it to include the
+    /// search index catching up, and reports the store's share as `stored_seconds`).
     pub seconds: f64,
+    /// `imported / seconds`.
     pub messages_per_sec: f64,
     pub failures: Vec<Failure>,
 }

@@ -20,7 +20,7 @@ use qd_filter::{Class, Filter, JudgeContext, Learner, MessageView, Verdict};
 use qd_mail::ParsedMail;
 use qd_store::{MessageVerdict, NewMessage, Store};
 
-use crate::ack::{acknowledge, AckOutcome, AckSettings};
+use crate::ack::{acknowledge_all, AckCandidate, AckOutcome, AckSettings};
 use crate::imap::{AfterStore, HookError, StoredBatch};
 
 /// The filter and acknowledgement steps; each is optional.
@@ -132,41 +132,42 @@ impl AfterStore for Steps {
                 return Ok(());
             };
             let now = self.clock.now();
+            let candidates: Vec<AckCandidate<'_>> = batch
+                .outcome
+                .stored
+                .iter()
+                .filter_map(|stored| {
+                    let message = batch.messages.get(stored.index)?;
+                    let arrived = batch.arrived.get(stored.index)?;
+                    let verdict_is_spam = message
+                        .verdict
+                        .as_ref()
+                        .is_some_and(|v| v.quarantined || v.class != "ham");
+                    Some(AckCandidate {
+                        headers: &arrived.loop_headers,
+                        parsed: &arrived.parsed,
+                        stored,
+                        verdict_is_spam,
+                    })
+                })
+                .collect();
             let mut failed = 0u32;
-            for stored in &batch.outcome.stored {
-                let (Some(message), Some(arrived)) = (
-                    batch.messages.get(stored.index),
-                    batch.arrived.get(stored.index),
-                ) else {
-                    continue;
-                };
-                let not_ham = message
-                    .verdict
-                    .as_ref()
-                    .is_some_and(|v| v.quarantined || v.class != "ham");
-                // One failure (the database went away for a moment) must not cost the
-                // other senders of the batch their acknowledgement.
-                match acknowledge(
-                    &self.store,
-                    &arrived.loop_headers,
-                    &arrived.parsed,
-                    stored,
-                    not_ham,
-                    settings,
-                    now,
-                )
-                .await
-                {
+            // One failure (the database went away for a moment) must not cost the other
+            // senders of the batch their acknowledgement: `acknowledge_all` falls back
+            // to one transaction each.
+            let outcomes = acknowledge_all(&self.store, &candidates, settings, now).await;
+            for (c, outcome) in candidates.iter().zip(outcomes) {
+                match outcome {
                     Ok(AckOutcome::Queued { outbox_id, .. }) => {
                         tracing::debug!(
-                            ticket = stored.ticket_number,
+                            ticket = c.stored.ticket_number,
                             outbox_id,
                             "acknowledgement queued"
                         );
                     }
                     Ok(AckOutcome::Skipped(_)) => {}
                     Err(e) => {
-                        tracing::warn!(ticket = stored.ticket_number, error = %e, "acknowledgement not queued");
+                        tracing::warn!(ticket = c.stored.ticket_number, error = %e, "acknowledgement not queued");
                         failed += 1;
                     }
                 }

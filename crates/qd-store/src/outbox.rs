@@ -257,6 +257,30 @@ async fn count_acks<C: ConnectionTrait>(
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
+/// The body of [`Store::enqueue_ack`], inside the caller's transaction.
+async fn enqueue_ack_in<C: ConnectionTrait>(
+    db: &C,
+    entry: &NewOutboxEntry,
+    sender_hash: &str,
+    max_per_day: u32,
+    now: DateTime<Utc>,
+) -> Result<EnqueueOutcome> {
+    let sent = count_acks(db, sender_hash, day_before(now)).await?;
+    if sent >= max_per_day {
+        return Ok(EnqueueOutcome::LimitReached { sent });
+    }
+    let id = insert_entry(db, entry, now).await?;
+    ack_log::Entity::insert(ack_log::ActiveModel {
+        id: NotSet,
+        sender_hash: Set(sender_hash.to_string()),
+        ticket_id: Set(entry.ticket_id),
+        at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(EnqueueOutcome::Queued(id))
+}
+
 impl Store {
     /// Starts a write transaction for callers outside this crate (see [`WriteTxn`]).
     pub async fn begin_write_txn(&self) -> Result<WriteTxn> {
@@ -293,22 +317,28 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<EnqueueOutcome> {
         let txn = self.begin_write().await?;
-        let sent = count_acks(&txn, sender_hash, day_before(now)).await?;
-        if sent >= max_per_day {
-            txn.rollback().await?;
-            return Ok(EnqueueOutcome::LimitReached { sent });
-        }
-        let id = insert_entry(&txn, entry, now).await?;
-        ack_log::Entity::insert(ack_log::ActiveModel {
-            id: NotSet,
-            sender_hash: Set(sender_hash.to_string()),
-            ticket_id: Set(entry.ticket_id),
-            at: Set(now),
-        })
-        .exec_without_returning(&txn)
-        .await?;
+        let outcome = enqueue_ack_in(&txn, entry, sender_hash, max_per_day, now).await?;
         txn.commit().await?;
-        Ok(EnqueueOutcome::Queued(id))
+        Ok(outcome)
+    }
+
+    /// [`Store::enqueue_ack`] for the acknowledgements of one ingested batch, in one
+    /// transaction: each is checked against the limit with the ones before it counted.
+    /// One transaction instead of one per acknowledgement: each commit cost more than
+    /// the rest of an acknowledgement (IMAP benchmark, 4,000 new tickets).
+    pub async fn enqueue_acks(
+        &self,
+        items: &[(&NewOutboxEntry, &str)],
+        max_per_day: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EnqueueOutcome>> {
+        let txn = self.begin_write().await?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (entry, sender_hash) in items {
+            outcomes.push(enqueue_ack_in(&txn, entry, sender_hash, max_per_day, now).await?);
+        }
+        txn.commit().await?;
+        Ok(outcomes)
     }
 
     /// Acknowledgements queued for `sender_hash` in the 24 hours before `now`.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use qd_ingest::ack::{acknowledge, AckOutcome, SkipReason};
+use qd_ingest::ack::{acknowledge, acknowledge_all, AckCandidate, AckOutcome, SkipReason};
 use qd_mail::autoreply::NoAutoReply;
 use qd_outbound::Worker;
 use qd_store::{OutboxStatus, Store};
@@ -251,6 +251,83 @@ async fn at_most_n_acks_per_sender_per_day(b: Backend) {
     ));
 }
 crate::both_backends!(at_most_n_acks_per_sender_per_day);
+
+/// A stored batch is acknowledged in one go: the daily limit counts the batch's own
+/// earlier acknowledgements, replies and auto-replies are skipped, and every candidate
+/// gets its own outcome, in order.
+async fn a_batch_is_acknowledged_together(b: Backend) {
+    let first = customer_mail("dave@customer.example", "d0@x", "first", "");
+    ingest_and_ack(&b.store, &first, false, 2, t0()).await;
+    let mails = [
+        customer_mail("dave@customer.example", "d1@x", "second", ""),
+        customer_mail("dave@customer.example", "d2@x", "third", ""),
+        customer_mail("erin@customer.example", "e1@x", "hello", ""),
+        customer_mail(
+            "erin@customer.example",
+            "e2@x",
+            "Re: hello",
+            "In-Reply-To: <e1@x>\r\n",
+        ),
+        customer_mail(
+            "frank@customer.example",
+            "f1@x",
+            "Out of office",
+            "Auto-Submitted: auto-replied\r\n",
+        ),
+    ];
+    let mut stored = Vec::new();
+    for raw in &mails {
+        stored.push(ingest(&b.store, raw, t0()).await);
+    }
+    let headers: Vec<_> = mails
+        .iter()
+        .map(|r| qd_mail::autoreply::LoopHeaders::from_raw(r))
+        .collect();
+    let candidates: Vec<AckCandidate<'_>> = stored
+        .iter()
+        .zip(&headers)
+        .map(|((parsed, stored), headers)| AckCandidate {
+            headers,
+            parsed,
+            stored,
+            verdict_is_spam: false,
+        })
+        .collect();
+    let outcomes = acknowledge_all(&b.store, &candidates, &ack_settings(2), t0()).await;
+    let outcomes: Vec<AckOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes.len(), 5);
+    // Dave had one acknowledgement before the batch: the second is his last today.
+    assert!(
+        matches!(outcomes[0], AckOutcome::Queued { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(
+            outcomes[1],
+            AckOutcome::Skipped(SkipReason::DailyLimit { sent: 2 })
+        ),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[2], AckOutcome::Queued { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[3], AckOutcome::Skipped(SkipReason::NotNewTicket)),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[4], AckOutcome::Skipped(SkipReason::Loop(_))),
+        "{outcomes:?}"
+    );
+    // Exactly the queued ones are in the outbox, on their tickets.
+    for (i, want) in [(0, 1), (1, 0), (2, 1), (4, 0)] {
+        let ticket = stored[i].1.ticket_id;
+        let entries = b.store.outbox_for_ticket(ticket).await.unwrap();
+        assert_eq!(entries.len(), want, "candidate {i}");
+    }
+}
+crate::both_backends!(a_batch_is_acknowledged_together);
 
 /// The template language follows Content-Language / Accept-Language, falling back to
 /// English.

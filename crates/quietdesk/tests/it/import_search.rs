@@ -49,6 +49,15 @@ async fn imports_threads_deduplicates_and_searches(qd: Qd) {
     assert_eq!(summary["failed"], 0);
     assert_eq!(summary["duplicates"], 0);
     assert_eq!(summary["indexed"], N);
+    // The reported rate is end to end: the store's share is part of the whole.
+    let (total, stored) = (
+        summary["seconds"].as_f64().unwrap(),
+        summary["stored_seconds"].as_f64().unwrap(),
+    );
+    assert!(
+        stored > 0.0 && stored <= total,
+        "stored {stored} s of {total} s"
+    );
     let threads: HashSet<u64> = mb.messages.iter().map(|m| m.thread).collect();
     assert_eq!(
         summary["tickets"],
