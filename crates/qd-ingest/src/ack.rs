@@ -313,7 +313,7 @@ pub async fn acknowledge_all(
 ) -> Vec<Result<AckOutcome, qd_store::Error>> {
     let mut results: Vec<Option<Result<AckOutcome, qd_store::Error>>> =
         Vec::with_capacity(candidates.len());
-    let mut planned: Vec<(usize, NewOutboxEntry, String, String)> = Vec::new();
+    let mut planned: Vec<(usize, Box<NewOutboxEntry>, String, String)> = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
         match plan(c, settings, now) {
             Planned::Skip(reason) => results.push(Some(Ok(AckOutcome::Skipped(reason)))),
@@ -330,7 +330,7 @@ pub async fn acknowledge_all(
     let max = settings.max_per_sender_per_day;
     let items: Vec<(&NewOutboxEntry, &str)> = planned
         .iter()
-        .map(|(_, entry, hash, _)| (entry, hash.as_str()))
+        .map(|(_, entry, hash, _)| (&**entry, hash.as_str()))
         .collect();
     match store.enqueue_acks(&items, max, now).await {
         Ok(outcomes) => {
@@ -369,7 +369,7 @@ pub async fn acknowledge_all(
 enum Planned {
     Skip(SkipReason),
     Queue {
-        entry: NewOutboxEntry,
+        entry: Box<NewOutboxEntry>,
         hash: String,
         language: String,
     },
@@ -402,7 +402,11 @@ fn plan(c: &AckCandidate<'_>, settings: &AckSettings, now: DateTime<Utc>) -> Pla
     let Some(hash) = hash else {
         return Planned::Skip(SkipReason::Loop(NoAutoReply::NoSender));
     };
-    let entry = outbox_entry(&msg, OutboxKind::Ack, Some(c.stored.ticket_id));
+    let entry = Box::new(outbox_entry(
+        &msg,
+        OutboxKind::Ack,
+        Some(c.stored.ticket_id),
+    ));
     Planned::Queue {
         entry,
         hash,
