@@ -320,11 +320,15 @@ async fn a_batch_is_acknowledged_together(b: Backend) {
         matches!(outcomes[4], AckOutcome::Skipped(SkipReason::Loop(_))),
         "{outcomes:?}"
     );
-    // Exactly the queued ones are in the outbox, on their tickets.
+    // Exactly the queued ones are in the outbox, on their tickets, under the ids the
+    // outcomes name.
     for (i, want) in [(0, 1), (1, 0), (2, 1), (4, 0)] {
         let ticket = stored[i].1.ticket_id;
         let entries = b.store.outbox_for_ticket(ticket).await.unwrap();
         assert_eq!(entries.len(), want, "candidate {i}");
+        if let AckOutcome::Queued { outbox_id, .. } = &outcomes[i] {
+            assert_eq!(entries[0].id, *outbox_id, "candidate {i}");
+        }
     }
 }
 crate::both_backends!(a_batch_is_acknowledged_together);
