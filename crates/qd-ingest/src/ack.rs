@@ -365,6 +365,19 @@ pub async fn acknowledge_all(
         .collect()
 }
 
+/// The outbox entry and sender hash of the acknowledgement `c` is due, or `None` (the
+/// reason is logged at debug level). The daily limit is the enqueue's to check.
+pub fn plan_entry(
+    c: &AckCandidate<'_>,
+    settings: &AckSettings,
+    now: DateTime<Utc>,
+) -> Option<(NewOutboxEntry, String)> {
+    match plan(c, settings, now) {
+        Planned::Skip(_) => None,
+        Planned::Queue { entry, hash, .. } => Some((*entry, hash)),
+    }
+}
+
 /// What [`plan`] decided for one message.
 enum Planned {
     Skip(SkipReason),

@@ -1,12 +1,14 @@
 //! The pipeline steps around the store for live mail: the filter before it, the
-//! acknowledgement after the commit (parse -> **filter** -> thread -> store ->
-//! **acknowledge**).
+//! acknowledgements with it (parse -> **filter** -> thread -> store + **acknowledge**).
 //!
 //! [`Steps`] plugs into the IMAP ingester as its [`AfterStore`] hook. The filter sees
 //! only the [`MessageView`] built from the raw bytes (headers, structure, digests); its
 //! verdict is stored with the message, and spam and virus verdicts quarantine the
 //! message and the parts a signature matched. Acknowledgements follow the RFC 3834 rules
-//! in [`crate::ack`]; a quarantined message is never acknowledged.
+//! in [`crate::ack`]; a quarantined message is never acknowledged. They are planned once
+//! the batch's messages are written (ticket numbers known) and enqueued in the batch's
+//! own transaction, so a crash never leaves stored mail without the acknowledgement it
+//! was due.
 //!
 //! The filter judges with what staff taught it (the learned model in the store): the
 //! model is loaded by [`Steps::refresh_learner`] and reloaded after a batch whenever its
@@ -18,10 +20,10 @@ use futures::future::BoxFuture;
 use qd_core::Clock;
 use qd_filter::{Class, Filter, JudgeContext, Learner, MessageView, Verdict};
 use qd_mail::ParsedMail;
-use qd_store::{MessageVerdict, NewMessage, Store};
+use qd_store::{BatchOutcome, EnqueueOutcome, MessageVerdict, NewMessage, NewOutboxEntry, Store};
 
-use crate::ack::{acknowledge_all, AckCandidate, AckOutcome, AckSettings};
-use crate::imap::{AfterStore, HookError, StoredBatch};
+use crate::ack::{plan_entry, AckCandidate, AckSettings};
+use crate::imap::{AfterStore, Arrived, HookError, StoredBatch};
 
 /// The filter and acknowledgement steps; each is optional.
 pub struct Steps {
@@ -123,57 +125,57 @@ impl AfterStore for Steps {
         apply_verdict(&verdict, message);
     }
 
+    fn ack_limit(&self) -> Option<u32> {
+        self.ack.as_ref().map(|a| a.max_per_sender_per_day)
+    }
+
+    fn plan_acks(
+        &self,
+        outcome: &BatchOutcome,
+        messages: &[NewMessage],
+        arrived: &[Arrived],
+    ) -> Vec<(NewOutboxEntry, String)> {
+        let Some(settings) = &self.ack else {
+            return Vec::new();
+        };
+        let now = self.clock.now();
+        outcome
+            .stored
+            .iter()
+            .filter_map(|stored| {
+                let message = messages.get(stored.index)?;
+                let arrived = arrived.get(stored.index)?;
+                let verdict_is_spam = message
+                    .verdict
+                    .as_ref()
+                    .is_some_and(|v| v.quarantined || v.class != "ham");
+                let candidate = AckCandidate {
+                    headers: &arrived.loop_headers,
+                    parsed: &arrived.parsed,
+                    stored,
+                    verdict_is_spam,
+                };
+                plan_entry(&candidate, settings, now)
+            })
+            .collect()
+    }
+
     fn after_store<'a>(&'a self, batch: StoredBatch<'a>) -> BoxFuture<'a, Result<(), HookError>> {
         Box::pin(async move {
             if let Err(e) = self.refresh_learner().await {
                 tracing::warn!(error = %e, "learned model not reloaded");
             }
-            let Some(settings) = &self.ack else {
-                return Ok(());
-            };
-            let now = self.clock.now();
-            let candidates: Vec<AckCandidate<'_>> = batch
-                .outcome
-                .stored
-                .iter()
-                .filter_map(|stored| {
-                    let message = batch.messages.get(stored.index)?;
-                    let arrived = batch.arrived.get(stored.index)?;
-                    let verdict_is_spam = message
-                        .verdict
-                        .as_ref()
-                        .is_some_and(|v| v.quarantined || v.class != "ham");
-                    Some(AckCandidate {
-                        headers: &arrived.loop_headers,
-                        parsed: &arrived.parsed,
-                        stored,
-                        verdict_is_spam,
-                    })
-                })
-                .collect();
-            let mut failed = 0u32;
-            // One failure (the database went away for a moment) must not cost the other
-            // senders of the batch their acknowledgement: `acknowledge_all` falls back
-            // to one transaction each.
-            let outcomes = acknowledge_all(&self.store, &candidates, settings, now).await;
-            for (c, outcome) in candidates.iter().zip(outcomes) {
-                match outcome {
-                    Ok(AckOutcome::Queued { outbox_id, .. }) => {
-                        tracing::debug!(
-                            ticket = c.stored.ticket_number,
-                            outbox_id,
-                            "acknowledgement queued"
-                        );
-                    }
-                    Ok(AckOutcome::Skipped(_)) => {}
-                    Err(e) => {
-                        tracing::warn!(ticket = c.stored.ticket_number, error = %e, "acknowledgement not queued");
-                        failed += 1;
-                    }
-                }
-            }
-            if failed > 0 {
-                return Err(format!("{failed} acknowledgements could not be queued").into());
+            if !batch.acks.is_empty() {
+                let queued = batch
+                    .acks
+                    .iter()
+                    .filter(|a| matches!(a, EnqueueOutcome::Queued(_)))
+                    .count();
+                tracing::debug!(
+                    queued,
+                    over_limit = batch.acks.len() - queued,
+                    "acknowledgements written with the batch"
+                );
             }
             Ok(())
         })

@@ -130,6 +130,18 @@ pub struct BatchOutcome {
     pub requeued: u64,
 }
 
+/// Acknowledgements to write with a batch (see [`Store::store_batch_with_acks`]):
+/// `plan` sees the outcome and the stored messages and returns the outbox entries with
+/// their sender hashes; each is subject to `max_per_day` per sender, counted in the
+/// transaction with the batch's earlier ones.
+pub struct BatchAcks<'a> {
+    #[allow(clippy::type_complexity)]
+    pub plan: &'a (dyn Fn(&BatchOutcome, &[NewMessage]) -> Vec<(crate::NewOutboxEntry, String)>
+             + Send
+             + Sync),
+    pub max_per_day: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Slot {
     Existing(i64),
@@ -198,8 +210,33 @@ impl Store {
         checkpoint: Option<&Checkpoint>,
         settings: &BatchSettings<'_>,
     ) -> Result<BatchOutcome> {
+        Ok(self
+            .store_batch_with_acks(batch, checkpoint, settings, None)
+            .await?
+            .0)
+    }
+
+    /// [`Store::store_batch`], and the acknowledgements `acks` plans from the outcome
+    /// (see [`BatchAcks`]) enqueued in the same transaction: a message is never stored
+    /// without the acknowledgement it was due, and a batch costs one commit. Returns
+    /// one [`EnqueueOutcome`] per planned acknowledgement, in order.
+    pub async fn store_batch_with_acks(
+        &self,
+        batch: &mut [NewMessage],
+        checkpoint: Option<&Checkpoint>,
+        settings: &BatchSettings<'_>,
+        acks: Option<&BatchAcks<'_>>,
+    ) -> Result<(BatchOutcome, Vec<crate::outbox::EnqueueOutcome>)> {
         let txn = self.begin_write().await?;
         let outcome = self.store_batch_in(&txn, batch, settings).await?;
+        let mut enqueued = Vec::new();
+        if let Some(acks) = acks {
+            let planned = (acks.plan)(&outcome, batch);
+            let items: Vec<(&crate::NewOutboxEntry, &str)> =
+                planned.iter().map(|(e, h)| (e, h.as_str())).collect();
+            enqueued = crate::outbox::enqueue_acks_in(&txn, &items, acks.max_per_day, settings.now)
+                .await?;
+        }
         if let Some(cp) = checkpoint {
             upsert_checkpoint(&txn, cp, settings.now).await?;
         }
@@ -209,7 +246,7 @@ impl Store {
             commit_ms = committing.elapsed().as_millis() as u64,
             "batch committed"
         );
-        Ok(outcome)
+        Ok((outcome, enqueued))
     }
 
     async fn store_batch_in(

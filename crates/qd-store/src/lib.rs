@@ -26,7 +26,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
 pub use batch::{
-    BatchOutcome, BatchSettings, Checkpoint, MessageVerdict, NewAttachment, NewMessage,
+    BatchAcks, BatchOutcome, BatchSettings, Checkpoint, MessageVerdict, NewAttachment, NewMessage,
     StoredMessage,
 };
 pub use blob::{BlobError, PreparedBlob};

@@ -270,6 +270,96 @@ async fn count_acks<C: ConnectionTrait>(
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
+/// The body of [`Store::enqueue_acks`], inside the caller's transaction.
+pub(crate) async fn enqueue_acks_in<C: ConnectionTrait>(
+    txn: &C,
+    items: &[(&NewOutboxEntry, &str)],
+    max_per_day: u32,
+    now: DateTime<Utc>,
+) -> Result<Vec<EnqueueOutcome>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let since = day_before(now);
+    let mut senders: Vec<&str> = items.iter().map(|(_, h)| *h).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    let mut sent: HashMap<String, u32> = HashMap::new();
+    for chunk in senders.chunks(SENDERS_PER_QUERY) {
+        let rows: Vec<(String, i64)> = ack_log::Entity::find()
+            .select_only()
+            .column(ack_log::Column::SenderHash)
+            .column_as(ack_log::Column::Id.count(), "n")
+            .filter(ack_log::Column::SenderHash.is_in(chunk.iter().copied()))
+            .filter(ack_log::Column::At.gt(since))
+            .group_by(ack_log::Column::SenderHash)
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (hash, n) in rows {
+            sent.insert(hash, u32::try_from(n).unwrap_or(u32::MAX));
+        }
+    }
+    // Decide in order, counting the batch's own acknowledgements.
+    let mut outcomes: Vec<Option<EnqueueOutcome>> = Vec::with_capacity(items.len());
+    let mut accepted: Vec<usize> = Vec::new();
+    for (i, (_, hash)) in items.iter().enumerate() {
+        let n = sent.entry((*hash).to_string()).or_default();
+        if *n >= max_per_day {
+            outcomes.push(Some(EnqueueOutcome::LimitReached { sent: *n }));
+        } else {
+            *n += 1;
+            outcomes.push(None);
+            accepted.push(i);
+        }
+    }
+    // Outbox rows; RETURNING names them by Message-ID (unique), not by order.
+    let mut ids: HashMap<String, i64> = HashMap::with_capacity(accepted.len());
+    for chunk in accepted.chunks(ENTRIES_PER_INSERT) {
+        let rows = chunk
+            .iter()
+            .filter_map(|&i| items.get(i))
+            .map(|(e, _)| entry_row(e, now))
+            .collect::<Result<Vec<_>>>()?;
+        let stmt = outbox::Entity::insert_many(rows)
+            .into_query()
+            .returning(Query::returning().columns([outbox::Column::Id, outbox::Column::MessageId]))
+            .to_owned();
+        for row in txn.query_all(&stmt).await? {
+            let id: i64 = row.try_get_by_index(0)?;
+            let message_id: String = row.try_get_by_index(1)?;
+            ids.insert(message_id, id);
+        }
+    }
+    let log: Vec<ack_log::ActiveModel> = accepted
+        .iter()
+        .filter_map(|&i| items.get(i))
+        .map(|(e, hash)| ack_log::ActiveModel {
+            id: NotSet,
+            sender_hash: Set((*hash).to_string()),
+            ticket_id: Set(e.ticket_id),
+            at: Set(now),
+        })
+        .collect();
+    insert_rows(txn, log).await?;
+    for &i in &accepted {
+        let id = items
+            .get(i)
+            .and_then(|(e, _)| ids.get(&e.message_id))
+            .copied()
+            .ok_or_else(|| {
+                Error::Inconsistent("an inserted acknowledgement has no outbox id".into())
+            })?;
+        if let Some(slot) = outcomes.get_mut(i) {
+            *slot = Some(EnqueueOutcome::Queued(id));
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.ok_or_else(|| Error::Inconsistent("acknowledgement left undecided".into())))
+        .collect()
+}
+
 /// The body of [`Store::enqueue_ack`], inside the caller's transaction.
 async fn enqueue_ack_in<C: ConnectionTrait>(
     db: &C,
@@ -350,87 +440,9 @@ impl Store {
             return Ok(Vec::new());
         }
         let txn = self.begin_write().await?;
-        let since = day_before(now);
-        let mut senders: Vec<&str> = items.iter().map(|(_, h)| *h).collect();
-        senders.sort_unstable();
-        senders.dedup();
-        let mut sent: HashMap<String, u32> = HashMap::new();
-        for chunk in senders.chunks(SENDERS_PER_QUERY) {
-            let rows: Vec<(String, i64)> = ack_log::Entity::find()
-                .select_only()
-                .column(ack_log::Column::SenderHash)
-                .column_as(ack_log::Column::Id.count(), "n")
-                .filter(ack_log::Column::SenderHash.is_in(chunk.iter().copied()))
-                .filter(ack_log::Column::At.gt(since))
-                .group_by(ack_log::Column::SenderHash)
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            for (hash, n) in rows {
-                sent.insert(hash, u32::try_from(n).unwrap_or(u32::MAX));
-            }
-        }
-        // Decide in order, counting the batch's own acknowledgements.
-        let mut outcomes: Vec<Option<EnqueueOutcome>> = Vec::with_capacity(items.len());
-        let mut accepted: Vec<usize> = Vec::new();
-        for (i, (_, hash)) in items.iter().enumerate() {
-            let n = sent.entry((*hash).to_string()).or_default();
-            if *n >= max_per_day {
-                outcomes.push(Some(EnqueueOutcome::LimitReached { sent: *n }));
-            } else {
-                *n += 1;
-                outcomes.push(None);
-                accepted.push(i);
-            }
-        }
-        // Outbox rows; RETURNING names them by Message-ID (unique), not by order.
-        let mut ids: HashMap<String, i64> = HashMap::with_capacity(accepted.len());
-        for chunk in accepted.chunks(ENTRIES_PER_INSERT) {
-            let rows = chunk
-                .iter()
-                .filter_map(|&i| items.get(i))
-                .map(|(e, _)| entry_row(e, now))
-                .collect::<Result<Vec<_>>>()?;
-            let stmt = outbox::Entity::insert_many(rows)
-                .into_query()
-                .returning(
-                    Query::returning().columns([outbox::Column::Id, outbox::Column::MessageId]),
-                )
-                .to_owned();
-            for row in txn.query_all(&stmt).await? {
-                let id: i64 = row.try_get_by_index(0)?;
-                let message_id: String = row.try_get_by_index(1)?;
-                ids.insert(message_id, id);
-            }
-        }
-        let log: Vec<ack_log::ActiveModel> = accepted
-            .iter()
-            .filter_map(|&i| items.get(i))
-            .map(|(e, hash)| ack_log::ActiveModel {
-                id: NotSet,
-                sender_hash: Set((*hash).to_string()),
-                ticket_id: Set(e.ticket_id),
-                at: Set(now),
-            })
-            .collect();
-        insert_rows(&txn, log).await?;
-        for &i in &accepted {
-            let id = items
-                .get(i)
-                .and_then(|(e, _)| ids.get(&e.message_id))
-                .copied()
-                .ok_or_else(|| {
-                    Error::Inconsistent("an inserted acknowledgement has no outbox id".into())
-                })?;
-            if let Some(slot) = outcomes.get_mut(i) {
-                *slot = Some(EnqueueOutcome::Queued(id));
-            }
-        }
+        let outcomes = enqueue_acks_in(&txn, items, max_per_day, now).await?;
         txn.commit().await?;
-        outcomes
-            .into_iter()
-            .map(|o| o.ok_or_else(|| Error::Inconsistent("acknowledgement left undecided".into())))
-            .collect()
+        Ok(outcomes)
     }
 
     /// Acknowledgements queued for `sender_hash` in the 24 hours before `now`.

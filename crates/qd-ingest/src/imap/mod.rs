@@ -29,7 +29,7 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use qd_core::Clock;
 use qd_mail::ParsedMail;
-use qd_store::{BatchOutcome, NewMessage, Store};
+use qd_store::{BatchOutcome, EnqueueOutcome, NewMessage, NewOutboxEntry, Store};
 use serde::Serialize;
 
 pub use config::{
@@ -111,14 +111,35 @@ pub struct StoredBatch<'a> {
     pub outcome: &'a BatchOutcome,
     pub messages: &'a [NewMessage],
     pub arrived: &'a [Arrived],
+    /// What became of the acknowledgements [`AfterStore::plan_acks`] planned, in order
+    /// (written in the batch's transaction).
+    pub acks: &'a [EnqueueOutcome],
 }
 
 /// The seam where the pipeline steps around the store plug in: the filter (before
-/// store) and the acknowledgements (after commit). See [`crate::steps`].
+/// store) and the acknowledgements (in the batch's transaction). See [`crate::steps`].
 pub trait AfterStore: Send + Sync {
     /// Runs on a parse worker for every message before it is stored, with the raw bytes;
     /// may change what is stored (verdict, quarantine, team, ...).
     fn before_store(&self, _raw: &[u8], _parsed: &ParsedMail, _message: &mut NewMessage) {}
+
+    /// `Some(limit)` when the hook queues acknowledgements: at most `limit` per sender
+    /// in 24 hours.
+    fn ack_limit(&self) -> Option<u32> {
+        None
+    }
+
+    /// Runs inside the batch's transaction once its messages are written (so ticket
+    /// numbers are known): the acknowledgements to enqueue with them, each with its
+    /// sender hash. Must not block: it runs on the writer's path.
+    fn plan_acks(
+        &self,
+        _outcome: &BatchOutcome,
+        _messages: &[NewMessage],
+        _arrived: &[Arrived],
+    ) -> Vec<(NewOutboxEntry, String)> {
+        Vec::new()
+    }
 
     /// Runs after the batch committed and before the after-ingest action on the server.
     fn after_store<'a>(&'a self, batch: StoredBatch<'a>) -> BoxFuture<'a, Result<(), HookError>>;

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use qd_store::{BatchSettings, Checkpoint, NewMessage};
+use qd_store::{BatchAcks, BatchOutcome, BatchSettings, Checkpoint, NewMessage};
 use rayon::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -501,9 +501,21 @@ async fn store_one(
         ticket_ref: &ctx.settings.ticket_ref,
         now,
     };
-    let outcome = ctx
+    let hook = ctx.hook.as_deref();
+    let arrived = &parsed;
+    let plan = |outcome: &BatchOutcome, stored: &[NewMessage]| {
+        hook.map(|h| h.plan_acks(outcome, stored, arrived))
+            .unwrap_or_default()
+    };
+    let acks = hook
+        .and_then(|h| h.ack_limit())
+        .map(|max_per_day| BatchAcks {
+            plan: &plan,
+            max_per_day,
+        });
+    let (outcome, enqueued) = ctx
         .store
-        .store_batch(&mut messages, Some(&checkpoint), &bs)
+        .store_batch_with_acks(&mut messages, Some(&checkpoint), &bs, acks.as_ref())
         .await?;
     out.last_uid = Some(batch.checkpoint);
     out.stored += outcome.stored.len() as u64;
@@ -533,6 +545,7 @@ async fn store_one(
             outcome: &outcome,
             messages: &messages,
             arrived: &parsed,
+            acks: &enqueued,
         };
         if let Err(e) = hook.after_store(view).await {
             warn!(mailbox = %m.name, folder, error = %e, "after-store hook failed (mail is stored)");

@@ -265,3 +265,109 @@ async fn a_parent_arriving_after_its_reply_joins_the_reply_ticket(b: Backend) {
     assert_eq!(out3.stored[0].ticket_id, out3.stored[1].ticket_id);
 }
 both_backends!(a_parent_arriving_after_its_reply_joins_the_reply_ticket);
+
+fn ack_entry(ticket_id: i64, message_id: &str, to: &str) -> qd_store::NewOutboxEntry {
+    qd_store::NewOutboxEntry {
+        kind: qd_store::OutboxKind::Ack,
+        ticket_id: Some(ticket_id),
+        message_id: message_id.to_string(),
+        in_reply_to: None,
+        references: vec![],
+        mail_from: String::new(),
+        rcpt_to: vec![to.to_string()],
+        subject: "We have your message".into(),
+        language: Some("en".into()),
+        raw: b"Subject: We have your message\r\n\r\nThanks.\r\n".to_vec(),
+    }
+}
+
+/// Acknowledgements planned from a batch's outcome commit with the batch, under the
+/// daily limit; when writing them fails, nothing of the batch is stored (not even the
+/// checkpoint), so the batch is fetched again rather than stored unacknowledged.
+async fn acknowledgements_commit_with_their_batch(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let cp = |position: &str| Checkpoint {
+        source: "imap:test/INBOX".into(),
+        uidvalidity: Some(7),
+        position: position.into(),
+    };
+    // One ack per new ticket, sender hash = the From address; at most one per sender.
+    let plan = |outcome: &qd_store::BatchOutcome, msgs: &[NewMessage]| {
+        outcome
+            .stored
+            .iter()
+            .filter(|s| s.new_ticket)
+            .map(|s| {
+                let from = msgs[s.index].from_addr.clone().unwrap();
+                let id = format!("ack-{}@desk.example", s.ticket_number);
+                (ack_entry(s.ticket_id, &id, &from), from)
+            })
+            .collect()
+    };
+    let acks = qd_store::BatchAcks {
+        plan: &plan,
+        max_per_day: 1,
+    };
+    let mut batch = vec![
+        msg("a1@x", "ann@customer.example", "first", &[]),
+        msg("a2@x", "ann@customer.example", "second", &[]),
+        msg("b1@x", "bob@customer.example", "hello", &[]),
+    ];
+    let (outcome, enqueued) = b
+        .store
+        .store_batch_with_acks(&mut batch, Some(&cp("3")), &settings(&fmt), Some(&acks))
+        .await
+        .unwrap();
+    assert_eq!(outcome.stored.len(), 3);
+    assert!(matches!(enqueued[0], qd_store::EnqueueOutcome::Queued(_)));
+    assert!(matches!(
+        enqueued[1],
+        qd_store::EnqueueOutcome::LimitReached { sent: 1 }
+    ));
+    assert!(matches!(enqueued[2], qd_store::EnqueueOutcome::Queued(_)));
+    for (s, want) in outcome.stored.iter().zip([1, 0, 1]) {
+        let entries = b.store.outbox_for_ticket(s.ticket_id).await.unwrap();
+        assert_eq!(entries.len(), want, "ticket {}", s.ticket_number);
+    }
+
+    // A plan whose rows cannot be written (two entries with one Message-ID, which the
+    // outbox keeps unique) fails the whole batch.
+    let clash = |outcome: &qd_store::BatchOutcome, _: &[NewMessage]| {
+        outcome
+            .stored
+            .iter()
+            .map(|s| {
+                let from = format!("sender-{}@customer.example", s.index);
+                (ack_entry(s.ticket_id, "same@desk.example", &from), from)
+            })
+            .collect()
+    };
+    let failing = qd_store::BatchAcks {
+        plan: &clash,
+        max_per_day: 5,
+    };
+    let before = b.store.stats().await.unwrap();
+    let mut batch = vec![
+        msg("c1@x", "carol@customer.example", "one", &[]),
+        msg("d1@x", "dave@customer.example", "two", &[]),
+    ];
+    let failed = b
+        .store
+        .store_batch_with_acks(&mut batch, Some(&cp("5")), &settings(&fmt), Some(&failing))
+        .await;
+    assert!(failed.is_err(), "duplicate outbox Message-IDs must fail");
+    let after = b.store.stats().await.unwrap();
+    assert_eq!(after.messages, before.messages);
+    assert_eq!(after.tickets, before.tickets);
+    let kept = b
+        .store
+        .checkpoint("imap:test/INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.position, "3",
+        "the checkpoint stays before the failed batch"
+    );
+}
+both_backends!(acknowledgements_commit_with_their_batch);
