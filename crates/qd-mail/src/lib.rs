@@ -112,7 +112,7 @@ impl std::fmt::Display for Defect {
     }
 }
 
-/// A parsed message. Built only by [`parse`].
+/// A parsed message. Built by [`parse`] (and cut down by [`ParsedMail::without_bodies`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ParsedMail {
     /// Normalised Message-ID (no angle brackets, case kept).
@@ -157,4 +157,29 @@ pub struct ParsedMail {
     /// its raw folded text. Not covered: a relay that re-encodes the body (8BITMIME
     /// downgrade to quoted-printable) produces a different hash.
     pub content_hash: String,
+}
+
+impl ParsedMail {
+    /// A copy without the bodies (`text` empty, `html` `None`): what the steps after the
+    /// store keep (they act on the envelope and headers), without a second copy of the
+    /// text of every message in the batch.
+    pub fn without_bodies(&self) -> ParsedMail {
+        ParsedMail {
+            message_id: self.message_id.clone(),
+            in_reply_to: self.in_reply_to.clone(),
+            references: self.references.clone(),
+            from: self.from.clone(),
+            reply_to: self.reply_to.clone(),
+            to: self.to.clone(),
+            cc: self.cc.clone(),
+            date: self.date,
+            subject: self.subject.clone(),
+            text: String::new(),
+            html: None,
+            attachments: self.attachments.clone(),
+            defects: self.defects.clone(),
+            size: self.size,
+            content_hash: self.content_hash.clone(),
+        }
+    }
 }

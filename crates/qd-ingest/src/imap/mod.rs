@@ -96,6 +96,7 @@ pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the pipeline keeps of an arrived message for the steps after the commit.
 pub struct Arrived {
+    /// The parsed message without its bodies ([`ParsedMail::without_bodies`]).
     pub parsed: ParsedMail,
     /// The loop-relevant header fields, read from the raw message.
     pub loop_headers: qd_mail::autoreply::LoopHeaders,

@@ -577,7 +577,7 @@ fn prepare(
             let blob =
                 crate::pipeline::prepare_blob(&raw, keep_ips).map_err(|e| (uid, e.to_string()))?;
             let keep = hook.map(|_| super::Arrived {
-                parsed: parsed.clone(),
+                parsed: parsed.without_bodies(),
                 loop_headers: qd_mail::autoreply::LoopHeaders::from_raw(&raw),
             });
             let mut msg = crate::new_message(

@@ -4,6 +4,21 @@ use qd_mail::{Address, Defect};
 use crate::{fixture, parse_fixture};
 
 #[test]
+fn without_bodies_keeps_everything_but_the_text() {
+    let mail = parse_fixture("alternative.eml");
+    let light = mail.without_bodies();
+    assert_eq!(light.text, "");
+    assert_eq!(light.html, None);
+    // Everything else is the same: put the bodies back and compare whole.
+    let restored = qd_mail::ParsedMail {
+        text: mail.text.clone(),
+        html: mail.html.clone(),
+        ..light
+    };
+    assert_eq!(restored, mail);
+}
+
+#[test]
 fn multipart_alternative_uses_the_plain_part() {
     let mail = parse_fixture("alternative.eml");
     assert_eq!(mail.subject.as_deref(), Some("Your order № 42"));
