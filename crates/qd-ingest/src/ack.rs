@@ -6,8 +6,9 @@
 //! [`SkipReason`] a test can assert. [`acknowledge`] is the async step for one stored
 //! message: it plans, then enqueues into the outbox together with the `ack_log` row
 //! (sender kept as a hash) unless the sender's acknowledgements of the last 24 hours,
-//! counted in the same transaction, reached the limit. [`acknowledge_all`] does the same for a stored batch in one transaction; the
-//! pipeline runs it after each batch. Sending is the outbound worker's job.
+//! counted in the same transaction, reached the limit. The live pipeline plans with
+//! [`plan_entry`] inside each batch's own transaction instead (`crate::steps`,
+//! `qd_store::Store::store_batch_with_acks`). Sending is the outbound worker's job.
 
 use std::path::PathBuf;
 
@@ -293,76 +294,12 @@ pub async fn acknowledge(
     }
 }
 
-/// One stored message of a batch, for [`acknowledge_all`].
+/// One stored message to acknowledge (see [`plan_entry`]).
 pub struct AckCandidate<'a> {
     pub headers: &'a LoopHeaders,
     pub parsed: &'a ParsedMail,
     pub stored: &'a StoredMessage,
     pub verdict_is_spam: bool,
-}
-
-/// [`acknowledge`] for the messages of one stored batch, with one result per candidate:
-/// the acknowledgements are enqueued in one transaction. If that transaction fails,
-/// each is tried on its own, so one bad row does not cost the other senders their
-/// acknowledgement.
-pub async fn acknowledge_all(
-    store: &Store,
-    candidates: &[AckCandidate<'_>],
-    settings: &AckSettings,
-    now: DateTime<Utc>,
-) -> Vec<Result<AckOutcome, qd_store::Error>> {
-    let mut results: Vec<Option<Result<AckOutcome, qd_store::Error>>> =
-        Vec::with_capacity(candidates.len());
-    let mut planned: Vec<(usize, Box<NewOutboxEntry>, String, String)> = Vec::new();
-    for (i, c) in candidates.iter().enumerate() {
-        match plan(c, settings, now) {
-            Planned::Skip(reason) => results.push(Some(Ok(AckOutcome::Skipped(reason)))),
-            Planned::Queue {
-                entry,
-                hash,
-                language,
-            } => {
-                results.push(None);
-                planned.push((i, entry, hash, language));
-            }
-        }
-    }
-    let max = settings.max_per_sender_per_day;
-    let items: Vec<(&NewOutboxEntry, &str)> = planned
-        .iter()
-        .map(|(_, entry, hash, _)| (&**entry, hash.as_str()))
-        .collect();
-    match store.enqueue_acks(&items, max, now).await {
-        Ok(outcomes) => {
-            for ((i, _, _, language), outcome) in planned.into_iter().zip(outcomes) {
-                if let Some(slot) = results.get_mut(i) {
-                    *slot = Some(Ok(queued(outcome, language)));
-                }
-            }
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "acknowledgements of the batch failed together; trying each");
-            for (i, entry, hash, language) in planned {
-                let one = store
-                    .enqueue_ack(&entry, &hash, max, now)
-                    .await
-                    .map(|outcome| queued(outcome, language));
-                if let Some(slot) = results.get_mut(i) {
-                    *slot = Some(one);
-                }
-            }
-        }
-    }
-    results
-        .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                Err(qd_store::Error::Inconsistent(
-                    "acknowledgement left undecided".into(),
-                ))
-            })
-        })
-        .collect()
 }
 
 /// The outbox entry and sender hash of the acknowledgement `c` is due, or `None` (the

@@ -210,7 +210,7 @@ fn day_before(now: DateTime<Utc>) -> DateTime<Utc> {
     now - chrono::TimeDelta::hours(24)
 }
 
-/// Senders per count query and outbox rows per multi-row insert in [`Store::enqueue_acks`]
+/// Senders per count query and outbox rows per multi-row insert in [`enqueue_acks_in`]
 /// (each row carries a whole message).
 const SENDERS_PER_QUERY: usize = 500;
 const ENTRIES_PER_INSERT: usize = 100;
@@ -270,7 +270,12 @@ async fn count_acks<C: ConnectionTrait>(
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-/// The body of [`Store::enqueue_acks`], inside the caller's transaction.
+/// Enqueues the acknowledgements of one stored batch inside its transaction (see
+/// [`Store::store_batch_with_acks`]), set-wise: one count per chunk of senders, then
+/// the outbox and log rows in multi-row inserts. Each acknowledgement is checked
+/// against the limit with the batch's earlier ones counted. (One transaction per
+/// acknowledgement cost more than the rest of the live pipeline: IMAP benchmark,
+/// 4,000 new tickets.)
 pub(crate) async fn enqueue_acks_in<C: ConnectionTrait>(
     txn: &C,
     items: &[(&NewOutboxEntry, &str)],
@@ -423,26 +428,6 @@ impl Store {
         let outcome = enqueue_ack_in(&txn, entry, sender_hash, max_per_day, now).await?;
         txn.commit().await?;
         Ok(outcome)
-    }
-
-    /// [`Store::enqueue_ack`] for the acknowledgements of one ingested batch, in one
-    /// transaction and set-wise: one count per chunk of senders, then the outbox and
-    /// log rows in multi-row inserts. Each acknowledgement is checked against the limit
-    /// with the batch's earlier ones counted. (One transaction per acknowledgement cost
-    /// more than the rest of the live pipeline: IMAP benchmark, 4,000 new tickets.)
-    pub async fn enqueue_acks(
-        &self,
-        items: &[(&NewOutboxEntry, &str)],
-        max_per_day: u32,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<EnqueueOutcome>> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let txn = self.begin_write().await?;
-        let outcomes = enqueue_acks_in(&txn, items, max_per_day, now).await?;
-        txn.commit().await?;
-        Ok(outcomes)
     }
 
     /// Acknowledgements queued for `sender_hash` in the 24 hours before `now`.

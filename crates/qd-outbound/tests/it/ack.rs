@@ -1,12 +1,19 @@
 //! Acknowledgements end to end: planned after ingest, queued, sent over real SMTP.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use qd_ingest::ack::{acknowledge, acknowledge_all, AckCandidate, AckOutcome, SkipReason};
+use qd_core::FixedClock;
+use qd_ingest::ack::{acknowledge, AckOutcome, SkipReason};
+use qd_ingest::imap::{AfterStore, Arrived};
+use qd_ingest::steps::Steps;
 use qd_mail::autoreply::NoAutoReply;
 use qd_outbound::Worker;
-use qd_store::{OutboxStatus, Store};
+use qd_store::{
+    BatchAcks, BatchOutcome, BatchSettings, EnqueueOutcome, NewMessage, OutboxStatus, PreparedBlob,
+    Store,
+};
 use qd_testkit::SmtpSink;
 
 use crate::{ack_settings, customer_mail, header, ingest, smtp_settings, t0, Backend};
@@ -252,16 +259,22 @@ async fn at_most_n_acks_per_sender_per_day(b: Backend) {
 }
 crate::both_backends!(at_most_n_acks_per_sender_per_day);
 
-/// A stored batch is acknowledged in one go: the daily limit counts the batch's own
-/// earlier acknowledgements, replies and auto-replies are skipped, and every candidate
-/// gets its own outcome, in order.
-async fn a_batch_is_acknowledged_together(b: Backend) {
+/// The live pipeline's acknowledgements: `Steps` plans them inside the batch's own
+/// transaction. The daily limit counts the batch's earlier ones, replies and
+/// auto-replies get none, and the outcomes come back in order.
+async fn a_batch_is_acknowledged_in_its_transaction(b: Backend) {
+    // Dave had one acknowledgement today; Erin's ticket exists.
     let first = customer_mail("dave@customer.example", "d0@x", "first", "");
     ingest_and_ack(&b.store, &first, false, 2, t0()).await;
+    ingest(
+        &b.store,
+        &customer_mail("erin@customer.example", "e1@x", "hello", ""),
+        t0(),
+    )
+    .await;
     let mails = [
         customer_mail("dave@customer.example", "d1@x", "second", ""),
         customer_mail("dave@customer.example", "d2@x", "third", ""),
-        customer_mail("erin@customer.example", "e1@x", "hello", ""),
         customer_mail(
             "erin@customer.example",
             "e2@x",
@@ -274,64 +287,81 @@ async fn a_batch_is_acknowledged_together(b: Backend) {
             "Out of office",
             "Auto-Submitted: auto-replied\r\n",
         ),
+        customer_mail("gina@customer.example", "g1@x", "question", ""),
     ];
-    let mut stored = Vec::new();
-    for raw in &mails {
-        stored.push(ingest(&b.store, raw, t0()).await);
-    }
-    let headers: Vec<_> = mails
+    let parsed: Vec<qd_mail::ParsedMail> = mails.iter().map(|r| qd_mail::parse(r)).collect();
+    let arrived: Vec<Arrived> = mails
         .iter()
-        .map(|r| qd_mail::autoreply::LoopHeaders::from_raw(r))
-        .collect();
-    let candidates: Vec<AckCandidate<'_>> = stored
-        .iter()
-        .zip(&headers)
-        .map(|((parsed, stored), headers)| AckCandidate {
-            headers,
-            parsed,
-            stored,
-            verdict_is_spam: false,
+        .zip(&parsed)
+        .map(|(raw, p)| Arrived {
+            parsed: p.without_bodies(),
+            loop_headers: qd_mail::autoreply::LoopHeaders::from_raw(raw),
         })
         .collect();
-    let outcomes = acknowledge_all(&b.store, &candidates, &ack_settings(2), t0()).await;
-    let outcomes: Vec<AckOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
-    assert_eq!(outcomes.len(), 5);
-    // Dave had one acknowledgement before the batch: the second is his last today.
+    let mut batch: Vec<NewMessage> = mails
+        .iter()
+        .zip(parsed)
+        .map(|(raw, p)| {
+            let blob = PreparedBlob::prepare(raw).unwrap();
+            qd_ingest::new_message(p, blob, Some("test".into()), None, None, t0())
+        })
+        .collect();
+    let steps = Steps::new(b.store.clone(), Arc::new(FixedClock(t0()))).with_ack(ack_settings(2));
+    let plan = |o: &BatchOutcome, m: &[NewMessage]| steps.plan_acks(o, m, &arrived);
+    let acks = BatchAcks {
+        plan: &plan,
+        max_per_day: steps.ack_limit().unwrap(),
+    };
+    let tr = crate::ticket_ref();
+    let settings = BatchSettings {
+        ticket_ref: &tr,
+        now: t0(),
+    };
+    let (outcome, enqueued) = b
+        .store
+        .store_batch_with_acks(&mut batch, None, &settings, Some(&acks))
+        .await
+        .unwrap();
+    assert_eq!(outcome.stored.len(), 5);
+    // Planned: Dave's two and Gina's; the reply and the auto-reply are not.
+    assert_eq!(enqueued.len(), 3, "{enqueued:?}");
     assert!(
-        matches!(outcomes[0], AckOutcome::Queued { .. }),
-        "{outcomes:?}"
+        matches!(enqueued[0], EnqueueOutcome::Queued(_)),
+        "{enqueued:?}"
     );
     assert!(
-        matches!(
-            outcomes[1],
-            AckOutcome::Skipped(SkipReason::DailyLimit { sent: 2 })
-        ),
-        "{outcomes:?}"
+        matches!(enqueued[1], EnqueueOutcome::LimitReached { sent: 2 }),
+        "{enqueued:?}"
     );
     assert!(
-        matches!(outcomes[2], AckOutcome::Queued { .. }),
-        "{outcomes:?}"
+        matches!(enqueued[2], EnqueueOutcome::Queued(_)),
+        "{enqueued:?}"
     );
-    assert!(
-        matches!(outcomes[3], AckOutcome::Skipped(SkipReason::NotNewTicket)),
-        "{outcomes:?}"
-    );
-    assert!(
-        matches!(outcomes[4], AckOutcome::Skipped(SkipReason::Loop(_))),
-        "{outcomes:?}"
-    );
-    // Exactly the queued ones are in the outbox, on their tickets, under the ids the
-    // outcomes name.
-    for (i, want) in [(0, 1), (1, 0), (2, 1), (4, 0)] {
-        let ticket = stored[i].1.ticket_id;
-        let entries = b.store.outbox_for_ticket(ticket).await.unwrap();
-        assert_eq!(entries.len(), want, "candidate {i}");
-        if let AckOutcome::Queued { outbox_id, .. } = &outcomes[i] {
-            assert_eq!(entries[0].id, *outbox_id, "candidate {i}");
-        }
+    // Exactly the queued ones are in the outbox, on their tickets.
+    for (s, want) in outcome.stored.iter().zip([1, 0, 0, 0, 1]) {
+        let entries = b.store.outbox_for_ticket(s.ticket_id).await.unwrap();
+        assert_eq!(entries.len(), want, "message {}", s.index);
     }
+    let queued_ids: Vec<i64> = enqueued
+        .iter()
+        .filter_map(|e| match e {
+            EnqueueOutcome::Queued(id) => Some(*id),
+            EnqueueOutcome::LimitReached { .. } => None,
+        })
+        .collect();
+    let dave = b
+        .store
+        .outbox_for_ticket(outcome.stored[0].ticket_id)
+        .await
+        .unwrap();
+    let gina = b
+        .store
+        .outbox_for_ticket(outcome.stored[4].ticket_id)
+        .await
+        .unwrap();
+    assert_eq!(queued_ids, [dave[0].id, gina[0].id]);
 }
-crate::both_backends!(a_batch_is_acknowledged_together);
+crate::both_backends!(a_batch_is_acknowledged_in_its_transaction);
 
 /// The template language follows Content-Language / Accept-Language, falling back to
 /// English.
