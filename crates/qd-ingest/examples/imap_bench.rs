@@ -4,7 +4,7 @@
 //!     store (the pipeline without its optional steps),
 //! (b2) the same with the live pipeline's steps, as `serve` runs it with `[ack]`
 //!     configured: the filter judges each message before the store, acknowledgements are
-//!     queued in the outbox after it,
+//!     written to the outbox in the batch's transaction,
 //! (c) delivery-to-ticket latency with IDLE (p50/p99).
 //!
 //! It runs with the allocator the `quietdesk` binary ships with (mimalloc).

@@ -257,19 +257,6 @@ async fn insert_entry<C: ConnectionTrait>(
         .last_insert_id)
 }
 
-async fn count_acks<C: ConnectionTrait>(
-    db: &C,
-    sender_hash: &str,
-    since: DateTime<Utc>,
-) -> Result<u32> {
-    let n = ack_log::Entity::find()
-        .filter(ack_log::Column::SenderHash.eq(sender_hash))
-        .filter(ack_log::Column::At.gt(since))
-        .count(db)
-        .await?;
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
-
 /// Enqueues the acknowledgements of one stored batch inside its transaction (see
 /// [`Store::store_batch_with_acks`]), set-wise: one count per chunk of senders, then
 /// the outbox and log rows in multi-row inserts. Each acknowledgement is checked
@@ -365,30 +352,6 @@ pub(crate) async fn enqueue_acks_in<C: ConnectionTrait>(
         .collect()
 }
 
-/// The body of [`Store::enqueue_ack`], inside the caller's transaction.
-async fn enqueue_ack_in<C: ConnectionTrait>(
-    db: &C,
-    entry: &NewOutboxEntry,
-    sender_hash: &str,
-    max_per_day: u32,
-    now: DateTime<Utc>,
-) -> Result<EnqueueOutcome> {
-    let sent = count_acks(db, sender_hash, day_before(now)).await?;
-    if sent >= max_per_day {
-        return Ok(EnqueueOutcome::LimitReached { sent });
-    }
-    let id = insert_entry(db, entry, now).await?;
-    ack_log::Entity::insert(ack_log::ActiveModel {
-        id: NotSet,
-        sender_hash: Set(sender_hash.to_string()),
-        ticket_id: Set(entry.ticket_id),
-        at: Set(now),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(EnqueueOutcome::Queued(id))
-}
-
 impl Store {
     /// Starts a write transaction for callers outside this crate (see [`WriteTxn`]).
     pub async fn begin_write_txn(&self) -> Result<WriteTxn> {
@@ -425,14 +388,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<EnqueueOutcome> {
         let txn = self.begin_write().await?;
-        let outcome = enqueue_ack_in(&txn, entry, sender_hash, max_per_day, now).await?;
+        let outcome = enqueue_acks_in(&txn, &[(entry, sender_hash)], max_per_day, now)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Inconsistent("an acknowledgement left undecided".into()))?;
         txn.commit().await?;
         Ok(outcome)
-    }
-
-    /// Acknowledgements queued for `sender_hash` in the 24 hours before `now`.
-    pub async fn acks_in_last_day(&self, sender_hash: &str, now: DateTime<Utc>) -> Result<u32> {
-        count_acks(&self.db, sender_hash, day_before(now)).await
     }
 
     /// Deletes acknowledgement log rows older than `before` (they only matter for a day).
