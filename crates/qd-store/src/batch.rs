@@ -117,6 +117,7 @@ pub struct StoredMessage {
     pub ticket_id: i64,
     pub ticket_number: i64,
     pub ticket_status: TicketStatus,
+    /// This message opened its ticket (a follow-up stored in the same batch does not).
     pub new_ticket: bool,
 }
 
@@ -462,10 +463,10 @@ impl Store {
             }
             outcome.new_tickets = new_count as u64;
         }
-        let resolve = |slot: Slot| -> (i64, bool) {
+        let resolve = |slot: Slot| -> i64 {
             match slot {
-                Slot::Existing(id) => (id, false),
-                Slot::New(n) => (new_ids[n].0, true),
+                Slot::Existing(id) => id,
+                Slot::New(n) => new_ids[n].0,
             }
         };
 
@@ -584,7 +585,7 @@ impl Store {
             let body_text = std::mem::take(&mut batch[i].body_text);
             let body_html = batch[i].body_html.take();
             let m = &batch[i];
-            let (ticket_id, _) = resolve(slots[k]);
+            let ticket_id = resolve(slots[k]);
             rows.push(messages::ActiveModel {
                 id: NotSet,
                 ticket_id: Set(ticket_id),
@@ -639,9 +640,17 @@ impl Store {
         let mut attachment_rows = Vec::new();
         let mut ref_rows = Vec::new();
         let mut queue_rows = Vec::with_capacity(keep.len());
+        // New tickets already opened by an earlier message of this batch.
+        let mut opened: HashSet<usize> = HashSet::new();
         for (k, &i) in keep.iter().enumerate() {
             let m = &batch[i];
-            let (ticket_id, new_ticket) = resolve(slots[k]);
+            let ticket_id = resolve(slots[k]);
+            // Only the message that opened the ticket counts as new; a follow-up in the
+            // same batch joins it (and, like any reply, gets no acknowledgement).
+            let new_ticket = match slots[k] {
+                Slot::New(n) => opened.insert(n),
+                Slot::Existing(_) => false,
+            };
             for r in thread_refs_of(m) {
                 ref_rows.push(thread_refs::ActiveModel {
                     id: NotSet,

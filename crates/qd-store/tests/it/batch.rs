@@ -266,6 +266,27 @@ async fn a_parent_arriving_after_its_reply_joins_the_reply_ticket(b: Backend) {
 }
 both_backends!(a_parent_arriving_after_its_reply_joins_the_reply_ticket);
 
+/// A ticket opened in a batch is new for its first message only: a follow-up stored in
+/// the same batch joins it as a reply (acknowledgements key on this).
+async fn only_the_opening_message_is_new(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let mut batch = vec![
+        msg("o1@x", "olga@example.com", "Disk full", &[]),
+        msg("o2@x", "olga@example.com", "Re: Disk full", &["o1@x"]),
+        msg("p1@x", "paul@example.com", "Login", &[]),
+    ];
+    let out = b
+        .store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out.new_tickets, 2);
+    assert_eq!(out.stored[0].ticket_id, out.stored[1].ticket_id);
+    let new: Vec<bool> = out.stored.iter().map(|s| s.new_ticket).collect();
+    assert_eq!(new, [true, false, true]);
+}
+both_backends!(only_the_opening_message_is_new);
+
 fn ack_entry(ticket_id: i64, message_id: &str, to: &str) -> qd_store::NewOutboxEntry {
     qd_store::NewOutboxEntry {
         kind: qd_store::OutboxKind::Ack,
