@@ -233,7 +233,8 @@ pub fn evaluate(dir: &Path, opts: &EvalOptions) -> Result<EvalReport, FilterErro
         let verdict = filter.judge(view, &JudgeContext::pinned_to(view).with_learner(&learner));
         tally.add(item, &verdict);
         let rules: Vec<&str> = verdict.rule_names().collect();
-        let features = learner.features(view, &rules);
+        let prior = crate::learn::prior(verdict.rule_score(), opts.settings.thresholds.spam);
+        let features = learner.features(view, &rules).with_prior(prior);
         learner.learn(&features, item.label);
     }
     Ok(tally.finish("online", start.elapsed().as_secs_f64()))

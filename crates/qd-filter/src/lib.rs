@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 
 pub use auth::{AuthOutcome, AuthResult, Authenticator, Connection};
 pub use eval::{evaluate, EvalOptions, EvalReport, Misjudged};
-pub use learn::{Features, Label, Learner};
+pub use learn::{prior as learning_prior, Features, Label, Learner, LEARNED_MARGIN};
 pub use qd_mail::MessageView;
 pub use settings::{ClamdSettings, DnsSettings, FilterSettings, Thresholds, UnreachablePolicy};
 pub use signatures::{ClamdClient, SignatureDb};
@@ -185,16 +185,20 @@ impl Filter {
             .into_iter()
             .map(|(name, detail)| Tag::new(name, self.weights.get(name), detail))
             .collect();
-        let learned = ctx.learner.and_then(|l| {
+        if let Some(l) = ctx.learner {
+            let rule_score: f32 = tags.iter().map(|t| t.score).sum();
             let rules: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
-            l.probability(&l.features(view, &rules))
-        });
-        if let Some(p) = learned {
-            tags.extend(learn::learned_tags(
-                p,
-                self.weights.get("LEARNED_SPAM"),
-                self.weights.get("LEARNED_HAM"),
-            ));
+            let f = l
+                .features(view, &rules)
+                .with_prior(learn::prior(rule_score, s.thresholds.spam));
+            if let (Some(evidence), Some(p)) = (l.evidence(&f), l.probability(&f)) {
+                tags.push(learn::learned_tag(
+                    evidence,
+                    p,
+                    self.weights.get("LEARNED_SPAM"),
+                    self.weights.get("LEARNED_HAM"),
+                ));
+            }
         }
         let score: f32 = tags.iter().map(|t| t.score).sum();
         let t = s.thresholds;

@@ -73,6 +73,15 @@ impl Verdict {
             .map(|t| t.name.as_str())
             .filter(|n| !n.starts_with("LEARNED_"))
     }
+
+    /// The static rules' share of the score: every tag's but the learned model's.
+    pub fn rule_score(&self) -> f32 {
+        self.tags
+            .iter()
+            .filter(|t| !t.name.starts_with("LEARNED_"))
+            .map(|t| t.score)
+            .sum()
+    }
 }
 
 /// Default weights: (tag, weight, why). Positive is spam evidence, negative ham evidence.
@@ -355,12 +364,12 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
     (
         "LEARNED_SPAM",
         crate::learn::LEARNED_SPAM_DEFAULT,
-        "scaled by 2p-1",
+        "the most the learned correction adds",
     ),
     (
         "LEARNED_HAM",
         crate::learn::LEARNED_HAM_DEFAULT,
-        "scaled by 1-2p",
+        "the most the learned correction takes away",
     ),
 ];
 

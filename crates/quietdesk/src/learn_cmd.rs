@@ -91,14 +91,18 @@ pub async fn teach(
         .await?
         .with_context(|| format!("message {id} has no stored raw mail to learn from"))?;
     let view = MessageView::from_raw(&raw);
-    // The rules that fired when the message arrived, as its stored verdict says.
-    let rules: Vec<String> = tag_names(message.verdict_tags.as_deref())
-        .into_iter()
-        .filter(|n| !n.starts_with("LEARNED_"))
-        .collect();
-    let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+    // The rules that fired when the message arrived, and what they scored, as its
+    // stored verdict says: the model learns its correction to them.
+    let fired: Vec<(String, f32)> = rule_tags(message.verdict_tags.as_deref());
+    let rules: Vec<&str> = fired.iter().map(|(n, _)| n.as_str()).collect();
+    let rule_score: f32 = fired.iter().map(|(_, s)| s).sum();
     let mut learner = load_learner(store, settings).await?;
-    let features = learner.features(&view, &rules);
+    let features = learner
+        .features(&view, &rules)
+        .with_prior(qd_filter::learning_prior(
+            rule_score,
+            settings.filter.thresholds.spam,
+        ));
     if let Some(earlier) = earlier {
         learner.unlearn(&features, earlier.label, earlier.step);
     }
@@ -160,12 +164,28 @@ pub async fn learn(settings: &Settings, a: LearnArgs) -> Result<ExitCode> {
 }
 
 /// The tag names of a stored verdict (its JSON), for listings.
+/// The names of a stored verdict's tags (`[{name, score, detail}]`).
 fn tag_names(tags_json: Option<&str>) -> Vec<String> {
     let tags: Vec<serde_json::Value> = tags_json
         .and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or_default();
     tags.iter()
         .filter_map(|t| t.get("name").and_then(|n| n.as_str()).map(str::to_string))
+        .collect()
+}
+
+/// The static rules of a stored verdict (`[{name, score, detail}]`) with their scores;
+/// the learned model's own tag is left out.
+fn rule_tags(tags_json: Option<&str>) -> Vec<(String, f32)> {
+    let tags: Vec<serde_json::Value> = tags_json
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    tags.iter()
+        .filter_map(|t| {
+            let name = t.get("name")?.as_str()?;
+            let score = t.get("score").and_then(|s| s.as_f64()).unwrap_or(0.0) as f32;
+            (!name.starts_with("LEARNED_")).then(|| (name.to_string(), score))
+        })
         .collect()
 }
 

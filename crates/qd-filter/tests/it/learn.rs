@@ -1,6 +1,8 @@
 //! The learner: learns from views, scores, and survives a round trip through JSON.
 
-use qd_filter::{Class, Filter, FilterSettings, JudgeContext, Label, Learner, MessageView};
+use qd_filter::{
+    Class, Features, Filter, FilterSettings, JudgeContext, Label, Learner, MessageView,
+};
 
 fn message(i: usize, spam: bool) -> Vec<u8> {
     let (from, mailer, mid) = if spam {
@@ -27,29 +29,118 @@ fn message(i: usize, spam: bool) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A message's features the way the filter judges it: the rules that fired, and their
+/// score as the prior.
+fn as_judged(filter: &Filter, learner: &Learner, view: &MessageView) -> Features {
+    let verdict = filter.judge(view, &JudgeContext::pinned_to(view));
+    let rules: Vec<&str> = verdict.rule_names().collect();
+    let prior = qd_filter::learning_prior(verdict.rule_score(), 5.0);
+    learner.features(view, &rules).with_prior(prior)
+}
+
+fn teach(filter: &Filter, learner: &mut Learner, raw: &[u8], label: Label) -> f64 {
+    let f = as_judged(filter, learner, &MessageView::from_raw(raw));
+    learner.learn(&f, label)
+}
+
 #[test]
 fn abstains_until_trained_then_separates() {
+    let filter = Filter::new(FilterSettings::default()).unwrap();
     let mut learner = Learner::new();
     let probe_spam = MessageView::from_raw(&message(100, true));
     let probe_ham = MessageView::from_raw(&message(101, false));
-    let f = |l: &Learner, v: &MessageView| l.features(v, &[]);
+    let f = |l: &Learner, v: &MessageView| as_judged(&filter, l, v);
     assert_eq!(learner.probability(&f(&learner, &probe_spam)), None);
+    assert_eq!(learner.evidence(&f(&learner, &probe_spam)), None);
     for i in 0..20 {
-        let spam = f(&learner, &MessageView::from_raw(&message(i, true)));
-        learner.learn(&spam, Label::Spam);
-        let ham = f(&learner, &MessageView::from_raw(&message(i, false)));
-        learner.learn(&ham, Label::Ham);
+        teach(&filter, &mut learner, &message(i, true), Label::Spam);
+        teach(&filter, &mut learner, &message(i, false), Label::Ham);
     }
     let ps = learner.probability(&f(&learner, &probe_spam)).unwrap();
     let ph = learner.probability(&f(&learner, &probe_ham)).unwrap();
     assert!(ps > 0.9, "spam probability {ps}");
     assert!(ph < 0.1, "ham probability {ph}");
 
-    let filter = Filter::new(FilterSettings::default()).unwrap();
+    // The rules alone call the probe ham; what was learned makes it spam.
+    let alone = filter.judge(&probe_spam, &JudgeContext::pinned_to(&probe_spam));
+    assert_eq!(alone.class, Class::Ham, "{alone:?}");
     let ctx = JudgeContext::pinned_to(&probe_spam).with_learner(&learner);
     let v = filter.judge(&probe_spam, &ctx);
     assert!(v.tags.iter().any(|t| t.name == "LEARNED_SPAM"), "{v:?}");
     assert_eq!(v.class, Class::Spam);
+    assert_eq!(v.rule_score(), alone.score, "the rules' share is unchanged");
+    let learned_spam = v.score - v.rule_score();
+    // The rules already call the ham probe ham: the model's correction to them is small.
+    let ctx = JudgeContext::pinned_to(&probe_ham).with_learner(&learner);
+    let v = filter.judge(&probe_ham, &ctx);
+    assert_eq!(v.class, Class::Ham, "{v:?}");
+    let learned_ham = v.score - v.rule_score();
+    assert!(
+        learned_ham < learned_spam - 4.0,
+        "{learned_ham} vs {learned_spam}"
+    );
+}
+
+/// The model learns its correction to the rules: a message the rules already call
+/// spam by far teaches almost nothing as spam, and a great deal as ham.
+#[test]
+fn learns_the_correction_to_the_rules() {
+    let learner = Learner::new();
+    let view = MessageView::from_raw(&message(1, true));
+    let f = learner.features(&view, &[]);
+    let alone = learner.step(&f, Label::Spam);
+    let sure = learner.step(&f.clone().with_prior(8.0), Label::Spam);
+    let wrong = learner.step(&f.clone().with_prior(8.0), Label::Ham);
+    assert!(
+        (alone - 0.04).abs() < 1e-9,
+        "p = 0.5 without a prior: {alone}"
+    );
+    assert!(sure > 0.0 && sure < alone / 100.0, "{sure} vs {alone}");
+    assert!(wrong < -0.079, "{wrong}");
+}
+
+/// The learned tag is the model's evidence less the margin, within the configured limits.
+#[test]
+fn the_learned_tag_is_the_evidence_less_the_margin() {
+    let view = MessageView::from_raw(&message(1, true));
+    let filter = Filter::new(FilterSettings::default()).unwrap();
+    let rules = filter.judge(&view, &JudgeContext::pinned_to(&view));
+    let tokens = Learner::new()
+        .features(&view, &[])
+        .all()
+        .collect::<Vec<_>>();
+    let judge = |weight: f64, settings: FilterSettings| {
+        // Ten messages learned and one token carrying all the weight.
+        let learner = Learner::from_weights(5, 5, [(tokens[0], weight)]);
+        let filter = Filter::new(settings).unwrap();
+        let ctx = JudgeContext::pinned_to(&view).with_learner(&learner);
+        let v = filter.judge(&view, &ctx);
+        let t = v
+            .tags
+            .iter()
+            .find(|t| t.name.starts_with("LEARNED_"))
+            .cloned()
+            .unwrap();
+        (t.name, t.score, v.score - rules.score)
+    };
+    let (name, score, added) = judge(0.0, FilterSettings::default());
+    assert_eq!(name, "LEARNED_HAM");
+    assert!(
+        (f64::from(score) + qd_filter::LEARNED_MARGIN).abs() < 1e-6,
+        "{score}"
+    );
+    assert!((added - score).abs() < 1e-6);
+    let (name, score, _) = judge(4.0, FilterSettings::default());
+    assert_eq!(name, "LEARNED_SPAM");
+    assert!((f64::from(score) - (4.0 - qd_filter::LEARNED_MARGIN)).abs() < 1e-6);
+    // The limits hold; 0 switches a direction off.
+    let (_, score, _) = judge(50.0, FilterSettings::default());
+    assert_eq!(score, 10.0);
+    let mut capped = FilterSettings::default();
+    capped.weights.insert("LEARNED_SPAM".into(), 0.0);
+    capped.weights.insert("LEARNED_HAM".into(), -3.0);
+    assert_eq!(judge(50.0, capped.clone()).1, 0.0);
+    assert_eq!(judge(-50.0, capped).1, -3.0);
 }
 
 #[test]
