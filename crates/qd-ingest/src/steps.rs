@@ -104,16 +104,15 @@ pub fn apply_verdict(v: &Verdict, message: &mut NewMessage) {
 }
 
 impl AfterStore for Steps {
-    fn before_store(&self, raw: &[u8], _parsed: &ParsedMail, message: &mut NewMessage) {
+    fn before_store(&self, view: &MessageView, _parsed: &ParsedMail, message: &mut NewMessage) {
         let Some(filter) = &self.filter else {
             return;
         };
-        let view = MessageView::from_raw(raw);
         let ctx = JudgeContext::at(self.clock.now());
         let learned = self.learner.read().ok();
         let verdict = match learned.as_ref().and_then(|l| l.as_ref()) {
-            Some((_, learner)) => filter.judge(&view, &ctx.with_learner(learner)),
-            None => filter.judge(&view, &ctx),
+            Some((_, learner)) => filter.judge(view, &ctx.with_learner(learner)),
+            None => filter.judge(view, &ctx),
         };
         drop(learned);
         tracing::debug!(

@@ -24,7 +24,7 @@ pub mod view;
 
 pub use anonymise::anonymise_trace_ips;
 pub use envelope::{looks_like_mail, strip_mbox_envelope};
-pub use parse::parse;
+pub use parse::{parse, parse_with_view};
 pub use view::MessageView;
 
 /// A mailbox address.

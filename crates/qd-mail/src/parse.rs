@@ -14,14 +14,27 @@ use sha2::{Digest, Sha256};
 use crate::charset::{self, Label};
 use crate::envelope::{is_header_line, strip_mbox_envelope};
 use crate::hash::{content_hash, fold_whitespace, Identity};
-use crate::{Address, AttachmentInfo, Defect, ParsedMail};
+use crate::{Address, AttachmentInfo, Defect, MessageView, ParsedMail};
 
 /// Parses raw message bytes (an optional leading mbox `From ` line is stripped).
 ///
 /// Never fails and never panics: whatever is wrong with the input is listed in
 /// [`ParsedMail::defects`], and the fields hold whatever could be recovered.
 pub fn parse(raw: &[u8]) -> ParsedMail {
-    let (raw, stripped) = strip_mbox_envelope(raw);
+    parse_inner(raw, false).0
+}
+
+/// [`parse`] and [`MessageView::from_raw`] of the same bytes, from one mail-parser pass
+/// where both would read the same bytes (headers that need re-encoding first are parsed
+/// twice, so each result is exactly what its own function gives). The pipeline needs
+/// both: the store takes the parsed mail, the filter the view without text.
+pub fn parse_with_view(raw: &[u8]) -> (ParsedMail, MessageView) {
+    let (mail, view) = parse_inner(raw, true);
+    (mail, view.unwrap_or_else(|| MessageView::from_raw(raw)))
+}
+
+fn parse_inner(input: &[u8], want_view: bool) -> (ParsedMail, Option<MessageView>) {
+    let (raw, stripped) = strip_mbox_envelope(input);
     let mut defects = Defects::default();
     if stripped {
         defects.push(Defect::MboxEnvelopeStripped);
@@ -54,12 +67,17 @@ pub fn parse(raw: &[u8]) -> ParsedMail {
     // input. The proptests are the first line of defence; this is the backstop, so one
     // bad message in an import becomes an `Unparseable` defect rather than a dead worker.
     let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(buf));
-    match parsed.ok().flatten() {
+    let message = parsed.ok().flatten();
+    // The view reads the bytes as they came; it shares this parse only if it read them.
+    let view =
+        (want_view && std::ptr::eq(buf, raw)).then(|| MessageView::build(input, message.as_ref()));
+    let mail = match message {
         Some(message) if !message.parts.is_empty() => {
             from_message(&message, buf, body, raw.len(), defects)
         }
         _ => unparseable(raw, body, defects),
-    }
+    };
+    (mail, view)
 }
 
 /// Where the header block ends, by our own reading (mail-parser's offsets are not used

@@ -204,6 +204,16 @@ impl MessageView {
     /// Builds a view from raw message bytes (an optional leading mbox `From ` line is
     /// stripped). Never fails: what cannot be parsed is simply absent.
     pub fn from_raw(raw: &[u8]) -> MessageView {
+        let (stripped, _) = strip_mbox_envelope(raw);
+        // mail-parser is third-party code fed hostile input; a panic becomes an empty view.
+        let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(stripped));
+        MessageView::build(raw, parsed.ok().flatten().as_ref())
+    }
+
+    /// The view of `raw` (as given, mbox line and all) from mail-parser's reading of it
+    /// after the mbox line, so one parse can serve the view and [`crate::parse`] alike
+    /// (see [`crate::parse_with_view`]).
+    pub(crate) fn build(raw: &[u8], message: Option<&Message<'_>>) -> MessageView {
         let (raw, mbox_envelope) = strip_mbox_envelope(raw);
         let header_size = header_block_len(raw);
         let header_block = raw.get(..header_size).unwrap_or_default();
@@ -222,11 +232,9 @@ impl MessageView {
             size: raw.len(),
             header_size,
         };
-        // mail-parser is third-party code fed hostile input; a panic becomes an empty view.
-        let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
-        if let Ok(Some(message)) = parsed {
-            view.headers = top_headers(&message, raw);
-            view.walk(&message, 0, 0);
+        if let Some(message) = message {
+            view.headers = top_headers(message, raw);
+            view.walk(message, 0, 0);
         }
         view
     }

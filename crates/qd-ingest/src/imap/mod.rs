@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use qd_core::Clock;
-use qd_mail::ParsedMail;
+use qd_mail::{MessageView, ParsedMail};
 use qd_store::{BatchOutcome, EnqueueOutcome, NewMessage, NewOutboxEntry, Store};
 use serde::Serialize;
 
@@ -120,9 +120,10 @@ pub struct StoredBatch<'a> {
 /// The seam where the pipeline steps around the store plug in: the filter (before
 /// store) and the acknowledgements (in the batch's transaction). See [`crate::steps`].
 pub trait AfterStore: Send + Sync {
-    /// Runs on a parse worker for every message before it is stored, with the raw bytes;
-    /// may change what is stored (verdict, quarantine, team, ...).
-    fn before_store(&self, _raw: &[u8], _parsed: &ParsedMail, _message: &mut NewMessage) {}
+    /// Runs on a parse worker for every message before it is stored, with the filter's
+    /// view of it (no text; built by the same parse as `parsed`); may change what is
+    /// stored (verdict, quarantine, team, ...).
+    fn before_store(&self, _view: &MessageView, _parsed: &ParsedMail, _message: &mut NewMessage) {}
 
     /// `Some(limit)` when the hook queues acknowledgements: at most `limit` per sender
     /// in 24 hours.

@@ -573,7 +573,14 @@ fn prepare(
     let results: Vec<One> = items
         .into_par_iter()
         .map(|(uid, raw)| {
-            let parsed = qd_mail::parse(&raw);
+            // With steps to run, one parse gives the store its mail and the filter its view.
+            let (parsed, view) = match hook {
+                Some(_) => {
+                    let (parsed, view) = qd_mail::parse_with_view(&raw);
+                    (parsed, Some(view))
+                }
+                None => (qd_mail::parse(&raw), None),
+            };
             let blob =
                 crate::pipeline::prepare_blob(&raw, keep_ips).map_err(|e| (uid, e.to_string()))?;
             let keep = hook.map(|_| super::Arrived {
@@ -588,8 +595,8 @@ fn prepare(
                 team.clone(),
                 now,
             );
-            if let (Some(h), Some(a)) = (hook, keep.as_ref()) {
-                h.before_store(&raw, &a.parsed, &mut msg);
+            if let (Some(h), Some(a), Some(v)) = (hook, keep.as_ref(), view.as_ref()) {
+                h.before_store(v, &a.parsed, &mut msg);
             }
             drop(raw);
             Ok((uid, msg, keep))

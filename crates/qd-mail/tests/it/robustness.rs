@@ -85,5 +85,12 @@ proptest! {
         let mail = qd_mail::parse(&raw);
         // An edit can turn `From:` into an mbox envelope line, which is not counted.
         prop_assert_eq!(mail.size, qd_mail::strip_mbox_envelope(&raw).0.len());
+        // One parse for the store and the filter gives what two give.
+        let (shared, view) = qd_mail::parse_with_view(&raw);
+        prop_assert_eq!(&shared, &mail);
+        prop_assert_eq!(
+            crate::structure::view_fingerprint(&view),
+            crate::structure::view_fingerprint(&qd_mail::MessageView::from_raw(&raw))
+        );
     }
 }

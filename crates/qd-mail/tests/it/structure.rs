@@ -215,3 +215,38 @@ fn text_of_an_unclosed_part_with_an_unknown_charset_is_salvaged() {
         "part headers are not text"
     );
 }
+
+/// Everything a view shows, attachment bytes included (by digest), for comparing views.
+pub(crate) fn view_fingerprint(view: &qd_mail::MessageView) -> String {
+    struct Digests;
+    impl qd_mail::view::AttachmentScanner for Digests {
+        fn scan(&self, _part: &qd_mail::view::PartInfo, bytes: &[u8]) -> Vec<String> {
+            use sha2::Digest;
+            vec![format!("{:x}", sha2::Sha256::digest(bytes))]
+        }
+    }
+    format!(
+        "{:?}\n{}\n{:?}",
+        view,
+        serde_json::to_string(view).unwrap(),
+        view.scan_with(&Digests)
+    )
+}
+
+/// One parse for both gives what the two functions give alone, on every fixture.
+#[test]
+fn one_parse_serves_the_store_and_the_filter() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let raw = std::fs::read(entry.unwrap().path()).unwrap();
+        let (mail, view) = qd_mail::parse_with_view(&raw);
+        assert_eq!(mail, qd_mail::parse(&raw));
+        assert_eq!(
+            view_fingerprint(&view),
+            view_fingerprint(&qd_mail::MessageView::from_raw(&raw))
+        );
+        n += 1;
+    }
+    assert!(n >= 15, "{n} fixtures");
+}
