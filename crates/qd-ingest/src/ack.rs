@@ -1,9 +1,10 @@
 //! Acknowledgements: after a message is stored, tell the customer we have it.
 //!
 //! [`plan_acknowledgement`] decides (RFC 3834 loop rules from
-//! `qd_mail::autoreply`, the per-sender daily limit, only for new tickets) and renders
-//! the acknowledgement from the language templates; it is pure, so every "no" has a
-//! [`SkipReason`] a test can assert. [`acknowledge`] is the async step for one stored
+//! `qd_mail::autoreply`, only for new tickets) and renders the acknowledgement from the
+//! language templates; it is pure, so every "no" has a [`SkipReason`] a test can assert.
+//! The per-sender daily limit needs the store: it is counted where the outbox row is
+//! written, in the same transaction. [`acknowledge`] is the async step for one stored
 //! message: it plans, then enqueues into the outbox together with the `ack_log` row
 //! (sender kept as a hash) unless the sender's acknowledgements of the last 24 hours,
 //! counted in the same transaction, reached the limit. The live pipeline plans with
@@ -177,15 +178,14 @@ impl AckSettings {
 }
 
 /// Decides whether `parsed` (stored as `stored`) gets an acknowledgement and renders
-/// it. `headers` come from the raw message ([`LoopHeaders::from_raw`]); `acks_sent_today`
-/// is the sender's count of the last 24 hours.
+/// it. `headers` come from the raw message ([`LoopHeaders::from_raw`]). The sender's
+/// daily limit is not checked here but where the acknowledgement is enqueued.
 pub fn plan_acknowledgement(
     parsed: &ParsedMail,
     headers: &LoopHeaders,
     stored: &StoredMessage,
     verdict_is_spam: bool,
     settings: &AckSettings,
-    acks_sent_today: u32,
     now: DateTime<Utc>,
 ) -> Result<OutgoingMessage, SkipReason> {
     if !settings.enabled {
@@ -201,11 +201,6 @@ pub fn plan_acknowledgement(
     .map_err(SkipReason::Loop)?;
     if settings.only_new_tickets && !stored.new_ticket {
         return Err(SkipReason::NotNewTicket);
-    }
-    if acks_sent_today >= settings.max_per_sender_per_day {
-        return Err(SkipReason::DailyLimit {
-            sent: acks_sent_today,
-        });
     }
     let Some(sender) = sender else {
         return Err(SkipReason::Loop(NoAutoReply::NoSender));
@@ -336,7 +331,6 @@ fn plan(c: &AckCandidate<'_>, settings: &AckSettings, now: DateTime<Utc>) -> Pla
         c.stored,
         c.verdict_is_spam,
         settings,
-        0,
         now,
     ) {
         Ok(m) => m,
