@@ -9,15 +9,16 @@ use std::process::Command;
 
 use qd_filter::{evaluate, EvalOptions};
 
-/// Reached last (static: fpr 0.0024, recall 0.551; online: fpr 0.0058, recall 0.950),
-/// with a small margin. The static figures are far BELOW the targets (1% / 85%)
-/// and the online FPR is just above its 0.5%: the honest header-only rules and learner
-/// do not get there yet. Raise these when the filter improves; never lower them to make
-/// a change pass.
+/// Reached last (static: fpr 0.0024, recall 0.551; online: fpr 0.0043, recall 0.9515).
+/// The static figures are far BELOW the targets (1% / 85%): the honest
+/// header-only rules do not get there. The online run meets its targets (FPR <= 0.5%,
+/// recall >= 95%), and is held to them (the run is deterministic: 18 of the 20 false
+/// positives and 92 of the 94 misses allowed). Raise these when the filter improves;
+/// never lower them to make a change pass.
 const STATIC_MAX_FPR: f64 = 0.004;
 const STATIC_MIN_RECALL: f64 = 0.53;
-const ONLINE_MAX_FPR: f64 = 0.0075;
-const ONLINE_MIN_RECALL: f64 = 0.94;
+const ONLINE_MAX_FPR: f64 = 0.005;
+const ONLINE_MIN_RECALL: f64 = 0.95;
 
 fn corpus_dir() -> PathBuf {
     std::env::var_os("QUIETDESK_CORPUS").map_or_else(
