@@ -59,7 +59,7 @@ pub struct Features {
 }
 
 impl Features {
-    /// Sets the static rules' opinion the model corrects: [`prior`] of the rules' score.
+    /// Sets the static rules' opinion the model corrects: [`prior()`] of the rules' score.
     /// Judging and learning a message must use the same prior; without one (0) the
     /// model stands alone.
     pub fn with_prior(mut self, prior: f64) -> Features {

@@ -163,29 +163,31 @@ pub async fn learn(settings: &Settings, a: LearnArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The tag names of a stored verdict (its JSON), for listings.
-/// The names of a stored verdict's tags (`[{name, score, detail}]`).
-fn tag_names(tags_json: Option<&str>) -> Vec<String> {
-    let tags: Vec<serde_json::Value> = tags_json
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default();
-    tags.iter()
-        .filter_map(|t| t.get("name").and_then(|n| n.as_str()).map(str::to_string))
-        .collect()
-}
-
-/// The static rules of a stored verdict (`[{name, score, detail}]`) with their scores;
-/// the learned model's own tag is left out.
-fn rule_tags(tags_json: Option<&str>) -> Vec<(String, f32)> {
+/// The tags of a stored verdict (its JSON, `[{name, score, detail}]`): names and scores.
+fn stored_tags(tags_json: Option<&str>) -> Vec<(String, f32)> {
     let tags: Vec<serde_json::Value> = tags_json
         .and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or_default();
     tags.iter()
         .filter_map(|t| {
-            let name = t.get("name")?.as_str()?;
+            let name = t.get("name")?.as_str()?.to_string();
             let score = t.get("score").and_then(|s| s.as_f64()).unwrap_or(0.0) as f32;
-            (!name.starts_with("LEARNED_")).then(|| (name.to_string(), score))
+            Some((name, score))
         })
+        .collect()
+}
+
+/// The tag names of a stored verdict, for listings.
+fn tag_names(tags_json: Option<&str>) -> Vec<String> {
+    stored_tags(tags_json).into_iter().map(|(n, _)| n).collect()
+}
+
+/// The static rules of a stored verdict with their scores: the learned model's own tag
+/// is left out.
+fn rule_tags(tags_json: Option<&str>) -> Vec<(String, f32)> {
+    stored_tags(tags_json)
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("LEARNED_"))
         .collect()
 }
 
