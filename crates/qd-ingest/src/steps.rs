@@ -104,6 +104,11 @@ pub fn apply_verdict(v: &Verdict, message: &mut NewMessage) {
 }
 
 impl AfterStore for Steps {
+    /// Only the filter works before the store.
+    fn runs_before_store(&self) -> bool {
+        self.filter.is_some()
+    }
+
     fn before_store(&self, view: &MessageView, _parsed: &ParsedMail, message: &mut NewMessage) {
         let Some(filter) = &self.filter else {
             return;

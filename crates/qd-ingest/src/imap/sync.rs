@@ -570,11 +570,13 @@ fn prepare(
     hook: Option<&dyn super::AfterStore>,
 ) -> PreparedBatch {
     type One = Result<(u32, NewMessage, Option<super::Arrived>), (u32, String)>;
+    let before = hook.filter(|h| h.runs_before_store());
     let results: Vec<One> = items
         .into_par_iter()
         .map(|(uid, raw)| {
-            // With steps to run, one parse gives the store its mail and the filter its view.
-            let (parsed, view) = match hook {
+            // With a step before the store, one parse gives the store its mail and the
+            // filter its view.
+            let (parsed, view) = match before {
                 Some(_) => {
                     let (parsed, view) = qd_mail::parse_with_view(&raw);
                     (parsed, Some(view))
@@ -595,7 +597,7 @@ fn prepare(
                 team.clone(),
                 now,
             );
-            if let (Some(h), Some(a), Some(v)) = (hook, keep.as_ref(), view.as_ref()) {
+            if let (Some(h), Some(v), Some(a)) = (before, view.as_ref(), keep.as_ref()) {
                 h.before_store(v, &a.parsed, &mut msg);
             }
             drop(raw);
