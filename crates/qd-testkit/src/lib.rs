@@ -43,6 +43,14 @@ pub enum Error {
         #[source]
         source: sea_orm::DbErr,
     },
+    /// Connected, but an administrative statement failed.
+    #[error("PostgreSQL at {url} refused to {what}: {source}")]
+    Admin {
+        what: &'static str,
+        url: String,
+        #[source]
+        source: sea_orm::DbErr,
+    },
     /// Connected, but the server refused to create the private database.
     #[error("cannot create test database {name} on {url}: {source} (the user needs CREATEDB)")]
     CreateDatabase {

@@ -1,7 +1,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
 
 use crate::Error;
 
@@ -79,6 +81,35 @@ impl PgDatabase {
     /// The database's name (`qd_test_…`).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Terminates every connection to the private database, as a server restart or a
+    /// failover does to its clients: their open transactions roll back and their next
+    /// statement fails. Returns how many connections were cut.
+    pub async fn cut_connections(&self) -> Result<u64, Error> {
+        let shown = redact(&self.base_url);
+        let admin = connect(&self.base_url)
+            .await
+            .map_err(|source| Error::Unreachable {
+                env: PG_URL_ENV,
+                url: shown.clone(),
+                source,
+            })?;
+        let cut = admin
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                [self.name.clone().into()],
+            ))
+            .await;
+        let _ = admin.close().await;
+        let rows = cut.map_err(|source| Error::Admin {
+            what: "terminate connections",
+            url: shown,
+            source,
+        })?;
+        Ok(rows.len() as u64)
     }
 }
 

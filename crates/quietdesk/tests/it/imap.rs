@@ -1,6 +1,6 @@
 //! `quietdesk ingest` and `serve` against a private Dovecot: the one-shot summary, a clear
 //! error for a wrong password, SIGKILL at random points of a 2,000-message ingest, and the
-//! ingester inside `serve`.
+//! ingester inside `serve`, also while its PostgreSQL database drops every connection.
 
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -54,11 +54,15 @@ fn spawn_serve(qd: &Qd, config: &Path) -> KillOnDrop {
     )
 }
 
+/// The store `qd` writes to: its SQLite file, or its private PostgreSQL database.
 pub async fn open_store(qd: &Qd) -> qd_store::Store {
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        qd.data_dir().join("quietdesk.db").display()
-    );
+    let url = match &qd._pg {
+        Some(pg) => pg.url().to_string(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            qd.data_dir().join("quietdesk.db").display()
+        ),
+    };
     qd_store::Store::connect(&url).await.unwrap()
 }
 
@@ -244,6 +248,75 @@ async fn serve_ingests_pushed_mail_and_stops_on_sigterm() {
     let status = kill_and_reap(&mut child.0, "-TERM");
     assert!(status.success(), "serve exited with {status}");
     assert_exactly_once(&qd, &msgs).await;
+}
+
+/// The database goes away under a running `serve`: PostgreSQL terminates every connection
+/// (what a restart or a failover does to its clients) again and again while mail is being
+/// ingested, some of it pushed during the outages. Nothing is lost, nothing is stored
+/// twice, and `serve` carries on by itself and still stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_rides_out_a_database_that_drops_its_connections() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(29, 400);
+    let (early, late) = msgs.split_at(250);
+    for m in early {
+        d.deliver("user", "INBOX", &m.raw).unwrap();
+    }
+    let qd = Qd::postgres().await;
+    let pg = qd._pg.as_ref().unwrap();
+    let config = write_config(qd.dir.path(), &d, 10);
+    let mut child = spawn_serve(&qd, &config);
+    let stored = || async {
+        let store = open_store(&qd).await;
+        let n = store.stats().await.unwrap().messages;
+        store.close().await.unwrap();
+        n
+    };
+    // Wait for the ingest to be under way, so that the cuts land in the middle of it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored().await == 0 {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            panic!("serve exited early with {s}");
+        }
+        assert!(Instant::now() < deadline, "serve never stored a message");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut cut = 0;
+    let mut during = Vec::new();
+    for (round, chunk) in late.chunks(30).enumerate() {
+        cut += pg.cut_connections().await.unwrap();
+        during.push(stored().await);
+        for m in chunk {
+            d.deliver("user", "INBOX", &m.raw).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(150 + 50 * round as u64)).await;
+        if let Some(s) = child.0.try_wait().unwrap() {
+            panic!("serve exited after a cut with {s}");
+        }
+    }
+    assert!(cut >= 5, "only {cut} connections were cut");
+    assert!(
+        during[0] < msgs.len() as u64,
+        "the cuts came after the ingest ({during:?})"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stored().await < msgs.len() as u64 {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            panic!("serve exited with {s}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not catch up after the outages: {} of {} stored",
+            stored().await,
+            msgs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = kill_and_reap(&mut child.0, "-TERM");
+    assert!(status.success(), "serve exited with {status}");
+    assert_exactly_once(&qd, &msgs).await;
+    assert_eq!(d.count("user", "INBOX"), 0);
+    assert_eq!(d.count("user", "quietdesk/processed"), msgs.len());
 }
 
 /// A customer's mail as a real client sends it: a trace, a Message-ID, a fresh Date.
