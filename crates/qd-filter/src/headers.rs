@@ -140,6 +140,12 @@ fn date(view: &MessageView, rules: &HeaderRules, now: DateTime<Utc>, hits: &mut 
     if !rules.date.is_match(date.raw.trim()) {
         hits.add("DATE_MALFORMED", "Date is not RFC 5322 date-time");
     }
+    if zone_minutes(&date.raw).is_some_and(|z| !plausible_zone(z)) {
+        hits.add(
+            "DATE_TZ_ABSURD",
+            "Date zone is an offset no place on Earth uses",
+        );
+    }
     let Some(sent) = date.date else {
         hits.add("DATE_INVALID", "Date does not parse");
         return;
@@ -162,6 +168,31 @@ fn date(view: &MessageView, rules: &HeaderRules, now: DateTime<Utc>, hits: &mut 
     if sent.timestamp() < 631_152_000 {
         hits.add("DATE_BEFORE_1990", "Date is before 1990");
     }
+}
+
+/// The zone of a Date value (`+hhmm` or `-hhmm`, the last such token: a comment like
+/// `(EDT)` may follow it) as signed minutes east of UTC.
+fn zone_minutes(raw: &str) -> Option<i32> {
+    raw.split_whitespace().rev().find_map(|token| {
+        let sign = match token.as_bytes().first()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let digits = token.get(1..)?;
+        if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let hours: i32 = digits.get(..2)?.parse().ok()?;
+        let minutes: i32 = digits.get(2..)?.parse().ok()?;
+        Some(sign * (hours * 60 + minutes))
+    })
+}
+
+/// Civil time zones run from UTC−12:00 to UTC+14:00, in whole hours or at :30 or :45.
+/// Anything else is written by software that computes zones wrongly, not by a clock.
+fn plausible_zone(minutes: i32) -> bool {
+    (-12 * 60..=14 * 60).contains(&minutes) && matches!(minutes.abs() % 60, 0 | 30 | 45)
 }
 
 fn first_address(view: &MessageView, name: &str) -> Option<qd_mail::Address> {
