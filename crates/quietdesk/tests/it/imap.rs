@@ -42,13 +42,18 @@ fn write_config(dir: &Path, d: &Dovecot, batch_size: usize) -> std::path::PathBu
 
 /// `quietdesk serve` with `config` on a free loopback port, killed if the test fails.
 fn spawn_serve(qd: &Qd, config: &Path) -> KillOnDrop {
+    spawn_serve_logging_to(qd, config, Stdio::null())
+}
+
+/// [`spawn_serve`] with its log (warnings and errors) going to `log`.
+fn spawn_serve_logging_to(qd: &Qd, config: &Path, log: impl Into<Stdio>) -> KillOnDrop {
     let port = qd_testkit::free_port();
     KillOnDrop(
         qd.command(&["--config", config.to_str().unwrap(), "serve"])
             .env("QD_TEST_IMAP_PW", "pass")
             .env("QUIETDESK__HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap(),
     )
@@ -251,59 +256,61 @@ async fn serve_ingests_pushed_mail_and_stops_on_sigterm() {
 }
 
 /// The database goes away under a running `serve`: PostgreSQL terminates every connection
-/// (what a restart or a failover does to its clients) again and again while mail is being
-/// ingested, some of it pushed during the outages. Nothing is lost, nothing is stored
-/// twice, and `serve` carries on by itself and still stops cleanly.
+/// (what a restart or a failover does to its clients) again and again, first while a
+/// backlog is being ingested, then while new mail is pushed. Nothing is lost, nothing is
+/// stored twice, and `serve` carries on by itself and still stops cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_rides_out_a_database_that_drops_its_connections() {
     let d = Dovecot::start_plain().unwrap();
     let msgs = synth(29, 400);
-    let (early, late) = msgs.split_at(250);
-    for m in early {
+    let (backlog, pushed) = msgs.split_at(250);
+    for m in backlog {
         d.deliver("user", "INBOX", &m.raw).unwrap();
     }
     let qd = Qd::postgres().await;
     let pg = qd._pg.as_ref().unwrap();
     let config = write_config(qd.dir.path(), &d, 10);
-    let mut child = spawn_serve(&qd, &config);
+    let log_path = qd.dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = spawn_serve_logging_to(&qd, &config, log);
     let stored = || async {
         let store = open_store(&qd).await;
         let n = store.stats().await.unwrap().messages;
         store.close().await.unwrap();
         n
     };
-    // Wait for the ingest to be under way, so that the cuts land in the middle of it.
+    let alive = |child: &mut KillOnDrop| {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            panic!("serve exited with {s}");
+        }
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while stored().await == 0 {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            panic!("serve exited early with {s}");
-        }
+        alive(&mut child);
         assert!(Instant::now() < deadline, "serve never stored a message");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut cut = 0;
-    let mut during = Vec::new();
-    for (round, chunk) in late.chunks(30).enumerate() {
-        cut += pg.cut_connections().await.unwrap();
-        during.push(stored().await);
+    // The backlog is being stored batch after batch: cut often enough that some cuts
+    // land inside a batch's transaction, not only on idle pooled connections.
+    let mut cuts = 0;
+    while cuts < 40 && stored().await < backlog.len() as u64 {
+        pg.cut_connections().await.unwrap();
+        cuts += 1;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        alive(&mut child);
+    }
+    // New mail arrives (IDLE pushes it) between outages.
+    for (round, chunk) in pushed.chunks(30).enumerate() {
+        pg.cut_connections().await.unwrap();
         for m in chunk {
             d.deliver("user", "INBOX", &m.raw).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(150 + 50 * round as u64)).await;
-        if let Some(s) = child.0.try_wait().unwrap() {
-            panic!("serve exited after a cut with {s}");
-        }
+        alive(&mut child);
     }
-    assert!(cut >= 5, "only {cut} connections were cut");
-    assert!(
-        during[0] < msgs.len() as u64,
-        "the cuts came after the ingest ({during:?})"
-    );
     let deadline = Instant::now() + Duration::from_secs(120);
     while stored().await < msgs.len() as u64 {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            panic!("serve exited with {s}");
-        }
+        alive(&mut child);
         assert!(
             Instant::now() < deadline,
             "serve did not catch up after the outages: {} of {} stored",
@@ -314,6 +321,13 @@ async fn serve_rides_out_a_database_that_drops_its_connections() {
     }
     let status = kill_and_reap(&mut child.0, "-TERM");
     assert!(status.success(), "serve exited with {status}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let interrupted = log.matches("IMAP ingest interrupted").count();
+    assert!(
+        interrupted >= 1,
+        "no cut reached the ingest inside a batch ({cuts} cuts during the backlog); log:\n{log}"
+    );
+    eprintln!("{cuts} cuts during the backlog, {interrupted} interrupted a batch");
     assert_exactly_once(&qd, &msgs).await;
     assert_eq!(d.count("user", "INBOX"), 0);
     assert_eq!(d.count("user", "quietdesk/processed"), msgs.len());
