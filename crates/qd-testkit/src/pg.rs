@@ -48,13 +48,7 @@ impl PgDatabase {
         let name = unique_name();
         let url = with_database(base_url, &name)?;
         let shown = redact(base_url);
-        let admin = connect(base_url)
-            .await
-            .map_err(|source| Error::Unreachable {
-                env: PG_URL_ENV,
-                url: shown.clone(),
-                source,
-            })?;
+        let admin = connect_admin(base_url).await?;
         // The name is ours and made of [a-z0-9_], so quoting it is enough; CREATE
         // DATABASE takes no bind parameters.
         let created = admin
@@ -87,14 +81,7 @@ impl PgDatabase {
     /// failover does to its clients: their open transactions roll back and their next
     /// statement fails. Returns how many connections were cut.
     pub async fn cut_connections(&self) -> Result<u64, Error> {
-        let shown = redact(&self.base_url);
-        let admin = connect(&self.base_url)
-            .await
-            .map_err(|source| Error::Unreachable {
-                env: PG_URL_ENV,
-                url: shown.clone(),
-                source,
-            })?;
+        let admin = connect_admin(&self.base_url).await?;
         let cut = admin
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -106,7 +93,7 @@ impl PgDatabase {
         let _ = admin.close().await;
         let rows = cut.map_err(|source| Error::Admin {
             what: "terminate connections",
-            url: shown,
+            url: redact(&self.base_url),
             source,
         })?;
         Ok(rows.len() as u64)
@@ -150,6 +137,18 @@ fn drop_database(base: &str, name: &str) -> Result<(), String> {
         let _ = admin.close().await;
         r.map(|_| ()).map_err(|e| e.to_string())
     })
+}
+
+/// A connection to the administration database at `base_url`; a failure says the test
+/// environment lacks its server.
+async fn connect_admin(base_url: &str) -> Result<DatabaseConnection, Error> {
+    connect(base_url)
+        .await
+        .map_err(|source| Error::Unreachable {
+            env: PG_URL_ENV,
+            url: redact(base_url),
+            source,
+        })
 }
 
 async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
