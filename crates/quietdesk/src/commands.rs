@@ -443,7 +443,18 @@ async fn import(settings: &Settings, args: &ImportArgs) -> Result<ExitCode> {
     bar.0.finish_and_clear();
     done.store(true, Ordering::Release);
     let indexed = indexer_task.await.context("indexer task")?;
-    let mut summary = result?;
+    let mut summary = match result {
+        Ok(summary) => summary,
+        // Only the database can fail half-way through: say what is kept and what to do.
+        Err(e @ qd_ingest::Error::Store(_)) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "import of {} stopped (the messages stored before this are kept; the same \
+                 command resumes after them)",
+                args.path.display()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let indexed = indexed?;
     // End to end: the store's own time plus the index catching up with the queue.
     let stored_seconds = summary.seconds;

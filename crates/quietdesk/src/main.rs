@@ -39,8 +39,58 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli, env)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes, outermost first. A cause whose text the message already
+/// holds is left out: sea-orm and sqlx print their source inside their own message and
+/// also return it as the source, so `{:#}` said the same thing three times.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("query failed: {0}")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connection reset")]
+    struct Inner;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let e = anyhow::Error::new(Outer(Inner)).context("import of /tmp/mail stopped");
+        assert_eq!(
+            format!("{e:#}"),
+            "import of /tmp/mail stopped: query failed: connection reset: connection reset"
+        );
+        assert_eq!(
+            report(&e),
+            "import of /tmp/mail stopped: query failed: connection reset"
+        );
+    }
+
+    #[test]
+    fn a_cause_with_new_words_is_kept() {
+        let e = anyhow::Error::new(Inner).context("reading the mailbox");
+        assert_eq!(report(&e), "reading the mailbox: connection reset");
     }
 }

@@ -105,3 +105,87 @@ fn a_missing_path_and_a_bad_config_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("{n}"));
 }
+
+/// PostgreSQL drops every connection again and again while a directory is imported (a
+/// restart or a failover, as the client sees it). A run that is cut off stops with an
+/// error that says what happened, never a panic; running the same import again finishes
+/// the job, and every message is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_cut_off_from_its_database_resumes_exactly_once() {
+    const N: u64 = 3000;
+    let qd = crate::Qd::postgres().await;
+    let pg = qd._pg.as_ref().unwrap();
+    let src = qd.dir.path().join("mail");
+    let gen = qd.run(&[
+        "bench",
+        "gen",
+        "--messages",
+        &N.to_string(),
+        "--seed",
+        "31",
+        "--out",
+        path_str(&src),
+    ]);
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let import = || {
+        qd.command(&["import", path_str(&src), "--json"])
+            .env("QUIETDESK__INGEST__BATCH_SIZE", "50")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut failed_runs = 0;
+    let mut finished = false;
+    for _ in 0..4 {
+        let mut child = import();
+        // Cut until this run ends; the first cut lands once it has had time to start.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        while child.try_wait().unwrap().is_none() {
+            pg.cut_connections().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "import panicked: {stderr}");
+        if out.status.success() {
+            finished = true;
+            break;
+        }
+        failed_runs += 1;
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("no error line: {stderr}"));
+        assert!(
+            line.contains("stopped") && line.contains("resumes") && line.contains("database"),
+            "an import cut off from its database should say so and what to do: {line}"
+        );
+        let parts: Vec<&str> = line.split(": ").collect();
+        let distinct: std::collections::HashSet<&&str> = parts.iter().collect();
+        assert_eq!(distinct.len(), parts.len(), "a cause is repeated: {line}");
+    }
+    assert!(failed_runs >= 1, "no cut ever interrupted the import");
+    if !finished {
+        // The outages are over: the next run must finish the job.
+        let s = qd.json(&["import", path_str(&src), "--json"]);
+        assert_eq!(s["failed"], 0);
+    }
+    // A copy elsewhere has no checkpoint, so every message is read again: each must be
+    // found in the store, and the store must hold no more than these.
+    let copy = qd.dir.path().join("copy");
+    let cp = std::process::Command::new("cp")
+        .args(["-r", path_str(&src), path_str(&copy)])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let again = qd.json(&["import", path_str(&copy), "--json"]);
+    assert_eq!(again["imported"], 0, "{again}");
+    assert_eq!(again["duplicates"], N, "{again}");
+    let stats = qd.json(&["stats", "--json"]);
+    assert_eq!(stats["messages"], N, "{stats}");
+}
