@@ -559,10 +559,18 @@ fn logistic(z: f64) -> f64 {
 pub(crate) const LEARNED_SPAM_DEFAULT: f32 = 10.0;
 pub(crate) const LEARNED_HAM_DEFAULT: f32 = -10.0;
 
+/// Whether a tag is the learned model's own (`LEARNED_SPAM`, `LEARNED_HAM`) rather than
+/// a static rule's.
+pub fn is_learned_tag(name: &str) -> bool {
+    name.starts_with("LEARNED_")
+}
+
 /// The learned correction as a tag: the model's `evidence` less [`LEARNED_MARGIN`],
 /// within the configured limits (`spam_cap` ≥ 0 ≥ `ham_cap`; a limit of 0 switches
-/// that direction off). `p` is the model's probability, for the explanation.
-pub(crate) fn learned_tag(evidence: f64, p: f32, spam_cap: f32, ham_cap: f32) -> Tag {
+/// that direction off). The explanation gives the model's probability, from `prior`
+/// and `evidence` as [`Learner::probability`] computes it.
+pub(crate) fn learned_tag(evidence: f64, prior: f64, spam_cap: f32, ham_cap: f32) -> Tag {
+    let p = logistic(prior + evidence);
     let correction = (evidence - LEARNED_MARGIN) as f32;
     let score = correction.min(spam_cap.max(0.0)).max(ham_cap.min(0.0));
     let name = if score > 0.0 {

@@ -26,7 +26,9 @@ use chrono::{DateTime, Utc};
 
 pub use auth::{AuthOutcome, AuthResult, Authenticator, Connection};
 pub use eval::{evaluate, EvalOptions, EvalReport, Misjudged};
-pub use learn::{prior as learning_prior, Features, Label, Learner, LEARNED_MARGIN};
+pub use learn::{
+    is_learned_tag, prior as learning_prior, Features, Label, Learner, LEARNED_MARGIN,
+};
 pub use qd_mail::MessageView;
 pub use settings::{ClamdSettings, DnsSettings, FilterSettings, Thresholds, UnreachablePolicy};
 pub use signatures::{ClamdClient, SignatureDb};
@@ -191,10 +193,10 @@ impl Filter {
             let f = l
                 .features(view, &rules)
                 .with_prior(learn::prior(rule_score, s.thresholds.spam));
-            if let (Some(evidence), Some(p)) = (l.evidence(&f), l.probability(&f)) {
+            if let Some(evidence) = l.evidence(&f) {
                 tags.push(learn::learned_tag(
                     evidence,
-                    p,
+                    f.prior,
                     self.weights.get("LEARNED_SPAM"),
                     self.weights.get("LEARNED_HAM"),
                 ));

@@ -71,14 +71,14 @@ impl Verdict {
         self.tags
             .iter()
             .map(|t| t.name.as_str())
-            .filter(|n| !n.starts_with("LEARNED_"))
+            .filter(|n| !crate::learn::is_learned_tag(n))
     }
 
     /// The static rules' share of the score: every tag's but the learned model's.
     pub fn rule_score(&self) -> f32 {
         self.tags
             .iter()
-            .filter(|t| !t.name.starts_with("LEARNED_"))
+            .filter(|t| !crate::learn::is_learned_tag(&t.name))
             .map(|t| t.score)
             .sum()
     }

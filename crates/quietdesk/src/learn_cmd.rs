@@ -187,7 +187,7 @@ fn tag_names(tags_json: Option<&str>) -> Vec<String> {
 fn rule_tags(tags_json: Option<&str>) -> Vec<(String, f32)> {
     stored_tags(tags_json)
         .into_iter()
-        .filter(|(n, _)| !n.starts_with("LEARNED_"))
+        .filter(|(n, _)| !qd_filter::is_learned_tag(n))
         .collect()
 }
 
