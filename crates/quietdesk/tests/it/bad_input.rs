@@ -141,10 +141,20 @@ async fn an_import_cut_off_from_its_database_resumes_exactly_once() {
     };
     let mut failed_runs = 0;
     let mut finished = false;
+    let stored = || async {
+        let store = crate::imap::open_store(&qd).await;
+        let n = store.stats().await.unwrap().messages;
+        store.close().await.unwrap();
+        n
+    };
     for _ in 0..4 {
+        let before = stored().await;
         let mut child = import();
-        // Cut until this run ends; the first cut lands once it has had time to start.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // The first cut waits until this run stores batches: a cut during start-up fails
+        // the migration check instead, which is a different message.
+        while stored().await == before && child.try_wait().unwrap().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         while child.try_wait().unwrap().is_none() {
             pg.cut_connections().await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(150)).await;
