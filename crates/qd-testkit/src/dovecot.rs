@@ -2,7 +2,7 @@
 //! passwd-file, Maildirs under the temp dir, a free loopback port, optional TLS with a
 //! CA generated at test time. The system's Dovecot config is never read.
 
-use std::io::Write as _;
+use std::io::{BufRead as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -67,6 +67,11 @@ pub struct Dovecot {
     /// The OAuth2 token-introspection endpoint of [`Dovecot::start_with_xoauth2`].
     introspection: Option<Child>,
     oauth_dir: Option<tempfile::TempDir>,
+    /// Unique per instance: its `instance_name` and its login greeting. Readiness is
+    /// judged by this greeting, so a test never mistakes another instance that won the
+    /// same free port (a port is free when chosen, not necessarily when Dovecot binds it)
+    /// for its own: they share user names and passwords.
+    instance: String,
 }
 
 impl std::fmt::Debug for Dovecot {
@@ -198,6 +203,11 @@ impl Dovecot {
             extra_conf: extra_conf.to_string(),
             introspection: None,
             oauth_dir: None,
+            instance: format!(
+                "qd-test-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ),
         };
         d.write_config()?;
         d.spawn()?;
@@ -211,14 +221,14 @@ impl Dovecot {
 
     fn write_config(&self) -> Result<(), DovecotError> {
         let d = self.dir.path().display();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let ssl = if self.imaps_port.is_some() {
             format!("ssl = yes\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem\n")
         } else {
             "ssl = no\n".to_string()
         };
         let conf = format!(
-            "instance_name = qd-test-{pid}-{n}\n\
+            "instance_name = {instance}\n\
+             login_greeting = {instance} ready\n\
              base_dir = {d}/run\n\
              state_dir = {d}/state\n\
              log_path = {d}/dovecot.log\n\
@@ -237,7 +247,7 @@ impl Dovecot {
              service stats {{\n  inet_listener http {{\n    port = 0\n  }}\n}}\n\
              protocol imap {{\n  mail_max_userip_connections = 100\n}}\n{extra}",
             extra = self.extra_conf,
-            pid = std::process::id(),
+            instance = self.instance,
             port = self.port,
             imaps = self.imaps_port.unwrap_or(0),
         );
@@ -270,22 +280,39 @@ impl Dovecot {
                     )));
                 }
             }
-            let ports = [Some(self.port), self.imaps_port];
-            if ports
-                .iter()
-                .flatten()
-                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
-            {
+            // Dovecot's master binds every listener before it answers on any, and exits
+            // when one bind fails; so our greeting on the plain port means the TLS port is
+            // ours too.
+            if self.greets_as_itself() {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(DovecotError::NotReady(format!(
-                    "port {} not open after {READY_TIMEOUT:?}; log: {}",
+                    "port {} did not greet as {} after {READY_TIMEOUT:?}; log: {}",
                     self.port,
+                    self.instance,
                     self.log()
                 )));
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the plain port answers with this instance's own greeting.
+    fn greets_as_itself(&self) -> bool {
+        let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        if stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .is_err()
+        {
+            return false;
+        }
+        let mut line = String::new();
+        match std::io::BufReader::new(stream).read_line(&mut line) {
+            Ok(_) => line.starts_with("* OK") && line.contains(&format!("{} ready", self.instance)),
+            Err(_) => false,
         }
     }
 

@@ -64,14 +64,26 @@ pub enum Error {
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 ///
 /// The listener is closed before returning, so another process may take the port in the
-/// meantime; harnesses therefore watch for an early exit of the server they start.
+/// meantime; harnesses therefore watch for an early exit of the server they start, and
+/// the Dovecot harness checks that the server that answers is its own. Within one test
+/// process no port is handed out twice, so parallel tests never race each other for one.
 pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     // Binding port 0 on loopback cannot fail on a working machine; if it does, nothing
     // that needs a port can run, so a test panic is the honest outcome.
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0 for a free port");
-    listener
-        .local_addr()
-        .expect("local address of a bound listener")
-        .port()
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0 for a free port");
+        let port = listener
+            .local_addr()
+            .expect("local address of a bound listener")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
