@@ -72,6 +72,7 @@ pub(crate) fn check(
     recipients(view, hits);
     mailer(view, hits);
     mailer_marks(view, hits);
+    outlook_mid_time(view, hits);
     subject(view, hits);
     if view.header("In-Reply-To").is_some() || view.header("References").is_some() {
         hits.add(
@@ -467,6 +468,62 @@ fn outlook_shaped(raw: &str) -> bool {
         (lo..=hi).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_hexdigit())
     };
     matches!(parts.as_slice(), [a, b, c] if hex(a, 8, 12) && hex(b, 8, 8) && hex(c, 8, 8))
+}
+
+/// How far (in FILETIME high-word ticks of 2^32 × 100 ns, about 7 minutes each) the time
+/// in an Outlook Message-ID may lie from the Date or a Received stamp: 250 ticks, about
+/// 30 hours, as in SpamAssassin's `check_outlook_message_id`.
+const OUTLOOK_MID_FUDGE: i64 = 250;
+
+/// Outlook and Outlook Express write Message-IDs `<ccccTTTTTTTT$tttttttt$hhhhhhhh@host>`
+/// whose `TTTTTTTT` is the high word of the sending time as a Windows FILETIME. Ratware
+/// copies the shape with random digits; its time then matches neither the Date nor any
+/// Received stamp. Judged only when a date is there to compare with.
+fn outlook_mid_time(view: &MessageView, hits: &mut Hits) {
+    let Some(token) = view
+        .header("Message-ID")
+        .and_then(|m| outlook_time_token(&m.raw))
+    else {
+        return;
+    };
+    let mut times = view
+        .header("Date")
+        .and_then(|d| d.date)
+        .into_iter()
+        .chain(
+            view.headers_named("Received")
+                .filter_map(|h| h.received.as_ref().and_then(|r| r.date)),
+        )
+        .peekable();
+    if times.peek().is_none() {
+        return;
+    }
+    if times.all(|t| (token - filetime_high_word(t.timestamp())).abs() >= OUTLOOK_MID_FUDGE) {
+        hits.add(
+            "MID_OUTLOOK_TIME",
+            "the time inside the Outlook-shaped Message-ID matches no date of the message",
+        );
+    }
+}
+
+/// The FILETIME high word of an Outlook Message-ID: hex digits 5–12 of
+/// `<12 hex>$<8 hex>$<8 hex>@`.
+fn outlook_time_token(raw: &str) -> Option<i64> {
+    let inner = raw.trim().strip_prefix('<')?;
+    let (left, _) = inner.split_once('@')?;
+    let mut parts = left.split('$');
+    let (first, second, third) = (parts.next()?, parts.next()?, parts.next()?);
+    let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
+    if parts.next().is_some() || !hex(first, 12) || !hex(second, 8) || !hex(third, 8) {
+        return None;
+    }
+    i64::from_str_radix(first.get(4..)?, 16).ok()
+}
+
+/// The high 32 bits of the FILETIME (100 ns since 1601-01-01) of a Unix time.
+fn filetime_high_word(unix_seconds: i64) -> i64 {
+    const SECONDS_1601_TO_1970: i64 = 11_644_473_600;
+    (unix_seconds.saturating_add(SECONDS_1601_TO_1970)).saturating_mul(10_000_000) >> 32
 }
 
 fn subject(view: &MessageView, hits: &mut Hits) {

@@ -11,7 +11,7 @@
 //! The model is online logistic regression over the hashed tokens (as in Goodman and
 //! Yih, "Online discriminative spam filter training", CEAS 2006): each token has a
 //! weight, the spam probability is the logistic of the weights' sum, and learning a
-//! message adds one step, `RATE · (y − p)`, to the weight of each of its tokens. A step
+//! message adds one step, `LEARNING_RATE · (y − p)`, to the weight of each of its tokens. A step
 //! is remembered with the feedback, so it can be taken back exactly: relabelling
 //! subtracts it, and forgetting a person subtracts it from the tokens that name them.
 //! It beat the Robinson/Fisher token-count model we had first on the TREC-style online
@@ -37,14 +37,14 @@ use crate::verdict::Tag;
 pub use qd_core::Label;
 
 /// The learning rate: how far one message moves the weights of its tokens.
-const RATE: f64 = 0.08;
+pub const LEARNING_RATE: f64 = 0.09;
 
 /// How sure the model must be, in logit units, before what it learned pushes a message
 /// toward spam: its evidence counts less this margin. 1.2 is the cost-sensitive
 /// decision for a false positive costing about 3.3 missed spams (spam when the model's
 /// probability is at least 0.77, σ(1.2)). With the rate above it was chosen on the
-/// TREC-style online run over the shared corpus; neighbouring values (rate 0.07–0.1,
-/// margin 1.1–1.3) trade a few false positives for a few misses (see ARCHITECTURE.md).
+/// TREC-style online run over the shared corpus; neighbouring values (rate 0.085–0.095,
+/// margin 1.15–1.25) trade a few false positives for a few misses (see ARCHITECTURE.md).
 pub const LEARNED_MARGIN: f64 = 1.2;
 /// Below this many messages learned the model abstains.
 const MIN_TRAINED: u32 = 10;
@@ -482,7 +482,7 @@ impl Learner {
         self.spam_messages + self.ham_messages >= MIN_TRAINED
     }
 
-    /// The step learning a message as `label` takes now: `RATE · (y − p)`, where `p`
+    /// The step learning a message as `label` takes now: `LEARNING_RATE · (y − p)`, where `p`
     /// includes the message's prior; positive for spam. It is added to the weight of
     /// every token of the message.
     pub fn step(&self, f: &Features, label: Label) -> f64 {
@@ -491,7 +491,7 @@ impl Learner {
             Label::Spam => 1.0,
             Label::Ham => 0.0,
         };
-        RATE * (y - p)
+        LEARNING_RATE * (y - p)
     }
 
     /// Adds (`add`) or takes back a `step` on the message's tokens. Message counts are

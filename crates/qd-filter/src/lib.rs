@@ -28,6 +28,7 @@ pub use auth::{AuthOutcome, AuthResult, Authenticator, Connection};
 pub use eval::{evaluate, EvalOptions, EvalReport, Misjudged};
 pub use learn::{
     is_learned_tag, prior as learning_prior, Features, Label, Learner, LEARNED_MARGIN,
+    LEARNING_RATE,
 };
 pub use qd_mail::MessageView;
 pub use settings::{ClamdSettings, DnsSettings, FilterSettings, Thresholds, UnreachablePolicy};

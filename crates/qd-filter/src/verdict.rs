@@ -287,6 +287,11 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
         "Outlook-shaped Message-ID from no Microsoft mailer",
     ),
     (
+        "MID_OUTLOOK_TIME",
+        3.0,
+        "the time inside an Outlook-shaped Message-ID matches no date of the message",
+    ),
+    (
         "PRIORITY_NO_MAILER",
         2.0,
         "a priority field but no X-Mailer or User-Agent",
