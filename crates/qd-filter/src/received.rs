@@ -15,6 +15,8 @@ pub(crate) struct ReceivedRules {
     /// Two or more octets of an address embedded in a name (`1-2-3-4.isp.net`,
     /// `host123.4.5.pool`).
     embedded_ip: Regex,
+    /// A time of day on a 12-hour clock (`8:02:13 AM`).
+    twelve_hour: Regex,
 }
 
 impl ReceivedRules {
@@ -24,6 +26,7 @@ impl ReceivedRules {
                 r"(?i)(^|[.\-_0-9])(dsl|adsl|xdsl|dial|dialup|dialin|dyn|dynamic|dynip|pool|cable|ppp|pppoe|dhcp|modem|broadband|catv|client|cust|customer|res|resi|residential|home|user|users|ip-?\d|host-?\d|static-?\d|unknown|dsl-?\d|cpe|nat)([.\-_0-9]|$)",
             )?,
             embedded_ip: Regex::new(r"\d{1,3}[.\-_x]\d{1,3}[.\-_x]\d{1,3}")?,
+            twelve_hour: Regex::new(r"(?i)\b\d{1,2}:\d{2}(?::\d{2})?\s*[ap]\.?m\b")?,
         })
     }
 
@@ -57,6 +60,18 @@ pub(crate) fn check(view: &MessageView, rules: &ReceivedRules, hits: &mut Hits) 
         hits.add(
             "RCVD_MALFORMED",
             format!("{unparsed} Received fields without a `by` host"),
+        );
+    }
+
+    // RFC 5321 §4.4 stamps an RFC 5322 date-time after the last `;`: 24-hour clock only.
+    if received.iter().any(|h| {
+        h.raw
+            .rsplit_once(';')
+            .is_some_and(|(_, stamp)| rules.twelve_hour.is_match(stamp))
+    }) {
+        hits.add(
+            "RCVD_DATE_12H",
+            "a Received time stamp on a 12-hour clock (AM/PM), which no RFC 5322 date has",
         );
     }
 

@@ -219,6 +219,11 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
     ("DATE_PAST", 0.5, "Date days before arrival"),
     ("DATE_ABSURD_PAST", 2.0, "Date years before arrival"),
     ("DATE_BEFORE_1990", 2.0, "Date before 1990"),
+    (
+        "RCVD_DATE_12H",
+        1.5,
+        "a Received time stamp on a 12-hour clock",
+    ),
     ("DATE_TZ_ABSURD", 2.0, "Date zone no place on Earth uses"),
     ("FROM_MISSING", 2.0, "no From"),
     ("FROM_NO_ADDRESS", 2.0, "From holds no address"),
