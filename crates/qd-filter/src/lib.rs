@@ -3,7 +3,8 @@
 //!
 //! Input is a [`qd_mail::MessageView`], which by construction holds no body text (see
 //! its module docs). [`Filter::judge`] runs one module per check family — [`auth`],
-//! [`received`], [`headers`], [`upstream`], [`mime`], [`signatures`] and, when the
+//! [`received`], [`headers`], [`upstream`], [`mime`], `scripts` (charsets of scripts the
+//! desk does not expect), [`signatures`] and, when the
 //! caller passes one, the [`learn`]ed model — each emitting named tags; weights and
 //! thresholds from [`FilterSettings`] turn them into a [`Verdict`]. [`eval`] measures the
 //! filter on a labelled directory (static rules, or TREC-style online learning).
@@ -14,6 +15,7 @@ pub mod headers;
 pub mod learn;
 pub mod mime;
 pub mod received;
+mod scripts;
 pub mod settings;
 pub mod signatures;
 pub mod upstream;
@@ -31,7 +33,9 @@ pub use learn::{
     LEARNING_RATE,
 };
 pub use qd_mail::MessageView;
-pub use settings::{ClamdSettings, DnsSettings, FilterSettings, Thresholds, UnreachablePolicy};
+pub use settings::{
+    ClamdSettings, DnsSettings, FilterSettings, Script, Thresholds, UnreachablePolicy,
+};
 pub use signatures::{ClamdClient, SignatureDb};
 pub use verdict::{Class, Tag, Verdict, DEFAULT_WEIGHTS};
 
@@ -181,6 +185,7 @@ impl Filter {
         headers::check(view, &self.headers, &s.our_domains, ctx.now, &mut hits);
         upstream::check(view, trusted_end, &mut hits);
         mime::check(view, &mut hits);
+        scripts::check(view, &s.expected_scripts, &mut hits);
         let sig = signatures::check(view, &self.signatures, self.clamd.as_ref(), &mut hits);
 
         let mut tags: Vec<Tag> = hits

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Settings of the spam and virus filter. Every key is optional; the defaults are the
 /// documented behaviour.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilterSettings {
     /// Score bands; see [`Thresholds`].
@@ -31,6 +31,53 @@ pub struct FilterSettings {
     pub clamd: ClamdSettings,
     /// DNS for SPF, DKIM, DMARC and ARC.
     pub dns: DnsSettings,
+    /// The writing systems this desk's correspondents use. Text parts or encoded header
+    /// words in a charset that serves only another script get `CHARSET_FARAWAY`
+    /// (Unicode and ASCII say nothing). Default `["latin"]`; empty turns the rule off.
+    pub expected_scripts: Vec<Script>,
+}
+
+impl Default for FilterSettings {
+    fn default() -> Self {
+        FilterSettings {
+            thresholds: Thresholds::default(),
+            weights: BTreeMap::new(),
+            trusted_relays: Vec::new(),
+            our_domains: Vec::new(),
+            signatures_dir: None,
+            clamd: ClamdSettings::default(),
+            dns: DnsSettings::default(),
+            expected_scripts: vec![Script::Latin],
+        }
+    }
+}
+
+/// A writing system, as far as a legacy charset names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Script {
+    Latin,
+    Cyrillic,
+    Greek,
+    Arabic,
+    Hebrew,
+    Thai,
+    /// Chinese, Japanese and Korean charsets.
+    Cjk,
+}
+
+impl Script {
+    pub fn name(self) -> &'static str {
+        match self {
+            Script::Latin => "latin",
+            Script::Cyrillic => "cyrillic",
+            Script::Greek => "greek",
+            Script::Arabic => "arabic",
+            Script::Hebrew => "hebrew",
+            Script::Thai => "thai",
+            Script::Cjk => "cjk",
+        }
+    }
 }
 
 /// A weight as the configuration spells it: a number, or a number in a string. Tag

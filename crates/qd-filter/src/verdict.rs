@@ -224,6 +224,11 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
         1.5,
         "a Received time stamp on a 12-hour clock",
     ),
+    (
+        "CHARSET_FARAWAY",
+        2.0,
+        "text in a charset of a script this desk does not expect",
+    ),
     ("DATE_TZ_ABSURD", 2.0, "Date zone no place on Earth uses"),
     ("FROM_MISSING", 2.0, "no From"),
     ("FROM_NO_ADDRESS", 2.0, "From holds no address"),
