@@ -247,13 +247,26 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<RawConfig> 
         .filter(|(k, _)| k.starts_with("QUIETDESK__"))
         .cloned()
         .collect();
+    // A value is read as TOML when the key takes that type (`4.5`, `true`, `-3`,
+    // `["latin", "cjk"]`), else as text: `QUIETDESK__HTTP__LISTEN=8080` stays a string
+    // for a string key. Each is tried against the defaults and the file alone, so one
+    // bad variable does not change how the others are read.
+    let base = fig.clone();
     for (k, v) in pairs {
         let key = k["QUIETDESK__".len()..].to_lowercase().replace("__", ".");
-        let value: figment::value::Value = v
-            .parse::<u64>()
-            .map(Into::into)
-            .unwrap_or_else(|_| v.clone().into());
-        fig = fig.merge(Serialized::default(&key, value));
+        let typed = format!("{key} = {v}");
+        // One line: a value never adds keys of its own.
+        let fits = !v.contains(['\n', '\r'])
+            && base
+                .clone()
+                .merge(Toml::string(&typed))
+                .extract::<RawConfig>()
+                .is_ok();
+        if fits {
+            fig = fig.merge(Toml::string(&typed));
+        } else {
+            fig = fig.merge(Serialized::default(&key, v));
+        }
     }
     fig.extract().context("invalid configuration")
 }
@@ -421,6 +434,38 @@ mod tests {
         assert!(format!("{err:#}").contains("not a number"), "{err:#}");
         assert_eq!(raw.http.listen, "127.0.0.1:9");
         assert_eq!(raw.threading.ticket_ref, "[#QD-{n}]");
+
+        // Fractions, booleans and lists take their key's type; text that looks like a
+        // number stays text for a text key.
+        let typed = vec![
+            (
+                "QUIETDESK__FILTER__THRESHOLDS__SPAM".to_string(),
+                "4.5".to_string(),
+            ),
+            (
+                "QUIETDESK__FILTER__DNS__ENABLED".to_string(),
+                "true".to_string(),
+            ),
+            (
+                "QUIETDESK__FILTER__EXPECTED_SCRIPTS".to_string(),
+                r#"["latin", "cjk"]"#.to_string(),
+            ),
+            ("QUIETDESK__HTTP__LISTEN".to_string(), "8080".to_string()),
+        ];
+        let raw_t = load(Some(&repo_file()), &typed).unwrap();
+        assert_eq!(raw_t.filter.thresholds.spam, 4.5);
+        assert!(raw_t.filter.dns.enabled);
+        assert_eq!(
+            raw_t.filter.expected_scripts,
+            [qd_filter::Script::Latin, qd_filter::Script::Cjk]
+        );
+        assert_eq!(raw_t.http.listen, "8080");
+        let bad = vec![(
+            "QUIETDESK__FILTER__THRESHOLDS__SPAM".to_string(),
+            "high".to_string(),
+        )];
+        let err = load(Some(&repo_file()), &bad).unwrap_err();
+        assert!(format!("{err:#}").contains("thresholds.spam"), "{err:#}");
     }
 
     #[test]
