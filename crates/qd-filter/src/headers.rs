@@ -371,6 +371,13 @@ fn recipients(view: &MessageView, hits: &mut Hits) {
             }
         }
     }
+    // RFC 5322 §3.6.3: a Cc field holds at least one address (only Bcc may be empty).
+    if view
+        .headers_named("Cc")
+        .any(|h| h.raw.trim().is_empty() && h.addresses.is_empty())
+    {
+        hits.add("CC_EMPTY", "an empty Cc field");
+    }
     if to.len() + cc > 15 {
         hits.add("TO_MANY", format!("{} recipients", to.len() + cc));
     }
@@ -400,6 +407,22 @@ fn mailer(view: &MessageView, hits: &mut Hits) {
     let Some(mailer) = mailer else { return };
     if BULK_MAILERS.iter().any(|b| mailer.contains(b)) {
         hits.add("MAILER_BULK", "a known mass-mailing program");
+    }
+    // Windows Outlook Express writes exactly `Microsoft Outlook Express 6.00.2800.1106`;
+    // ratware appends to the copied version (`5.00.2919.6900 DM`).
+    if let Some(rest) = mailer.trim().strip_prefix("microsoft outlook express ") {
+        let mut words = rest.split_whitespace();
+        let version = words.next().unwrap_or_default();
+        let windows_version = version.split('.').count() == 4
+            && version
+                .split('.')
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if windows_version && words.next().is_some() {
+            hits.add(
+                "MAILER_OE_MALFORMED",
+                "Outlook Express version with words it never writes after it",
+            );
+        }
     }
     // Outlook Express always writes X-MimeOLE and a Message-ID of its own shape
     // (`<000801c2...$...@host>`); ratware copies the X-Mailer line only.

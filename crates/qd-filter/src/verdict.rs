@@ -229,6 +229,12 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
         2.0,
         "text in a charset of a script this desk does not expect",
     ),
+    ("CC_EMPTY", 1.0, "an empty Cc field"),
+    (
+        "MAILER_OE_MALFORMED",
+        2.5,
+        "an Outlook Express version it never writes",
+    ),
     ("DATE_TZ_ABSURD", 2.0, "Date zone no place on Earth uses"),
     ("FROM_MISSING", 2.0, "no From"),
     ("FROM_NO_ADDRESS", 2.0, "From holds no address"),
