@@ -35,7 +35,7 @@ fn gen(args: &GenArgs) -> Result<ExitCode> {
     let csv = args.out.with_extension("customers.csv");
     qd_synth::write_customers_csv(&cfg, &csv)
         .with_context(|| format!("writing {}", csv.display()))?;
-    println!(
+    out!(
         "wrote {n} messages to {} and customers to {} in {:.1} s",
         args.out.display(),
         csv.display(),
@@ -231,7 +231,7 @@ async fn search(settings: &Settings, args: &BenchSearchArgs) -> Result<ExitCode>
         });
     }
     if args.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "index_documents": docs,
@@ -239,8 +239,8 @@ async fn search(settings: &Settings, args: &BenchSearchArgs) -> Result<ExitCode>
             }))?
         );
     } else {
-        println!("search latency over {docs} indexed messages (top 10)");
-        println!(
+        out!("search latency over {docs} indexed messages (top 10)");
+        out!(
             "{:<15} {:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>10} {:>8}",
             "class",
             "runs",
@@ -254,7 +254,7 @@ async fn search(settings: &Settings, args: &BenchSearchArgs) -> Result<ExitCode>
         );
         for f in &figures {
             let opt = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
-            println!(
+            out!(
                 "{:<15} {:>6} {:>10.2} {:>10.2} {:>12.2} {:>12.2} {:>10} {:>10} {:>8}",
                 f.class,
                 f.runs,
@@ -267,7 +267,7 @@ async fn search(settings: &Settings, args: &BenchSearchArgs) -> Result<ExitCode>
                 opt(f.pg_ratio_p99)
             );
         }
-        println!("(milliseconds; full = tantivy + subject and snippet from the store)");
+        out!("(milliseconds; full = tantivy + subject and snippet from the store)");
     }
     store.close().await?;
     Ok(ExitCode::SUCCESS)

@@ -184,15 +184,15 @@ pub async fn run(settings: &Settings, args: &BenchRetentionArgs) -> Result<ExitC
         erase_total_s: erase_store_s.zip(erase_index_s).map(|(a, b)| a + b),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&f)?);
+        out!("{}", serde_json::to_string_pretty(&f)?);
     } else {
-        println!(
+        out!(
             "retention over {} messages: {} deleted ({} tickets) in {:.2} s (store {:.2} s, then {:.2} s more for the index)",
             f.messages_before, f.messages_deleted, f.tickets_deleted, f.retention_total_s,
             f.retention_store_s, f.retention_index_s
         );
         if let (Some(s), Some(i)) = (f.erase_store_s, f.erase_index_s) {
-            println!(
+            out!(
                 "erasure of a customer with {} messages: {:.2} s (store {:.2} s + index {:.2} s)",
                 f.erase_messages,
                 s + i,

@@ -49,7 +49,7 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> Result<ExitCode> {
         Command::Migrate => {
             let store = open_store(&settings).await?;
             store.close().await?;
-            println!("database schema is up to date");
+            out!("database schema is up to date");
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(args) => import(&settings, &args).await,
@@ -467,9 +467,9 @@ async fn import(settings: &Settings, args: &ImportArgs) -> Result<ExitCode> {
         let mut v = serde_json::to_value(&summary)?;
         v["indexed"] = indexed.into();
         v["stored_seconds"] = stored_seconds.into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
+        out!(
             "imported {} messages ({} new tickets), {} duplicates, {} failed, {} skipped (not mail), {} with defects — {:.1} s, {:.0} msg/s",
             summary.imported,
             summary.tickets,
@@ -481,7 +481,7 @@ async fn import(settings: &Settings, args: &ImportArgs) -> Result<ExitCode> {
             summary.messages_per_sec
         );
         for f in &summary.failures {
-            println!("  failed {}: {}", f.position, f.reason);
+            out!("  failed {}: {}", f.position, f.reason);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -531,12 +531,12 @@ async fn search(settings: &Settings, args: &SearchArgs) -> Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&out)?);
     } else if hits.is_empty() {
-        println!("no messages match");
+        out!("no messages match");
     } else {
         for h in &hits {
-            println!(
+            out!(
                 "{}  {:.2}  {}\n    {}",
                 settings.ticket_ref.render(h.ticket),
                 h.score,
@@ -553,7 +553,7 @@ async fn reindex(settings: &Settings) -> Result<ExitCode> {
     let (index, _) = open_or_reset_index(settings)?;
     let n = rebuild_index(settings, &store, &index).await?;
     store.close().await?;
-    println!("reindexed {n} messages");
+    out!("reindexed {n} messages");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -569,17 +569,17 @@ async fn stats(settings: &Settings, json: bool) -> Result<ExitCode> {
         let mut v = serde_json::to_value(&s)?;
         v["index_documents"] = index_documents.into();
         v["index_deleted_documents"] = index_deleted.into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("customers             {}", s.customers);
-        println!("contacts              {}", s.contacts);
-        println!("tickets               {}", s.tickets);
-        println!("messages              {}", s.messages);
-        println!("quarantined messages  {}", s.quarantined_messages);
-        println!("raw-mail blobs        {}", s.blobs);
-        println!("index documents       {}", index_documents);
-        println!("  deleted, not merged  {}", index_deleted);
-        println!("search queue          {}", s.search_queue);
+        out!("customers             {}", s.customers);
+        out!("contacts              {}", s.contacts);
+        out!("tickets               {}", s.tickets);
+        out!("messages              {}", s.messages);
+        out!("quarantined messages  {}", s.quarantined_messages);
+        out!("raw-mail blobs        {}", s.blobs);
+        out!("index documents       {}", index_documents);
+        out!("  deleted, not merged  {}", index_deleted);
+        out!("search queue          {}", s.search_queue);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -49,15 +49,15 @@ pub async fn run(settings: &Settings, cmd: FilterCommand) -> Result<ExitCode> {
             // "skewed" merely for being old.
             let verdict = filter.judge(&view, &JudgeContext::pinned_to(&view));
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&verdict)?);
+                out!("{}", serde_json::to_string_pretty(&verdict)?);
             } else {
-                println!(
+                out!(
                     "{} (score {:.1})",
                     serde_json::to_value(verdict.class)?.as_str().unwrap_or("?"),
                     verdict.score
                 );
                 for t in &verdict.tags {
-                    println!("  {:>6.1}  {}  {}", t.score, t.name, t.detail);
+                    out!("  {:>6.1}  {}  {}", t.score, t.name, t.detail);
                 }
             }
         }
@@ -70,9 +70,9 @@ pub async fn run(settings: &Settings, cmd: FilterCommand) -> Result<ExitCode> {
                 },
             )?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!(
+                out!(
                     "ham {} spam {} false_positives {} false_negatives {} fpr {:.4} recall {:.4} precision {:.4} msgs_per_sec {:.0}",
                     report.ham,
                     report.spam,

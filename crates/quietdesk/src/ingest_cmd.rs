@@ -140,9 +140,9 @@ pub async fn ingest(
     let summary = imap::ingest_once(&ctx, &mailboxes).await?;
     store.close().await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        out!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        println!(
+        out!(
             "fetched {} messages: {} stored ({} new tickets), {} duplicates, {} failed, {} with defects — {:.1} s, {:.0} msg/s",
             summary.fetched,
             summary.stored,
@@ -154,7 +154,7 @@ pub async fn ingest(
             summary.messages_per_sec
         );
         for f in &summary.failures {
-            println!("  failed {}: {}", f.position, f.reason);
+            out!("  failed {}: {}", f.position, f.reason);
         }
     }
     for f in &summary.folders {

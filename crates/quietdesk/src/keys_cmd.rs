@@ -149,22 +149,23 @@ fn report(
 
 fn print(r: &Report, json: bool, verb: &str) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        out!("{}", serde_json::to_string_pretty(r)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "master key {verb} {} data keys ({} destroyed by erasure)",
-        r.live_keys, r.destroyed_keys
+        r.live_keys,
+        r.destroyed_keys
     );
     if let Some(p) = &r.new_key_file {
-        println!(
+        out!(
             "the new master key is in {}: point privacy.master_key_file or \
              QUIETDESK_MASTER_KEY at it now",
             p.display()
         );
     }
     if let Some(p) = &r.retired_key_file {
-        println!(
+        out!(
             "the old master key is in {}: move it out of the data dir to where the backups \
              made before now are kept, and delete it when they expire",
             p.display()

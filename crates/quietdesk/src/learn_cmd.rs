@@ -142,7 +142,7 @@ pub async fn learn(settings: &Settings, a: LearnArgs) -> Result<ExitCode> {
     .await?;
     let model = store.learned_model().await?;
     if a.json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "message": m.id, "label": label, "outcome": outcome,
@@ -151,7 +151,7 @@ pub async fn learn(settings: &Settings, a: LearnArgs) -> Result<ExitCode> {
             })
         );
     } else {
-        println!(
+        out!(
             "message {} learned as {label} ({outcome:?}); the model now knows {} spam and {} ham messages, {} tokens",
             m.id,
             model.spam_messages,
@@ -213,14 +213,14 @@ pub async fn quarantine(settings: &Settings, cmd: QuarantineCommand) -> Result<E
                 })
                 .collect();
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&items)?);
+                out!("{}", serde_json::to_string_pretty(&items)?);
             } else {
                 for (m, item) in rows.iter().zip(&items) {
                     let tags: Vec<&str> = item["tags"]
                         .as_array()
                         .map(|t| t.iter().filter_map(|n| n.as_str()).collect())
                         .unwrap_or_default();
-                    println!(
+                    out!(
                         "{:>8}  {}  {:<6} {:>6.1}  {}  {}",
                         m.id,
                         m.received_at.format("%Y-%m-%d %H:%M"),
@@ -230,7 +230,7 @@ pub async fn quarantine(settings: &Settings, cmd: QuarantineCommand) -> Result<E
                         tags.join(",")
                     );
                 }
-                println!("{} quarantined", rows.len());
+                out!("{} quarantined", rows.len());
             }
         }
         QuarantineCommand::Release(a) => {
@@ -249,12 +249,12 @@ pub async fn quarantine(settings: &Settings, cmd: QuarantineCommand) -> Result<E
                 None
             };
             if a.json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"message": m.id, "released": true, "learned": outcome})
                 );
             } else {
-                println!(
+                out!(
                     "message {} released{}",
                     m.id,
                     if outcome.is_some() {

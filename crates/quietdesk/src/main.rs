@@ -2,6 +2,15 @@
 //! library crates together, and maps their errors to exit codes and messages. Only this
 //! crate reads the environment.
 
+/// `println!` for command output. A reader that goes away (`quietdesk search … | head`)
+/// ends the program quietly, as it ends other Unix tools, instead of a panic; any other
+/// write error is reported and exits 1.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod bench_retention;
 mod cli;
@@ -21,6 +30,23 @@ use clap::Parser;
 // store and index threads; mimalloc's per-thread heaps remove most of that.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+pub(crate) fn write_stdout(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: writing to standard output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -182,9 +182,9 @@ pub async fn customer(
                 .set_customer_status(&who, a.status, since, &actor(settings, None))
                 .await?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                out!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!(
+                out!(
                     "customer {}: {} since {}{}",
                     out.customer_id,
                     a.status,
@@ -201,13 +201,13 @@ pub async fn customer(
             let created = out.iter().filter(|o| o.created).count();
             let changed = out.iter().filter(|o| o.changed && !o.created).count();
             if a.json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"rows": out.len(), "created": created, "changed": changed,
                         "unchanged": out.len() - created - changed})
                 );
             } else {
-                println!(
+                out!(
                     "{} rows: {created} new customers, {changed} changed, {} unchanged",
                     out.len(),
                     out.len() - created - changed
@@ -244,7 +244,7 @@ pub async fn customer(
                     &actor(settings, a.reason.as_deref()),
                 )
                 .await?;
-            println!(
+            out!(
                 "{}",
                 if changed {
                     "changed (previous value kept in the history)"
@@ -262,7 +262,7 @@ pub async fn customer(
             store
                 .set_customer_hold(c.id, !a.off, &actor(settings, a.reason.as_deref()))
                 .await?;
-            println!(
+            out!(
                 "customer {}: legal hold {}",
                 c.id,
                 if a.off { "lifted" } else { "set" }
@@ -281,9 +281,9 @@ pub async fn customer(
             )
             .await?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                out!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
-                println!(
+                out!(
                     "wrote {}: {} tickets, {} messages ({} .eml), {} changes, {} staff accesses, {} notes withheld",
                     a.out.display(),
                     summary.tickets,
@@ -312,12 +312,12 @@ pub async fn customer(
                 Subject::Contact(_) => "contact",
             };
             if a.json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"subject": kind, "anonymised": a.anonymise, "counts": counts})
                 );
             } else {
-                println!(
+                out!(
                     "{} {}: {} tickets, {} messages, {} blobs, {} keys destroyed, {} contacts",
                     if a.anonymise { "anonymised" } else { "erased" },
                     kind,
@@ -411,7 +411,7 @@ pub async fn ticket(
                             "verdict": m.verdict_class})
                     })
                     .collect();
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "number": t.number, "subject": t.subject, "status": t.status,
@@ -419,14 +419,14 @@ pub async fn ticket(
                         "retention_class": t.retention_class, "messages": m}))?
                 );
             } else {
-                println!(
+                out!(
                     "{} {} [{}]",
                     settings.ticket_ref.render(t.number),
                     t.subject,
                     t.status
                 );
                 for m in &msgs {
-                    println!(
+                    out!(
                         "\n--- {} {} {}\n{}",
                         m.received_at.format("%Y-%m-%d %H:%M"),
                         m.direction,
@@ -440,7 +440,7 @@ pub async fn ticket(
             store
                 .set_ticket_retention(a.number, Some(!a.off), None, &actor(settings, None))
                 .await?;
-            println!(
+            out!(
                 "ticket {}: legal hold {}",
                 a.number,
                 if a.off { "lifted" } else { "set" }
@@ -455,7 +455,7 @@ pub async fn ticket(
             store
                 .set_ticket_retention(a.number, None, Some(class), &actor(settings, None))
                 .await?;
-            println!("ticket {}: retention class {}", a.number, a.class);
+            out!("ticket {}: retention class {}", a.number, a.class);
         }
     }
     store.close().await?;
@@ -481,9 +481,9 @@ pub async fn retention(settings: &Settings, cmd: RetentionCommand) -> Result<Exi
         crate::commands::retention_run(settings, &store, &opts).await?
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        out!(
             "{} as of {}: {} tickets and {} quarantined messages evaluated, {} held",
             if a.dry_run {
                 "dry run"
@@ -496,13 +496,16 @@ pub async fn retention(settings: &Settings, cmd: RetentionCommand) -> Result<Exi
             report.held
         );
         for (class, r) in &report.classes {
-            println!(
+            out!(
                 "  {class}: {} due, deleted {} tickets, {} messages, {} blobs",
-                r.due, r.deleted.tickets, r.deleted.messages, r.deleted.blobs
+                r.due,
+                r.deleted.tickets,
+                r.deleted.messages,
+                r.deleted.blobs
             );
         }
         for i in &report.items {
-            println!(
+            out!(
                 "  {} {} ({}, due {})",
                 i.kind,
                 i.id,
@@ -512,7 +515,7 @@ pub async fn retention(settings: &Settings, cmd: RetentionCommand) -> Result<Exi
         }
         if a.dry_run {
             for c in &report.customers {
-                println!(
+                out!(
                     "  customer {} ({}): {} tickets, next due {}",
                     c.customer_id,
                     c.status,

@@ -199,3 +199,28 @@ async fn an_import_cut_off_from_its_database_resumes_exactly_once() {
     let stats = qd.json(&["stats", "--json"]);
     assert_eq!(stats["messages"], N, "{stats}");
 }
+
+/// Output into a pipe nobody reads any more (`quietdesk filter check … | head -0`): the
+/// command ends quietly with status 0, as Unix tools do, instead of panicking.
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    let qd = Qd::sqlite();
+    let eml = qd.dir.path().join("one.eml");
+    std::fs::write(
+        &eml,
+        "From: a@example.com\r\nTo: help@quietdesk.example\r\nSubject: hi\r\n\
+         Date: Mon, 4 Mar 2024 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = qd
+        .command(&["filter", "check", path_str(&eml), "--json"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
