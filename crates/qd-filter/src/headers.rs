@@ -529,15 +529,14 @@ fn outlook_mid_time(view: &MessageView, hits: &mut Hits) {
     }
 }
 
-/// The FILETIME high word of an Outlook Message-ID: hex digits 5–12 of
-/// `<12 hex>$<8 hex>$<8 hex>@`.
+/// The FILETIME high word of an Outlook Message-ID: hex digits 5–12 of an
+/// [`outlook_shaped`] ID whose first part has all 12 digits.
 fn outlook_time_token(raw: &str) -> Option<i64> {
-    let inner = raw.trim().strip_prefix('<')?;
-    let (left, _) = inner.split_once('@')?;
-    let mut parts = left.split('$');
-    let (first, second, third) = (parts.next()?, parts.next()?, parts.next()?);
-    let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
-    if parts.next().is_some() || !hex(first, 12) || !hex(second, 8) || !hex(third, 8) {
+    if !outlook_shaped(raw) {
+        return None;
+    }
+    let first = raw.trim().trim_start_matches('<').split('$').next()?;
+    if first.len() != 12 {
         return None;
     }
     i64::from_str_radix(first.get(4..)?, 16).ok()

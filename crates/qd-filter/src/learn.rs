@@ -11,9 +11,10 @@
 //! The model is online logistic regression over the hashed tokens (as in Goodman and
 //! Yih, "Online discriminative spam filter training", CEAS 2006): each token has a
 //! weight, the spam probability is the logistic of the weights' sum, and learning a
-//! message adds one step, `LEARNING_RATE · (y − p)`, to the weight of each of its tokens. A step
-//! is remembered with the feedback, so it can be taken back exactly: relabelling
-//! subtracts it, and forgetting a person subtracts it from the tokens that name them.
+//! message adds one step, `LEARNING_RATE · (y − p)`, to the weight of each of its
+//! tokens. A step is remembered with the feedback, so it can be taken back exactly:
+//! relabelling subtracts it, and forgetting a person subtracts it from the tokens that
+//! name them.
 //! It beat the Robinson/Fisher token-count model we had first on the TREC-style online
 //! evaluation (see ARCHITECTURE.md). Tokens are stored as 64-bit FNV-1a hashes, so the
 //! model holds no address in clear.
@@ -482,9 +483,9 @@ impl Learner {
         self.spam_messages + self.ham_messages >= MIN_TRAINED
     }
 
-    /// The step learning a message as `label` takes now: `LEARNING_RATE · (y − p)`, where `p`
-    /// includes the message's prior; positive for spam. It is added to the weight of
-    /// every token of the message.
+    /// The step learning a message as `label` takes now: `LEARNING_RATE · (y − p)`,
+    /// where `p` includes the message's prior; positive for spam. It is added to the
+    /// weight of every token of the message.
     pub fn step(&self, f: &Features, label: Label) -> f64 {
         let p = logistic(f.prior + self.weights_sum(f));
         let y = match label {
