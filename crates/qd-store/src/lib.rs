@@ -65,6 +65,43 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// Whether the database could not be reached or dropped the connection: it is
+    /// starting, restarting or failing over, or the network between is cut. Worth
+    /// waiting for, unlike a wrong URL, a refused login, a missing database or a failing
+    /// statement.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Connect { source, .. } | Error::Migrate(source) | Error::Db(source) => {
+                db_unavailable(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn db_unavailable(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    let runtime = match e {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(r) | DbErr::Exec(r) | DbErr::Query(r) => r,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(sqlx) = runtime else {
+        return false;
+    };
+    match sqlx.as_ref() {
+        Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and 57P (the server is shutting down,
+        // crashed or not yet accepting connections).
+        Sqlx::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// Which database engine the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -26,7 +26,13 @@ pub struct StallProxy {
 impl StallProxy {
     /// Starts forwarding a free loopback port to `127.0.0.1:target`.
     pub fn start(target: u16) -> std::io::Result<StallProxy> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        StallProxy::start_on(0, target)
+    }
+
+    /// Starts forwarding `127.0.0.1:port` to `127.0.0.1:target`: a server that appears
+    /// at an address a client was already told to use.
+    pub fn start_on(port: u16, target: u16) -> std::io::Result<StallProxy> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
         let port = listener.local_addr()?.port();
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -242,7 +242,10 @@ fn indexer(settings: &Settings, store: &Store, index: &SearchIndex) -> Result<In
 }
 
 async fn serve(settings: &Settings, env: &[(String, String)]) -> Result<ExitCode> {
-    let store = open_store(settings).await?;
+    let Some(store) = open_store_waiting(settings).await? else {
+        info!("stopped while waiting for the database");
+        return Ok(ExitCode::SUCCESS);
+    };
     let index = open_index(settings, &store).await?;
     let shutdown = Arc::new(tokio::sync::Notify::new());
     let stopping = Arc::new(AtomicBool::new(false));
@@ -351,6 +354,37 @@ async fn serve(settings: &Settings, env: &[(String, String)]) -> Result<ExitCode
     store.close().await?;
     info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// [`open_store`] for `serve`: a database that cannot be reached yet (still starting,
+/// restarting, failing over) is waited for, with a warning and a growing pause (0.5 s up
+/// to 30 s) between attempts, until it answers or SIGTERM/SIGINT ends the wait (`None`).
+/// Any other error (a wrong URL, a refused login, a missing database) ends `serve`.
+async fn open_store_waiting(settings: &Settings) -> Result<Option<Store>> {
+    let mut pause = Duration::from_millis(500);
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        let error = tokio::select! {
+            opened = open_store(settings) => match opened {
+                Ok(store) => return Ok(Some(store)),
+                Err(e) => e,
+            },
+            () = &mut signal => return Ok(None),
+        };
+        let unavailable = error
+            .downcast_ref::<qd_store::Error>()
+            .is_some_and(qd_store::Error::is_unavailable);
+        if !unavailable {
+            return Err(error);
+        }
+        warn!(error = %error, retry_in_ms = pause.as_millis() as u64, "database unavailable; waiting for it");
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = &mut signal => return Ok(None),
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
 }
 
 async fn axum_serve(

@@ -7,6 +7,7 @@ mod batch;
 mod keys;
 mod learning;
 mod lookup_keys;
+mod unavailable;
 
 use qd_store::Store;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use qd_testkit::Dovecot;
 use rand::{Rng, SeedableRng};
 
-use crate::{KillOnDrop, Qd};
+use crate::{kill_and_reap, KillOnDrop, Qd};
 
 fn synth(seed: u64, n: u64) -> Vec<qd_synth::SynthMessage> {
     qd_synth::generate(&qd_synth::SynthConfig::new(seed, n)).collect()
@@ -105,26 +105,6 @@ async fn assert_exactly_once(qd: &Qd, msgs: &[qd_synth::SynthMessage]) {
         );
     }
     store.close().await.unwrap();
-}
-
-fn kill_and_reap(child: &mut Child, signal: &str) -> std::process::ExitStatus {
-    let ok = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("quietdesk did not stop within 20 s of {signal}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `quietdesk ingest --once --mailbox imap://user@…/INBOX --json` against `d`; its summary.

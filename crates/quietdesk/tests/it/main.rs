@@ -121,6 +121,27 @@ macro_rules! both_backends {
 
 /// A child process that is killed when the test ends, also when it panics, so a failed
 /// assertion never leaves a `quietdesk serve` running.
+/// Sends `signal` (`-TERM`, `-KILL`) to `child` and waits up to 20 s for it to end.
+pub fn kill_and_reap(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
+    let ok = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("quietdesk did not stop within 20 s of {signal}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub struct KillOnDrop(pub std::process::Child);
 
 impl Drop for KillOnDrop {
