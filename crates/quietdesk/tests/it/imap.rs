@@ -3,7 +3,7 @@
 //! ingester inside `serve`, also while its PostgreSQL database drops every connection.
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use qd_testkit::Dovecot;
