@@ -45,6 +45,9 @@ pub use queries::{IndexRow, MessageText, QueueItem, Stats};
 pub enum Error {
     #[error("cannot open the database at {url}: {source}")]
     Connect { url: String, source: sea_orm::DbErr },
+    /// The pool's retries ran out without one connection (the driver keeps no cause).
+    #[error("cannot reach the database at {url}: no connection within {seconds} s (is the server running, and is the address right?)")]
+    Unreachable { url: String, seconds: u64 },
     #[error("database migration failed: {0}")]
     Migrate(sea_orm::DbErr),
     #[error("database error: {0}")]
@@ -65,6 +68,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How long the pool keeps trying for a connection, also when the store opens.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Error {
     /// Whether the database could not be reached or dropped the connection: it is
     /// starting, restarting or failing over, or the network between is cut. Worth
@@ -72,11 +78,24 @@ impl Error {
     /// statement.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            Error::Unreachable { .. } => true,
             Error::Connect { source, .. } | Error::Migrate(source) | Error::Db(source) => {
                 db_unavailable(source)
             }
             _ => false,
         }
+    }
+}
+
+/// Whether the pool gave up waiting for a connection.
+fn pool_timed_out(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+    match e {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(e)) => {
+            matches!(e.as_ref(), sea_orm::sqlx::Error::PoolTimedOut)
+        }
+        _ => false,
     }
 }
 
@@ -127,7 +146,7 @@ impl Store {
         let mut opts = ConnectOptions::new(url.to_string());
         opts.sqlx_logging(false)
             .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(30));
+            .acquire_timeout(ACQUIRE_TIMEOUT);
         let backend = if url.starts_with("sqlite:") {
             // One writer at a time is SQLite's model; a few readers beside it are cheap.
             opts.max_connections(4).min_connections(1);
@@ -156,12 +175,19 @@ impl Store {
             opts.max_connections(8);
             Backend::Postgres
         };
-        let db = Database::connect(opts)
-            .await
-            .map_err(|source| Error::Connect {
-                url: redact_url(url),
-                source,
-            })?;
+        let db = Database::connect(opts).await.map_err(|source| {
+            if pool_timed_out(&source) {
+                Error::Unreachable {
+                    url: redact_url(url),
+                    seconds: ACQUIRE_TIMEOUT.as_secs(),
+                }
+            } else {
+                Error::Connect {
+                    url: redact_url(url),
+                    source,
+                }
+            }
+        })?;
         // Two processes starting at once on one database (`serve` and a CLI command) may
         // race to apply the same migration; the loser's statement fails on the winner's
         // table. Retrying finds the migration recorded as applied.
