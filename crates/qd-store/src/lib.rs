@@ -87,34 +87,35 @@ impl Error {
     }
 }
 
+/// The driver's error under sea-orm's, when there is one.
+fn sqlx_cause(e: &sea_orm::DbErr) -> Option<&sea_orm::sqlx::Error> {
+    use sea_orm::{DbErr, RuntimeErr};
+    match e {
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => Some(e.as_ref()),
+        _ => None,
+    }
+}
+
 /// Whether the pool gave up waiting for a connection.
 fn pool_timed_out(e: &sea_orm::DbErr) -> bool {
-    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
-    match e {
-        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => true,
-        DbErr::Conn(RuntimeErr::SqlxError(e)) => {
-            matches!(e.as_ref(), sea_orm::sqlx::Error::PoolTimedOut)
-        }
-        _ => false,
-    }
+    matches!(
+        e,
+        sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)
+    ) || matches!(sqlx_cause(e), Some(sea_orm::sqlx::Error::PoolTimedOut))
 }
 
 fn db_unavailable(e: &sea_orm::DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
-    use sea_orm::{DbErr, RuntimeErr};
-    let runtime = match e {
-        DbErr::ConnectionAcquire(_) => return true,
-        DbErr::Conn(r) | DbErr::Exec(r) | DbErr::Query(r) => r,
-        _ => return false,
-    };
-    let RuntimeErr::SqlxError(sqlx) = runtime else {
-        return false;
-    };
-    match sqlx.as_ref() {
-        Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+    if matches!(e, sea_orm::DbErr::ConnectionAcquire(_)) {
+        return true;
+    }
+    match sqlx_cause(e) {
+        Some(Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed) => true,
         // SQLSTATE class 08 (connection exception) and 57P (the server is shutting down,
         // crashed or not yet accepting connections).
-        Sqlx::Database(d) => d
+        Some(Sqlx::Database(d)) => d
             .code()
             .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
         _ => false,
