@@ -153,6 +153,11 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
         "a trace field without a receiving host",
     ),
     (
+        "RCVD_DATE_12H",
+        1.5,
+        "a Received time stamp on a 12-hour clock",
+    ),
+    (
         "RCVD_HELO_BARE_IP",
         2.0,
         "the origin greeted with an address (ratware)",
@@ -219,22 +224,6 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
     ("DATE_PAST", 0.5, "Date days before arrival"),
     ("DATE_ABSURD_PAST", 2.0, "Date years before arrival"),
     ("DATE_BEFORE_1990", 2.0, "Date before 1990"),
-    (
-        "RCVD_DATE_12H",
-        1.5,
-        "a Received time stamp on a 12-hour clock",
-    ),
-    (
-        "CHARSET_FARAWAY",
-        2.0,
-        "text in a charset of a script this desk does not expect",
-    ),
-    ("CC_EMPTY", 1.0, "an empty Cc field"),
-    (
-        "MAILER_OE_MALFORMED",
-        2.5,
-        "an Outlook Express version it never writes",
-    ),
     ("DATE_TZ_ABSURD", 2.0, "Date zone no place on Earth uses"),
     ("FROM_MISSING", 2.0, "no From"),
     ("FROM_NO_ADDRESS", 2.0, "From holds no address"),
@@ -290,8 +279,14 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
     ("TO_UNDISCLOSED", 2.0, "recipients withheld"),
     ("TO_NO_ADDRESS", 1.0, "To without a usable address"),
     ("TO_MANY", 1.5, "many recipients"),
+    ("CC_EMPTY", 1.0, "an empty Cc field"),
     ("TO_HARVESTED_LIST", 1.5, "several recipients at one domain"),
     ("MAILER_BULK", 3.0, "a known mass-mailing program"),
+    (
+        "MAILER_OE_MALFORMED",
+        2.5,
+        "an Outlook Express version it never writes",
+    ),
     (
         "MAILER_FORGED_OE",
         1.5,
@@ -355,6 +350,11 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
     ("MIME_BASE64_TEXT", 2.0, "body text in base64"),
     ("MIME_HTML_NO_CHARSET", 1.0, "HTML without a charset"),
     ("MIME_BAD_CHARSET", 1.0, "a charset that is not a name"),
+    (
+        "CHARSET_FARAWAY",
+        2.0,
+        "text in a charset of a script this desk does not expect",
+    ),
     ("MIME_SIZE_MISMATCH", 1.0, "declared size differs"),
     ("MIME_EXECUTABLE", 3.0, "an executable attachment"),
     (
