@@ -15,6 +15,27 @@ fn get(port: u16, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// Polls `/healthz` on `port` until it answers and returns the response; panics, with
+/// `log()`, if `child` exits first or `within` passes.
+fn wait_healthy(
+    child: &mut std::process::Child,
+    port: u16,
+    within: Duration,
+    log: impl Fn() -> String,
+) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("serve exited early with {status}: {}", log());
+        }
+        if let Some(r) = get(port, "/healthz") {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "serve never answered: {}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn serve_reports_healthy_and_stops_on_sigterm() {
     let qd = Qd::sqlite();
@@ -26,40 +47,14 @@ fn serve_reports_healthy_and_stops_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let response = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("serve exited early with {status}");
-        }
-        if let Some(r) = get(port, "/healthz") {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "serve never answered");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let response = wait_healthy(&mut child, port, Duration::from_secs(30), String::new);
     assert!(
         response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
         "{response}"
     );
     assert!(response.ends_with("ok\n"));
 
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve did not stop within 20 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = kill_and_reap(&mut child, "-TERM");
     assert!(status.success(), "serve exited with {status}");
     assert!(qd.data_dir().join("quietdesk.db").exists());
 }
@@ -114,17 +109,7 @@ async fn serve_waits_for_a_database_that_is_not_up_yet() {
 
     // The database appears where serve was told to find it.
     let _db = qd_testkit::StallProxy::start_on(port, target).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let response = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            panic!("serve exited with {s}: {}", log());
-        }
-        if let Some(r) = get(http, "/healthz") {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "serve never started: {}", log());
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let response = wait_healthy(&mut child.0, http, Duration::from_secs(90), log);
     assert!(response.contains(" 200 "), "{response}");
     let status = kill_and_reap(&mut child.0, "-TERM");
     assert!(status.success(), "serve exited with {status}: {}", log());
