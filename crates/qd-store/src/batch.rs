@@ -30,6 +30,7 @@ use crate::entity::{
     attachments, blobs, contacts, counters, customers, ingest_checkpoints, messages, search_queue,
     thread_refs, tickets,
 };
+use crate::keys::PendingKeys;
 use crate::{Error, Result, Store};
 
 /// Rows per INSERT statement: SQLite allows 32,766 bound variables per statement and a
@@ -229,7 +230,10 @@ impl Store {
         acks: Option<&BatchAcks<'_>>,
     ) -> Result<(BatchOutcome, Vec<crate::outbox::EnqueueOutcome>)> {
         let txn = self.begin_write().await?;
-        let outcome = self.store_batch_in(&txn, batch, settings).await?;
+        let mut pending = PendingKeys::default();
+        let outcome = self
+            .store_batch_in(&txn, batch, settings, &mut pending)
+            .await?;
         let mut enqueued = Vec::new();
         if let Some(acks) = acks {
             let planned = (acks.plan)(&outcome, batch);
@@ -243,6 +247,7 @@ impl Store {
         }
         let committing = std::time::Instant::now();
         txn.commit().await?;
+        pending.commit_to(self.keys.as_deref());
         tracing::debug!(
             commit_ms = committing.elapsed().as_millis() as u64,
             "batch committed"
@@ -255,6 +260,7 @@ impl Store {
         txn: &DatabaseTransaction,
         batch: &mut [NewMessage],
         settings: &BatchSettings<'_>,
+        pending: &mut PendingKeys,
     ) -> Result<BatchOutcome> {
         let mut outcome = BatchOutcome::default();
         if batch.is_empty() {
@@ -517,7 +523,7 @@ impl Store {
         let sealers = match &self.keys {
             Some(ring) => {
                 let scopes: Vec<&str> = blob_jobs.iter().map(|(_, s, _)| s.as_str()).collect();
-                Some(crate::keys::scope_keys(txn, ring, &scopes, now).await?)
+                Some(crate::keys::scope_keys(txn, ring, &scopes, now, pending).await?)
             }
             None => None,
         };

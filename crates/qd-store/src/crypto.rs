@@ -224,12 +224,11 @@ impl KeyRing {
         self.cache.lock().ok()?.get(scope).cloned()
     }
 
-    pub(crate) fn remember(&self, scope: &str, key: DataKey) -> Arc<DataKey> {
-        let key = Arc::new(key);
+    /// Only for keys whose row is committed (see `keys::PendingKeys`).
+    pub(crate) fn remember_shared(&self, scope: &str, key: Arc<DataKey>) {
         if let Ok(mut c) = self.cache.lock() {
-            c.insert(scope.to_string(), key.clone());
+            c.insert(scope.to_string(), key);
         }
-        key
     }
 
     /// Drops a destroyed scope's key from memory too.

@@ -11,14 +11,36 @@ use crate::crypto::{CryptoError, DataKey, KeyRing, MasterKey};
 use crate::entity::{blob_keys, blobs};
 use crate::{Error, Result};
 
+/// Data keys that a transaction created and that exist only once it commits: they go
+/// into the process-wide cache of the [`KeyRing`] after the commit
+/// ([`PendingKeys::commit_to`]), never before. A key cached before its commit outlived a
+/// rolled-back transaction (a batch cut off from its database, retried by the ingester):
+/// the retry sealed mail with a key whose row no longer existed, and that mail could
+/// never be opened again.
+#[derive(Default)]
+pub(crate) struct PendingKeys(HashMap<String, Arc<DataKey>>);
+
+impl PendingKeys {
+    /// After the transaction that created these keys committed.
+    pub(crate) fn commit_to(self, ring: Option<&KeyRing>) {
+        if let Some(ring) = ring {
+            for (scope, key) in self.0 {
+                ring.remember_shared(&scope, key);
+            }
+        }
+    }
+}
+
 /// The data keys of `scopes`, creating those that do not exist yet (in `txn`, so a key
-/// commits with the first blob it seals). A destroyed scope is an error: its person was
-/// erased, and nothing may be written under their old key again.
+/// commits with the first blob it seals; until then it is held in `pending`, which must
+/// live as long as `txn`). A destroyed scope is an error: its person was erased, and
+/// nothing may be written under their old key again.
 pub(crate) async fn scope_keys<C: ConnectionTrait>(
     txn: &C,
     ring: &KeyRing,
     scopes: &[&str],
     now: DateTime<Utc>,
+    pending: &mut PendingKeys,
 ) -> Result<HashMap<String, Arc<DataKey>>> {
     let mut out = HashMap::new();
     let mut missing: Vec<String> = Vec::new();
@@ -26,7 +48,7 @@ pub(crate) async fn scope_keys<C: ConnectionTrait>(
         if out.contains_key(*s) || missing.iter().any(|m| m == s) {
             continue;
         }
-        match ring.cached(s) {
+        match ring.cached(s).or_else(|| pending.0.get(*s).cloned()) {
             Some(k) => {
                 out.insert(s.to_string(), k);
             }
@@ -36,7 +58,9 @@ pub(crate) async fn scope_keys<C: ConnectionTrait>(
     if missing.is_empty() {
         return Ok(out);
     }
-    let found = load(txn, ring, &missing, &mut out).await?;
+    // Rows found here were committed by others: this transaction's own keys are in
+    // `pending`, which was asked first.
+    let found = load(txn, ring, &missing, &mut out, Some(ring)).await?;
     let create: Vec<String> = missing.into_iter().filter(|s| !found.contains(s)).collect();
     if create.is_empty() {
         return Ok(out);
@@ -60,15 +84,23 @@ pub(crate) async fn scope_keys<C: ConnectionTrait>(
     }
     // Read back rather than trust our own copy: a concurrent writer (PostgreSQL) may
     // have created the key first, and then its key is the one.
-    load(txn, ring, &create, &mut out).await?;
+    let mut created = HashMap::new();
+    load(txn, ring, &create, &mut created, None).await?;
+    for (scope, key) in created {
+        pending.0.insert(scope.clone(), key.clone());
+        out.insert(scope, key);
+    }
     Ok(out)
 }
 
+/// Reads and unwraps the keys of `scopes` into `out`; `cache`: the ring to remember them
+/// in (only keys known to be committed). Returns the scopes found.
 async fn load<C: ConnectionTrait>(
     txn: &C,
     ring: &KeyRing,
     scopes: &[String],
     out: &mut HashMap<String, Arc<DataKey>>,
+    cache: Option<&KeyRing>,
 ) -> Result<Vec<String>> {
     let mut found = Vec::new();
     for chunk in scopes.chunks(500) {
@@ -80,8 +112,11 @@ async fn load<C: ConnectionTrait>(
             let Some(wrapped) = r.wrapped_key else {
                 return Err(CryptoError::Destroyed(r.scope).into());
             };
-            let key = DataKey::unwrap(&ring.master, &r.scope, &wrapped)?;
-            out.insert(r.scope.clone(), ring.remember(&r.scope, key));
+            let key = Arc::new(DataKey::unwrap(&ring.master, &r.scope, &wrapped)?);
+            if let Some(cache) = cache {
+                cache.remember_shared(&r.scope, key.clone());
+            }
+            out.insert(r.scope.clone(), key);
             found.push(r.scope);
         }
     }
@@ -137,7 +172,14 @@ pub(crate) async fn open_blob<C: ConnectionTrait>(
             Some(k) => k,
             None => {
                 let mut out = HashMap::new();
-                let found = load(conn, ring, std::slice::from_ref(&b.scope), &mut out).await?;
+                let found = load(
+                    conn,
+                    ring,
+                    std::slice::from_ref(&b.scope),
+                    &mut out,
+                    Some(ring),
+                )
+                .await?;
                 if found.is_empty() {
                     return Err(CryptoError::Destroyed(b.scope).into());
                 }

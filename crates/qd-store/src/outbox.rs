@@ -694,9 +694,17 @@ async fn attach_in(
                 // Sealed with the scope's key when the store has a key ring, as ingest
                 // does.
                 let sealer = match &store.keys {
-                    Some(ring) => crate::keys::scope_keys(txn, ring, &[scope.as_str()], now)
-                        .await?
-                        .remove(scope.as_str()),
+                    // A key created here reaches the ring's cache when it is next read
+                    // from the committed table, not before (see `PendingKeys`).
+                    Some(ring) => crate::keys::scope_keys(
+                        txn,
+                        ring,
+                        &[scope.as_str()],
+                        now,
+                        &mut crate::keys::PendingKeys::default(),
+                    )
+                    .await?
+                    .remove(scope.as_str()),
                     None => None,
                 };
                 let row = blob_row(&scope, &mut b, sealer.as_deref(), now)?;

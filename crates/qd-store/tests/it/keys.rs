@@ -67,3 +67,65 @@ async fn rotation_moves_every_key_to_the_new_master_key(b: Backend) {
     assert_eq!(fresh_new.check_master_key().await.unwrap().live, 3);
 }
 both_backends!(rotation_moves_every_key_to_the_new_master_key);
+
+/// A batch that fails after it created its sender's key leaves nothing behind that a
+/// retry could trust: the retry creates (and commits) the key again, and its sealed mail
+/// opens, in this process and in a fresh one. (The key used to be cached before its
+/// transaction committed; the retry then sealed mail with a key no row held.)
+async fn a_failed_batch_leaves_no_key_behind_for_its_retry(b: Backend) {
+    use qd_store::{BatchAcks, NewOutboxEntry, OutboxKind};
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    // Dana is a known contact (whose id no rollback can hand out again, on either
+    // backend) without a key yet: her earlier mail came before the site had a master key.
+    let mut earlier = vec![msg("f0@x", "dana@example.com", "Long ago", &[])];
+    b.store
+        .store_batch(&mut earlier, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let master = MasterKey::generate();
+    let store = b.store.clone().with_master_key(master.clone());
+
+    // Two acknowledgements with one Message-ID: the outbox's unique index refuses the
+    // second, after the message, its blob and its new key were written.
+    let entry = |n: u8| NewOutboxEntry {
+        kind: OutboxKind::Ack,
+        ticket_id: None,
+        message_id: "same@quietdesk.example".into(),
+        in_reply_to: None,
+        references: vec![],
+        mail_from: "support@quietdesk.example".into(),
+        rcpt_to: vec!["dana@example.com".into()],
+        subject: format!("ack {n}"),
+        language: None,
+        raw: vec![n],
+    };
+    let plan = move |_: &qd_store::BatchOutcome, _: &[qd_store::NewMessage]| {
+        vec![(entry(1), "h1".to_string()), (entry(2), "h2".to_string())]
+    };
+    let acks = BatchAcks {
+        plan: &plan,
+        max_per_day: 10,
+    };
+    let mut batch = vec![msg("f1@x", "dana@example.com", "First try", &[])];
+    store
+        .store_batch_with_acks(&mut batch, None, &settings(&fmt), Some(&acks))
+        .await
+        .expect_err("the duplicate outbox Message-ID fails the batch");
+    assert_eq!(store.message_ids_after(0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.check_master_key().await.unwrap().live, 0);
+
+    // The retry, in the same process.
+    let mut again = vec![msg("f1@x", "dana@example.com", "First try", &[])];
+    store
+        .store_batch(&mut again, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let ids = store.message_ids_after(0, 10).await.unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(store.check_master_key().await.unwrap().live, 1);
+    let raw = store.raw_message(ids[1]).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&raw).contains("body of f1@x"));
+    let fresh = b.store.clone().with_master_key(master);
+    assert!(fresh.raw_message(ids[1]).await.unwrap().is_some());
+}
+both_backends!(a_failed_batch_leaves_no_key_behind_for_its_retry);
