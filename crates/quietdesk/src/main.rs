@@ -27,7 +27,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 // glibc's malloc spent ~15% of an import in locking and consolidation across the parse,
-// store and index threads; mimalloc's per-thread heaps remove most of that.
+// store and index threads; mimalloc's per-thread heaps remove most of that. Built without
+// transparent huge pages (`no_thp`): with them every page mimalloc took back from the OS
+// came back as a zeroed 2 MiB page, and an import's peak RSS was 100-150 MB higher at the
+// same speed (200k messages: 700-720 MB against 830-860 MB).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
