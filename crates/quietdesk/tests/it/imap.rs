@@ -104,6 +104,24 @@ async fn assert_exactly_once(qd: &Qd, msgs: &[qd_synth::SynthMessage]) {
             "{id} missing"
         );
     }
+    // Stored means readable: every message's raw mail opens with the data dir's master
+    // key (a retried batch once sealed mail with a key whose row its failure had undone).
+    let hex = std::fs::read_to_string(qd.data_dir().join("master.key")).unwrap();
+    let sealed = store
+        .clone()
+        .with_master_key(qd_store::MasterKey::parse_hex(hex.trim()).unwrap());
+    let ids = store
+        .message_ids_after(0, msgs.len() as u64 + 1)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), msgs.len());
+    for id in ids {
+        let raw = sealed.raw_message(id).await;
+        assert!(
+            matches!(raw, Ok(Some(_))),
+            "the raw mail of message {id} does not open: {raw:?}"
+        );
+    }
     store.close().await.unwrap();
 }
 
