@@ -225,7 +225,7 @@ impl KeyRing {
     }
 
     /// Only for keys whose row is committed (see `keys::PendingKeys`).
-    pub(crate) fn remember_shared(&self, scope: &str, key: Arc<DataKey>) {
+    pub(crate) fn remember(&self, scope: &str, key: Arc<DataKey>) {
         if let Ok(mut c) = self.cache.lock() {
             c.insert(scope.to_string(), key);
         }

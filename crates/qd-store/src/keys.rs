@@ -25,7 +25,7 @@ impl PendingKeys {
     pub(crate) fn commit_to(self, ring: Option<&KeyRing>) {
         if let Some(ring) = ring {
             for (scope, key) in self.0 {
-                ring.remember_shared(&scope, key);
+                ring.remember(&scope, key);
             }
         }
     }
@@ -60,7 +60,7 @@ pub(crate) async fn scope_keys<C: ConnectionTrait>(
     }
     // Rows found here were committed by others: this transaction's own keys are in
     // `pending`, which was asked first.
-    let found = load(txn, ring, &missing, &mut out, Some(ring)).await?;
+    let found = load(txn, ring, &missing, &mut out, true).await?;
     let create: Vec<String> = missing.into_iter().filter(|s| !found.contains(s)).collect();
     if create.is_empty() {
         return Ok(out);
@@ -85,7 +85,7 @@ pub(crate) async fn scope_keys<C: ConnectionTrait>(
     // Read back rather than trust our own copy: a concurrent writer (PostgreSQL) may
     // have created the key first, and then its key is the one.
     let mut created = HashMap::new();
-    load(txn, ring, &create, &mut created, None).await?;
+    load(txn, ring, &create, &mut created, false).await?;
     for (scope, key) in created {
         pending.0.insert(scope.clone(), key.clone());
         out.insert(scope, key);
@@ -93,14 +93,14 @@ pub(crate) async fn scope_keys<C: ConnectionTrait>(
     Ok(out)
 }
 
-/// Reads and unwraps the keys of `scopes` into `out`; `cache`: the ring to remember them
-/// in (only keys known to be committed). Returns the scopes found.
+/// Reads and unwraps the keys of `scopes` into `out`, and into the ring's cache when
+/// `remember` (only for keys known to be committed). Returns the scopes found.
 async fn load<C: ConnectionTrait>(
     txn: &C,
     ring: &KeyRing,
     scopes: &[String],
     out: &mut HashMap<String, Arc<DataKey>>,
-    cache: Option<&KeyRing>,
+    remember: bool,
 ) -> Result<Vec<String>> {
     let mut found = Vec::new();
     for chunk in scopes.chunks(500) {
@@ -113,8 +113,8 @@ async fn load<C: ConnectionTrait>(
                 return Err(CryptoError::Destroyed(r.scope).into());
             };
             let key = Arc::new(DataKey::unwrap(&ring.master, &r.scope, &wrapped)?);
-            if let Some(cache) = cache {
-                cache.remember_shared(&r.scope, key.clone());
+            if remember {
+                ring.remember(&r.scope, key.clone());
             }
             out.insert(r.scope.clone(), key);
             found.push(r.scope);
@@ -172,14 +172,8 @@ pub(crate) async fn open_blob<C: ConnectionTrait>(
             Some(k) => k,
             None => {
                 let mut out = HashMap::new();
-                let found = load(
-                    conn,
-                    ring,
-                    std::slice::from_ref(&b.scope),
-                    &mut out,
-                    Some(ring),
-                )
-                .await?;
+                let found =
+                    load(conn, ring, std::slice::from_ref(&b.scope), &mut out, true).await?;
                 if found.is_empty() {
                     return Err(CryptoError::Destroyed(b.scope).into());
                 }

@@ -28,6 +28,7 @@ use qd_core::lookup_key;
 
 use crate::batch::{blob_row, blob_scope, insert_rows, non_empty, queue_row, NewMessage};
 use crate::entity::{ack_log, attachments, blobs, messages, outbox, thread_refs, tickets};
+use crate::keys::PendingKeys;
 use crate::{Backend, Error, Result, Store};
 
 /// What an outbox entry is; stored as its `as_str` name.
@@ -472,13 +473,14 @@ impl Store {
         record: Option<NewMessage>,
     ) -> Result<Option<i64>> {
         let txn = self.begin_write().await?;
+        let mut pending = PendingKeys::default();
         let entry = outbox::Entity::find_by_id(id)
             .one(&txn)
             .await?
             .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))?;
         let message_db_id = match (record, entry.ticket_id) {
             (Some(mut m), Some(ticket_id)) => {
-                Some(attach_in(self, &txn, ticket_id, &mut m, now).await?)
+                Some(attach_in(self, &txn, ticket_id, &mut m, now, &mut pending).await?)
             }
             _ => None,
         };
@@ -510,6 +512,7 @@ impl Store {
             .exec(&txn)
             .await?;
         txn.commit().await?;
+        pending.commit_to(self.keys.as_deref());
         Ok(message_db_id)
     }
 
@@ -588,6 +591,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<i64>> {
         let txn = self.begin_write().await?;
+        let mut pending = PendingKeys::default();
         let entry = outbox::Entity::find_by_id(id)
             .one(&txn)
             .await?
@@ -601,7 +605,7 @@ impl Store {
                     .count(&txn)
                     .await?;
                 if before == 0 {
-                    Some(attach_in(self, &txn, ticket_id, &mut m, now).await?)
+                    Some(attach_in(self, &txn, ticket_id, &mut m, now, &mut pending).await?)
                 } else {
                     None
                 }
@@ -609,6 +613,7 @@ impl Store {
             _ => None,
         };
         txn.commit().await?;
+        pending.commit_to(self.keys.as_deref());
         Ok(filed)
     }
 
@@ -623,8 +628,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<i64> {
         let txn = self.begin_write().await?;
-        let id = attach_in(self, &txn, ticket_id, &mut message, now).await?;
+        let mut pending = PendingKeys::default();
+        let id = attach_in(self, &txn, ticket_id, &mut message, now, &mut pending).await?;
         txn.commit().await?;
+        pending.commit_to(self.keys.as_deref());
         Ok(id)
     }
 }
@@ -662,6 +669,7 @@ async fn attach_in(
     ticket_id: i64,
     m: &mut NewMessage,
     now: DateTime<Utc>,
+    pending: &mut PendingKeys,
 ) -> Result<i64> {
     if let Some(existing) = messages::Entity::find()
         .filter(messages::Column::ContentKey.eq(lookup_key(&m.content_hash)))
@@ -694,17 +702,11 @@ async fn attach_in(
                 // Sealed with the scope's key when the store has a key ring, as ingest
                 // does.
                 let sealer = match &store.keys {
-                    // A key created here reaches the ring's cache when it is next read
-                    // from the committed table, not before (see `PendingKeys`).
-                    Some(ring) => crate::keys::scope_keys(
-                        txn,
-                        ring,
-                        &[scope.as_str()],
-                        now,
-                        &mut crate::keys::PendingKeys::default(),
-                    )
-                    .await?
-                    .remove(scope.as_str()),
+                    Some(ring) => {
+                        crate::keys::scope_keys(txn, ring, &[scope.as_str()], now, pending)
+                            .await?
+                            .remove(scope.as_str())
+                    }
                     None => None,
                 };
                 let row = blob_row(&scope, &mut b, sealer.as_deref(), now)?;
