@@ -51,8 +51,10 @@ fn doc(row: IndexRow) -> SearchDoc {
 pub struct Indexer {
     store: Store,
     index: SearchIndex,
-    /// `None` only while a merge swaps it.
+    /// `None` while a merge swaps it, and after a failed commit until the next pull.
     writer: Option<SearchWriter>,
+    heap_bytes: usize,
+    threads: usize,
     /// Deletes applied since the index was last merged: erased data must leave the
     /// segment files, not only be tombstoned.
     deletes_since_merge: u64,
@@ -76,6 +78,8 @@ impl Indexer {
             store,
             index,
             writer: Some(writer),
+            heap_bytes,
+            threads,
             deletes_since_merge: 0,
             pending: Vec::new(),
             pulled_upto: 0,
@@ -87,7 +91,11 @@ impl Indexer {
         self.pending.len()
     }
 
+    /// The writer, reopened when a failed commit dropped it.
     fn writer(&mut self) -> Result<&mut SearchWriter, SyncError> {
+        if self.writer.is_none() {
+            self.writer = Some(self.index.writer(self.heap_bytes, self.threads)?);
+        }
         self.writer
             .as_mut()
             .ok_or_else(|| SyncError::Index(Error::Closed))
@@ -134,7 +142,17 @@ impl Indexer {
         if self.pending.is_empty() {
             return Ok(());
         }
-        commit_blocking(self.writer()?)?;
+        if let Err(e) = commit_blocking(self.writer()?) {
+            // A failed commit (a full disk) leaves tantivy's writer short of the indexing
+            // workers whose segment failed, and the documents pulled since the last
+            // commit are not in the index. Drop the writer and pull those queue entries
+            // again into a fresh one: left as they were, the next commit deleted their
+            // queue rows without indexing them.
+            self.writer = None;
+            self.pending.clear();
+            self.pulled_upto = 0;
+            return Err(e.into());
+        }
         self.index.reload()?;
         self.store.search_queue_delete(&self.pending).await?;
         self.pending.clear();
@@ -162,10 +180,9 @@ impl Indexer {
         let Some(writer) = self.writer.take() else {
             return Err(SyncError::Index(Error::Closed));
         };
-        let (heap, threads) = (writer.heap_per_thread(), writer.threads());
         let merged = writer.merge_away_deleted();
         // Reopen even when the merge failed, so the indexer keeps working.
-        self.writer = Some(self.index.writer(heap * threads, threads)?);
+        self.writer = Some(self.index.writer(self.heap_bytes, self.threads)?);
         merged?;
         self.deletes_since_merge = 0;
         Ok(())
@@ -306,5 +323,76 @@ mod tests {
             panic!("two writers on one index");
         };
         assert!(second.is_writer_busy(), "{second}");
+    }
+
+    fn message(n: usize) -> qd_store::NewMessage {
+        let raw = format!("Message-ID: <m{n}@x>\r\nFrom: a@example.com\r\n\r\nquasar {n}\r\n");
+        qd_store::NewMessage {
+            direction: qd_core::Direction::In,
+            message_id: Some(format!("m{n}@x")),
+            in_reply_to: vec![],
+            references: vec![],
+            from_addr: Some("a@example.com".into()),
+            from_name: None,
+            to: vec![],
+            cc: vec![],
+            date: None,
+            received_at: chrono::Utc::now(),
+            subject: format!("question {n}"),
+            body_text: format!("the quasar report {n}"),
+            body_html: None,
+            size: raw.len() as i64,
+            content_hash: format!("hash-{n}"),
+            attachments: vec![],
+            defects: vec![],
+            source: None,
+            source_position: None,
+            blob: Some(qd_store::PreparedBlob::prepare(raw.as_bytes()).unwrap()),
+            team: None,
+            verdict: None,
+        }
+    }
+
+    /// A commit that fails (here: the index directory is gone, as on a lost or full
+    /// disk) loses nothing: once the disk is back, the same queue entries are indexed.
+    /// Before, the next commit deleted their queue rows without indexing them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_indexes_its_entries_on_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let fmt = qd_core::TicketRefFormat::new("[#QD-{n}]").unwrap();
+        let settings = qd_store::BatchSettings {
+            ticket_ref: &fmt,
+            now: chrono::Utc::now(),
+        };
+        let mut batch: Vec<_> = (0..3).map(message).collect();
+        store
+            .store_batch(&mut batch, None, &settings)
+            .await
+            .unwrap();
+        let path = dir.path().join("index");
+        let index = SearchIndex::open_or_create(&path).unwrap();
+        let mut idx = Indexer::new(store.clone(), index.clone(), 32 << 20, 1).unwrap();
+        assert_eq!(idx.pull(100).await.unwrap(), 3);
+
+        // The directory goes away; a file stands where it was, so no write can succeed
+        // (the tests run as root, whom permissions do not stop).
+        let away = dir.path().join("index.away");
+        std::fs::rename(&path, &away).unwrap();
+        std::fs::write(&path, b"not a directory").unwrap();
+        assert!(
+            idx.commit().await.is_err(),
+            "a commit into a file succeeded"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::rename(&away, &path).unwrap();
+
+        idx.pull(100).await.unwrap();
+        idx.commit().await.unwrap();
+        assert!(store.search_queue_batch(0, 10).await.unwrap().is_empty());
+        let query = Query::parse("quasar").unwrap();
+        let hits = search(&store, &index, &query, 10).await.unwrap();
+        assert_eq!(hits.len(), 3, "{hits:?}");
     }
 }
