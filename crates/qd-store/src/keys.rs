@@ -193,6 +193,81 @@ pub(crate) async fn open_blob<C: ConnectionTrait>(
     Ok(crate::blob::decode(&b.codec, &b.data, &b.digest)?)
 }
 
+/// A stored raw mail that does not open, and the messages that point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableBlob {
+    pub blob_id: i64,
+    pub scope: String,
+    pub message_ids: Vec<i64>,
+    pub reason: String,
+}
+
+/// What [`check_blobs`] found. `unreadable` lists at most [`MAX_LISTED`] blobs;
+/// `unreadable_count` counts them all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlobReport {
+    pub opened: u64,
+    pub unreadable_count: u64,
+    pub unreadable: Vec<UnreadableBlob>,
+}
+
+pub const MAX_LISTED: usize = 100;
+
+/// Opens every stored blob (a page of ids at a time, each blob read and checked against
+/// its digest), changing nothing. A blob that does not open is reported with the
+/// messages that point at it, never an error: the check goes on to the end.
+pub(crate) async fn check_blobs<C: ConnectionTrait>(
+    conn: &C,
+    ring: Option<&KeyRing>,
+) -> Result<BlobReport> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let mut report = BlobReport::default();
+    let mut after = 0i64;
+    loop {
+        let ids: Vec<i64> = blobs::Entity::find()
+            .select_only()
+            .column(blobs::Column::Id)
+            .filter(blobs::Column::Id.gt(after))
+            .order_by_asc(blobs::Column::Id)
+            .limit(500)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        let Some(&last) = ids.last() else {
+            return Ok(report);
+        };
+        after = last;
+        for id in ids {
+            // One blob in memory at a time: each holds a whole message.
+            let Some(b) = blobs::Entity::find_by_id(id).one(conn).await? else {
+                continue; // deleted meanwhile
+            };
+            let scope = b.scope.clone();
+            match open_blob(conn, ring, b).await {
+                Ok(_) => report.opened += 1,
+                Err(e) => {
+                    report.unreadable_count += 1;
+                    if report.unreadable.len() < MAX_LISTED {
+                        let message_ids: Vec<i64> = crate::entity::messages::Entity::find()
+                            .select_only()
+                            .column(crate::entity::messages::Column::Id)
+                            .filter(crate::entity::messages::Column::BlobId.eq(id))
+                            .into_tuple()
+                            .all(conn)
+                            .await?;
+                        report.unreadable.push(UnreadableBlob {
+                            blob_id: id,
+                            scope,
+                            message_ids,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What [`rewrap_all`] and [`check_all`] found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeyReport {

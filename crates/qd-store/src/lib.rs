@@ -32,7 +32,7 @@ pub use batch::{
 pub use blob::{BlobError, PreparedBlob};
 pub use crypto::{CryptoError, MasterKey};
 pub use erase::{DeletionCounts, QuarantineRow, RetentionRow};
-pub use keys::KeyReport;
+pub use keys::{BlobReport, KeyReport, UnreadableBlob};
 pub use learning::{LearnedModel, Taught, TeachOutcome, Teaching};
 pub use outbox::{
     sender_hash, EnqueueOutcome, NewOutboxEntry, OutboxEntry, OutboxKind, OutboxStatus, WriteTxn,
@@ -236,6 +236,14 @@ impl Store {
     pub async fn check_master_key(&self) -> Result<KeyReport> {
         let ring = self.keys.as_ref().ok_or(Error::NoMasterKey)?;
         keys::check_all(&self.db, &ring.master).await
+    }
+
+    /// Opens every stored raw mail with its scope's key, changing nothing: finds mail
+    /// that can no longer be read: sealed with a key that a rolled-back transaction took
+    /// back (possible before the fix of 2026-12-04), or damaged. Slow on a large store:
+    /// it reads every blob.
+    pub async fn check_blobs(&self) -> Result<keys::BlobReport> {
+        keys::check_blobs(&self.db, self.keys.as_deref()).await
     }
 
     pub fn backend(&self) -> Backend {

@@ -26,6 +26,10 @@ pub enum KeysCommand {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// Also open every stored raw mail (slow on a large store: it reads them all) and
+    /// name the messages whose mail does not open; exits 1 when there are any.
+    #[arg(long)]
+    pub blobs: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -90,8 +94,16 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                 .check_master_key()
                 .await
                 .context("the configured master key does not open every data key")?;
+            let blobs = if args.blobs {
+                Some(store.check_blobs().await?)
+            } else {
+                None
+            };
             store.close().await?;
-            print(&report(r, None, None), args.json, "opens")
+            match blobs {
+                Some(b) => print_blobs(&report(r, None, None), &b, args.json),
+                None => print(&report(r, None, None), args.json, "opens"),
+            }
         }
         KeysCommand::Rotate(args) => rotate(settings, &args).await,
     }
@@ -145,6 +157,57 @@ fn report(
         new_key_file,
         retired_key_file,
     }
+}
+
+/// `keys check --blobs`: the keys, then every raw mail; exit 1 when any does not open.
+fn print_blobs(keys: &Report, b: &qd_store::BlobReport, json: bool) -> Result<ExitCode> {
+    let code = if b.unreadable_count == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if json {
+        let unreadable: Vec<serde_json::Value> = b
+            .unreadable
+            .iter()
+            .map(|u| {
+                serde_json::json!({
+                    "blob_id": u.blob_id,
+                    "scope": u.scope,
+                    "message_ids": u.message_ids,
+                    "reason": u.reason,
+                })
+            })
+            .collect();
+        let mut v = serde_json::to_value(keys)?;
+        v["blobs_opened"] = b.opened.into();
+        v["blobs_unreadable"] = b.unreadable_count.into();
+        v["unreadable"] = unreadable.into();
+        out!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(code);
+    }
+    print(keys, false, "opens")?;
+    out!(
+        "{} stored mails open, {} do not",
+        b.opened,
+        b.unreadable_count
+    );
+    for u in &b.unreadable {
+        out!(
+            "  blob {} ({}), messages {:?}: {}",
+            u.blob_id,
+            u.scope,
+            u.message_ids,
+            u.reason
+        );
+    }
+    if b.unreadable_count > b.unreadable.len() as u64 {
+        out!(
+            "  … and {} more",
+            b.unreadable_count - b.unreadable.len() as u64
+        );
+    }
+    Ok(code)
 }
 
 fn print(r: &Report, json: bool, verb: &str) -> Result<ExitCode> {

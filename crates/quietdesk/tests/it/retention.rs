@@ -724,8 +724,13 @@ fn key_rotation_retires_what_old_backups_hold() {
     assert_eq!(std::fs::read_to_string(&retired).unwrap(), old_key);
     let new_key = std::fs::read_to_string(qd.data_dir().join("master.key")).unwrap();
     assert_ne!(new_key, old_key);
-    // The live installation works on with the new key.
+    // The live installation works on with the new key: its one key, and every raw mail
+    // kept (gus's two; fay's went with her), opens.
     assert_eq!(qd.json(&["keys", "check", "--json"])["live_keys"], 1);
+    let blobs = qd.json(&["keys", "check", "--blobs", "--json"]);
+    assert_eq!(blobs["live_keys"], 1, "{blobs}");
+    assert_eq!(blobs["blobs_opened"], 2, "{blobs}");
+    assert_eq!(blobs["blobs_unreadable"], 0, "{blobs}");
     assert_present(&qd, "uugusmarker", 2);
     let zip = qd.dir.path().join("gus.zip");
     let exported = qd.json(&[
