@@ -12,7 +12,6 @@ pub struct SearchWriter {
     index: SearchIndex,
     writer: IndexWriter<TantivyDocument>,
     heap_per_thread: usize,
-    threads: usize,
 }
 
 impl fmt::Debug for SearchWriter {
@@ -34,16 +33,7 @@ impl SearchWriter {
             index,
             writer,
             heap_per_thread: heap_bytes / threads,
-            threads,
         })
-    }
-
-    pub fn heap_per_thread(&self) -> usize {
-        self.heap_per_thread
-    }
-
-    pub fn threads(&self) -> usize {
-        self.threads
     }
 
     /// Adds a document the caller knows is not in the index yet.
