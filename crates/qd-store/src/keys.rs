@@ -213,59 +213,90 @@ pub struct BlobReport {
 
 pub const MAX_LISTED: usize = 100;
 
-/// Opens every stored blob (a page of ids at a time, each blob read and checked against
-/// its digest), changing nothing. A blob that does not open is reported with the
-/// messages that point at it, never an error: the check goes on to the end.
+/// Opens every stored blob (in id order, each checked against its digest), changing
+/// nothing. A blob that does not open is reported with the messages that point at it,
+/// never an error: the check goes on to the end.
 pub(crate) async fn check_blobs<C: ConnectionTrait>(
     conn: &C,
     ring: Option<&KeyRing>,
 ) -> Result<BlobReport> {
     use sea_orm::{QueryOrder, QuerySelect};
+    // Blobs are read a group at a time, up to this many stored bytes (a single message
+    // may be tens of megabytes): one query per blob cost a million round trips to the
+    // database on a million messages.
+    const GROUP_BYTES: i64 = 8 << 20;
     let mut report = BlobReport::default();
     let mut after = 0i64;
     loop {
-        let ids: Vec<i64> = blobs::Entity::find()
+        let sizes: Vec<(i64, i64)> = blobs::Entity::find()
             .select_only()
             .column(blobs::Column::Id)
+            .column(blobs::Column::StoredSize)
             .filter(blobs::Column::Id.gt(after))
             .order_by_asc(blobs::Column::Id)
-            .limit(500)
+            .limit(1000)
             .into_tuple()
             .all(conn)
             .await?;
-        let Some(&last) = ids.last() else {
+        let Some(&(last, _)) = sizes.last() else {
             return Ok(report);
         };
         after = last;
-        for id in ids {
-            // One blob in memory at a time: each holds a whole message.
-            let Some(b) = blobs::Entity::find_by_id(id).one(conn).await? else {
-                continue; // deleted meanwhile
-            };
-            let scope = b.scope.clone();
-            match open_blob(conn, ring, b).await {
-                Ok(_) => report.opened += 1,
-                Err(e) => {
-                    report.unreadable_count += 1;
-                    if report.unreadable.len() < MAX_LISTED {
-                        let message_ids: Vec<i64> = crate::entity::messages::Entity::find()
-                            .select_only()
-                            .column(crate::entity::messages::Column::Id)
-                            .filter(crate::entity::messages::Column::BlobId.eq(id))
-                            .into_tuple()
-                            .all(conn)
-                            .await?;
-                        report.unreadable.push(UnreadableBlob {
-                            blob_id: id,
-                            scope,
-                            message_ids,
-                            reason: e.to_string(),
-                        });
+        for group in groups_by_size(&sizes, GROUP_BYTES) {
+            let rows = blobs::Entity::find()
+                .filter(blobs::Column::Id.is_in(group))
+                .order_by_asc(blobs::Column::Id)
+                .all(conn)
+                .await?;
+            for b in rows {
+                let (id, scope) = (b.id, b.scope.clone());
+                match open_blob(conn, ring, b).await {
+                    Ok(_) => report.opened += 1,
+                    Err(e) => {
+                        report.unreadable_count += 1;
+                        if report.unreadable.len() < MAX_LISTED {
+                            report.unreadable.push(UnreadableBlob {
+                                blob_id: id,
+                                scope,
+                                message_ids: messages_of_blob(conn, id).await?,
+                                reason: e.to_string(),
+                            });
+                        }
                     }
                 }
             }
         }
     }
+}
+
+/// Consecutive ids grouped so that a group's sizes add up to at most `limit`, except a
+/// group of one that alone is larger. No group is empty.
+fn groups_by_size(sizes: &[(i64, i64)], limit: i64) -> Vec<Vec<i64>> {
+    let mut groups: Vec<Vec<i64>> = Vec::new();
+    let mut bytes = 0i64;
+    for &(id, size) in sizes {
+        match groups.last_mut() {
+            Some(g) if bytes + size <= limit => g.push(id),
+            _ => {
+                groups.push(vec![id]);
+                bytes = 0;
+            }
+        }
+        bytes += size;
+    }
+    groups
+}
+
+async fn messages_of_blob<C: ConnectionTrait>(conn: &C, blob_id: i64) -> Result<Vec<i64>> {
+    use crate::entity::messages;
+    use sea_orm::QuerySelect;
+    Ok(messages::Entity::find()
+        .select_only()
+        .column(messages::Column::Id)
+        .filter(messages::Column::BlobId.eq(blob_id))
+        .into_tuple()
+        .all(conn)
+        .await?)
 }
 
 /// What [`rewrap_all`] and [`check_all`] found.
@@ -334,4 +365,20 @@ pub(crate) async fn check_all<C: ConnectionTrait>(
     master: &MasterKey,
 ) -> Result<KeyReport> {
     visit_keys(conn, master, None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::groups_by_size;
+
+    #[test]
+    fn blobs_are_read_in_groups_bounded_by_size() {
+        let sizes = [(1, 3), (2, 3), (3, 3), (4, 20), (5, 1), (6, 9)];
+        assert_eq!(
+            groups_by_size(&sizes, 10),
+            [vec![1, 2, 3], vec![4], vec![5, 6]]
+        );
+        assert!(groups_by_size(&[], 10).is_empty());
+        assert_eq!(groups_by_size(&[(7, 50)], 10), [vec![7]]);
+    }
 }
