@@ -194,7 +194,7 @@ pub(crate) async fn open_blob<C: ConnectionTrait>(
 }
 
 /// A stored raw mail that does not open, and the messages that point at it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UnreadableBlob {
     pub blob_id: i64,
     pub scope: String,

@@ -167,22 +167,10 @@ fn print_blobs(keys: &Report, b: &qd_store::BlobReport, json: bool) -> Result<Ex
         ExitCode::FAILURE
     };
     if json {
-        let unreadable: Vec<serde_json::Value> = b
-            .unreadable
-            .iter()
-            .map(|u| {
-                serde_json::json!({
-                    "blob_id": u.blob_id,
-                    "scope": u.scope,
-                    "message_ids": u.message_ids,
-                    "reason": u.reason,
-                })
-            })
-            .collect();
         let mut v = serde_json::to_value(keys)?;
         v["blobs_opened"] = b.opened.into();
         v["blobs_unreadable"] = b.unreadable_count.into();
-        v["unreadable"] = unreadable.into();
+        v["unreadable"] = serde_json::to_value(&b.unreadable)?;
         out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(code);
     }
