@@ -184,6 +184,7 @@ pub async fn import_path(
             source: key.clone(),
             uidvalidity: None,
             position: batch.last.encode(),
+            held: Vec::new(),
         };
         let outcome = store
             .store_batch(&mut messages, Some(&checkpoint), &batch_settings)

@@ -27,8 +27,8 @@ use sea_orm::{
 use crate::blob::{PreparedBlob, CODEC_ZSTD};
 use crate::crypto::CODEC_SEALED;
 use crate::entity::{
-    attachments, blobs, contacts, counters, customers, ingest_checkpoints, messages, search_queue,
-    thread_refs, tickets,
+    attachments, blobs, contacts, counters, customers, ingest_checkpoints, ingest_held, messages,
+    search_queue, thread_refs, tickets,
 };
 use crate::keys::PendingKeys;
 use crate::{Error, Result, Store};
@@ -102,6 +102,20 @@ pub struct Checkpoint {
     pub source: String,
     pub uidvalidity: Option<i64>,
     pub position: String,
+    /// IMAP UIDs at or below `position` whose mail this batch did not store and that
+    /// must stay on the server (see [`HeldPosition`]). Written with the checkpoint;
+    /// [`Store::checkpoint`] does not read them back ([`Store::held_uids`] does).
+    pub held: Vec<HeldPosition>,
+}
+
+/// A UID the checkpoint moves past without storing its mail: over the size limit, not
+/// returned by the server, or not preparable. Recorded with the checkpoint so that the
+/// after-ingest action (move, delete) re-applied after a crash never touches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldPosition {
+    pub uid: i64,
+    /// A fixed description (no personal data).
+    pub reason: String,
 }
 
 pub struct BatchSettings<'a> {
@@ -230,6 +244,13 @@ impl Store {
         acks: Option<&BatchAcks<'_>>,
     ) -> Result<(BatchOutcome, Vec<crate::outbox::EnqueueOutcome>)> {
         let txn = self.begin_write().await?;
+        if self.backend == crate::Backend::Postgres && !batch.is_empty() {
+            // Dedup and threading read, then write: two batches at READ COMMITTED (two
+            // watched folders receiving the same mail) would each miss the other's
+            // rows. One batch at a time, as SQLite's write lock gives.
+            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7166390)")
+                .await?;
+        }
         let mut pending = PendingKeys::default();
         let outcome = self
             .store_batch_in(&txn, batch, settings, &mut pending)
@@ -267,6 +288,9 @@ impl Store {
             return Ok(outcome);
         }
         let now = settings.now;
+        for m in batch.iter_mut() {
+            strip_nul(m);
+        }
 
         let mut phases = Phases::start();
         // 1. Duplicates.
@@ -309,7 +333,15 @@ impl Store {
         let mut ref_ids: HashSet<&str> = HashSet::new();
         for &i in &keep {
             let m = &batch[i];
-            for id in m.in_reply_to.iter().chain(m.references.iter()) {
+            // A message's own Message-ID too: another copy of it (the same mail through
+            // a mailing list, with a footer that changes its content hash) joins the
+            // ticket the first copy opened instead of opening a second one.
+            for id in m
+                .in_reply_to
+                .iter()
+                .chain(m.references.iter())
+                .chain(m.message_id.iter())
+            {
                 ref_ids.insert(id.as_str());
             }
         }
@@ -376,6 +408,11 @@ impl Store {
                     .chain(m.references.iter().rev())
                     .find_map(|id| by_message_id.get(id).copied())
             };
+            let by_same_id = || {
+                m.message_id
+                    .as_ref()
+                    .and_then(|mid| by_message_id.get(mid).copied())
+            };
             let by_child = || {
                 let mid = m.message_id.as_ref()?;
                 referenced_by
@@ -383,7 +420,11 @@ impl Store {
                     .copied()
                     .or_else(|| referenced_in_db.get(mid).copied().map(Slot::Existing))
             };
-            let slot = match by_ref.or_else(by_header).or_else(by_child) {
+            let slot = match by_ref
+                .or_else(by_header)
+                .or_else(by_same_id)
+                .or_else(by_child)
+            {
                 Some(s) => s,
                 None => {
                     new_count += 1;
@@ -425,6 +466,27 @@ impl Store {
         if new_count > 0 {
             let last = allocate(txn, TICKET_COUNTER, new_count as i64).await?;
             let first = last - new_count as i64 + 1;
+            // A new ticket spans every message of its slot in this batch: a whole
+            // thread imported at once must not look as old as its first message
+            // (retention counts from the last activity).
+            let mut span: Vec<Option<(DateTime<Utc>, DateTime<Utc>)>> = vec![None; new_count];
+            for (k, &i) in keep.iter().enumerate() {
+                let Slot::New(n) = slots[k] else { continue };
+                let m = &batch[i];
+                let Some(entry) = span.get_mut(n) else {
+                    continue;
+                };
+                *entry = Some(match *entry {
+                    // The opener sets both ends.
+                    None => (m.received_at, m.received_at),
+                    // Quarantined followers do not keep a ticket alive.
+                    Some(span) if is_quarantined(m) => span,
+                    Some((first, last)) => (
+                        Ord::min(first, m.received_at),
+                        Ord::max(last, m.received_at),
+                    ),
+                });
+            }
             let mut models = Vec::with_capacity(new_count);
             for (k, &i) in keep.iter().enumerate() {
                 let Slot::New(n) = slots[k] else { continue };
@@ -434,7 +496,11 @@ impl Store {
                     continue;
                 }
                 let m = &batch[i];
-                let at = m.received_at;
+                let (first_at, last_at) = span
+                    .get(n)
+                    .copied()
+                    .flatten()
+                    .unwrap_or((m.received_at, m.received_at));
                 let contact = contact_ids.get(k).copied().flatten();
                 models.push(tickets::ActiveModel {
                     id: NotSet,
@@ -445,8 +511,8 @@ impl Store {
                     assignee: Set(None),
                     requester_id: Set(contact.map(|c| c.0)),
                     customer_id: Set(contact.and_then(|c| c.1)),
-                    created_at: Set(at),
-                    last_activity_at: Set(at),
+                    created_at: Set(first_at),
+                    last_activity_at: Set(last_at),
                     legal_hold: Set(false),
                     retention_class: Set(None),
                 });
@@ -476,11 +542,16 @@ impl Store {
             }
         };
 
-        // Existing tickets: activity moves forward, an inbound reply reopens.
+        // Existing tickets: activity moves forward, an inbound reply reopens. Quarantined
+        // mail (spam, a virus, perhaps with a forged reference) does neither: it is held
+        // back from staff, and must not restart a ticket's retention clock.
         let mut touched: HashMap<i64, (DateTime<Utc>, bool)> = HashMap::new();
         for (k, &i) in keep.iter().enumerate() {
             if let Slot::Existing(id) = slots[k] {
                 let m = &batch[i];
+                if is_quarantined(m) {
+                    continue;
+                }
                 let e = touched.entry(id).or_insert((m.received_at, false));
                 e.0 = Ord::max(e.0, m.received_at);
                 e.1 |= m.direction == Direction::In;
@@ -931,6 +1002,54 @@ pub(crate) async fn allocate<C: ConnectionTrait>(db: &C, name: &str, n: i64) -> 
     Ok(row.try_get_by_index::<i64>(0)?)
 }
 
+fn is_quarantined(m: &NewMessage) -> bool {
+    m.verdict.as_ref().is_some_and(|v| v.quarantined)
+}
+
+/// PostgreSQL text cannot hold NUL characters, and mail can carry them (`=00` in a
+/// quoted-printable body, an encoded-word of one): a single such message made its whole
+/// batch fail on every retry, so a folder stopped at it. They carry no meaning in text
+/// and are dropped on both backends, so both store the same.
+fn strip_nul(m: &mut NewMessage) {
+    fn clean(s: &mut String) {
+        if s.contains('\0') {
+            s.retain(|c| c != '\0');
+        }
+    }
+    fn clean_opt(s: &mut Option<String>) {
+        if let Some(s) = s {
+            clean(s);
+        }
+    }
+    clean(&mut m.subject);
+    clean(&mut m.body_text);
+    clean_opt(&mut m.body_html);
+    clean_opt(&mut m.message_id);
+    clean_opt(&mut m.from_addr);
+    clean_opt(&mut m.from_name);
+    clean_opt(&mut m.source);
+    clean_opt(&mut m.source_position);
+    clean_opt(&mut m.team);
+    for s in m
+        .in_reply_to
+        .iter_mut()
+        .chain(m.references.iter_mut())
+        .chain(m.to.iter_mut())
+        .chain(m.cc.iter_mut())
+        .chain(m.defects.iter_mut())
+    {
+        clean(s);
+    }
+    if let Some(v) = &mut m.verdict {
+        clean(&mut v.tags_json);
+    }
+    for a in &mut m.attachments {
+        clean_opt(&mut a.filename);
+        clean(&mut a.content_type);
+        clean(&mut a.digest);
+    }
+}
+
 async fn upsert_checkpoint<C: ConnectionTrait>(
     db: &C,
     cp: &Checkpoint,
@@ -954,6 +1073,30 @@ async fn upsert_checkpoint<C: ConnectionTrait>(
     )
     .exec_without_returning(db)
     .await?;
+    let Some(uidvalidity) = cp.uidvalidity else {
+        return Ok(());
+    };
+    for chunk in cp.held.chunks(CHUNK) {
+        ingest_held::Entity::insert_many(chunk.iter().map(|h| ingest_held::ActiveModel {
+            id: NotSet,
+            source: Set(cp.source.clone()),
+            uidvalidity: Set(uidvalidity),
+            uid: Set(h.uid),
+            reason: Set(h.reason.clone()),
+            held_at: Set(now),
+        }))
+        .on_conflict(
+            OnConflict::columns([
+                ingest_held::Column::Source,
+                ingest_held::Column::Uidvalidity,
+                ingest_held::Column::Uid,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    }
     Ok(())
 }
 

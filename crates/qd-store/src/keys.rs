@@ -219,6 +219,7 @@ pub const MAX_LISTED: usize = 100;
 pub(crate) async fn check_blobs<C: ConnectionTrait>(
     conn: &C,
     ring: Option<&KeyRing>,
+    checked: &mut (dyn FnMut(u64) + Send),
 ) -> Result<BlobReport> {
     use sea_orm::{QueryOrder, QuerySelect};
     // Blobs are read a group at a time, up to this many stored bytes (a single message
@@ -248,6 +249,7 @@ pub(crate) async fn check_blobs<C: ConnectionTrait>(
                 .order_by_asc(blobs::Column::Id)
                 .all(conn)
                 .await?;
+            let n = rows.len() as u64;
             for b in rows {
                 let (id, scope) = (b.id, b.scope.clone());
                 match open_blob(conn, ring, b).await {
@@ -265,6 +267,7 @@ pub(crate) async fn check_blobs<C: ConnectionTrait>(
                     }
                 }
             }
+            checked(n);
         }
     }
 }

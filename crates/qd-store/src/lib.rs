@@ -26,8 +26,8 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
 pub use batch::{
-    BatchAcks, BatchOutcome, BatchSettings, Checkpoint, MessageVerdict, NewAttachment, NewMessage,
-    StoredMessage,
+    BatchAcks, BatchOutcome, BatchSettings, Checkpoint, HeldPosition, MessageVerdict,
+    NewAttachment, NewMessage, StoredMessage,
 };
 pub use blob::{BlobError, PreparedBlob};
 pub use crypto::{CryptoError, MasterKey};
@@ -45,9 +45,11 @@ pub use queries::{IndexRow, MessageText, QueueItem, Stats};
 pub enum Error {
     #[error("cannot open the database at {url}: {source}")]
     Connect { url: String, source: sea_orm::DbErr },
-    /// The pool's retries ran out without one connection (the driver keeps no cause).
-    #[error("cannot reach the database at {url}: no connection within {seconds} s (is the server running, and is the address right?)")]
-    Unreachable { url: String, seconds: u64 },
+    /// No connection could be made: nothing listens at the address, the server is
+    /// starting or shutting down, or it does not answer. `reason` is the driver's cause
+    /// when it gave one.
+    #[error("cannot reach the database at {url}: {reason} (is the server running, and is the address right?)")]
+    Unreachable { url: String, reason: String },
     #[error("database migration failed: {0}")]
     Migrate(sea_orm::DbErr),
     #[error("database error: {0}")]
@@ -107,18 +109,53 @@ fn pool_timed_out(e: &sea_orm::DbErr) -> bool {
 }
 
 fn db_unavailable(e: &sea_orm::DbErr) -> bool {
-    use sea_orm::sqlx::Error as Sqlx;
     if matches!(e, sea_orm::DbErr::ConnectionAcquire(_)) {
         return true;
     }
-    match sqlx_cause(e) {
-        Some(Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed) => true,
+    sqlx_cause(e).is_some_and(sqlx_unavailable)
+}
+
+fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match e {
+        Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
         // SQLSTATE class 08 (connection exception) and 57P (the server is shutting down,
         // crashed or not yet accepting connections).
-        Some(Sqlx::Database(d)) => d
+        Sqlx::Database(d) => d
             .code()
             .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
         _ => false,
+    }
+}
+
+/// How long the first connection attempt to PostgreSQL may take before the server counts
+/// as unreachable (an address that drops packets instead of refusing them).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One direct connection attempt before the pool is built. The pool retries a refused
+/// connection until its acquire timeout (30 s) and then keeps no cause, so a command
+/// pointed at a server that is down waited half a minute to say "pool timed out". The
+/// probe reports "connection refused" at once, with the driver's words. Errors that are
+/// not about reaching the server (a wrong password, a missing database) are left to the
+/// pool, which reports them as before.
+async fn probe_postgres(url: &str) -> Result<()> {
+    use sea_orm::sqlx::{Connection, PgConnection};
+    let unreachable = |reason: String| Error::Unreachable {
+        url: redact_url(url),
+        reason,
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect(url)).await {
+        Err(_) => Err(unreachable(format!(
+            "no answer within {} s",
+            PROBE_TIMEOUT.as_secs()
+        ))),
+        Ok(Ok(conn)) => {
+            // A failed goodbye says nothing about the server's health.
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) if sqlx_unavailable(&e) => Err(unreachable(e.to_string())),
+        Ok(Err(_)) => Ok(()),
     }
 }
 
@@ -176,11 +213,14 @@ impl Store {
             opts.max_connections(8);
             Backend::Postgres
         };
+        if backend == Backend::Postgres {
+            probe_postgres(url).await?;
+        }
         let db = Database::connect(opts).await.map_err(|source| {
             if pool_timed_out(&source) {
                 Error::Unreachable {
                     url: redact_url(url),
-                    seconds: ACQUIRE_TIMEOUT.as_secs(),
+                    reason: format!("no connection within {} s", ACQUIRE_TIMEOUT.as_secs()),
                 }
             } else {
                 Error::Connect {
@@ -242,8 +282,13 @@ impl Store {
     /// the mail that no longer opens: sealed with a key that a rolled-back transaction
     /// took back (possible before the fix of 2026-12-04), or damaged. It reads every
     /// blob (47 s for a million messages).
-    pub async fn check_blobs(&self) -> Result<keys::BlobReport> {
-        keys::check_blobs(&self.db, self.keys.as_deref()).await
+    /// `checked` is told, after each group read, how many more blobs were checked (for a
+    /// progress bar).
+    pub async fn check_blobs(
+        &self,
+        checked: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<keys::BlobReport> {
+        keys::check_blobs(&self.db, self.keys.as_deref(), checked).await
     }
 
     pub fn backend(&self) -> Backend {

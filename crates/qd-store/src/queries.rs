@@ -1,7 +1,7 @@
 //! Read paths and small maintenance writes that several workers share: counts, the
 //! search queue, documents for the indexer, checkpoints.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use qd_core::TicketStatus;
@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use crate::batch::Checkpoint;
 use crate::entity::{
-    blobs, contacts, customers, ingest_checkpoints, messages, search_queue, ticket_tags, tickets,
+    blobs, contacts, customers, ingest_checkpoints, ingest_held, messages, search_queue,
+    ticket_tags, tickets,
 };
 use crate::{Result, Store};
 
@@ -299,7 +300,23 @@ impl Store {
                 source: c.source,
                 uidvalidity: c.uidvalidity,
                 position: c.position,
+                held: Vec::new(),
             }))
+    }
+
+    /// The UIDs of `source` under `uidvalidity` that a checkpoint moved past without
+    /// storing their mail ([`crate::HeldPosition`]): the after-ingest action must leave
+    /// them on the server.
+    pub async fn held_uids(&self, source: &str, uidvalidity: i64) -> Result<HashSet<i64>> {
+        let uids: Vec<i64> = ingest_held::Entity::find()
+            .select_only()
+            .column(ingest_held::Column::Uid)
+            .filter(ingest_held::Column::Source.eq(source))
+            .filter(ingest_held::Column::Uidvalidity.eq(uidvalidity))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(uids.into_iter().collect())
     }
 
     pub async fn ticket_by_number(&self, number: i64) -> Result<Option<tickets::Model>> {

@@ -419,17 +419,20 @@ pub(crate) async fn wait_for_signal() {
     }
 }
 
+/// The progress bars' look: `{bar} 1200/5000 <what>  830/s  eta 5s`.
+pub(crate) fn bar_style(what: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(&format!(
+        "{{bar:40}} {{pos}}/{{len}} {what}  {{per_sec}}  eta {{eta}}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
 struct Bar(indicatif::ProgressBar);
 
 impl qd_ingest::Progress for Bar {
     fn set_total(&self, total: u64) {
         self.0.set_length(total);
-        self.0.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} messages  {per_sec}  eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        self.0.set_style(bar_style("messages"));
     }
 
     fn advance(&self, n: u64) {

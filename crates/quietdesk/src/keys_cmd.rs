@@ -5,6 +5,7 @@
 //! backups age out is what makes an erasure reach them (their copies of erased people's
 //! data keys can no longer be opened by anyone).
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -95,7 +96,16 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<ExitCode> {
                 .await
                 .context("the configured master key does not open every data key")?;
             let blobs = if args.blobs {
-                Some(store.check_blobs().await?)
+                // Reading every raw mail takes a while (47 s for a million messages).
+                let bar = if !args.json && std::io::stderr().is_terminal() {
+                    indicatif::ProgressBar::new(store.stats().await?.blobs)
+                        .with_style(crate::commands::bar_style("raw mails"))
+                } else {
+                    indicatif::ProgressBar::hidden()
+                };
+                let report = store.check_blobs(&mut |n| bar.inc(n)).await;
+                bar.finish_and_clear();
+                Some(report?)
             } else {
                 None
             };

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use qd_store::{BatchAcks, BatchOutcome, BatchSettings, Checkpoint, NewMessage};
+use qd_store::{BatchAcks, BatchOutcome, BatchSettings, Checkpoint, HeldPosition, NewMessage};
 use rayon::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -166,6 +166,57 @@ struct RawBatch {
     items: Vec<(u32, Vec<u8>)>,
     /// Highest UID handled once this batch is stored (refused UIDs included).
     checkpoint: u32,
+    /// UIDs the checkpoint covers that are not stored, and why: recorded with it.
+    held: Vec<(u32, &'static str)>,
+}
+
+/// One batch as planned from the sizes: the UIDs to fetch, the checkpoint once stored,
+/// and the refused (oversized) UIDs that checkpoint moves past.
+struct Planned {
+    uids: Vec<u32>,
+    checkpoint: u32,
+    refused: Vec<u32>,
+}
+
+/// Reasons recorded for held UIDs: fixed texts, never anything from the mail.
+const TOO_LARGE: &str = "over the size limit";
+const NOT_RETURNED: &str = "the server did not return it";
+const NOT_PREPARED: &str = "could not be prepared for storage";
+
+fn held_position(uid: u32, reason: &str) -> HeldPosition {
+    HeldPosition {
+        uid: i64::from(uid),
+        reason: reason.to_string(),
+    }
+}
+
+/// The UIDs asked for that are not among the fetched items.
+fn not_returned(asked: &[u32], items: &[(u32, Vec<u8>)]) -> Vec<u32> {
+    let got: HashSet<u32> = items.iter().map(|i| i.0).collect();
+    asked.iter().copied().filter(|u| !got.contains(u)).collect()
+}
+
+/// Which of `uids` the selected folder still holds.
+async fn search_uids(
+    m: &MailboxConfig,
+    session: &mut super::conn::Session,
+    uids: &[u32],
+    stall: Duration,
+) -> Result<Vec<u32>, ImapError> {
+    let mut found = Vec::new();
+    for set in uid_sets(uids) {
+        let hits = timed(
+            stall,
+            &m.name,
+            "UID SEARCH",
+            session.uid_search(format!("UID {set}")),
+        )
+        .await?
+        .map_err(|e| proto(m, e))?;
+        found.extend(hits);
+    }
+    found.sort_unstable();
+    Ok(found)
 }
 
 /// Renders UIDs as an IMAP set of ranges (`1:5,7,9:12`), in chunks of at most
@@ -236,14 +287,16 @@ pub(crate) async fn sync_folder(
     out.rescanned |= rescan;
     out.last_uid = Some(last);
     let settings = &ctx.settings;
-    let write_checkpoint = |position: u32| Checkpoint {
+    let write_checkpoint = |position: u32, held: Vec<HeldPosition>| Checkpoint {
         source: source.clone(),
         uidvalidity: Some(i64::from(uv)),
         position: position.to_string(),
+        held,
     };
 
     if recover && last > 0 {
-        recover_after(m, server, last, stall).await?;
+        let held = ctx.store.held_uids(&source, i64::from(uv)).await?;
+        recover_after(m, server, last, &held, stall).await?;
     }
 
     let nothing_new = mb.exists == 0
@@ -257,7 +310,7 @@ pub(crate) async fn sync_folder(
                 now: ctx.clock.now(),
             };
             ctx.store
-                .store_batch(&mut [], Some(&write_checkpoint(0)), &bs)
+                .store_batch(&mut [], Some(&write_checkpoint(0, Vec::new())), &bs)
                 .await?;
         }
         return Ok(());
@@ -278,12 +331,14 @@ pub(crate) async fn sync_folder(
         while let Some(item) = timed(stall, &m.name, "UID FETCH (sizes)", stream.next()).await? {
             let f = item.map_err(|e| proto(m, e))?;
             // `n:*` also names the highest UID when n is above it (RFC 3501 6.4.8).
-            if let Some(uid) = f.uid.filter(|&u| u > last) {
-                sizes.push((uid, f.size.unwrap_or(0)));
+            // A line without a size (an unsolicited FETCH of flags) says nothing here.
+            if let (Some(uid), Some(size)) = (f.uid.filter(|&u| u > last), f.size) {
+                sizes.push((uid, size));
             }
         }
     }
-    sizes.sort_unstable();
+    // The largest size a UID was reported with counts.
+    sizes.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     sizes.dedup_by_key(|s| s.0);
     if sizes.is_empty() {
         return Ok(());
@@ -314,8 +369,9 @@ pub(crate) async fn sync_folder(
         }
     }
 
-    // Cut batches; each batch's checkpoint covers the refused UIDs up to the next batch.
-    let mut plan: Vec<(Vec<u32>, u32)> = Vec::new();
+    // Cut batches; each batch's checkpoint covers the refused UIDs up to the next batch,
+    // and the batch records them as held, so no after-ingest action ever touches them.
+    let mut plan: Vec<Planned> = Vec::new();
     let mut current: Vec<u32> = Vec::new();
     let mut bytes = 0u64;
     for (i, &(uid, size)) in accepted.iter().enumerate() {
@@ -332,7 +388,16 @@ pub(crate) async fn sync_folder(
                     .unwrap_or(uid),
                 None => max_seen,
             };
-            plan.push((std::mem::take(&mut current), checkpoint));
+            let floor = plan.last().map_or(0, |p| p.checkpoint);
+            plan.push(Planned {
+                uids: std::mem::take(&mut current),
+                checkpoint,
+                refused: refused
+                    .iter()
+                    .copied()
+                    .filter(|&u| u > floor && u <= checkpoint)
+                    .collect(),
+            });
             bytes = 0;
         }
     }
@@ -343,8 +408,12 @@ pub(crate) async fn sync_folder(
             ticket_ref: &settings.ticket_ref,
             now: ctx.clock.now(),
         };
+        let held = refused
+            .iter()
+            .map(|&u| held_position(u, TOO_LARGE))
+            .collect();
         ctx.store
-            .store_batch(&mut [], Some(&write_checkpoint(max_seen)), &bs)
+            .store_batch(&mut [], Some(&write_checkpoint(max_seen, held)), &bs)
             .await?;
         out.last_uid = Some(max_seen);
         (Vec::new(), Ok(()))
@@ -372,7 +441,7 @@ async fn fetch_and_store(
     folder: &str,
     uv: u32,
     rescan: bool,
-    plan: Vec<(Vec<u32>, u32)>,
+    plan: Vec<Planned>,
     cancel: &CancellationToken,
     out: &mut FolderSummary,
 ) -> (Vec<u32>, Result<(), ImapError>) {
@@ -380,7 +449,12 @@ async fn fetch_and_store(
     let (tx, mut rx) = mpsc::channel::<RawBatch>(2);
     let session = &mut server.conn.session;
     let producer = async move {
-        for (uids, checkpoint) in plan {
+        for Planned {
+            uids,
+            checkpoint,
+            refused,
+        } in plan
+        {
             let mut items: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
             for set in uid_sets(&uids) {
                 let mut stream = timed(
@@ -406,7 +480,54 @@ async fn fetch_and_store(
                     }
                 }
             }
-            if tx.send(RawBatch { items, checkpoint }).await.is_err() {
+            // A server may answer a UID FETCH with fewer messages than asked and a NO
+            // that async-imap does not report (Gmail: "Some messages could not be
+            // FETCHed"). Those still there are asked for once more; what still does not
+            // come is held (left in the folder, reported) instead of being covered by
+            // the checkpoint as if stored. UIDs gone from the folder were expunged by
+            // another client: nothing to keep.
+            let mut held: Vec<(u32, &'static str)> =
+                refused.into_iter().map(|u| (u, TOO_LARGE)).collect();
+            let missing = not_returned(&uids, &items);
+            if !missing.is_empty() {
+                let still_there = search_uids(m, session, &missing, stall).await?;
+                if !still_there.is_empty() {
+                    warn!(mailbox = %m.name, folder, messages = still_there.len(),
+                        "the server did not return some messages; asking once more");
+                    for set in uid_sets(&still_there) {
+                        let mut stream = timed(
+                            stall,
+                            &m.name,
+                            "UID FETCH",
+                            session.uid_fetch(&set, "(UID BODY.PEEK[])"),
+                        )
+                        .await?
+                        .map_err(|e| proto(m, e))?;
+                        while let Some(item) =
+                            timed(stall, &m.name, "UID FETCH", stream.next()).await?
+                        {
+                            let f = item.map_err(|e| proto(m, e))?;
+                            if let (Some(uid), Some(body)) = (f.uid, f.body()) {
+                                if still_there.contains(&uid) {
+                                    items.push((uid, body.to_vec()));
+                                }
+                            }
+                        }
+                    }
+                    for uid in not_returned(&still_there, &items) {
+                        held.push((uid, NOT_RETURNED));
+                    }
+                }
+            }
+            if tx
+                .send(RawBatch {
+                    items,
+                    checkpoint,
+                    held,
+                })
+                .await
+                .is_err()
+            {
                 break; // the consumer failed; its error is reported
             }
         }
@@ -490,10 +611,17 @@ async fn store_one(
         skipped = keep.iter().filter(|k| !**k).count() as u64;
     }
 
+    let held = batch
+        .held
+        .iter()
+        .map(|&(uid, reason)| held_position(uid, reason))
+        .chain(failed.iter().map(|f| held_position(f.0, NOT_PREPARED)))
+        .collect();
     let checkpoint = Checkpoint {
         source: source.clone(),
         uidvalidity: Some(i64::from(uv)),
         position: batch.checkpoint.to_string(),
+        held,
     };
     let sizes: Vec<i64> = messages.iter().map(|m| m.size).collect();
     let defective: Vec<bool> = messages.iter().map(|m| !m.defects.is_empty()).collect();
@@ -651,6 +779,7 @@ async fn recover_after(
     m: &MailboxConfig,
     server: &mut Server,
     last: u32,
+    held: &HashSet<i64>,
     stall: Duration,
 ) -> Result<(), ImapError> {
     let criterion = match &m.after {
@@ -670,10 +799,14 @@ async fn recover_after(
     )
     .await?
     .map_err(|e| proto(m, e))?;
-    if found.is_empty() {
+    // Held UIDs were never stored: they stay, whether or not their keyword was set.
+    let uids: Vec<u32> = found
+        .into_iter()
+        .filter(|u| !held.contains(&i64::from(*u)))
+        .collect();
+    if uids.is_empty() {
         return Ok(());
     }
-    let uids: Vec<u32> = found.into_iter().collect();
     let n = apply_after(m, server, &uids, stall).await?;
     info!(mailbox = %m.name, messages = n, "applied the after-ingest action left over from an interrupted run");
     Ok(())

@@ -14,6 +14,7 @@ pub mod filter_feedback;
 pub mod filter_model;
 pub mod filter_tokens;
 pub mod ingest_checkpoints;
+pub mod ingest_held;
 pub mod messages;
 pub mod outbox;
 pub mod search_queue;

@@ -60,6 +60,7 @@ async fn threads_deduplicates_and_checkpoints(b: Backend) {
         source: "import:/tmp/x".into(),
         uidvalidity: None,
         position: "3".into(),
+        held: Vec::new(),
     };
     let out = store
         .store_batch(&mut first, Some(&cp), &settings(&fmt))
@@ -311,6 +312,7 @@ async fn acknowledgements_commit_with_their_batch(b: Backend) {
         source: "imap:test/INBOX".into(),
         uidvalidity: Some(7),
         position: position.into(),
+        held: Vec::new(),
     };
     // One ack per new ticket, sender hash = the From address; at most one per sender.
     let plan = |outcome: &qd_store::BatchOutcome, msgs: &[NewMessage]| {
@@ -392,3 +394,125 @@ async fn acknowledgements_commit_with_their_batch(b: Backend) {
     );
 }
 both_backends!(acknowledgements_commit_with_their_batch);
+
+/// A whole thread imported in one batch: the new ticket spans it (retention counts from
+/// the last activity), the earliest message dates its creation, and a quarantined
+/// follower neither extends nor reopens anything.
+async fn a_thread_in_one_batch_dates_its_new_ticket_by_its_last_message(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let store = &b.store;
+    let opener = msg("t1@x", "gina@example.com", "Migration", &[]);
+    let start = opener.received_at;
+    let mut reply = msg("t2@x", "gina@example.com", "Re: Migration", &["t1@x"]);
+    reply.received_at = start + chrono::Duration::days(300);
+    let mut spam = msg("t3@x", "forger@example.net", "Re: Migration", &["t1@x"]);
+    spam.received_at = start + chrono::Duration::days(600);
+    spam.verdict = Some(qd_store::MessageVerdict {
+        class: "spam".into(),
+        score: 12.0,
+        tags_json: "[]".into(),
+        quarantined: true,
+    });
+    let mut batch = vec![opener, reply, spam];
+    let out = store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out.new_tickets, 1);
+    let t = store
+        .ticket_by_number(out.stored[0].ticket_number)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.created_at, start);
+    assert_eq!(t.last_activity_at, start + chrono::Duration::days(300));
+
+    // Later: the ticket is closed; quarantined mail that references it leaves it closed
+    // and as old as it was.
+    store
+        .set_ticket_status(t.id, TicketStatus::Closed)
+        .await
+        .unwrap();
+    let subject = format!("Re: Migration [#QD-{}]", t.number);
+    let mut later = msg("t4@x", "forger@example.net", &subject, &["t2@x"]);
+    later.received_at = start + chrono::Duration::days(900);
+    later.verdict = batch[2].verdict.clone();
+    let out = store
+        .store_batch(&mut [later], None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out.stored[0].ticket_id, t.id, "threaded, held back");
+    let t2 = store.ticket_by_number(t.number).await.unwrap().unwrap();
+    assert_eq!(t2.status, "closed");
+    assert_eq!(t2.last_activity_at, t.last_activity_at);
+}
+both_backends!(a_thread_in_one_batch_dates_its_new_ticket_by_its_last_message);
+
+/// Another copy of a stored message (same Message-ID, content changed on the way, e.g.
+/// a list footer) joins the first copy's ticket instead of opening a second one.
+async fn a_second_copy_of_a_message_joins_its_ticket(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let store = &b.store;
+    let mut first = vec![msg("same@x", "hal@example.com", "Login fails", &[])];
+    let out = store
+        .store_batch(&mut first, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let mut copy = msg("same@x", "hal@example.com", "[users] Login fails", &[]);
+    copy.content_hash = "hash-of-list-copy".into();
+    let mut copy_in_batch = copy.clone();
+    copy_in_batch.content_hash = "hash-of-second-list-copy".into();
+    let mut other = msg("new@x", "hal@example.com", "Another question", &[]);
+    other.content_hash = "hash-of-new".into();
+    let mut batch = vec![copy, other, copy_in_batch];
+    let out2 = store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(
+        out2.stored.len(),
+        3,
+        "different content: stored, not dropped"
+    );
+    assert_eq!(
+        out2.new_tickets, 1,
+        "only the unrelated message opens a ticket"
+    );
+    assert_eq!(out2.stored[0].ticket_id, out.stored[0].ticket_id);
+    assert_eq!(out2.stored[2].ticket_id, out.stored[0].ticket_id);
+    assert_ne!(out2.stored[1].ticket_id, out.stored[0].ticket_id);
+}
+both_backends!(a_second_copy_of_a_message_joins_its_ticket);
+
+/// NUL characters (`=00` in a quoted-printable body) cannot be stored in PostgreSQL
+/// text; they used to fail the whole batch on every retry. They are dropped on both
+/// backends and the batch goes through.
+async fn nul_characters_do_not_block_a_batch(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let store = &b.store;
+    let mut bad = msg("nul@x", "ivy@example.com", "a\0b", &[]);
+    bad.body_text = "line one\0line two".into();
+    bad.body_html = Some("<p>x\0</p>".into());
+    bad.from_name = Some("Ivy\0".into());
+    bad.to = vec!["support@quietdesk.example\0".into()];
+    bad.attachments.push(NewAttachment {
+        filename: Some("report\0.pdf".into()),
+        content_type: "application/pdf".into(),
+        size: 10,
+        digest: "d".repeat(64),
+        quarantined: false,
+    });
+    let mut batch = vec![bad, msg("ok@x", "joe@example.com", "Fine", &[])];
+    let out = store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out.stored.len(), 2);
+    let text = store
+        .message_texts(&[out.stored[0].message_db_id])
+        .await
+        .unwrap();
+    assert_eq!(text[0].subject, "ab");
+    assert_eq!(text[0].body, "line oneline two");
+}
+both_backends!(nul_characters_do_not_block_a_batch);

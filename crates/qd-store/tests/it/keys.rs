@@ -145,8 +145,13 @@ async fn the_blob_check_names_mail_that_no_key_opens(b: Backend) {
         .store_batch(&mut batch, None, &settings(&fmt))
         .await
         .unwrap();
-    let report = store.check_blobs().await.unwrap();
+    let mut progress = 0;
+    let report = store.check_blobs(&mut |n| progress += n).await.unwrap();
     assert_eq!((report.opened, report.unreadable_count), (2, 0));
+    assert_eq!(
+        progress, 2,
+        "the progress callback counts every blob checked"
+    );
 
     let ids = store.message_ids_after(0, 10).await.unwrap();
     let url = match &b._pg {
@@ -164,8 +169,10 @@ async fn the_blob_check_names_mail_that_no_key_opens(b: Backend) {
 
     // A fresh process: nothing cached.
     let fresh = b.store.clone().with_master_key(master);
-    let report = fresh.check_blobs().await.unwrap();
+    let mut progress = 0;
+    let report = fresh.check_blobs(&mut |n| progress += n).await.unwrap();
     assert_eq!((report.opened, report.unreadable_count), (1, 1));
+    assert_eq!(progress, 2, "unreadable blobs count as checked too");
     let bad = &report.unreadable[0];
     assert!(bad.scope.starts_with("contact-"), "{bad:?}");
     // The second message of the batch (c2@x) is the one whose key went.
