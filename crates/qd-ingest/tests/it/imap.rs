@@ -409,6 +409,58 @@ async fn a_30_mb_message_is_refused_over_the_limit_and_stored_under_it() {
     assert!(ticket.is_some(), "the 30 MB message is stored");
 }
 
+/// The pass that re-applies the after-ingest action after a crash acts only on mail the
+/// store took: a refused message stays even when its IMAP keyword is missing (the run
+/// stopped before setting it, or the server keeps no keywords). Before, recovery moved
+/// or deleted everything at or below the checkpoint without that keyword.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_never_deletes_mail_that_was_not_stored() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(11, 2);
+    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
+    d.deliver("user", "INBOX", &big_message(2, "held@example.org"))
+        .unwrap();
+    d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 10).await;
+    let mut m = mailbox(&d, "user");
+    m.max_message_bytes = Some(1024 * 1024);
+    m.after = AfterIngest::Keep;
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!((s.fetched, s.stored, s.failed), (3, 2, 1), "{s:?}");
+    assert_eq!(d.count("user", "INBOX"), 3);
+    let uv = i64::from(d.uidvalidity("user", "INBOX").unwrap());
+    let held = ctx.store.held_uids("imap:test/INBOX", uv).await.unwrap();
+    assert_eq!(held, [2].into_iter().collect(), "the refused UID is recorded");
+
+    // The keyword is gone, as after a run that stopped before it could set it.
+    d.doveadm(&[
+        "flags",
+        "remove",
+        "-u",
+        "user",
+        "$QuietdeskRefused",
+        "mailbox",
+        "INBOX",
+        "all",
+    ])
+    .unwrap();
+    m.after = AfterIngest::Delete;
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!((s.fetched, s.errors), (0, 0), "{s:?}");
+    assert_eq!(
+        d.count("user", "INBOX"),
+        1,
+        "the two stored messages are deleted, the refused one stays"
+    );
+    assert!(ctx
+        .store
+        .ticket_of_message_id("held@example.org")
+        .await
+        .unwrap()
+        .is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_mail_is_stored_with_defects_and_blocks_nothing() {
     let d = Dovecot::start_plain().unwrap();
