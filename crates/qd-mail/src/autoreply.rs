@@ -73,7 +73,11 @@ impl LoopHeaders {
                 "precedence" => {
                     out.precedence.get_or_insert_with(|| keyword(value));
                 }
-                "return-path" => out.return_path = Some(value.to_string()),
+                // The topmost one is the envelope sender of this delivery; lower ones
+                // come from earlier hops (a bounce forwarded on keeps its `<>` there).
+                "return-path" => {
+                    out.return_path.get_or_insert_with(|| value.to_string());
+                }
                 "x-auto-response-suppress" => {
                     out.auto_response_suppress
                         .get_or_insert_with(|| value.to_string());
@@ -361,6 +365,11 @@ mod tests {
             ("List-Id: <news.lists.example>", "mailing_list"),
             ("List-Unsubscribe: <mailto:u@lists.example>", "mailing_list"),
             ("Return-Path: <>", "null_return_path"),
+            // The topmost Return-Path is this delivery's envelope sender.
+            (
+                "Return-Path: <>\r\nReturn-Path: <ann@customer.example>",
+                "null_return_path",
+            ),
             (
                 "X-Auto-Response-Suppress: DR, AutoReply",
                 "response_suppressed",

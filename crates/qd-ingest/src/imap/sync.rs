@@ -54,7 +54,7 @@ pub(crate) async fn timed<T, F: Future<Output = T>>(
 fn proto(m: &MailboxConfig, e: impl std::fmt::Display) -> ImapError {
     ImapError::Protocol {
         mailbox: m.name.clone(),
-        reason: e.to_string(),
+        reason: describe(e),
     }
 }
 
@@ -62,7 +62,24 @@ fn folder_err(m: &MailboxConfig, folder: &str, e: impl std::fmt::Display) -> Ima
     ImapError::Folder {
         mailbox: m.name.clone(),
         folder: folder.to_string(),
-        reason: e.to_string(),
+        reason: describe(e),
+    }
+}
+
+/// Longest server or library text an error keeps.
+const MAX_REASON: usize = 300;
+
+/// An IMAP error as it may be logged and shown. async-imap reports a response it cannot
+/// parse with the whole unparsed buffer, which during a FETCH is the raw mail (addresses,
+/// subject, body): that text never leaves here. Other texts are cut short.
+pub(crate) fn describe(e: impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    if text.contains("during parsing of") {
+        return "the server sent a response that could not be parsed".to_string();
+    }
+    match text.char_indices().nth(MAX_REASON) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
     }
 }
 
@@ -296,7 +313,16 @@ pub(crate) async fn sync_folder(
 
     if recover && last > 0 {
         let held = ctx.store.held_uids(&source, i64::from(uv)).await?;
-        recover_after(m, server, last, &held, stall).await?;
+        // A server that refuses the action (the target folder over quota or not
+        // creatable) must not stop new mail from coming in: the mail is stored, only
+        // its tidying waits. A stalled connection still ends the pass.
+        match recover_after(m, server, last, &held, stall).await {
+            Err(e @ ImapError::Protocol { .. }) => {
+                warn!(mailbox = %m.name, folder, error = %e,
+                    "could not apply the after-ingest action to earlier mail; ingesting new mail anyway");
+            }
+            other => other?,
+        }
     }
 
     let nothing_new = mb.exists == 0
@@ -904,5 +930,32 @@ mod tests {
             "quietdesk/processed"
         );
         assert_eq!(server_name("INBOX", Some(".")), "INBOX");
+    }
+
+    /// async-imap's parse errors quote the unparsed buffer: during a FETCH, raw mail.
+    #[test]
+    fn errors_never_carry_the_mail_they_failed_on() {
+        let raw = "* 1 FETCH (UID 7 BODY[] {60}\r\nFrom: alice@example.com\r\nSubject: my salary";
+        let e = std::io::Error::other(format!("Error(Tag) during parsing of {raw:?}"));
+        let text = describe(e);
+        assert!(!text.contains("alice"), "{text}");
+        assert!(!text.contains("salary"), "{text}");
+        assert!(text.contains("could not be parsed"), "{text}");
+
+        let long = "é".repeat(1000);
+        let cut = describe(&long);
+        assert_eq!(
+            cut.chars().count(),
+            MAX_REASON + 1,
+            "cut on a character boundary"
+        );
+        assert_eq!(describe("NO [OVERQUOTA] full"), "NO [OVERQUOTA] full");
+    }
+
+    #[test]
+    fn what_the_server_did_not_return_is_named() {
+        let items = vec![(1, vec![]), (3, vec![])];
+        assert_eq!(not_returned(&[1, 2, 3, 4], &items), [2, 4]);
+        assert!(not_returned(&[1, 3], &items).is_empty());
     }
 }

@@ -431,7 +431,11 @@ async fn recovery_never_deletes_mail_that_was_not_stored() {
     assert_eq!(d.count("user", "INBOX"), 3);
     let uv = i64::from(d.uidvalidity("user", "INBOX").unwrap());
     let held = ctx.store.held_uids("imap:test/INBOX", uv).await.unwrap();
-    assert_eq!(held, [2].into_iter().collect(), "the refused UID is recorded");
+    assert_eq!(
+        held,
+        [2].into_iter().collect(),
+        "the refused UID is recorded"
+    );
 
     // The keyword is gone, as after a run that stopped before it could set it.
     d.doveadm(&[
