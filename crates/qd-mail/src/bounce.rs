@@ -9,7 +9,7 @@
 //! Return-Path and quote the original headers in their text; what they do not say
 //! stays `None`.
 
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::MimeHeaders;
 
 /// What a bounce tells about one failed delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -56,9 +56,7 @@ impl Bounce {
 /// Reads a bounce; `None` when `raw` is not one or names no original Message-ID.
 pub fn parse_bounce(raw: &[u8]) -> Option<Bounce> {
     let (raw, _) = crate::strip_mbox_envelope(raw);
-    let msg = std::panic::catch_unwind(|| MessageParser::default().parse(raw))
-        .ok()
-        .flatten()?;
+    let msg = crate::guard::parse(raw).message?;
     let mut bounce = Bounce::default();
     let mut original: Option<String> = None;
     let mut saw_report = false;
@@ -93,7 +91,10 @@ pub fn parse_bounce(raw: &[u8]) -> Option<Bounce> {
         }
         // The quoted original follows the bounce's own header block.
         let body_start = msg.root_part().offset_body as usize;
-        original = quoted_message_id(raw.get(body_start..).unwrap_or_default());
+        // An attached original (message/rfc822, perhaps base64-encoded, so its
+        // Message-ID is not in the raw text) found above wins over the quoted text.
+        original =
+            original.or_else(|| quoted_message_id(raw.get(body_start..).unwrap_or_default()));
         let text = String::from_utf8_lossy(raw.get(body_start..).unwrap_or_default()).into_owned();
         bounce.status = find_status_code(&text);
         bounce.diagnostic = text
@@ -306,6 +307,29 @@ Subject: hello\r\n";
         assert_eq!(b.original_message_id, "qd.2.def@desk.example");
         assert_eq!(b.status.as_deref(), Some("5.1.1"));
         assert_eq!(b.recipient.as_deref(), Some("gone@customer.example"));
+        assert!(!b.standard);
+    }
+
+    /// A non-standard bounce that attaches the original base64-encoded: its Message-ID
+    /// is not in the raw text, only in the parsed attachment.
+    #[test]
+    fn a_non_standard_bounce_with_an_encoded_original_is_read() {
+        let raw = "From: MAILER-DAEMON@old.example\r\n\
+Subject: Undeliverable\r\n\
+Content-Type: multipart/mixed; boundary=Z\r\n\
+\r\n\
+--Z\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+550 5.1.1 user unknown\r\n\
+--Z\r\n\
+Content-Type: message/rfc822\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+RnJvbTogc3VwcG9ydEBkZXNrLmV4YW1wbGUNCk1lc3NhZ2UtSUQ6IDxxZC4zLmdoaUBkZXNrLmV4YW1wbGU+DQpTdWJqZWN0OiBbI1FELTldIHJlY2VpdmVkDQoNCnRoYW5rcw0K\r\n\
+--Z--\r\n";
+        let b = parse_bounce(raw.as_bytes()).expect("a bounce");
+        assert_eq!(b.original_message_id, "qd.3.ghi@desk.example");
         assert!(!b.standard);
     }
 

@@ -15,6 +15,7 @@ pub mod autoreply;
 pub mod bounce;
 mod charset;
 mod envelope;
+mod guard;
 mod hash;
 mod html;
 pub mod mbox;

@@ -5,8 +5,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use mail_parser::decoders::{base64::base64_decode, quoted_printable::quoted_printable_decode};
 use mail_parser::{
-    Encoding, Header, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders,
-    PartType,
+    Encoding, Header, HeaderName, HeaderValue, Message, MessagePart, MimeHeaders, PartType,
 };
 use qd_core::{normalize_address, normalize_message_id};
 use sha2::{Digest, Sha256};
@@ -66,17 +65,28 @@ fn parse_inner(input: &[u8], want_view: bool) -> (ParsedMail, Option<MessageView
     // The contract is "never panics" and mail-parser is third-party code fed hostile
     // input. The proptests are the first line of defence; this is the backstop, so one
     // bad message in an import becomes an `Unparseable` defect rather than a dead worker.
-    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(buf));
-    let message = parsed.ok().flatten();
+    // Mail that could nest messages too deep is read for its headers only (`guard`).
+    let parsed = crate::guard::parse(buf);
+    let (message, body_skipped) = (parsed.message, parsed.body_skipped);
     // The view reads the bytes as they came; it shares this parse only if it read them.
-    let view =
-        (want_view && std::ptr::eq(buf, raw)).then(|| MessageView::build(input, message.as_ref()));
-    let mail = match message {
+    let view = (want_view && std::ptr::eq(buf, raw)).then(|| {
+        let mut view = MessageView::build(input, message.as_ref());
+        view.truncated_tree |= body_skipped;
+        view
+    });
+    if body_skipped {
+        defects.push(Defect::MalformedMime);
+    }
+    let mut mail = match message {
         Some(message) if !message.parts.is_empty() => {
             from_message(&message, buf, body, raw.len(), defects)
         }
         _ => unparseable(raw, body, defects),
     };
+    if body_skipped {
+        // The text staff see and search: the body as it came, decoded best-effort.
+        mail.text = charset::decode_unlabelled(body).into_owned();
+    }
     (mail, view)
 }
 

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use mail_parser::decoders::{base64::base64_decode, quoted_printable::quoted_printable_decode};
-use mail_parser::{Encoding, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Encoding, HeaderValue, Message, MimeHeaders, PartType};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
@@ -193,7 +193,7 @@ pub struct MessageView {
     /// Raw bytes outside ASCII in the header block.
     eight_bit_headers: bool,
     /// The MIME tree was nested deeper than this module walks.
-    truncated_tree: bool,
+    pub(crate) truncated_tree: bool,
     /// Raw size after the mbox line.
     size: usize,
     /// Size of the header block.
@@ -205,9 +205,11 @@ impl MessageView {
     /// stripped). Never fails: what cannot be parsed is simply absent.
     pub fn from_raw(raw: &[u8]) -> MessageView {
         let (stripped, _) = strip_mbox_envelope(raw);
-        // mail-parser is third-party code fed hostile input; a panic becomes an empty view.
-        let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(stripped));
-        MessageView::build(raw, parsed.ok().flatten().as_ref())
+        // Mail nested too deep is viewed by its headers alone (see `guard`).
+        let parsed = crate::guard::parse(stripped);
+        let mut view = MessageView::build(raw, parsed.message.as_ref());
+        view.truncated_tree |= parsed.body_skipped;
+        view
     }
 
     /// The view of `raw` (as given, mbox line and all) from mail-parser's reading of it

@@ -18,6 +18,35 @@ fn empty_input() {
     assert!(mail.defects.contains(&Defect::MissingFrom));
 }
 
+/// 200,000 nested `message/rfc822` parts (6 MB) overflowed the stack and aborted the
+/// whole process (a stack overflow is not a panic). Such mail is now read for its
+/// headers, keeps its body as text, and says what was wrong.
+#[test]
+fn messages_nested_without_end_do_not_abort() {
+    let mut raw =
+        b"From: Nest <nest@example.org>\r\nSubject: nest\r\nMessage-ID: <deep@example.org>\r\n"
+            .to_vec();
+    for _ in 0..200_000 {
+        raw.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+    }
+    raw.extend_from_slice(b"Subject: inner\r\n\r\nthe innermost text\r\n");
+    let (mail, view) = qd_mail::parse_with_view(&raw);
+    assert_eq!(mail.subject.as_deref(), Some("nest"));
+    assert_eq!(mail.message_id.as_deref(), Some("deep@example.org"));
+    assert!(
+        mail.defects.contains(&Defect::MalformedMime),
+        "{:?}",
+        mail.defects
+    );
+    assert!(
+        mail.text.ends_with("the innermost text\r\n"),
+        "the body is kept as text"
+    );
+    assert!(view.truncated_tree());
+    assert!(qd_mail::MessageView::from_raw(&raw).truncated_tree());
+    assert!(qd_mail::bounce::parse_bounce(&raw).is_none());
+}
+
 #[test]
 fn random_binary() {
     let raw = fixture("garbage.bin");
