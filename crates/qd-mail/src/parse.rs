@@ -569,6 +569,10 @@ fn content_type(part: &MessagePart<'_>) -> String {
 }
 
 fn structure_defects(message: &Message<'_>, buf: &[u8], defects: &mut Defects) {
+    // Where each closing delimiter line last occurs, from one pass over the input (a
+    // backward search per multipart cost time quadratic in the number of parts: a 5 MB
+    // message of 75,000 small multiparts took minutes).
+    let mut closes: Option<std::collections::HashMap<&[u8], usize>> = None;
     for part in &message.parts {
         // mail-parser flags a message without a body this way too; that is not a defect.
         let bodiless = part.offset_body as usize >= buf.len() && part.contents().is_empty();
@@ -579,17 +583,31 @@ fn structure_defects(message: &Message<'_>, buf: &[u8], defects: &mut Defects) {
             let Some(boundary) = part.content_type().and_then(|ct| ct.attribute("boundary")) else {
                 continue;
             };
-            let mut close = Vec::with_capacity(boundary.len() + 4);
-            close.extend_from_slice(b"--");
-            close.extend_from_slice(boundary.as_bytes());
-            close.extend_from_slice(b"--");
-            // The closing delimiter sits near the end, so search backwards.
-            let hay = buf.get(part.offset_body as usize..).unwrap_or_default();
-            if memchr::memmem::rfind(hay, &close).is_none() {
+            let closes = closes.get_or_insert_with(|| closing_delimiters(buf));
+            let closed = closes
+                .get(boundary.as_bytes())
+                .is_some_and(|&at| at >= part.offset_body as usize);
+            if !closed {
                 defects.push(Defect::Truncated);
             }
         }
     }
+}
+
+/// Every line of the form `--boundary--` (RFC 2046 5.1.1; trailing white space
+/// allowed), by boundary, with the offset of its last occurrence.
+fn closing_delimiters(buf: &[u8]) -> std::collections::HashMap<&[u8], usize> {
+    let mut out = std::collections::HashMap::new();
+    let mut start = 0;
+    while start < buf.len() {
+        let end = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |nl| start + nl);
+        let line = buf[start..end].trim_ascii_end();
+        if line.len() >= 4 && line.starts_with(b"--") && line.ends_with(b"--") {
+            out.insert(&line[2..line.len() - 2], start);
+        }
+        start = end + 1;
+    }
+    out
 }
 
 /// Best-effort text of a body whose MIME structure is broken: boundary lines and the

@@ -168,6 +168,35 @@ fn truncated_multipart_is_flagged_but_keeps_what_arrived() {
     assert!(mail.text.starts_with("first part"), "{:?}", mail.text);
 }
 
+/// Many sibling multiparts: each one's closing line is found (a single pass, where a
+/// backward search per part took quadratic time), and the one not closed is named.
+#[test]
+fn every_nested_multipart_must_be_closed() {
+    let build = |close_root: bool, close_last: bool| {
+        let mut raw = b"From: a@example.org\r\nMessage-ID: <m@example.org>\r\nContent-Type: multipart/mixed; boundary=R\r\n\r\n".to_vec();
+        for n in 0..2000 {
+            raw.extend_from_slice(
+                format!("--R\r\nContent-Type: multipart/alternative; boundary=b{n}\r\n\r\n--b{n}\r\nContent-Type: text/plain\r\n\r\npart {n}\r\n")
+                    .as_bytes(),
+            );
+            if n < 1999 || close_last {
+                raw.extend_from_slice(format!("--b{n}-- \r\n").as_bytes());
+            }
+        }
+        if close_root {
+            raw.extend_from_slice(b"--R--\r\n");
+        }
+        raw
+    };
+    let truncated = |raw: &[u8]| qd_mail::parse(raw).defects.contains(&Defect::Truncated);
+    assert!(!truncated(&build(true, true)));
+    assert!(truncated(&build(false, true)), "the root is not closed");
+    assert!(
+        truncated(&build(true, false)),
+        "the last part is not closed"
+    );
+}
+
 #[test]
 fn header_block_cut_mid_line_is_truncated() {
     let mail = qd_mail::parse(b"From: a@b.c\nSubject: cut her");
