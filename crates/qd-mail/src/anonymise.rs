@@ -10,17 +10,29 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use qd_core::anonymise_ip;
 
-/// Header fields whose IP addresses are truncated.
+/// Header fields whose IP addresses are truncated, besides every field whose name ends
+/// in `-ip` or names an IP address (see [`is_trace_field`]).
 const TRACE_FIELDS: &[&str] = &[
     "received",
-    "x-originating-ip",
-    "x-sender-ip",
     "x-forwarded-for",
-    "x-real-ip",
-    "x-client-ip",
-    "x-remote-ip",
     "x-originating-client",
+    // The receiving side's own verdicts quote the client: `client-ip=`, `smtp.remote-ip=`,
+    // `policy.iprev=`.
+    "received-spf",
+    "authentication-results",
+    "arc-authentication-results",
 ];
+
+/// Whether a field's IP addresses are truncated: the fields above, and every
+/// `…-ip` or `…ipaddress` field (`X-Originating-IP`, `X-Sender-IP`,
+/// `X-MS-Exchange-Organization-OriginalClientIPAddress`, …).
+fn is_trace_field(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    TRACE_FIELDS.contains(&name.as_str())
+        || name.ends_with("-ip")
+        || name.ends_with("ipaddress")
+        || name.ends_with("ip-address")
+}
 
 /// Returns the raw mail with the IP addresses in its trace header fields truncated; the
 /// body and other fields are untouched. Borrowed when nothing changed.
@@ -47,11 +59,7 @@ pub fn anonymise_trace_ips(raw: &[u8]) -> Cow<'_, [u8]> {
                 .position(|&b| b == b':')
                 .map(|i| &line[..i])
                 .and_then(|name| std::str::from_utf8(name).ok())
-                .is_some_and(|n| {
-                    TRACE_FIELDS
-                        .iter()
-                        .any(|t| n.trim().eq_ignore_ascii_case(t))
-                });
+                .is_some_and(is_trace_field);
         }
         let replaced = if in_trace { rewrite_line(line) } else { None };
         match (replaced, out.as_mut()) {
@@ -100,14 +108,23 @@ fn rewrite_line(line: &[u8]) -> Option<Vec<u8>> {
         let glued = i < line.len() && (line[i].is_ascii_alphabetic() || line[i] == b'-');
         let text = std::str::from_utf8(token).unwrap_or("");
         // `IPv6:2001:db8::1` (RFC 5321 address literal): the colon after the tag is not
-        // part of the address.
+        // part of the address. Sendmail writes a mapped IPv4 address as
+        // `IPv6:::ffff:192.0.2.1`, so a token of three leading colons is read both ways.
         let (lead, text) = match text.strip_prefix(':') {
             Some(rest) if !rest.starts_with(':') => (":", rest),
+            Some(rest) if parse_ip(rest.trim_end_matches(['.', ':'])).is_some() => (":", rest),
             _ => ("", text),
         };
         let trimmed = text.trim_end_matches(['.', ':']);
-        let tail = &text[trimmed.len()..];
-        let ip = if glued { None } else { parse_ip(trimmed) };
+        let (ip, tail) = if glued {
+            (None, "")
+        } else if let Some(ip) = parse_ip(trimmed) {
+            (Some(ip), &text[trimmed.len()..])
+        } else if let Some((ip, addr_len)) = ipv4_with_port(trimmed) {
+            (Some(ip), &text[addr_len..])
+        } else {
+            (None, "")
+        };
         match ip {
             Some(ip) => {
                 let anon = anonymise_ip(ip);
@@ -122,6 +139,19 @@ fn rewrite_line(line: &[u8]) -> Option<Vec<u8>> {
         }
     }
     changed.then_some(out)
+}
+
+/// An IPv4 address with its port (`192.0.2.1:51234`, as X-Forwarded-For may carry
+/// it): the address and its length.
+fn ipv4_with_port(text: &str) -> Option<(IpAddr, usize)> {
+    let (addr, port) = text.split_once(':')?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match parse_ip(addr)? {
+        v4 @ IpAddr::V4(_) => Some((v4, addr.len())),
+        IpAddr::V6(_) => None,
+    }
 }
 
 fn parse_ip(text: &str) -> Option<IpAddr> {
@@ -165,6 +195,36 @@ mod tests {
         assert!(out.contains("Subject: server 192.0.2.55 is down"));
         assert!(out.contains("check 192.0.2.55 and 203.0.113.77."));
         assert!(!out.contains("203.0.113.77]"));
+    }
+
+    #[test]
+    fn mapped_addresses_ports_and_verdict_fields_are_truncated() {
+        let raw = "Received: from relay (relay [IPv6:::ffff:203.0.113.77]) by mx\r\n\
+                   X-Forwarded-For: 198.51.100.23:51234, 192.0.2.9\r\n\
+                   Received-SPF: pass (mx: domain of a@example.org designates 203.0.113.78 as permitted sender) client-ip=203.0.113.78;\r\n\
+                   Authentication-Results: mx.example.com; iprev=pass policy.iprev=203.0.113.79;\r\n\
+                   \tspf=pass smtp.remote-ip=2001:db8:1:2::7\r\n\
+                   X-MS-Exchange-Organization-OriginalClientIPAddress: 203.0.113.80\r\n\
+                   X-Sender-IP: 203.0.113.81\r\n\
+                   \r\n\
+                   body\r\n";
+        let out = anon(raw);
+        for full in [
+            "203.0.113.77",
+            "198.51.100.23",
+            "192.0.2.9",
+            "203.0.113.78",
+            "203.0.113.79",
+            "2001:db8:1:2::7",
+            "203.0.113.80",
+            "203.0.113.81",
+        ] {
+            assert!(!out.contains(full), "{full} left in: {out}");
+        }
+        assert!(out.contains("[IPv6:::ffff:203.0.113.0]"), "{out}");
+        assert!(out.contains("198.51.100.0:51234"), "the port stays: {out}");
+        assert!(out.contains("client-ip=203.0.113.0;"), "{out}");
+        assert!(out.contains("smtp.remote-ip=2001:db8:1::"), "{out}");
     }
 
     #[test]
