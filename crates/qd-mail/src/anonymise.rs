@@ -45,8 +45,9 @@ pub fn anonymise_trace_ips(raw: &[u8]) -> Cow<'_, [u8]> {
         let line = &raw[pos..end];
         let content = line.strip_suffix(b"\n").unwrap_or(line);
         let content = content.strip_suffix(b"\r").unwrap_or(content);
-        if content.is_empty() {
-            // End of the header section.
+        if content.iter().all(|b| matches!(b, b' ' | b'\t')) {
+            // End of the header section (a line of white space ends it too, as it does
+            // for the parser).
             if let Some(o) = out.as_mut() {
                 o.extend_from_slice(&raw[pos..]);
             }

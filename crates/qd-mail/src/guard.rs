@@ -76,8 +76,7 @@ fn nesting_markers(buf: &[u8]) -> usize {
 fn header_block_end(buf: &[u8]) -> usize {
     let mut pos = 0;
     for nl in memchr::memchr_iter(b'\n', buf) {
-        let line = &buf[pos..nl];
-        if line.is_empty() || line == b"\r" {
+        if crate::parse::blank_line_len(&buf[pos..]).is_some() {
             return nl + 1;
         }
         pos = nl + 1;

@@ -90,6 +90,17 @@ fn parse_inner(input: &[u8], want_view: bool) -> (ParsedMail, Option<MessageView
     (mail, view)
 }
 
+/// The length (line break included) of the line `rest` starts with, when that line is
+/// empty or holds only white space: the end of a header block, as mail-parser reads it
+/// too (RFC 5322 wants an empty line; some senders put spaces on it).
+pub(crate) fn blank_line_len(rest: &[u8]) -> Option<usize> {
+    let end = memchr::memchr(b'\n', rest)?;
+    rest[..end]
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+        .then_some(end + 1)
+}
+
 /// Where the header block ends, by our own reading (mail-parser's offsets are not used
 /// for the hash, so the hash does not depend on its recovery heuristics).
 struct Layout {
@@ -116,11 +127,7 @@ impl Layout {
         }
         for nl in memchr::memchr_iter(b'\n', raw) {
             let next = raw.get(nl + 1..).unwrap_or_default();
-            let blank = if next.starts_with(b"\n") {
-                1
-            } else if next.starts_with(b"\r\n") {
-                2
-            } else {
+            let Some(blank) = blank_line_len(next) else {
                 continue;
             };
             return Layout {
@@ -333,6 +340,15 @@ fn from_message(
         // find the message by what it says.
         let start = message.parts.first().map_or(0, |p| p.offset_body as usize);
         text = salvage_text(buf.get(start..).unwrap_or_default());
+    }
+    let parser_saw_no_body = message
+        .parts
+        .first()
+        .is_some_and(|p| p.offset_body as usize >= buf.len());
+    if text.trim().is_empty() && html.is_none() && parser_saw_no_body {
+        // A header block ended by a line of white space: mail-parser reads the body as
+        // more (broken) header lines; by our reading it is the body.
+        text = charset::decode_unlabelled(body).into_owned();
     }
 
     ParsedMail {

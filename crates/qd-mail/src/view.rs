@@ -409,8 +409,7 @@ fn header_block_len(raw: &[u8]) -> usize {
     while pos < raw.len() {
         let end = memchr::memchr(b'\n', raw.get(pos..).unwrap_or_default())
             .map_or(raw.len(), |nl| pos + nl + 1);
-        let line = raw.get(pos..end).unwrap_or_default();
-        if line == b"\n" || line == b"\r\n" {
+        if crate::parse::blank_line_len(raw.get(pos..).unwrap_or_default()).is_some() {
             return end;
         }
         pos = end;

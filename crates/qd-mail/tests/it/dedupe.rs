@@ -73,3 +73,25 @@ fn hash_is_lowercase_hex_sha256_even_for_garbage() {
     }
     assert_ne!(hash(b"one junk line"), hash(b"another junk line"));
 }
+
+/// A header block ended by a line of white space (mail-parser ends the headers there)
+/// used to leave our hash without a body: two such messages with the same headers and
+/// different bodies got one hash, and the second was dropped as a duplicate.
+#[test]
+fn a_white_space_separator_line_still_separates_the_body() {
+    let one = b"From: cron@example.org\nSubject: nightly\n \nBody one\n";
+    let two = b"From: cron@example.org\nSubject: nightly\n \nBody two\n";
+    assert_ne!(hash(one), hash(two));
+    let parsed = qd_mail::parse(one);
+    assert_eq!(parsed.text.trim(), "Body one");
+    assert!(
+        !parsed.defects.contains(&qd_mail::Defect::EightBitHeaders),
+        "{:?}",
+        parsed.defects
+    );
+    // With a later blank line, body lines are not taken for headers.
+    let latin = b"From: cron@example.org\nSubject: nightly\n\t\ncaf\xe9 line\n\nmore\n";
+    assert!(!qd_mail::parse(latin)
+        .defects
+        .contains(&qd_mail::Defect::EightBitHeaders));
+}
