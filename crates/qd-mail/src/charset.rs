@@ -46,6 +46,24 @@ fn is_utf8_label(label: &str) -> bool {
     .any(|l| l.eq_ignore_ascii_case(label))
 }
 
+/// Labels whose text mail-parser decodes as windows-1252 and that misconfigured senders
+/// put on UTF-8 text: `us-ascii` (8-bit bytes break that label anyway) and Latin-1.
+pub(crate) fn often_mislabelled_utf8(label: &str) -> bool {
+    [
+        "us-ascii",
+        "ascii",
+        "ansi_x3.4-1968",
+        "iso-8859-1",
+        "iso8859-1",
+        "latin1",
+        "latin-1",
+        "windows-1252",
+        "cp1252",
+    ]
+    .iter()
+    .any(|l| l.eq_ignore_ascii_case(label.trim()))
+}
+
 /// Decodes bytes that carry no charset label: UTF-8 if they are valid UTF-8, otherwise
 /// windows-1252, which maps every byte and is what unlabelled 8-bit mail usually is.
 pub(crate) fn decode_unlabelled(bytes: &[u8]) -> Cow<'_, str> {

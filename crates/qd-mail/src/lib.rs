@@ -80,6 +80,9 @@ pub enum Defect {
     /// The message ends early: a multipart's closing boundary is missing, or the input
     /// stops in the middle of the header block.
     Truncated,
+    /// A text part labelled `us-ascii` or a Latin-1 charset held UTF-8 (a misconfigured
+    /// sender); it was decoded as UTF-8.
+    MislabelledCharset,
     /// A MIME part could not be decoded as declared (bad base64 or quoted-printable, a
     /// missing boundary, nesting too deep); its raw bytes were kept instead.
     MalformedMime,
@@ -102,6 +105,7 @@ impl Defect {
             Defect::EightBitHeaders => "eight_bit_headers",
             Defect::MboxEnvelopeStripped => "mbox_envelope_stripped",
             Defect::Truncated => "truncated",
+            Defect::MislabelledCharset => "mislabelled_charset",
             Defect::MalformedMime => "malformed_mime",
         }
     }

@@ -499,6 +499,14 @@ fn decode_text<'a>(
             if text.contains(char::REPLACEMENT_CHARACTER) {
                 defects.push(Defect::UndecodableText);
             }
+            // UTF-8 labelled us-ascii or Latin-1 reads as "cafÃ©". Bytes that are valid
+            // UTF-8 with multi-byte sequences are practically never real Latin-1 text.
+            if !text.is_ascii() && label.is_some_and(charset::often_mislabelled_utf8) {
+                if let Cow::Owned(utf8) = reread_as_utf8(buf, part) {
+                    defects.push(Defect::MislabelledCharset);
+                    return Cow::Owned(utf8);
+                }
+            }
         }
         Label::Utf8 => {
             if text.contains(char::REPLACEMENT_CHARACTER)
@@ -517,6 +525,16 @@ fn decode_text<'a>(
         }
     }
     Cow::Borrowed(text)
+}
+
+/// The part's bytes as UTF-8, when they are valid UTF-8 and not plain ASCII
+/// (`Cow::Owned`); `Cow::Borrowed("")` otherwise.
+fn reread_as_utf8(buf: &[u8], part: &MessagePart<'_>) -> Cow<'static, str> {
+    let bytes = transfer_decoded(buf, part);
+    match std::str::from_utf8(&bytes) {
+        Ok(text) if !text.is_ascii() => Cow::Owned(text.to_owned()),
+        _ => Cow::Borrowed(""),
+    }
 }
 
 /// A part's body after Content-Transfer-Encoding, before any charset decoding, read

@@ -20,6 +20,29 @@ fn iso_8859_1_label_decodes_as_windows_1252() {
     assert!(mail.defects.is_empty(), "{:?}", mail.defects);
 }
 
+/// A misconfigured sender labels UTF-8 text us-ascii or iso-8859-1: it is read as
+/// UTF-8 (not "cafÃ©"), and the message says so. Real Latin-1 stays Latin-1.
+#[test]
+fn utf8_labelled_ascii_or_latin1_is_read_as_utf8() {
+    for label in ["us-ascii", "ISO-8859-1"] {
+        let raw = format!(
+            "From: a@example.org\r\nContent-Type: text/plain; charset={label}\r\n\r\ncaf\u{e9} cr\u{e8}me\r\n"
+        );
+        let mail = qd_mail::parse(raw.as_bytes());
+        assert_eq!(mail.text, "café crème\r\n", "{label}");
+        assert!(
+            mail.defects.contains(&Defect::MislabelledCharset),
+            "{label}: {:?}",
+            mail.defects
+        );
+    }
+    let latin1 =
+        b"From: a@example.org\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\ncaf\xe9\r\n";
+    let mail = qd_mail::parse(latin1);
+    assert_eq!(mail.text, "café\r\n");
+    assert!(!mail.defects.contains(&Defect::MislabelledCharset));
+}
+
 #[test]
 fn unlabelled_utf8_stays_utf8() {
     let mail = parse_fixture("no-charset-utf8.eml");
