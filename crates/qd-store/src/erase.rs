@@ -375,6 +375,7 @@ impl Store {
             .into_tuple()
             .all(&txn)
             .await?;
+        refuse_if_held(&txn, customer_id, &ticket_ids, contact_ids).await?;
         for chunk in ticket_ids.chunks(IN_CHUNK) {
             let ids: Vec<i64> = ids_where::<messages::Entity, _>(
                 &txn,
@@ -517,6 +518,77 @@ impl Store {
 
 /// Tickets a person requested (any of their contacts) or that are filed under their
 /// customer record.
+/// Erasure on request yields to a legal hold and to the tax-evidence class (GDPR Art.
+/// 17(3)(b) and (e)): refuses when the customer is held, or when any ticket the erasure
+/// would touch (theirs, or another one holding their messages) is held or is tax
+/// evidence. Checked inside the erasure's transaction.
+async fn refuse_if_held<C: ConnectionTrait>(
+    db: &C,
+    customer_id: Option<i64>,
+    own_tickets: &[i64],
+    contact_ids: &[i64],
+) -> Result<()> {
+    if let Some(cid) = customer_id {
+        let held = customers::Entity::find_by_id(cid)
+            .one(db)
+            .await?
+            .is_some_and(|c| c.legal_hold);
+        if held {
+            return Err(crate::Error::Held(format!(
+                "customer {cid} is under legal hold"
+            )));
+        }
+    }
+    let mut touched: Vec<i64> = own_tickets.to_vec();
+    touched.extend(
+        ids_where::<messages::Entity, _>(
+            db,
+            messages::Column::TicketId,
+            messages::Column::ContactId,
+            contact_ids,
+        )
+        .await?,
+    );
+    touched.sort_unstable();
+    touched.dedup();
+    let mut held: Vec<(i64, bool)> = Vec::new();
+    for chunk in touched.chunks(IN_CHUNK) {
+        let rows: Vec<(i64, bool)> = tickets::Entity::find()
+            .select_only()
+            .column(tickets::Column::Number)
+            .column(tickets::Column::LegalHold)
+            .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(tickets::Column::LegalHold.eq(true))
+                    .add(tickets::Column::RetentionClass.eq("tax_evidence")),
+            )
+            .into_tuple()
+            .all(db)
+            .await?;
+        held.extend(rows);
+    }
+    if held.is_empty() {
+        return Ok(());
+    }
+    held.sort_unstable();
+    let list = |hold: bool| {
+        held.iter()
+            .filter(|h| h.1 == hold)
+            .map(|h| format!("#{}", h.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut why = Vec::new();
+    if held.iter().any(|h| h.1) {
+        why.push(format!("tickets under legal hold: {}", list(true)));
+    }
+    if held.iter().any(|h| !h.1) {
+        why.push(format!("tickets kept as tax evidence: {}", list(false)));
+    }
+    Err(crate::Error::Held(why.join("; ")))
+}
+
 fn tickets_of_person(customer_id: Option<i64>, contact_ids: &[i64]) -> sea_orm::Condition {
     let cond = sea_orm::Condition::any()
         .add(tickets::Column::RequesterId.is_in(contact_ids.iter().copied()));
@@ -731,6 +803,7 @@ impl Store {
             .into_tuple()
             .all(&txn)
             .await?;
+        refuse_if_held(&txn, customer_id, &ticket_ids, contact_ids).await?;
         let mut msg_ids: Vec<i64> = Vec::new();
         for chunk in ticket_ids.chunks(IN_CHUNK) {
             msg_ids.extend(

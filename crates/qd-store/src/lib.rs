@@ -66,6 +66,9 @@ pub enum Error {
     Invalid(String),
     #[error("stored data is inconsistent: {0}")]
     Inconsistent(String),
+    /// Erasure refused: a legal hold or the tax-evidence class keeps some of the data.
+    #[error("erasure refused: {0}; lift the hold (`quietdesk customer hold WHO --off`, `quietdesk ticket hold N --off`) or reclassify the ticket (`quietdesk ticket class N default`) first, if the obligation has ended")]
+    Held(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

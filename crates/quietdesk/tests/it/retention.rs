@@ -345,6 +345,26 @@ fn legal_hold_and_tax_class_suspend_deletion() {
         .run(&["ticket", "class", &hank, "tax_evidence"])
         .status
         .success());
+    // Erasure on request yields to both (GDPR Art. 17(3)): refused, with the reason and
+    // the way out, and nothing is deleted.
+    for (who, why) in [
+        ("gina@example.org", "legal hold"),
+        ("hank@example.org", "tax evidence"),
+    ] {
+        for extra in [&[][..], &["--anonymise"][..]] {
+            let mut args = vec!["customer", "erase", who, "--reason", "request"];
+            args.extend_from_slice(extra);
+            let out = qd.run(&args);
+            assert!(!out.status.success(), "{who} {extra:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("erasure refused") && err.contains(why),
+                "{err}"
+            );
+        }
+    }
+    assert_present(&qd, "heldmarkerg", 1);
+    assert_present(&qd, "taxmarkerh", 1);
     qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
     assert_present(&qd, "heldmarkerg", 1);
     assert_present(&qd, "taxmarkerh", 1);
