@@ -267,6 +267,10 @@ fn read_source(
                             Ok(raw) => {
                                 if is_dir && !looks_like_mail(&raw) {
                                     Prepared::Skipped
+                                } else if is_dir && source::is_multi_message_mbox(&raw) {
+                                    // Taken as one message, all but the first would be
+                                    // lost in its body.
+                                    failed(&position, &ItemError::MboxInDirectory)
                                 } else {
                                     prepare(&raw, &position, source_name, settings, now)
                                 }

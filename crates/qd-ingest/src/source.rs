@@ -30,6 +30,25 @@ pub enum ItemError {
     TooLarge { size: u64, limit: u64 },
     #[error("cannot read: {0}")]
     Read(String),
+    #[error("this file is an mbox holding several messages; import it on its own (`quietdesk import FILE`) so each message is stored")]
+    MboxInDirectory,
+}
+
+/// A UTF-8 byte-order mark: an artefact of the editor that saved a file, not mail.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Whether a file read whole holds an mbox of more than one message: an envelope line
+/// first, and after an empty line another envelope line followed by a header field. A
+/// paragraph of a single message that starts with "From " (unquoted by the tool that
+/// saved it) is not followed by a header field.
+pub fn is_multi_message_mbox(raw: &[u8]) -> bool {
+    let (rest, had_envelope) = qd_mail::strip_mbox_envelope(raw);
+    had_envelope
+        && memchr::memmem::find_iter(rest, b"\nFrom ").any(|at| {
+            let before = &rest[..at];
+            let after_blank_line = before.ends_with(b"\n") || before.ends_with(b"\n\r");
+            after_blank_line && qd_mail::looks_like_mail(&rest[at + 1..])
+        })
 }
 
 /// A position in a source; ordered so that resuming skips what was committed.
@@ -101,10 +120,19 @@ pub fn detect(path: &Path) -> Result<SourceKind, SourceError> {
             Ok(SourceKind::Directory)
         }
     } else if meta.is_file() {
-        let mut head = [0u8; 5];
+        let mut head = [0u8; 512];
         let mut f = File::open(path).map_err(io_err(path))?;
         let n = f.read(&mut head).map_err(io_err(path))?;
-        if &head[..n] == b"From " {
+        // A byte-order mark and blank lines before the first `From ` line do not make
+        // an mbox something else (the mbox reader skips both).
+        let head = head.get(..n).unwrap_or_default();
+        let head = head.strip_prefix(BOM).unwrap_or(head);
+        let start = head
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(head.len());
+        let blank_lines_only = head[..start].contains(&b'\n') || start == 0;
+        if blank_lines_only && head[start..].starts_with(b"From ") {
             // Both an mbox and a single message saved with its envelope line start so;
             // an mbox with one message is handled identically either way.
             Ok(SourceKind::Mbox)
@@ -173,7 +201,11 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, ItemError> {
     if size > limit {
         return Err(ItemError::TooLarge { size, limit });
     }
-    std::fs::read(path).map_err(|e| ItemError::Read(e.to_string()))
+    let mut raw = std::fs::read(path).map_err(|e| ItemError::Read(e.to_string()))?;
+    if raw.starts_with(BOM) {
+        raw.drain(..BOM.len());
+    }
+    Ok(raw)
 }
 
 /// Opens an mbox, positioned after `after` when resuming.
@@ -182,10 +214,17 @@ pub fn open_mbox(
     after: Option<&Position>,
 ) -> Result<MboxReader<BufReader<File>>, SourceError> {
     let mut f = File::open(path).map_err(io_err(path))?;
-    let start = match after {
+    let mut start = match after {
         Some(Position::Offset(o)) => *o,
         _ => 0,
     };
+    if start == 0 {
+        let mut head = [0u8; 3];
+        let n = f.read(&mut head).map_err(io_err(path))?;
+        if head.get(..n) == Some(BOM) {
+            start = BOM.len() as u64;
+        }
+    }
     f.seek(SeekFrom::Start(start)).map_err(io_err(path))?;
     Ok(MboxReader::starting_at(
         BufReader::with_capacity(1 << 20, f),
@@ -205,6 +244,54 @@ mod tests {
         assert!(Position::Path("a/1".into()) < Position::Path("a/2".into()));
         assert!(Position::Offset(3) < Position::Offset(10));
         assert_eq!(Position::decode("bogus"), None);
+    }
+
+    /// A byte-order mark (saved by a Windows editor) and blank lines before the first
+    /// `From ` line: still an mbox, still mail. Before, the BOM file was skipped as "not
+    /// mail", and such an mbox was read as one message.
+    #[test]
+    fn a_byte_order_mark_or_leading_blank_lines_hide_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("box");
+        std::fs::write(
+            &mbox,
+            "\u{feff}\n\nFrom a@b Mon Jan  1 00:00:00 2024\nFrom: a@b\n\none\n\nFrom c@d Mon Jan  1 00:00:00 2024\nFrom: c@d\n\ntwo\n",
+        )
+        .unwrap();
+        assert_eq!(detect(&mbox).unwrap(), SourceKind::Mbox);
+        let messages: Vec<_> = open_mbox(&mbox, None)
+            .unwrap()
+            .map(|m| m.unwrap().raw)
+            .collect();
+        assert_eq!(messages.len(), 2);
+        assert!(
+            messages[0].starts_with(b"From: a@b"),
+            "{:?}",
+            String::from_utf8_lossy(&messages[0])
+        );
+
+        let eml = dir.path().join("mail.eml");
+        std::fs::write(&eml, "\u{feff}From: a@b\nSubject: s\n\nbody\n").unwrap();
+        assert_eq!(detect(&eml).unwrap(), SourceKind::SingleMessage);
+        let raw = read_file(&eml, 1 << 20).unwrap();
+        assert!(raw.starts_with(b"From: a@b"));
+        assert!(qd_mail::looks_like_mail(&raw));
+
+        let indented = dir.path().join("indented");
+        std::fs::write(&indented, "  From a@b\n").unwrap();
+        assert_eq!(detect(&indented).unwrap(), SourceKind::SingleMessage);
+    }
+
+    #[test]
+    fn several_messages_in_one_file_are_told_from_one_saved_message() {
+        let one = b"From a@b Mon Jan  1 00:00:00 2024\nFrom: a@b\n\nhello\n>From the start\n";
+        assert!(!is_multi_message_mbox(one));
+        let two = b"From a@b Mon Jan  1 00:00:00 2024\nFrom: a@b\n\none\n\nFrom c@d Mon Jan  1 00:00:00 2024\nFrom: c@d\n\ntwo\n";
+        assert!(is_multi_message_mbox(two));
+        assert!(
+            !is_multi_message_mbox(b"From: a@b\n\none\n\nFrom c@d x\n"),
+            "no envelope: a message"
+        );
     }
 
     #[test]

@@ -110,3 +110,35 @@ async fn the_same_mail_in_two_folders_is_stored_once() {
     assert_eq!((b.imported, b.duplicates), (0, 50));
     assert_eq!(b.kind, "mbox");
 }
+
+/// A directory import meets an mbox of several messages (it reads each file as one
+/// message): the file is refused with a reason that says what to do, instead of being
+/// stored as one message with the others hidden in its body. A file saved with a
+/// byte-order mark is mail like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_import_names_an_mbox_and_reads_a_file_with_a_bom() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("exported");
+    std::fs::create_dir_all(&src).unwrap();
+    qd_synth::write_mbox(&qd_synth::SynthConfig::new(8, 3), &src.join("Inbox")).unwrap();
+    std::fs::write(
+        src.join("saved.eml"),
+        "\u{feff}From: Ann <ann@example.org>\r\nSubject: saved from a Windows editor\r\nMessage-ID: <bom@example.org>\r\n\r\nhello\r\n",
+    )
+    .unwrap();
+    let store = store(dir.path()).await;
+    let s = import_path(&store, &src, &settings(10), &SystemClock, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((s.imported, s.failed, s.skipped), (1, 1, 0), "{s:?}");
+    assert!(
+        s.failures[0].reason.contains("import it on its own"),
+        "{:?}",
+        s.failures
+    );
+    assert!(store
+        .ticket_of_message_id("bom@example.org")
+        .await
+        .unwrap()
+        .is_some());
+}
