@@ -195,6 +195,27 @@ struct Planned {
     refused: Vec<u32>,
 }
 
+/// The checkpoint's position: the last UID handled, and while a rescan after a
+/// UIDVALIDITY change has not passed its end, that end (`120/rescan:500`).
+fn encode_position(last: u32, rescan_upto: Option<u32>) -> String {
+    match rescan_upto {
+        Some(end) if last < end => format!("{last}/rescan:{end}"),
+        _ => last.to_string(),
+    }
+}
+
+/// Reads [`encode_position`]; anything unreadable starts again from UID 1, where the
+/// content hash keeps what is stored from being stored twice.
+fn decode_position(position: &str) -> (u32, Option<u32>) {
+    let (last, rest) = position.split_once('/').unwrap_or((position, ""));
+    let last = last.parse().unwrap_or(0);
+    let upto = rest
+        .strip_prefix("rescan:")
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|&end| last < end);
+    (last, upto)
+}
+
 /// Reasons recorded for held UIDs: fixed texts, never anything from the mail.
 const TOO_LARGE: &str = "over the size limit";
 const NOT_RETURNED: &str = "the server did not return it";
@@ -290,26 +311,32 @@ pub(crate) async fn sync_folder(
         .ok_or_else(|| folder_err(m, folder, "the server reports no UIDVALIDITY"))?;
     out.uidvalidity = Some(uv);
     let cp = ctx.store.checkpoint(&source).await?;
-    let (last, rescan) = match &cp {
-        Some(c) if c.uidvalidity == Some(i64::from(uv)) => {
-            (c.position.parse::<u32>().unwrap_or(0), false)
-        }
+    // `rescan_upto`: after a UIDVALIDITY change, the highest UID of the folder as it was
+    // then. Up to it, mail whose Message-ID is stored counts as a duplicate; it is kept
+    // in the checkpoint so a rescan cut short keeps that guard when it resumes.
+    let (last, mut rescan_upto) = match &cp {
+        Some(c) if c.uidvalidity == Some(i64::from(uv)) => decode_position(&c.position),
         Some(c) => {
             warn!(mailbox = %m.name, folder, old = ?c.uidvalidity, new = uv,
                 "UIDVALIDITY changed: reading the folder again from UID 1 (duplicates are skipped)");
-            (0, true)
+            (
+                0,
+                Some(mb.uid_next.map_or(u32::MAX, |n| n.saturating_sub(1))),
+            )
         }
-        None => (0, false),
+        None => (0, None),
     };
+    let rescan = rescan_upto.is_some();
     out.rescanned |= rescan;
     out.last_uid = Some(last);
     let settings = &ctx.settings;
-    let write_checkpoint = |position: u32, held: Vec<HeldPosition>| Checkpoint {
-        source: source.clone(),
-        uidvalidity: Some(i64::from(uv)),
-        position: position.to_string(),
-        held,
-    };
+    let write_checkpoint =
+        |position: u32, rescan_upto: Option<u32>, held: Vec<HeldPosition>| Checkpoint {
+            source: source.clone(),
+            uidvalidity: Some(i64::from(uv)),
+            position: encode_position(position, rescan_upto),
+            held,
+        };
 
     if recover && last > 0 {
         let held = ctx.store.held_uids(&source, i64::from(uv)).await?;
@@ -336,7 +363,11 @@ pub(crate) async fn sync_folder(
                 now: ctx.clock.now(),
             };
             ctx.store
-                .store_batch(&mut [], Some(&write_checkpoint(0, Vec::new())), &bs)
+                .store_batch(
+                    &mut [],
+                    Some(&write_checkpoint(0, rescan_upto, Vec::new())),
+                    &bs,
+                )
                 .await?;
         }
         return Ok(());
@@ -368,6 +399,10 @@ pub(crate) async fn sync_folder(
     sizes.dedup_by_key(|s| s.0);
     if sizes.is_empty() {
         return Ok(());
+    }
+    // A server that gave no UIDNEXT: the guard covers what is there now.
+    if rescan_upto == Some(u32::MAX) {
+        rescan_upto = sizes.last().map(|s| s.0);
     }
     let limit = m.max_message_bytes.unwrap_or(settings.max_message_bytes);
     let batch_size = m.batch_size.unwrap_or(settings.batch_size).max(1);
@@ -439,12 +474,16 @@ pub(crate) async fn sync_folder(
             .map(|&u| held_position(u, TOO_LARGE))
             .collect();
         ctx.store
-            .store_batch(&mut [], Some(&write_checkpoint(max_seen, held)), &bs)
+            .store_batch(
+                &mut [],
+                Some(&write_checkpoint(max_seen, rescan_upto, held)),
+                &bs,
+            )
             .await?;
         out.last_uid = Some(max_seen);
         (Vec::new(), Ok(()))
     } else {
-        fetch_and_store(ctx, m, server, folder, uv, rescan, plan, cancel, out).await
+        fetch_and_store(ctx, m, server, folder, uv, rescan_upto, plan, cancel, out).await
     };
 
     // On an error the connection may be mid-response; what committed is moved by the
@@ -466,7 +505,7 @@ async fn fetch_and_store(
     server: &mut Server,
     folder: &str,
     uv: u32,
-    rescan: bool,
+    rescan_upto: Option<u32>,
     plan: Vec<Planned>,
     cancel: &CancellationToken,
     out: &mut FolderSummary,
@@ -564,7 +603,7 @@ async fn fetch_and_store(
     // `move`: a failed consumer drops the receiver, which stops the producer.
     let consumer = async move {
         while let Some(batch) = rx.recv().await {
-            store_one(ctx, m, folder, uv, rescan, batch, out, done).await?;
+            store_one(ctx, m, folder, uv, rescan_upto, batch, out, done).await?;
         }
         Ok::<(), ImapError>(())
     };
@@ -589,7 +628,7 @@ async fn store_one(
     m: &MailboxConfig,
     folder: &str,
     uv: u32,
-    rescan: bool,
+    rescan_upto: Option<u32>,
     batch: RawBatch,
     out: &mut FolderSummary,
     committed: &mut Vec<u32>,
@@ -617,7 +656,7 @@ async fn store_one(
     // After a UIDVALIDITY change the content hash guards the store; the Message-ID adds
     // a guard for servers that hand back the same mail with rewritten headers.
     let mut skipped = 0u64;
-    if rescan {
+    if rescan_upto.is_some() {
         let mut keep = Vec::with_capacity(messages.len());
         for msg in messages.iter() {
             let known = match &msg.message_id {
@@ -646,7 +685,7 @@ async fn store_one(
     let checkpoint = Checkpoint {
         source: source.clone(),
         uidvalidity: Some(i64::from(uv)),
-        position: batch.checkpoint.to_string(),
+        position: encode_position(batch.checkpoint, rescan_upto),
         held,
     };
     let sizes: Vec<i64> = messages.iter().map(|m| m.size).collect();
@@ -950,6 +989,17 @@ mod tests {
             "cut on a character boundary"
         );
         assert_eq!(describe("NO [OVERQUOTA] full"), "NO [OVERQUOTA] full");
+    }
+
+    #[test]
+    fn a_rescan_in_progress_survives_in_the_checkpoint() {
+        assert_eq!(encode_position(120, None), "120");
+        assert_eq!(encode_position(120, Some(500)), "120/rescan:500");
+        assert_eq!(encode_position(500, Some(500)), "500", "the rescan is over");
+        assert_eq!(decode_position("120/rescan:500"), (120, Some(500)));
+        assert_eq!(decode_position("120"), (120, None));
+        assert_eq!(decode_position("500/rescan:500"), (500, None));
+        assert_eq!(decode_position("junk"), (0, None));
     }
 
     #[test]

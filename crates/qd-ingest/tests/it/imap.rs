@@ -335,6 +335,63 @@ async fn uidvalidity_reset_rescans_without_duplicates() {
     assert_eq!(cp.uidvalidity, Some(i64::from(old + 1000)));
 }
 
+/// A rescan after a UIDVALIDITY change that was cut short resumes with its Message-ID
+/// guard: mail the server handed back rewritten (so its content hash changed) is still
+/// recognised. The guard's end is kept in the checkpoint (`75/rescan:100`); before, the
+/// first committed batch wrote the new UIDVALIDITY and the guard was gone for the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_rescan_keeps_its_message_id_guard() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(12, 50);
+    deliver_all(&d, "user", &msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 10).await;
+    let mut m = mailbox(&d, "user");
+    m.after = AfterIngest::Keep;
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s.stored, 50);
+
+    // The server migrated the folder: new UIDVALIDITY, every message rewritten.
+    d.doveadm(&["expunge", "-u", "user", "mailbox", "INBOX", "all"])
+        .unwrap();
+    for msg in &msgs {
+        let text = String::from_utf8_lossy(&msg.raw).replacen("Subject: ", "Subject: [ext] ", 1);
+        d.deliver("user", "INBOX", text.as_bytes()).unwrap();
+    }
+    let old = d.uidvalidity("user", "INBOX").unwrap();
+    d.set_uidvalidity("user", "INBOX", old + 1000).unwrap();
+    // A rescan that stored through UID 75 of 51..100 and was then cut off.
+    let cp = qd_store::Checkpoint {
+        source: "imap:test/INBOX".into(),
+        uidvalidity: Some(i64::from(old + 1000)),
+        position: "75/rescan:100".into(),
+        held: Vec::new(),
+    };
+    let bs = qd_store::BatchSettings {
+        ticket_ref: &ctx.settings.ticket_ref,
+        now: chrono::Utc::now(),
+    };
+    ctx.store
+        .store_batch(&mut [], Some(&cp), &bs)
+        .await
+        .unwrap();
+
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(
+        (s.fetched, s.stored, s.duplicates),
+        (25, 0, 25),
+        "the rest of the rescan recognises the rewritten mail: {s:?}"
+    );
+    assert_eq!(ctx.store.stats().await.unwrap().messages, 50);
+    let cp = ctx
+        .store
+        .checkpoint("imap:test/INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp.position, "100", "the rescan is over");
+}
+
 /// A message of about `mib` MiB: a text body, so it is stored as it is.
 fn big_message(mib: usize, id: &str) -> Vec<u8> {
     let mut raw = format!(
