@@ -39,6 +39,9 @@ pub struct DeletionCounts {
     pub customers: u64,
     pub outbox: u64,
     pub changes: u64,
+    /// Other people's messages (and outbox entries) that named the person as a
+    /// recipient, whose To/Cc entries for them were replaced by `[erased]`.
+    pub redacted: u64,
 }
 
 impl DeletionCounts {
@@ -52,6 +55,7 @@ impl DeletionCounts {
         self.customers += o.customers;
         self.outbox += o.outbox;
         self.changes += o.changes;
+        self.redacted += o.redacted;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -398,6 +402,8 @@ impl Store {
             .await?;
             counts.add(&delete_messages_in(&txn, &ids, now).await?);
         }
+        let addresses = addresses_of(&txn, customer_id, contact_ids).await?;
+        counts.redacted += redact_recipients(&txn, &addresses, now).await?;
         counts.add(&self.delete_contact_rows(&txn, contact_ids, now).await?);
         if let Some(cid) = customer_id {
             counts.changes += changes::Entity::delete_many()
@@ -587,6 +593,163 @@ async fn refuse_if_held<C: ConnectionTrait>(
         why.push(format!("tickets kept as tax evidence: {}", list(false)));
     }
     Err(crate::Error::Held(why.join("; ")))
+}
+
+/// The person's addresses: their contacts' and the customer's own.
+async fn addresses_of<C: ConnectionTrait>(
+    db: &C,
+    customer_id: Option<i64>,
+    contact_ids: &[i64],
+) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for chunk in contact_ids.chunks(IN_CHUNK) {
+        let rows: Vec<String> = contacts::Entity::find()
+            .select_only()
+            .column(contacts::Column::Address)
+            .filter(contacts::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        out.extend(rows);
+    }
+    if let Some(cid) = customer_id {
+        if let Some(c) = customers::Entity::find_by_id(cid).one(db).await? {
+            out.push(c.email);
+        }
+    }
+    let mut out: Vec<String> = out
+        .into_iter()
+        .map(|a| a.trim().to_lowercase())
+        .filter(|a| a.contains('@'))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// What stays of an erased person as a recipient of other people's mail.
+const ERASED_RECIPIENT: &str = "[erased]";
+
+/// Replaces the person as a recipient in the messages and outbox entries that stay
+/// (another customer's reply-all that had them in Cc, a staff reply copied to them) and
+/// queues those messages for re-indexing, so `to:` no longer finds them. Returns how
+/// many rows changed. The raw mail of such a message is the other person's and keeps
+/// the header as it was received.
+async fn redact_recipients(
+    txn: &DatabaseTransaction,
+    addresses: &[String],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    use sea_orm::sea_query::{Func, LikeExpr};
+    let mut changed = 0u64;
+    let mut requeue: Vec<i64> = Vec::new();
+    for address in addresses {
+        let pattern = || {
+            let escaped = address
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            LikeExpr::new(format!("%{escaped}%")).escape('\\')
+        };
+        let rows: Vec<(i64, String, String)> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::Id)
+            .column(messages::Column::ToAddrs)
+            .column(messages::Column::CcAddrs)
+            .filter(
+                sea_orm::Condition::any()
+                    .add(
+                        Expr::expr(Func::lower(Expr::col(messages::Column::ToAddrs)))
+                            .like(pattern()),
+                    )
+                    .add(
+                        Expr::expr(Func::lower(Expr::col(messages::Column::CcAddrs)))
+                            .like(pattern()),
+                    ),
+            )
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (id, to, cc) in rows {
+            let (to, to_changed) = without_recipient(&to, address);
+            let (cc, cc_changed) = without_recipient(&cc, address);
+            if !(to_changed || cc_changed) {
+                continue;
+            }
+            messages::Entity::update_many()
+                .col_expr(messages::Column::ToAddrs, Expr::value(to))
+                .col_expr(messages::Column::CcAddrs, Expr::value(cc))
+                .filter(messages::Column::Id.eq(id))
+                .exec(txn)
+                .await?;
+            changed += 1;
+            requeue.push(id);
+        }
+        let rows: Vec<(i64, String)> = outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Id)
+            .column(outbox::Column::RcptTo)
+            .filter(Expr::expr(Func::lower(Expr::col(outbox::Column::RcptTo))).like(pattern()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (id, rcpt) in rows {
+            let (rcpt, rcpt_changed) = without_recipient(&rcpt, address);
+            if rcpt_changed {
+                outbox::Entity::update_many()
+                    .col_expr(outbox::Column::RcptTo, Expr::value(rcpt))
+                    .filter(outbox::Column::Id.eq(id))
+                    .exec(txn)
+                    .await?;
+                changed += 1;
+            }
+        }
+    }
+    requeue.sort_unstable();
+    requeue.dedup();
+    insert_rows(
+        txn,
+        requeue
+            .into_iter()
+            .map(|id| queue_row(id, "upsert", now))
+            .collect(),
+    )
+    .await?;
+    Ok(changed)
+}
+
+/// A JSON list of recipients (`Name <addr>` or `addr`) with every entry for `address`
+/// replaced by [`ERASED_RECIPIENT`]; whether anything changed. A value that is not such
+/// a list is left alone.
+fn without_recipient(json: &str, address: &str) -> (String, bool) {
+    let Ok(list) = serde_json::from_str::<Vec<String>>(json) else {
+        return (json.to_string(), false);
+    };
+    let mut changed = false;
+    let list: Vec<String> = list
+        .into_iter()
+        .map(|entry| {
+            if names_address(&entry, address) {
+                changed = true;
+                ERASED_RECIPIENT.to_string()
+            } else {
+                entry
+            }
+        })
+        .collect();
+    let out = serde_json::to_string(&list).unwrap_or_else(|_| json.to_string());
+    (out, changed)
+}
+
+/// Whether a recipient entry is exactly `address` (case-blind), bare or in angle
+/// brackets: `bob@example.org` does not name `ob@example.org`.
+fn names_address(entry: &str, address: &str) -> bool {
+    let entry = entry.trim();
+    let addr = match (entry.rfind('<'), entry.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &entry[open + 1..close],
+        _ => entry,
+    };
+    addr.trim().eq_ignore_ascii_case(address)
 }
 
 fn tickets_of_person(customer_id: Option<i64>, contact_ids: &[i64]) -> sea_orm::Condition {
@@ -937,6 +1100,8 @@ impl Store {
                 .rows_affected;
         }
         counts.tickets = ticket_ids.len() as u64;
+        let addresses = addresses_of(&txn, customer_id, contact_ids).await?;
+        counts.redacted += redact_recipients(&txn, &addresses, now).await?;
         let scopes: Vec<String> = contact_ids.iter().map(|c| blob_scope(Some(*c))).collect();
         let (keys, blobs) =
             crate::keys::destroy_scopes(&txn, self.keys.as_deref(), &scopes, now).await?;
@@ -995,5 +1160,25 @@ impl Store {
         .await?;
         txn.commit().await?;
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_erased_address_is_replaced() {
+        let json = r#"["Alice <Alice@Example.org>","bob@example.org","ob@example.org","Eve <alice@example.org.evil>"]"#;
+        let (out, changed) = without_recipient(json, "alice@example.org");
+        assert!(changed);
+        assert_eq!(
+            out,
+            r#"["[erased]","bob@example.org","ob@example.org","Eve <alice@example.org.evil>"]"#
+        );
+        let (same, changed) = without_recipient(json, "ob@example.org");
+        assert!(changed);
+        assert!(same.contains("bob@example.org"), "{same}");
+        assert_eq!(without_recipient("not json", "a@b").1, false);
     }
 }

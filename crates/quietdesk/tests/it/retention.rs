@@ -130,8 +130,18 @@ async fn erasure_is_complete(qd: Qd) {
             ),
         ],
     );
+    // Bob answers all, with Alice in Cc: his message stays, Alice's address must not.
+    std::fs::write(
+        src.join("9-cc.eml"),
+        "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Cc: Alice <alice@example.org>\r\nSubject: kpwbobmarker for both of us\r\n\
+         Message-ID: <cc-1@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+         We both see kpwbobmarker.\r\n",
+    )
+    .unwrap();
     let imported = qd.json(&["import", path_str(&src), "--json"]);
-    assert_eq!(imported["imported"], 7);
+    assert_eq!(imported["imported"], 8);
+    assert_eq!(qd.search("to:alice@example.org", 10).len(), 1);
     qd.json(&[
         "customer",
         "set-status",
@@ -164,9 +174,11 @@ async fn erasure_is_complete(qd: Qd) {
     assert_eq!(erased["counts"]["customers"], 1);
     assert!(erased["counts"]["keys_destroyed"].as_u64().unwrap() >= 1);
 
+    assert_eq!(erased["counts"]["redacted"], 1, "Bob's reply-all");
     assert_gone(&qd, "zqxalicemarker");
     assert_gone(&qd, "alice@example.org");
-    assert_present(&qd, "kpwbobmarker", 3);
+    assert!(qd.search("to:alice@example.org", 10).is_empty());
+    assert_present(&qd, "kpwbobmarker", 4);
     let after = qd.json(&["stats", "--json"]);
     assert_eq!(after["messages"], before["messages"].as_u64().unwrap() - 4);
     assert_eq!(after["blobs"], before["blobs"].as_u64().unwrap() - 4);
