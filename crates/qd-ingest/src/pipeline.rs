@@ -258,7 +258,7 @@ fn read_source(
             };
             let _ = total_tx.send(files.len() as u64);
             let is_dir = *kind != SourceKind::SingleMessage;
-            for chunk in files.chunks(settings.batch_size.max(1)) {
+            for chunk in chunks_by_size(&files, settings.batch_size.max(1), BATCH_BYTES) {
                 let items: Vec<Prepared> = chunk
                     .par_iter()
                     .map(|(rel, full)| {
@@ -289,19 +289,22 @@ fn read_source(
             }
         }
         SourceKind::Mbox => {
-            let mut reader = source::open_mbox(path, after.as_ref())?;
+            // Messages over the limit are measured, not held.
+            let mut reader = source::open_mbox(path, after.as_ref())?.with_limit(limit);
             loop {
                 let mut raws: Vec<(Position, Result<Vec<u8>, ItemError>)> = Vec::new();
+                let mut batch_bytes = 0u64;
                 for next in reader.by_ref() {
                     match next {
                         Ok(m) => {
                             let pos = Position::Offset(m.offset);
-                            let raw = if m.raw.len() as u64 > limit {
+                            let raw = if m.over_limit() || m.size > limit {
                                 Err(ItemError::TooLarge {
-                                    size: m.raw.len() as u64,
+                                    size: m.size,
                                     limit,
                                 })
                             } else {
+                                batch_bytes += m.size;
                                 Ok(m.raw)
                             };
                             raws.push((pos, raw));
@@ -313,7 +316,9 @@ fn read_source(
                             }))
                         }
                     }
-                    if raws.len() >= settings.batch_size.max(1) {
+                    // A batch is also cut by bytes: 2,000 large messages would otherwise
+                    // be held at once, raw and parsed.
+                    if raws.len() >= settings.batch_size.max(1) || batch_bytes >= BATCH_BYTES {
                         break;
                     }
                 }
@@ -344,6 +349,35 @@ fn failed(position: &Position, e: &ItemError) -> Prepared {
         position: position.encode(),
         reason: e.to_string(),
     })
+}
+
+/// Raw bytes read into one batch at most (besides the message count): with files up to
+/// the message size limit, 2,000 of them could otherwise be held at once.
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Consecutive runs of `files` of at most `max_count` files and about `max_bytes` bytes
+/// (a file larger than that is a run of its own). Sizes come from the file system; a
+/// file that cannot be measured counts as empty here and fails when read.
+fn chunks_by_size(
+    files: &[(String, PathBuf)],
+    max_count: usize,
+    max_bytes: u64,
+) -> Vec<&[(String, PathBuf)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0usize, 0u64);
+    for (i, (_, path)) in files.iter().enumerate() {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        if i > start && (i - start >= max_count || bytes + size > max_bytes) {
+            out.push(&files[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < files.len() {
+        out.push(&files[start..]);
+    }
+    out
 }
 
 /// Parses one raw message into a storable one. Never fails: a message mail-parser
@@ -438,5 +472,30 @@ pub fn new_message(
         blob: Some(blob),
         team,
         verdict: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_of_files_are_cut_by_count_and_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<(String, PathBuf)> = [10u64, 10, 50, 10, 200, 10]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                let path = dir.path().join(i.to_string());
+                std::fs::write(&path, vec![b'a'; len as usize]).unwrap();
+                (i.to_string(), path)
+            })
+            .collect();
+        let lens =
+            |chunks: Vec<&[(String, PathBuf)]>| chunks.iter().map(|c| c.len()).collect::<Vec<_>>();
+        assert_eq!(lens(chunks_by_size(&files, 100, 70)), [3, 1, 1, 1]);
+        assert_eq!(lens(chunks_by_size(&files, 2, 1_000)), [2, 2, 2]);
+        assert_eq!(lens(chunks_by_size(&files, 100, 1_000)), [6]);
+        assert!(chunks_by_size(&[], 10, 10).is_empty());
     }
 }

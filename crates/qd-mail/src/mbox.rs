@@ -14,8 +14,18 @@ pub struct MboxMessage {
     /// Byte offset of the message's `From ` line in the file (of its first byte when the
     /// file does not start with a `From ` line).
     pub offset: u64,
-    /// The message without its `From ` line, `>From ` lines unquoted.
+    /// The message without its `From ` line, `>From ` lines unquoted; empty when the
+    /// message is over the reader's limit ([`MboxReader::with_limit`]).
     pub raw: Vec<u8>,
+    /// The message's length in bytes (as `raw` would hold it without the limit).
+    pub size: u64,
+}
+
+impl MboxMessage {
+    /// Over the reader's limit: `raw` was not kept.
+    pub fn over_limit(&self) -> bool {
+        self.raw.len() as u64 != self.size
+    }
 }
 
 /// Iterates over the messages of an mbox file.
@@ -32,6 +42,8 @@ pub struct MboxReader<R> {
     /// True before the first line: a `From ` line there needs no preceding empty line.
     at_start: bool,
     done: bool,
+    /// Messages longer than this are measured but not kept.
+    limit: u64,
 }
 
 impl<R: BufRead> MboxReader<R> {
@@ -51,7 +63,17 @@ impl<R: BufRead> MboxReader<R> {
             next_from: None,
             at_start: true,
             done: false,
+            limit: u64::MAX,
         }
+    }
+
+    /// Keeps at most `limit` bytes of a message in memory: a longer one is read through
+    /// and returned with its size and an empty `raw`, so one 4 GB message (or a binary
+    /// file without line breaks) cannot exhaust memory. Lines are read in pieces of at
+    /// most `limit + 1` bytes for the same reason.
+    pub fn with_limit(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// Offset where the next message starts: store this as the checkpoint after handling
@@ -63,27 +85,35 @@ impl<R: BufRead> MboxReader<R> {
     fn read_message(&mut self) -> io::Result<Option<MboxMessage>> {
         let mut offset = self.next_from.take();
         let mut raw = Vec::new();
+        // Bytes of this message dropped for being over the limit.
+        let mut dropped = 0u64;
         // The From_ line (if any) was consumed already, so the first line read is content.
         let mut prev_empty = self.at_start;
+        // Whether the next piece read starts a line (pieces are cut at `limit + 1`).
+        let mut at_line_start = true;
         let mut content_offset = self.pos;
+        let piece = self.limit.saturating_add(1);
         loop {
             let line_start = raw.len();
             let line_offset = self.pos;
-            let n = self.reader.read_until(b'\n', &mut raw)?;
+            let n = io::Read::take(&mut self.reader, piece).read_until(b'\n', &mut raw)?;
             if n == 0 {
                 self.done = true;
                 return Ok(finish(
                     offset.unwrap_or(content_offset),
                     raw,
+                    dropped,
                     offset.is_some(),
                 ));
             }
             self.pos += n as u64;
             self.at_start = false;
+            let starts_line = at_line_start;
+            at_line_start = raw.ends_with(b"\n");
             let line = raw.get(line_start..).unwrap_or_default();
-            if prev_empty && line.starts_with(b"From ") {
+            if starts_line && prev_empty && line.starts_with(b"From ") {
                 raw.truncate(line_start);
-                if offset.is_none() && raw.iter().all(u8::is_ascii_whitespace) {
+                if offset.is_none() && dropped == 0 && raw.iter().all(u8::is_ascii_whitespace) {
                     // Blank lines before the first From_ line are not a message.
                     offset = Some(line_offset);
                     raw.clear();
@@ -91,32 +121,54 @@ impl<R: BufRead> MboxReader<R> {
                     continue;
                 }
                 self.next_from = Some(line_offset);
-                return Ok(finish(offset.unwrap_or(content_offset), raw, true));
+                return Ok(finish(offset.unwrap_or(content_offset), raw, dropped, true));
             }
-            prev_empty = line == b"\n" || line == b"\r\n";
-            if offset.is_none() && line_start == 0 && line.iter().all(u8::is_ascii_whitespace) {
+            prev_empty = starts_line && (line == b"\n" || line == b"\r\n");
+            if offset.is_none()
+                && line_start == 0
+                && dropped == 0
+                && line.iter().all(u8::is_ascii_whitespace)
+            {
                 // Leading blank lines of a file without a From_ line are not content.
                 raw.clear();
                 content_offset = self.pos;
                 continue;
             }
             let quotes = line.iter().take_while(|&&b| b == b'>').count();
-            if quotes > 0 && line.get(quotes..).is_some_and(|l| l.starts_with(b"From ")) {
+            if starts_line
+                && quotes > 0
+                && line.get(quotes..).is_some_and(|l| l.starts_with(b"From "))
+            {
                 raw.remove(line_start);
+            }
+            // Two bytes of slack: the separator line before the next From_ line is
+            // still in `raw` here, and `finish` drops it.
+            if raw.len() as u64 > self.limit.saturating_add(2) {
+                // Over the limit: count, keep nothing.
+                dropped += raw.len() as u64;
+                raw.clear();
             }
         }
     }
 }
 
 /// Drops the separator line and decides whether anything was there at all.
-fn finish(offset: u64, mut raw: Vec<u8>, had_from_line: bool) -> Option<MboxMessage> {
+fn finish(offset: u64, mut raw: Vec<u8>, dropped: u64, had_from_line: bool) -> Option<MboxMessage> {
     if raw.ends_with(b"\r\n") && raw.get(..raw.len() - 2).is_some_and(|r| r.ends_with(b"\n")) {
         raw.truncate(raw.len() - 2);
     } else if raw.ends_with(b"\n\n") {
         raw.pop();
     }
+    if dropped > 0 {
+        return Some(MboxMessage {
+            offset,
+            size: dropped + raw.len() as u64,
+            raw: Vec::new(),
+        });
+    }
     if had_from_line || !raw.is_empty() {
-        Some(MboxMessage { offset, raw })
+        let size = raw.len() as u64;
+        Some(MboxMessage { offset, raw, size })
     } else {
         None
     }
@@ -174,6 +226,35 @@ mod tests {
         assert_eq!(msgs[0].raw, b"Subject: s\n\nb\n".to_vec());
         assert!(read_all(b"").is_empty());
         assert!(read_all(b"\n\r\n").is_empty());
+    }
+
+    /// A message over the limit is measured, not held, and the messages around it are
+    /// read as before; a "line" of many megabytes is read in pieces.
+    #[test]
+    fn a_message_over_the_limit_is_measured_not_held() {
+        let mut data = b"From a\nS: 1\n\nsmall\n\nFrom b\nS: 2\n\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 10_000));
+        data.extend_from_slice(b"\nFrom inside a line is body\n\nFrom c\nS: 3\n\nlast\n");
+        let msgs: Vec<MboxMessage> = MboxReader::new(&data[..])
+            .with_limit(100)
+            .collect::<io::Result<_>>()
+            .unwrap();
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs[0].raw, b"S: 1\n\nsmall\n".to_vec());
+        assert!(!msgs[0].over_limit());
+        assert!(msgs[1].over_limit());
+        assert!(msgs[1].raw.is_empty());
+        assert!(
+            (10_000..10_100).contains(&msgs[1].size),
+            "measured: {}",
+            msgs[1].size
+        );
+        assert_eq!(msgs[2].raw, b"S: 3\n\nlast\n".to_vec());
+        // Without a limit, the same file reads the same way.
+        let all = read_all(&data);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[1].size, all[1].raw.len() as u64);
+        assert_eq!(all[1].size, msgs[1].size);
     }
 
     #[test]
