@@ -38,6 +38,9 @@ use crate::{Error, Result, Store};
 const CHUNK: usize = 500;
 /// Values per `IN (…)` list.
 const IN_CHUNK: usize = 900;
+/// The longest mailbox address SMTP carries (RFC 5321 4.5.3.1: a 256-octet path less
+/// its angle brackets).
+pub const MAX_ADDRESS_LEN: usize = 254;
 
 pub const TICKET_COUNTER: &str = "ticket_number";
 
@@ -804,7 +807,13 @@ impl Store {
     ) -> Result<Vec<Option<(i64, Option<i64>)>>> {
         let mut wanted: HashMap<String, Option<String>> = HashMap::new();
         for &i in keep {
-            if let Some(addr) = &batch[i].from_addr {
+            // An address longer than RFC 5321 allows is no one's: no contact (its index
+            // entry would pass PostgreSQL's row limit and fail the batch on every retry).
+            let addr = batch[i]
+                .from_addr
+                .as_ref()
+                .filter(|a| a.len() <= MAX_ADDRESS_LEN);
+            if let Some(addr) = addr {
                 wanted
                     .entry(addr.clone())
                     .or_insert_with(|| batch[i].from_name.clone());

@@ -516,3 +516,31 @@ async fn nul_characters_do_not_block_a_batch(b: Backend) {
     assert_eq!(text[0].body, "line oneline two");
 }
 both_backends!(nul_characters_do_not_block_a_batch);
+
+/// A sender address longer than any real one (RFC 5321 allows 254 characters) used to
+/// exceed PostgreSQL's index row limit on `contacts.address` and fail its whole batch on
+/// every retry. It is stored without a contact; the message itself is kept.
+async fn an_absurdly_long_sender_address_does_not_block_a_batch(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    // Varied characters: PostgreSQL compresses a run of one letter below its limit.
+    let local: String = (0u64..1500)
+        .map(|i| format!("{:x}", i.wrapping_mul(2_654_435_761) % 4096))
+        .collect();
+    let long = format!("{local}@example.org");
+    let mut batch = vec![
+        msg("long@x", &long, "Hello", &[]),
+        msg("fine@x", "kim@example.com", "Fine", &[]),
+    ];
+    let out = b
+        .store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out.stored.len(), 2);
+    assert_eq!(
+        b.store.stats().await.unwrap().contacts,
+        1,
+        "only kim is a contact"
+    );
+}
+both_backends!(an_absurdly_long_sender_address_does_not_block_a_batch);
