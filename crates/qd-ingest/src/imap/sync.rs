@@ -220,6 +220,7 @@ fn decode_position(position: &str) -> (u32, Option<u32>) {
 const TOO_LARGE: &str = "over the size limit";
 const NOT_RETURNED: &str = "the server did not return it";
 const NOT_PREPARED: &str = "could not be prepared for storage";
+const NOT_STORED: &str = "the database refused to store it (the error is logged at debug level)";
 
 fn held_position(uid: u32, reason: &str) -> HeldPosition {
     HeldPosition {
@@ -634,28 +635,20 @@ async fn store_one(
     committed: &mut Vec<u32>,
 ) -> Result<(), ImapError> {
     let source = m.source_key(folder);
-    let team = m.team.clone().or_else(|| ctx.settings.team.clone());
-    let hook = ctx.hook.clone();
-    let now = ctx.clock.now();
-    let src = source.clone();
     let handled: Vec<u32> = batch.items.iter().map(|i| i.0).collect();
-    let keep_ips = ctx.settings.keep_full_ips;
-    let prepared = tokio::task::spawn_blocking(move || {
-        prepare(batch.items, &src, uv, team, now, keep_ips, hook.as_deref())
-    })
-    .await
-    .map_err(|e| ImapError::Worker(e.to_string()))?;
+    // The raw mail stays until the batch is stored: if the store refuses the batch,
+    // each message is prepared again and stored alone (see below).
+    let (prepared, raws) = prepare_on_pool(ctx, m, &source, uv, batch.items).await?;
     let PreparedBatch {
         mut messages,
         mut parsed,
         mut uids,
-        failed,
+        mut failed,
     } = prepared;
     out.fetched += handled.len() as u64;
 
     // After a UIDVALIDITY change the content hash guards the store; the Message-ID adds
     // a guard for servers that hand back the same mail with rewritten headers.
-    let mut skipped = 0u64;
     if rescan_upto.is_some() {
         let mut keep = Vec::with_capacity(messages.len());
         for msg in messages.iter() {
@@ -673,31 +666,149 @@ async fn store_one(
             let mut it = keep.iter();
             parsed.retain(|_| *it.next().unwrap_or(&true));
         }
-        skipped = keep.iter().filter(|k| !**k).count() as u64;
+        out.duplicates += keep.iter().filter(|k| !**k).count() as u64;
     }
 
-    let held = batch
-        .held
-        .iter()
-        .map(|&(uid, reason)| held_position(uid, reason))
-        .chain(failed.iter().map(|f| held_position(f.0, NOT_PREPARED)))
-        .collect();
-    let checkpoint = Checkpoint {
+    let checkpoint = |failed: &[(u32, String)], store_refused: &[u32]| Checkpoint {
         source: source.clone(),
         uidvalidity: Some(i64::from(uv)),
         position: encode_position(batch.checkpoint, rescan_upto),
-        held,
+        held: batch
+            .held
+            .iter()
+            .map(|&(uid, reason)| held_position(uid, reason))
+            .chain(failed.iter().map(|f| held_position(f.0, NOT_PREPARED)))
+            .chain(store_refused.iter().map(|&u| held_position(u, NOT_STORED)))
+            .collect(),
     };
+    let whole = commit_part(
+        ctx,
+        m,
+        folder,
+        &mut messages,
+        &parsed,
+        Some(&checkpoint(&failed, &[])),
+        out,
+    )
+    .await;
+    let mut store_refused: Vec<u32> = Vec::new();
+    match whole {
+        Ok(()) => {}
+        Err(e) if e.is_unavailable() => return Err(e.into()),
+        Err(e) => {
+            // The database refused the batch for what one of its messages holds (a
+            // value it cannot store): the rest must not wait for it. Each message is
+            // prepared again from its raw mail (the failed attempt took its parts) and
+            // stored alone; the ones still refused are held on the server.
+            warn!(mailbox = %m.name, folder, messages = uids.len(),
+                "the store refused a batch; storing its messages one at a time");
+            debug!(mailbox = %m.name, folder, error = %e, "store error");
+            let by_uid: std::collections::HashMap<u32, &Vec<u8>> =
+                raws.iter().map(|(u, r)| (*u, r)).collect();
+            for &uid in &uids {
+                let Some(raw) = by_uid.get(&uid) else {
+                    continue;
+                };
+                let (single, _) =
+                    prepare_on_pool(ctx, m, &source, uv, vec![(uid, (*raw).clone())]).await?;
+                let PreparedBatch {
+                    mut messages,
+                    parsed,
+                    failed: prepare_failed,
+                    ..
+                } = single;
+                failed.extend(prepare_failed);
+                if messages.is_empty() {
+                    continue;
+                }
+                match commit_part(ctx, m, folder, &mut messages, &parsed, None, out).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_unavailable() => return Err(e.into()),
+                    Err(e) => {
+                        debug!(mailbox = %m.name, folder, uid, error = %e, "store error");
+                        store_refused.push(uid);
+                    }
+                }
+            }
+            commit_part(
+                ctx,
+                m,
+                folder,
+                &mut [],
+                &[],
+                Some(&checkpoint(&failed, &store_refused)),
+                out,
+            )
+            .await?;
+        }
+    }
+    out.last_uid = Some(batch.checkpoint);
+    let reasons = failed
+        .iter()
+        .map(|(uid, reason)| (*uid, reason.clone()))
+        .chain(store_refused.iter().map(|&u| (u, NOT_STORED.to_string())));
+    for (uid, reason) in reasons {
+        out.failed += 1;
+        warn!(mailbox = %m.name, folder, uid, %reason, "message could not be stored; left on the server");
+        if out.failures.len() < MAX_REPORTED {
+            out.failures.push(Failure {
+                position: format!("{source} uid {uid}"),
+                reason,
+            });
+        }
+    }
+    // Messages that were not stored stay on the server (not moved).
+    let not_stored: HashSet<u32> = failed
+        .iter()
+        .map(|f| f.0)
+        .chain(store_refused.iter().copied())
+        .collect();
+    committed.extend(handled.into_iter().filter(|u| !not_stored.contains(u)));
+    Ok(())
+}
+
+/// [`prepare`] on a blocking thread (it fans out on the rayon pool); gives the raw mail
+/// back with the result.
+async fn prepare_on_pool(
+    ctx: &IngestContext,
+    m: &MailboxConfig,
+    source: &str,
+    uv: u32,
+    items: Vec<(u32, Vec<u8>)>,
+) -> Result<(PreparedBatch, Vec<(u32, Vec<u8>)>), ImapError> {
+    let team = m.team.clone().or_else(|| ctx.settings.team.clone());
+    let hook = ctx.hook.clone();
+    let now = ctx.clock.now();
+    let src = source.to_string();
+    let keep_ips = ctx.settings.keep_full_ips;
+    tokio::task::spawn_blocking(move || {
+        let prepared = prepare(&items, &src, uv, team, now, keep_ips, hook.as_deref());
+        (prepared, items)
+    })
+    .await
+    .map_err(|e| ImapError::Worker(e.to_string()))
+}
+
+/// Stores messages (with their acknowledgements and, when given, the checkpoint) in one
+/// transaction, counts them into `out` and runs the after-store hook.
+async fn commit_part(
+    ctx: &IngestContext,
+    m: &MailboxConfig,
+    folder: &str,
+    messages: &mut [NewMessage],
+    parsed: &[super::Arrived],
+    checkpoint: Option<&Checkpoint>,
+    out: &mut FolderSummary,
+) -> Result<(), qd_store::Error> {
     let sizes: Vec<i64> = messages.iter().map(|m| m.size).collect();
     let defective: Vec<bool> = messages.iter().map(|m| !m.defects.is_empty()).collect();
     let bs = BatchSettings {
         ticket_ref: &ctx.settings.ticket_ref,
-        now,
+        now: ctx.clock.now(),
     };
     let hook = ctx.hook.as_deref();
-    let arrived = &parsed;
     let plan = |outcome: &BatchOutcome, stored: &[NewMessage]| {
-        hook.map(|h| h.plan_acks(outcome, stored, arrived))
+        hook.map(|h| h.plan_acks(outcome, stored, parsed))
             .unwrap_or_default()
     };
     let acks = hook
@@ -708,26 +819,15 @@ async fn store_one(
         });
     let (outcome, enqueued) = ctx
         .store
-        .store_batch_with_acks(&mut messages, Some(&checkpoint), &bs, acks.as_ref())
+        .store_batch_with_acks(messages, checkpoint, &bs, acks.as_ref())
         .await?;
-    out.last_uid = Some(batch.checkpoint);
     out.stored += outcome.stored.len() as u64;
-    out.duplicates += outcome.duplicates.len() as u64 + skipped;
+    out.duplicates += outcome.duplicates.len() as u64;
     out.tickets += outcome.new_tickets;
     for s in &outcome.stored {
         out.bytes += sizes.get(s.index).copied().unwrap_or(0).max(0) as u64;
         if defective.get(s.index).copied().unwrap_or(false) {
             out.defective += 1;
-        }
-    }
-    for (uid, reason) in &failed {
-        out.failed += 1;
-        warn!(mailbox = %m.name, folder, uid, %reason, "message could not be stored; left on the server");
-        if out.failures.len() < MAX_REPORTED {
-            out.failures.push(Failure {
-                position: format!("{source} uid {uid}"),
-                reason: reason.clone(),
-            });
         }
     }
     if let Some(hook) = &ctx.hook {
@@ -736,17 +836,14 @@ async fn store_one(
             folder,
             team: m.team.as_deref(),
             outcome: &outcome,
-            messages: &messages,
-            arrived: &parsed,
+            messages,
+            arrived: parsed,
             acks: &enqueued,
         };
         if let Err(e) = hook.after_store(view).await {
             warn!(mailbox = %m.name, folder, error = %e, "after-store hook failed (mail is stored)");
         }
     }
-    // Messages that failed to prepare stay on the server (not moved).
-    let failed_uids: HashSet<u32> = failed.iter().map(|f| f.0).collect();
-    committed.extend(handled.into_iter().filter(|u| !failed_uids.contains(u)));
     Ok(())
 }
 
@@ -754,7 +851,7 @@ async fn store_one(
 /// cannot read is stored with its defects; only a blob that cannot be compressed is
 /// reported per message.
 fn prepare(
-    items: Vec<(u32, Vec<u8>)>,
+    items: &[(u32, Vec<u8>)],
     source: &str,
     uv: u32,
     team: Option<String>,
@@ -765,8 +862,9 @@ fn prepare(
     type One = Result<(u32, NewMessage, Option<super::Arrived>), (u32, String)>;
     let before = hook.filter(|h| h.runs_before_store());
     let results: Vec<One> = items
-        .into_par_iter()
+        .par_iter()
         .map(|(uid, raw)| {
+            let uid = *uid;
             // With a step before the store, one parse gives the store its mail and the
             // filter its view.
             let (parsed, view) = match before {
@@ -793,7 +891,6 @@ fn prepare(
             if let (Some(h), Some(v), Some(a)) = (before, view.as_ref(), keep.as_ref()) {
                 h.before_store(v, &a.parsed, &mut msg);
             }
-            drop(raw);
             Ok((uid, msg, keep))
         })
         .collect();

@@ -392,6 +392,91 @@ async fn an_interrupted_rescan_keeps_its_message_id_guard() {
     assert_eq!(cp.position, "100", "the rescan is over");
 }
 
+/// A hook whose acknowledgement plan breaks the outbox's unique index for messages whose
+/// subject says "poison": a message the database refuses, as a value it cannot store
+/// would make it.
+struct PoisonAcks;
+
+impl qd_ingest::imap::AfterStore for PoisonAcks {
+    fn runs_before_store(&self) -> bool {
+        false
+    }
+
+    fn ack_limit(&self) -> Option<u32> {
+        Some(100)
+    }
+
+    fn plan_acks(
+        &self,
+        outcome: &qd_store::BatchOutcome,
+        messages: &[qd_store::NewMessage],
+        _arrived: &[qd_ingest::imap::Arrived],
+    ) -> Vec<(qd_store::NewOutboxEntry, String)> {
+        let entry = |n: u8| qd_store::NewOutboxEntry {
+            kind: qd_store::OutboxKind::Ack,
+            ticket_id: None,
+            message_id: "twice@quietdesk.example".into(),
+            in_reply_to: None,
+            references: vec![],
+            mail_from: "support@quietdesk.example".into(),
+            rcpt_to: vec!["x@example.org".into()],
+            subject: format!("ack {n}"),
+            language: None,
+            raw: vec![n],
+        };
+        let poisoned = outcome
+            .stored
+            .iter()
+            .any(|s| messages[s.index].subject.contains("poison"));
+        if poisoned {
+            vec![(entry(1), "h1".into()), (entry(2), "h2".into())]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn after_store<'a>(
+        &'a self,
+        _batch: qd_ingest::imap::StoredBatch<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), qd_ingest::imap::HookError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// One message the database refuses does not hold back its batch, nor the folder: the
+/// batch is stored a message at a time, the refused one is held on the server (and left
+/// there by every later pass), the rest are stored and moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_store_refuses_blocks_nothing() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(13, 6);
+    deliver_all(&d, "user", &msgs[..3]);
+    let poison = "From: Pat <pat@example.org>\r\nTo: support@example.com\r\nSubject: poison\r\n\
+                  Message-ID: <poison@example.org>\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nx\r\n";
+    d.deliver("user", "INBOX", poison.as_bytes()).unwrap();
+    deliver_all(&d, "user", &msgs[3..]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = ctx(dir.path(), 100).await;
+    ctx.hook = Some(Arc::new(PoisonAcks));
+    let m = mailbox(&d, "user");
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s.errors, 0, "{:?}", s.folders);
+    assert_eq!((s.fetched, s.stored, s.failed), (7, 6, 1), "{s:?}");
+    assert_consistent(&s);
+    assert!(
+        s.failures[0].position.ends_with("uid 4"),
+        "{:?}",
+        s.failures
+    );
+    assert_exactly_once(&ctx.store, &msgs).await;
+    assert_eq!(d.count("user", "INBOX"), 1, "the refused message stays");
+    assert_eq!(d.count("user", "quietdesk/processed"), 6);
+
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!((s.fetched, s.errors), (0, 0), "not fetched again: {s:?}");
+    assert_eq!(d.count("user", "INBOX"), 1, "and not moved by recovery");
+}
+
 /// A message of about `mib` MiB: a text body, so it is stored as it is.
 fn big_message(mib: usize, id: &str) -> Vec<u8> {
     let mut raw = format!(
