@@ -869,16 +869,16 @@ fn prepare(
             // filter its view.
             let (parsed, view) = match before {
                 Some(_) => {
-                    let (parsed, view) = qd_mail::parse_with_view(&raw);
+                    let (parsed, view) = qd_mail::parse_with_view(raw);
                     (parsed, Some(view))
                 }
-                None => (qd_mail::parse(&raw), None),
+                None => (qd_mail::parse(raw), None),
             };
             let blob =
-                crate::pipeline::prepare_blob(&raw, keep_ips).map_err(|e| (uid, e.to_string()))?;
+                crate::pipeline::prepare_blob(raw, keep_ips).map_err(|e| (uid, e.to_string()))?;
             let keep = hook.map(|_| super::Arrived {
                 parsed: parsed.without_bodies(),
-                loop_headers: qd_mail::autoreply::LoopHeaders::from_raw(&raw),
+                loop_headers: qd_mail::autoreply::LoopHeaders::from_raw(raw),
             });
             let mut msg = crate::new_message(
                 parsed,
