@@ -235,6 +235,43 @@ fn not_returned(asked: &[u32], items: &[(u32, Vec<u8>)]) -> Vec<u32> {
     asked.iter().copied().filter(|u| !got.contains(u)).collect()
 }
 
+/// Fetches the raw mail of `uids` (BODY.PEEK: the \\Seen flag stays as it was) into
+/// `items`; a UID the server does not return is simply absent.
+async fn fetch_bodies(
+    m: &MailboxConfig,
+    session: &mut super::conn::Session,
+    uids: &[u32],
+    stall: Duration,
+    cancel: &CancellationToken,
+    items: &mut Vec<(u32, Vec<u8>)>,
+) -> Result<(), ImapError> {
+    for set in uid_sets(uids) {
+        let mut stream = timed(
+            stall,
+            &m.name,
+            "UID FETCH",
+            session.uid_fetch(&set, "(UID BODY.PEEK[])"),
+        )
+        .await?
+        .map_err(|e| proto(m, e))?;
+        loop {
+            let next = tokio::select! {
+                n = timed(stall, &m.name, "UID FETCH", stream.next()) => n?,
+                _ = cancel.cancelled() => return Err(ImapError::Protocol {
+                    mailbox: m.name.clone(),
+                    reason: "stopped".into(),
+                }),
+            };
+            let Some(item) = next else { break };
+            let f = item.map_err(|e| proto(m, e))?;
+            if let (Some(uid), Some(body)) = (f.uid, f.body()) {
+                items.push((uid, body.to_vec()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Which of `uids` the selected folder still holds.
 async fn search_uids(
     m: &MailboxConfig,
@@ -522,30 +559,7 @@ async fn fetch_and_store(
         } in plan
         {
             let mut items: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
-            for set in uid_sets(&uids) {
-                let mut stream = timed(
-                    stall,
-                    &m.name,
-                    "UID FETCH",
-                    session.uid_fetch(&set, "(UID BODY.PEEK[])"),
-                )
-                .await?
-                .map_err(|e| proto(m, e))?;
-                loop {
-                    let next = tokio::select! {
-                        n = timed(stall, &m.name, "UID FETCH", stream.next()) => n?,
-                        _ = cancel.cancelled() => return Err(ImapError::Protocol {
-                            mailbox: m.name.clone(),
-                            reason: "stopped".into(),
-                        }),
-                    };
-                    let Some(item) = next else { break };
-                    let f = item.map_err(|e| proto(m, e))?;
-                    if let (Some(uid), Some(body)) = (f.uid, f.body()) {
-                        items.push((uid, body.to_vec()));
-                    }
-                }
-            }
+            fetch_bodies(m, session, &uids, stall, cancel, &mut items).await?;
             // A server may answer a UID FETCH with fewer messages than asked and a NO
             // that async-imap does not report (Gmail: "Some messages could not be
             // FETCHed"). Those still there are asked for once more; what still does not
@@ -560,26 +574,7 @@ async fn fetch_and_store(
                 if !still_there.is_empty() {
                     warn!(mailbox = %m.name, folder, messages = still_there.len(),
                         "the server did not return some messages; asking once more");
-                    for set in uid_sets(&still_there) {
-                        let mut stream = timed(
-                            stall,
-                            &m.name,
-                            "UID FETCH",
-                            session.uid_fetch(&set, "(UID BODY.PEEK[])"),
-                        )
-                        .await?
-                        .map_err(|e| proto(m, e))?;
-                        while let Some(item) =
-                            timed(stall, &m.name, "UID FETCH", stream.next()).await?
-                        {
-                            let f = item.map_err(|e| proto(m, e))?;
-                            if let (Some(uid), Some(body)) = (f.uid, f.body()) {
-                                if still_there.contains(&uid) {
-                                    items.push((uid, body.to_vec()));
-                                }
-                            }
-                        }
-                    }
+                    fetch_bodies(m, session, &still_there, stall, cancel, &mut items).await?;
                     for uid in not_returned(&still_there, &items) {
                         held.push((uid, NOT_RETURNED));
                     }
