@@ -403,7 +403,8 @@ pub(crate) async fn sync_folder(
             ctx.store
                 .store_batch(
                     &mut [],
-                    Some(&write_checkpoint(0, rescan_upto, Vec::new())),
+                    // Nothing in the folder to read again: the rescan is over.
+                    Some(&write_checkpoint(0, None, Vec::new())),
                     &bs,
                 )
                 .await?;
