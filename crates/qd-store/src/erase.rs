@@ -567,7 +567,10 @@ async fn refuse_if_held<C: ConnectionTrait>(
             .filter(
                 sea_orm::Condition::any()
                     .add(tickets::Column::LegalHold.eq(true))
-                    .add(tickets::Column::RetentionClass.eq("tax_evidence")),
+                    .add(
+                        tickets::Column::RetentionClass
+                            .eq(qd_core::retention::RetentionClass::TaxEvidence.as_str()),
+                    ),
             )
             .into_tuple()
             .all(db)
