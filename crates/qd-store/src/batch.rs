@@ -1085,6 +1085,12 @@ async fn upsert_checkpoint<C: ConnectionTrait>(
     let Some(uidvalidity) = cp.uidvalidity else {
         return Ok(());
     };
+    // UIDs of an earlier UIDVALIDITY name nothing any more.
+    ingest_held::Entity::delete_many()
+        .filter(ingest_held::Column::Source.eq(cp.source.as_str()))
+        .filter(ingest_held::Column::Uidvalidity.ne(uidvalidity))
+        .exec(db)
+        .await?;
     for chunk in cp.held.chunks(CHUNK) {
         ingest_held::Entity::insert_many(chunk.iter().map(|h| ingest_held::ActiveModel {
             id: NotSet,

@@ -30,6 +30,9 @@ pub struct Stats {
     pub quarantined_messages: u64,
     pub blobs: u64,
     pub search_queue: u64,
+    /// Mail left on an IMAP server unstored (over the size limit, not returned, refused
+    /// by the database): see `ingest_held`.
+    pub held_on_server: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +110,7 @@ impl Store {
                 .await?,
             blobs: blobs::Entity::find().count(db).await?,
             search_queue: search_queue::Entity::find().count(db).await?,
+            held_on_server: ingest_held::Entity::find().count(db).await?,
         })
     }
 

@@ -614,6 +614,7 @@ async fn stats(settings: &Settings, json: bool) -> Result<ExitCode> {
         out!("messages              {}", s.messages);
         out!("quarantined messages  {}", s.quarantined_messages);
         out!("raw-mail blobs        {}", s.blobs);
+        out!("held on mail servers  {}", s.held_on_server);
         out!("index documents       {}", index_documents);
         out!("  deleted, not merged  {}", index_deleted);
         out!("search queue          {}", s.search_queue);

@@ -578,6 +578,7 @@ async fn recovery_never_deletes_mail_that_was_not_stored() {
         [2].into_iter().collect(),
         "the refused UID is recorded"
     );
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
 
     // The keyword is gone, as after a run that stopped before it could set it.
     d.doveadm(&[
