@@ -323,6 +323,19 @@ impl Store {
         Ok(uids.into_iter().collect())
     }
 
+    /// Forgets held UIDs whose mail is now stored, or gone from the server.
+    pub async fn release_held(&self, source: &str, uidvalidity: i64, uids: &[i64]) -> Result<()> {
+        for chunk in uids.chunks(IN_CHUNK) {
+            ingest_held::Entity::delete_many()
+                .filter(ingest_held::Column::Source.eq(source))
+                .filter(ingest_held::Column::Uidvalidity.eq(uidvalidity))
+                .filter(ingest_held::Column::Uid.is_in(chunk.iter().copied()))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn ticket_by_number(&self, number: i64) -> Result<Option<tickets::Model>> {
         Ok(tickets::Entity::find()
             .filter(tickets::Column::Number.eq(number))

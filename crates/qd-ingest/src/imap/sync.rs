@@ -388,6 +388,21 @@ pub(crate) async fn sync_folder(
             }
             other => other?,
         }
+        if !held.is_empty() {
+            retry_held(
+                ctx,
+                m,
+                server,
+                folder,
+                uv,
+                last,
+                rescan_upto,
+                &held,
+                cancel,
+                out,
+            )
+            .await?;
+        }
     }
 
     let nothing_new = mb.exists == 0
@@ -929,6 +944,97 @@ async fn mark_refused(m: &MailboxConfig, server: &mut Server, uids: &[u32], stal
             debug!(mailbox = %m.name, "could not mark refused messages");
         }
     }
+}
+
+/// Once per connection, held mail is tried again: a message refused for its size is
+/// taken once the limit has been raised, one the server did not return or the database
+/// refused is fetched and stored again (both may have been passing troubles). What is
+/// stored now, or was deleted from the folder meanwhile, is released; what fails again
+/// stays held.
+#[allow(clippy::too_many_arguments)]
+async fn retry_held(
+    ctx: &IngestContext,
+    m: &MailboxConfig,
+    server: &mut Server,
+    folder: &str,
+    uv: u32,
+    last: u32,
+    rescan_upto: Option<u32>,
+    held: &HashSet<i64>,
+    cancel: &CancellationToken,
+    out: &mut FolderSummary,
+) -> Result<(), ImapError> {
+    let stall = m.stall_timeout();
+    let source = m.source_key(folder);
+    let mut uids: Vec<u32> = held.iter().filter_map(|&u| u32::try_from(u).ok()).collect();
+    uids.sort_unstable();
+    let mut sizes: Vec<(u32, u32)> = Vec::new();
+    for set in uid_sets(&uids) {
+        let session = &mut server.conn.session;
+        let mut stream = timed(
+            stall,
+            &m.name,
+            "UID FETCH (sizes)",
+            session.uid_fetch(&set, "(UID RFC822.SIZE)"),
+        )
+        .await?
+        .map_err(|e| proto(m, e))?;
+        while let Some(item) = timed(stall, &m.name, "UID FETCH (sizes)", stream.next()).await? {
+            let f = item.map_err(|e| proto(m, e))?;
+            if let (Some(uid), Some(size)) = (f.uid, f.size) {
+                sizes.push((uid, size));
+            }
+        }
+    }
+    let present: HashSet<u32> = sizes.iter().map(|s| s.0).collect();
+    let gone: Vec<i64> = uids
+        .iter()
+        .filter(|u| !present.contains(u))
+        .map(|&u| i64::from(u))
+        .collect();
+    let limit = m
+        .max_message_bytes
+        .unwrap_or(ctx.settings.max_message_bytes);
+    let mut wanted: Vec<u32> = sizes
+        .iter()
+        .filter(|s| u64::from(s.1) <= limit)
+        .map(|s| s.0)
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut committed: Vec<u32> = Vec::new();
+    if !wanted.is_empty() {
+        info!(mailbox = %m.name, folder, messages = wanted.len(), "trying held mail again");
+        let mut items = Vec::with_capacity(wanted.len());
+        fetch_bodies(
+            m,
+            &mut server.conn.session,
+            &wanted,
+            stall,
+            cancel,
+            &mut items,
+        )
+        .await?;
+        let batch = RawBatch {
+            items,
+            checkpoint: last,
+            held: Vec::new(),
+        };
+        store_one(ctx, m, folder, uv, rescan_upto, batch, out, &mut committed).await?;
+    }
+    let released: Vec<i64> = gone
+        .into_iter()
+        .chain(committed.iter().map(|&u| i64::from(u)))
+        .collect();
+    if !released.is_empty() {
+        ctx.store
+            .release_held(&source, i64::from(uv), &released)
+            .await?;
+    }
+    if !committed.is_empty() {
+        out.after_applied += apply_after(m, server, &committed, stall).await?;
+    }
+    Ok(())
 }
 
 /// Re-applies the after-ingest action to what is at or below the checkpoint and still

@@ -472,9 +472,52 @@ async fn a_message_the_store_refuses_blocks_nothing() {
     assert_eq!(d.count("user", "INBOX"), 1, "the refused message stays");
     assert_eq!(d.count("user", "quietdesk/processed"), 6);
 
+    // The next connection tries it again (the trouble might have passed); refused
+    // again, it stays, and nothing else is touched.
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
-    assert_eq!((s.fetched, s.errors), (0, 0), "not fetched again: {s:?}");
+    assert_eq!(
+        (s.fetched, s.stored, s.failed, s.errors),
+        (1, 0, 1, 0),
+        "{s:?}"
+    );
     assert_eq!(d.count("user", "INBOX"), 1, "and not moved by recovery");
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
+}
+
+/// Mail refused for its size is taken once the limit is raised: the next connection
+/// tries held mail again, stores what now fits, moves it, and releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raising_the_size_limit_takes_the_refused_mail() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(14, 2);
+    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
+    d.deliver("user", "INBOX", &big_message(2, "grown@example.org"))
+        .unwrap();
+    d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 10).await;
+    let mut m = mailbox(&d, "user");
+    m.max_message_bytes = Some(1024 * 1024);
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!((s.stored, s.failed), (2, 1), "{s:?}");
+    assert_eq!(d.count("user", "INBOX"), 1);
+
+    m.max_message_bytes = Some(4 * 1024 * 1024);
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(
+        (s.fetched, s.stored, s.failed, s.errors),
+        (1, 1, 0, 0),
+        "{s:?}"
+    );
+    assert!(ctx
+        .store
+        .ticket_of_message_id("grown@example.org")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(d.count("user", "INBOX"), 0, "moved like the rest");
+    assert_eq!(d.count("user", "quietdesk/processed"), 3);
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
 }
 
 /// A message of about `mib` MiB: a text body, so it is stored as it is.
