@@ -1019,12 +1019,14 @@ fn is_quarantined(m: &NewMessage) -> bool {
 /// quoted-printable body, an encoded-word of one): a single such message made its whole
 /// batch fail on every retry, so a folder stopped at it. They carry no meaning in text
 /// and are dropped on both backends, so both store the same.
-fn strip_nul(m: &mut NewMessage) {
-    fn clean(s: &mut String) {
-        if s.contains('\0') {
-            s.retain(|c| c != '\0');
-        }
+pub(crate) fn clean(s: &mut String) {
+    if s.contains('\0') {
+        s.retain(|c| c != '\0');
     }
+}
+
+/// [`clean`] for every text field of a message.
+pub(crate) fn strip_nul(m: &mut NewMessage) {
     fn clean_opt(s: &mut Option<String>) {
         if let Some(s) = s {
             clean(s);

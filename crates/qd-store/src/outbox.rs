@@ -217,6 +217,25 @@ const SENDERS_PER_QUERY: usize = 500;
 const ENTRIES_PER_INSERT: usize = 100;
 
 fn entry_row(e: &NewOutboxEntry, now: DateTime<Utc>) -> Result<outbox::ActiveModel> {
+    // A subject or Message-ID taken from a customer's mail may hold NUL characters,
+    // which PostgreSQL text refuses (the whole ingest batch then failed).
+    let text = |s: &str| {
+        let mut s = s.to_string();
+        crate::batch::clean(&mut s);
+        s
+    };
+    let mut e = e.clone();
+    for s in std::iter::once(&mut e.message_id)
+        .chain(std::iter::once(&mut e.mail_from))
+        .chain(std::iter::once(&mut e.subject))
+        .chain(e.in_reply_to.iter_mut())
+        .chain(e.language.iter_mut())
+        .chain(e.references.iter_mut())
+        .chain(e.rcpt_to.iter_mut())
+    {
+        *s = text(s);
+    }
+    let e = &e;
     let rcpt = serde_json::to_string(&e.rcpt_to)
         .map_err(|err| Error::Inconsistent(format!("recipients do not serialise: {err}")))?;
     Ok(outbox::ActiveModel {
@@ -671,6 +690,7 @@ async fn attach_in(
     now: DateTime<Utc>,
     pending: &mut PendingKeys,
 ) -> Result<i64> {
+    crate::batch::strip_nul(m);
     if let Some(existing) = messages::Entity::find()
         .filter(messages::Column::ContentKey.eq(lookup_key(&m.content_hash)))
         .filter(messages::Column::ContentHash.eq(m.content_hash.clone()))

@@ -544,3 +544,35 @@ async fn an_absurdly_long_sender_address_does_not_block_a_batch(b: Backend) {
     );
 }
 both_backends!(an_absurdly_long_sender_address_does_not_block_a_batch);
+
+/// An acknowledgement quotes the customer's subject and Message-ID; a NUL in either
+/// (an encoded-word of one) failed the whole batch on PostgreSQL, and the one-at-a-time
+/// retry failed again, so the mail stayed held. The entry is written without it.
+async fn an_acknowledgement_with_nul_characters_commits(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let plan = |outcome: &qd_store::BatchOutcome, _: &[NewMessage]| {
+        outcome
+            .stored
+            .iter()
+            .map(|s| {
+                let mut e = ack_entry(s.ticket_id, "ack-nul@desk.example", "lou@example.com");
+                e.subject = "Re: a\0b".into();
+                e.in_reply_to = Some("x\0@example.com".into());
+                (e, "lou@example.com".to_string())
+            })
+            .collect()
+    };
+    let acks = qd_store::BatchAcks {
+        plan: &plan,
+        max_per_day: 10,
+    };
+    let mut batch = vec![msg("nul-ack@x", "lou@example.com", "a\0b", &[])];
+    let (out, enqueued) = b
+        .store
+        .store_batch_with_acks(&mut batch, None, &settings(&fmt), Some(&acks))
+        .await
+        .unwrap();
+    assert_eq!(out.stored.len(), 1);
+    assert_eq!(enqueued.len(), 1);
+}
+both_backends!(an_acknowledgement_with_nul_characters_commits);
