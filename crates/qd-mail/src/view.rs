@@ -235,7 +235,7 @@ impl MessageView {
             header_size,
         };
         if let Some(message) = message {
-            view.headers = top_headers(message, raw);
+            view.headers = top_headers(message, raw, header_size);
             view.walk(message, 0, 0);
         }
         view
@@ -417,21 +417,25 @@ fn header_block_len(raw: &[u8]) -> usize {
     raw.len()
 }
 
-fn top_headers(message: &Message<'_>, raw: &[u8]) -> Vec<HeaderField> {
+/// The root's header fields that lie inside the header block (`header_size` bytes, up
+/// to the first empty or white-space line). mail-parser reads on past a line of white
+/// space and takes body lines with a colon for fields: those are message text and never
+/// reach the filter.
+fn top_headers(message: &Message<'_>, raw: &[u8], header_size: usize) -> Vec<HeaderField> {
     let Some(root) = message.parts.first() else {
         return Vec::new();
     };
     root.headers
         .iter()
+        .filter(|h| (h.offset_field as usize) < header_size)
         .map(|h| {
             let name_bytes = raw
                 .get(h.offset_field as usize..h.offset_start as usize)
                 .unwrap_or_default();
             let name_bytes = name_bytes.split(|&b| b == b':').next().unwrap_or_default();
             let name = String::from_utf8_lossy(name_bytes).trim().to_owned();
-            let raw_value = raw
-                .get(h.offset_start as usize..h.offset_end as usize)
-                .unwrap_or_default();
+            let end = (h.offset_end as usize).min(header_size);
+            let raw_value = raw.get(h.offset_start as usize..end).unwrap_or_default();
             let eight_bit = raw_value.iter().any(|b| !b.is_ascii());
             let unfolded: Vec<u8> = raw_value
                 .iter()

@@ -63,6 +63,22 @@ fn verdict_and_learner_hold_no_body_text() {
     assert!(!serde_json::to_string(&learner).unwrap().contains(MARKER));
 }
 
+/// A header block ended by a line of white space: mail-parser reads on and takes body
+/// lines with a colon for header fields. The view stops at that line, so the text
+/// reaches neither the rules nor the learner.
+#[test]
+fn body_lines_after_a_white_space_line_are_not_headers() {
+    let raw = format!(
+        "From: Alice <alice@example.com>\nSubject: hi\n \nMy password: {MARKER}\nMore: text\n"
+    );
+    let view = MessageView::from_raw(raw.as_bytes());
+    assert!(view.header("Subject").is_some());
+    assert!(view.header("My password").is_none(), "{:?}", view.headers());
+    assert!(!format!("{view:?}").contains(MARKER));
+    let tokens = Learner::new().tokens(&view, &[]);
+    assert!(!tokens.iter().any(|t| t.contains(MARKER)), "{tokens:?}");
+}
+
 #[test]
 fn attachment_bytes_do_not_show_in_debug() {
     let view = MessageView::from_raw(&with_attachment(
