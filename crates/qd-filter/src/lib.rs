@@ -210,8 +210,11 @@ impl Filter {
         }
         let score: f32 = tags.iter().map(|t| t.score).sum();
         let t = s.thresholds;
-        let quarantine_unscanned =
-            sig.clamd_unreachable && s.clamd.unreachable == UnreachablePolicy::Quarantine;
+        // Mail that could not be scanned whole never passes silently: clamd unreachable
+        // (under the quarantine policy), or parts nested beyond what the view walks.
+        let quarantine_unscanned = (sig.clamd_unreachable
+            && s.clamd.unreachable == UnreachablePolicy::Quarantine)
+            || view.truncated_tree();
         let class = if !sig.viruses.is_empty() {
             Class::Virus
         } else if score >= t.spam || quarantine_unscanned {

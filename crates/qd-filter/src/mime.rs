@@ -134,7 +134,14 @@ pub(crate) fn check(view: &MessageView, hits: &mut Hits) {
         hits.add("MIME_MALFORMED", "a part does not decode as declared");
     }
     if let Some(depth) = parts.iter().map(|p| p.depth).max() {
-        if depth > 6 || view.truncated_tree() {
+        if view.truncated_tree() {
+            // Parts below the depth the view walks were neither digested nor scanned:
+            // the message is held back like one clamd could not scan (`judge`).
+            hits.add(
+                "MIME_DEEP_NESTING",
+                format!("nested deeper than {depth} levels; the parts below were not scanned"),
+            );
+        } else if depth > 6 {
             hits.add("MIME_DEEP_NESTING", format!("nested {depth} levels"));
         }
     }

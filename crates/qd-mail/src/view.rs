@@ -361,15 +361,43 @@ impl MessageView {
                 self.walk(inner, 0, depth + 1);
             }
             PartType::Text(_) | PartType::Html(_) => {
-                // Body text: digest the transfer-decoded bytes, keep nothing else.
+                // Body text: digest the transfer-decoded bytes, keep nothing else. An
+                // attached file is an attachment whatever its type (`invoice.js` sent as
+                // text/plain), and so is a part mail-parser turned into text because its
+                // encoding is broken: those go to the signature scanner like any other.
                 let body = raw
                     .get(part.offset_body as usize..part.offset_end as usize)
                     .unwrap_or_default();
                 let decoded = transfer_decode(part.encoding, body);
                 digest_into(&mut info, &decoded);
+                let attached = info.file_name.is_some()
+                    || info.disposition.as_deref() == Some("attachment")
+                    || (info.encoding_problem && info.content_type != "text");
+                if attached {
+                    // A broken base64 body is decoded leniently, as mail clients do, so
+                    // the scanner sees the file a recipient would open.
+                    let bytes = if info.encoding_problem && declared_base64(&info) {
+                        lenient_base64(body)
+                    } else {
+                        decoded.into_owned()
+                    };
+                    info.scannable = true;
+                    self.attachments.items.push((index, bytes));
+                }
                 self.parts.push(info);
             }
             PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+                // A broken base64 body: what a lenient client would decode.
+                let repaired;
+                let bytes: &[u8] = if info.encoding_problem && declared_base64(&info) {
+                    let body = raw
+                        .get(part.offset_body as usize..part.offset_end as usize)
+                        .unwrap_or_default();
+                    repaired = lenient_base64(body);
+                    &repaired
+                } else {
+                    bytes
+                };
                 digest_into(&mut info, bytes);
                 let keep = match info.content_type.as_str() {
                     "application" | "image" | "audio" | "video" => true,
@@ -393,6 +421,23 @@ fn digest_into(info: &mut PartInfo, bytes: &[u8]) {
     info.decoded_size = bytes.len() as u64;
     info.md5 = Some(hex::encode(Md5::digest(bytes)));
     info.sha256 = Some(hex::encode(Sha256::digest(bytes)));
+}
+
+/// The part says it is base64 (mail-parser reports a part it could not decode as not
+/// encoded at all).
+fn declared_base64(info: &PartInfo) -> bool {
+    info.transfer_encoding.as_deref() == Some("base64")
+}
+
+/// Base64 with every byte outside the alphabet dropped (RFC 2045 6.8 tells decoders to
+/// ignore them); the raw bytes when even that does not decode.
+fn lenient_base64(body: &[u8]) -> Vec<u8> {
+    let cleaned: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        .collect();
+    base64_decode(&cleaned).unwrap_or_else(|| body.to_vec())
 }
 
 fn transfer_decode(encoding: Encoding, body: &[u8]) -> std::borrow::Cow<'_, [u8]> {

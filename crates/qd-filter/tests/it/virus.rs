@@ -164,6 +164,59 @@ fn eicar_in_a_stored_zip_is_found_by_pattern() {
     assert_eq!(v.class, Class::Virus, "{v:?}");
 }
 
+/// EICAR attached as a text file, or as a binary whose base64 has one stray character:
+/// mail-parser turns both into text parts, which were never scanned.
+#[test]
+fn eicar_as_text_or_with_broken_base64_is_found() {
+    let eicar = qd_filter::signatures::eicar();
+    let filter = Filter::new(FilterSettings::default()).unwrap();
+    let v = judge(
+        &filter,
+        &with_attachment("invoice.js", "text/plain", &eicar),
+    );
+    assert_eq!(v.class, Class::Virus, "{v:?}");
+
+    let raw = String::from_utf8(with_attachment(
+        "setup.exe",
+        "application/octet-stream",
+        &eicar,
+    ))
+    .unwrap();
+    let encoded = crate::support::base64(&eicar);
+    let broken = raw.replacen(&encoded, &format!("{}!{}", &encoded[..8], &encoded[8..]), 1);
+    assert_ne!(raw, broken);
+    let v = judge(&filter, broken.as_bytes());
+    assert_eq!(v.class, Class::Virus, "{v:?}");
+}
+
+/// Parts nested deeper than the view walks are not scanned: the message is held back
+/// (quarantined as spam) and the verdict says why, instead of passing as ham.
+#[test]
+fn parts_too_deep_to_scan_are_quarantined() {
+    let eicar = qd_filter::signatures::eicar();
+    let mut raw = String::from(
+        "From: Alice <alice@example.com>\nTo: help@quietdesk.example\nSubject: deep\n\
+         Date: Mon, 4 Mar 2024 10:00:00 +0000\nMessage-ID: <deep@example.com>\nMIME-Version: 1.0\n",
+    );
+    for level in 0..40 {
+        raw.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"l{level}\"\n\n--l{level}\n"
+        ));
+    }
+    raw.push_str(&format!(
+        "Content-Type: application/octet-stream; name=\"e.com\"\nContent-Transfer-Encoding: base64\n\n{}\n",
+        crate::support::base64(&eicar)
+    ));
+    for level in (0..40).rev() {
+        raw.push_str(&format!("--l{level}--\n"));
+    }
+    let filter = Filter::new(FilterSettings::default()).unwrap();
+    let v = judge(&filter, raw.as_bytes());
+    assert_ne!(v.class, Class::Ham, "{v:?}");
+    let why = detail(&v, "MIME_DEEP_NESTING").expect("the verdict says why");
+    assert!(why.contains("not scanned"), "{why}");
+}
+
 #[test]
 fn clean_attachment_is_not_a_virus() {
     let dir = signature_dir();
