@@ -624,6 +624,14 @@ fn zip_entry_names(bytes: &[u8]) -> Vec<String> {
     let (Some(count), Some(mut pos)) = (u16_at(bytes, eocd + 10), u32_at(bytes, eocd + 16)) else {
         return Vec::new();
     };
+    // Data prepended to the archive (a self-extractor stub, or one junk byte to dodge
+    // scanners) shifts every offset; the directory then sits right before the EOCD
+    // record, where unzip and 7-Zip find it too.
+    if bytes.get(pos..pos + 4) != Some(b"PK\x01\x02") {
+        if let Some(actual) = u32_at(bytes, eocd + 12).and_then(|size| eocd.checked_sub(size)) {
+            pos = actual;
+        }
+    }
     let mut names = Vec::new();
     for _ in 0..count.min(MAX_ARCHIVE_ENTRIES) {
         if bytes.get(pos..pos + 4) != Some(b"PK\x01\x02") {

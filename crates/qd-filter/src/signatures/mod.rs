@@ -89,10 +89,22 @@ impl Pattern {
         if let Some(at) = self.offset {
             return self.matches_at(data, at);
         }
-        memchr::memmem::find_iter(data, &self.anchor).any(|pos| {
-            pos.checked_sub(self.anchor_at)
+        // Every occurrence of the anchor, overlapping ones included (`find_iter` steps
+        // over a whole anchor after each hit, so a failed candidate could hide a real
+        // match that overlaps it).
+        let finder = memchr::memmem::Finder::new(&self.anchor);
+        let mut from = 0;
+        while let Some(found) = data.get(from..).and_then(|rest| finder.find(rest)) {
+            let pos = from + found;
+            if pos
+                .checked_sub(self.anchor_at)
                 .is_some_and(|start| self.matches_at(data, start))
-        })
+            {
+                return true;
+            }
+            from = pos + 1;
+        }
+        false
     }
 }
 
@@ -371,3 +383,26 @@ pub(crate) fn check(
 }
 
 use clamd::ClamdScan;
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::*;
+
+    /// `00000000??4D5A` in `00 00 00 00 00 00 01 4D 5A`: the anchor's first hit at 0 fails
+    /// (byte 6 is not 4D), the real match starts at 2 and overlaps it.
+    #[test]
+    fn an_overlapping_anchor_hit_is_not_skipped() {
+        let bytes = vec![
+            Some(0),
+            Some(0),
+            Some(0),
+            Some(0),
+            None,
+            Some(0x4D),
+            Some(0x5A),
+        ];
+        let p = Pattern::new("T".into(), None, bytes).unwrap();
+        assert!(p.find(&[0, 0, 0, 0, 0, 0, 1, 0x4D, 0x5A]));
+        assert!(!p.find(&[0, 0, 0, 0, 0, 0, 1, 0x4D, 0x5B]));
+    }
+}

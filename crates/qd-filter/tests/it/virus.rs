@@ -217,6 +217,18 @@ fn parts_too_deep_to_scan_are_quarantined() {
     assert!(why.contains("not scanned"), "{why}");
 }
 
+/// One junk byte before a zip shifts its directory offsets: unzip still opens it, and
+/// the listing still names the executable inside.
+#[test]
+fn an_archive_with_prepended_bytes_is_still_listed() {
+    let archive = [&b"X"[..], &zip(&[("run.exe", b"MZ\x90\x00")])].concat();
+    let v = judge(
+        &Filter::new(FilterSettings::default()).unwrap(),
+        &with_attachment("docs.zip", "application/zip", &archive),
+    );
+    assert!(detail(&v, "ARCHIVE_EXECUTABLE").is_some(), "{v:?}");
+}
+
 #[test]
 fn clean_attachment_is_not_a_virus() {
     let dir = signature_dir();
