@@ -6,25 +6,32 @@ use qd_mail::MessageView;
 
 use crate::util::{host_in_domain, Hits};
 
-/// How many leading header fields our relays wrote: everything down to the last of the
-/// unbroken run of Received fields at the top whose `by` host is a trusted relay.
-/// Fields below it existed before our relay saw the message. `0` when nothing is
-/// trusted.
+/// How many leading header fields our relays wrote. The topmost Received must be by a
+/// trusted relay; each one below counts only while the hop above it recorded receiving
+/// the message *from* a trusted relay (by the reverse DNS name it looked up, which the
+/// sender cannot choose as it chooses its HELO). Every field down to the last such
+/// Received is ours; anything below existed before our relays saw the message. Without
+/// that chain, a sender could forge `Received: … by <our relay>` under forged
+/// Authentication-Results or X-Spam-Status fields and have them believed. `0` when
+/// nothing is trusted.
 pub(crate) fn trusted_prefix(view: &MessageView, trusted: &[String]) -> usize {
     if trusted.is_empty() {
         return 0;
     }
+    let is_trusted =
+        |host: Option<&str>| host.is_some_and(|h| trusted.iter().any(|t| host_in_domain(h, t)));
     let mut end = 0;
+    let mut next_is_ours = true;
     for (i, h) in view.headers().iter().enumerate() {
         if !h.name.eq_ignore_ascii_case("Received") {
             continue;
         }
-        let by = h.received.as_ref().and_then(|r| r.by.as_deref());
-        if by.is_some_and(|b| trusted.iter().any(|t| host_in_domain(b, t))) {
-            end = i + 1;
-        } else {
+        let hop = h.received.as_ref();
+        if !next_is_ours || !is_trusted(hop.and_then(|r| r.by.as_deref())) {
             break;
         }
+        end = i + 1;
+        next_is_ours = is_trusted(hop.and_then(|r| r.rdns.as_deref()));
     }
     end
 }
