@@ -123,8 +123,11 @@ fn default_port() -> u16 {
 fn default_timeout_secs() -> u64 {
     30
 }
+/// With the default backoff (60 s doubling, at most 6 h, ±20 %), 28 attempts span about
+/// 4.9 days: RFC 5321 4.5.4.1 wants a sender to keep trying for 4–5 days, so a relay
+/// outage of a few hours fails nothing.
 fn default_max_attempts() -> u32 {
-    8
+    28
 }
 fn default_backoff_base_secs() -> u64 {
     60
@@ -195,6 +198,7 @@ pub struct Summary {
     pub failed: u64,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Delivery {
     Sent,
     Permanent(String),
@@ -373,9 +377,27 @@ impl Worker {
         };
         match self.transport.send_raw(&envelope, raw).await {
             Ok(_) => Delivery::Sent,
-            Err(e) if e.is_permanent() => Delivery::Permanent(e.to_string()),
-            Err(e) => Delivery::Transient(e.to_string()),
+            Err(e) => classify(
+                e.is_permanent(),
+                e.status().map(|c| c.to_string()).as_deref(),
+                e.to_string(),
+            ),
         }
+    }
+}
+
+/// What an SMTP error means for the entry. A 5xx reply is a permanent refusal of the
+/// message, except the replies that refuse *us* (RFC 4954: 530 authentication
+/// required, 534 mechanism too weak, 535 credentials invalid, 538 encryption required):
+/// after a password change every queued message would otherwise fail at once. Those are
+/// retried, and the error says what to fix.
+fn classify(permanent: bool, code: Option<&str>, text: String) -> Delivery {
+    match code {
+        Some("530" | "534" | "535" | "538") => Delivery::Transient(format!(
+            "the relay refused our login ({text}); check smtp.username and the password"
+        )),
+        _ if permanent => Delivery::Permanent(text),
+        _ => Delivery::Transient(text),
     }
 }
 
@@ -510,5 +532,42 @@ pub async fn handle_bounce(
             message_db_id,
             bounce,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_login_is_retried_not_a_refused_message() {
+        let t = || "535 5.7.8 authentication failed".to_string();
+        assert!(matches!(
+            classify(true, Some("535"), t()),
+            Delivery::Transient(e) if e.contains("check smtp.username")
+        ));
+        assert_eq!(
+            classify(true, Some("550"), "550 no such user".into()),
+            Delivery::Permanent("550 no such user".into())
+        );
+        assert_eq!(
+            classify(false, Some("451"), "451 try later".into()),
+            Delivery::Transient("451 try later".into())
+        );
+    }
+
+    /// The default retries span RFC 5321's 4–5 days (jitter aside).
+    #[test]
+    fn the_default_retries_last_about_five_days() {
+        let s: SmtpSettings =
+            toml::from_str("host = \"h\"\nfrom = \"a@b\"\nour_domain = \"b\"").unwrap();
+        let nominal: f64 = (1..s.max_attempts)
+            .map(|a| {
+                let exp = a.saturating_sub(1).min(30) as i32;
+                (s.backoff_base_secs as f64 * 2f64.powi(exp)).min(s.backoff_max_secs as f64)
+            })
+            .sum();
+        let days = nominal / 86_400.0;
+        assert!((4.0..5.5).contains(&days), "{days} days");
     }
 }

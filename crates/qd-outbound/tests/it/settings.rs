@@ -19,7 +19,7 @@ username = "desk"
     assert_eq!(s.password, None);
     assert_eq!(
         (s.max_attempts, s.backoff_base_secs, s.backoff_max_secs),
-        (8, 60, 21600)
+        (28, 60, 21600)
     );
     assert_eq!(
         (s.timeout_secs, s.batch, s.poll_secs, s.lease_secs),
