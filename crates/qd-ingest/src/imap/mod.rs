@@ -100,6 +100,32 @@ pub struct Arrived {
     pub parsed: ParsedMail,
     /// The loop-relevant header fields, read from the raw message.
     pub loop_headers: qd_mail::autoreply::LoopHeaders,
+    /// A delivery status notification (a bounce), read when the message comes from a
+    /// null sender or a mailer daemon.
+    pub bounce: Option<qd_mail::bounce::Bounce>,
+}
+
+impl Arrived {
+    /// What the steps after the store need of a raw message and its parse.
+    pub fn of(raw: &[u8], parsed: &ParsedMail) -> Arrived {
+        let loop_headers = qd_mail::autoreply::LoopHeaders::from_raw(raw);
+        let from_machine = parsed.from.as_ref().is_some_and(|a| {
+            let local = a.addr.split('@').next().unwrap_or_default();
+            local.eq_ignore_ascii_case("mailer-daemon") || local.eq_ignore_ascii_case("postmaster")
+        });
+        let null_sender = loop_headers.return_path.as_deref().map(str::trim) == Some("<>");
+        // Only mail that can be a bounce is parsed for one (a second parse).
+        let bounce = if from_machine || null_sender {
+            qd_mail::bounce::parse_bounce(raw)
+        } else {
+            None
+        };
+        Arrived {
+            parsed: parsed.without_bodies(),
+            loop_headers,
+            bounce,
+        }
+    }
 }
 
 /// One committed batch, as the hook sees it.

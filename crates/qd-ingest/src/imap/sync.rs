@@ -887,10 +887,7 @@ fn prepare(
             };
             let blob =
                 crate::pipeline::prepare_blob(raw, keep_ips).map_err(|e| (uid, e.to_string()))?;
-            let keep = hook.map(|_| super::Arrived {
-                parsed: parsed.without_bodies(),
-                loop_headers: qd_mail::autoreply::LoopHeaders::from_raw(raw),
-            });
+            let keep = hook.map(|_| super::Arrived::of(raw, &parsed));
             let mut msg = crate::new_message(
                 parsed,
                 blob,
@@ -899,6 +896,13 @@ fn prepare(
                 team.clone(),
                 now,
             );
+            // A bounce of our mail threads to the sent copy on its ticket (a DSN rarely
+            // carries In-Reply-To).
+            if let Some(b) = keep.as_ref().and_then(|a| a.bounce.as_ref()) {
+                if msg.in_reply_to.is_empty() {
+                    msg.in_reply_to.push(b.original_message_id.clone());
+                }
+            }
             if let (Some(h), Some(v), Some(a)) = (before, view.as_ref(), keep.as_ref()) {
                 h.before_store(v, &a.parsed, &mut msg);
             }

@@ -293,10 +293,7 @@ async fn a_batch_is_acknowledged_in_its_transaction(b: Backend) {
     let arrived: Vec<Arrived> = mails
         .iter()
         .zip(&parsed)
-        .map(|(raw, p)| Arrived {
-            parsed: p.without_bodies(),
-            loop_headers: qd_mail::autoreply::LoopHeaders::from_raw(raw),
-        })
+        .map(|(raw, p)| Arrived::of(raw, p))
         .collect();
     let mut batch: Vec<NewMessage> = mails
         .iter()

@@ -126,3 +126,54 @@ async fn a_bounce_fails_the_entry_and_lands_on_its_ticket(b: Backend) {
     assert_eq!(handle_bounce(&b.store, &raw, t0()).await.unwrap(), None);
 }
 crate::both_backends!(a_bounce_fails_the_entry_and_lands_on_its_ticket);
+
+/// The live path: a DSN for a reply we sent arrives in the support mailbox and is
+/// ingested over IMAP. It threads to the reply's ticket and fails the outbox entry, as
+/// `handle_bounce` does for a DSN handed to it directly.
+async fn a_bounce_arriving_by_imap_fails_its_entry(b: Backend) {
+    use qd_ingest::imap::{ingest_once, IngestContext, MailboxConfig, Secret, Tls};
+    let sink = SmtpSink::start().unwrap();
+    let raw = customer_mail("fay@customer.example", "q2@customer.example", "Help", "");
+    let (_, stored) = ingest(&b.store, &raw, t0()).await;
+    let (id, our_id) =
+        enqueue_reply(&b.store, "fay@customer.example", Some(stored.ticket_id)).await;
+    let worker = Worker::new(smtp_settings(&sink)).unwrap();
+    assert_eq!(worker.drain_once(&b.store, t0()).await.unwrap().sent, 1);
+
+    let d = qd_testkit::Dovecot::start_plain().unwrap();
+    d.deliver("user", "INBOX", &dsn(&our_id, "fay@customer.example"))
+        .unwrap();
+    let clock = std::sync::Arc::new(qd_core::SystemClock);
+    let ctx = IngestContext {
+        store: b.store.clone(),
+        settings: qd_ingest::ImportSettings {
+            max_message_bytes: 1 << 20,
+            batch_size: 10,
+            ticket_ref: crate::ticket_ref(),
+            team: None,
+            keep_full_ips: false,
+        },
+        clock: clock.clone(),
+        hook: Some(std::sync::Arc::new(qd_ingest::steps::Steps::new(
+            b.store.clone(),
+            clock,
+        ))),
+    };
+    let mut m = MailboxConfig::new(
+        "support",
+        "127.0.0.1",
+        "user",
+        Secret::Password(d.password("user").unwrap().to_string()),
+    );
+    m.port = Some(d.port());
+    m.tls = Tls::None;
+    let s = ingest_once(&ctx, &[m]).await.unwrap();
+    assert_eq!((s.stored, s.tickets, s.errors), (1, 0, 0), "{s:?}");
+
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Failed);
+    assert!(e.last_error.unwrap().contains("5.1.1"));
+    let messages = b.store.ticket_messages(stored.ticket_id).await.unwrap();
+    assert_eq!(messages.len(), 3, "question, reply, DSN: {messages:?}");
+}
+crate::both_backends!(a_bounce_arriving_by_imap_fails_its_entry);
