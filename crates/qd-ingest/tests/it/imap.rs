@@ -489,15 +489,8 @@ async fn a_message_the_store_refuses_blocks_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raising_the_size_limit_takes_the_refused_mail() {
     let d = Dovecot::start_plain().unwrap();
-    let msgs = synth(14, 2);
-    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
-    d.deliver("user", "INBOX", &big_message(2, "grown@example.org"))
-        .unwrap();
-    d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ctx = ctx(dir.path(), 10).await;
-    let mut m = mailbox(&d, "user");
-    m.max_message_bytes = Some(1024 * 1024);
+    let (ctx, mut m) = one_too_large_between_two(&d, dir.path(), "grown@example.org").await;
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
     assert_eq!((s.stored, s.failed), (2, 1), "{s:?}");
     assert_eq!(d.count("user", "INBOX"), 1);
@@ -594,6 +587,22 @@ async fn a_30_mb_message_is_refused_over_the_limit_and_stored_under_it() {
     assert!(ticket.is_some(), "the 30 MB message is stored");
 }
 
+/// Two small messages around a 2 MiB one (UID 2, Message-ID `big_id`), and a mailbox
+/// whose limit is 1 MiB.
+async fn one_too_large_between_two(
+    d: &Dovecot,
+    dir: &std::path::Path,
+    big_id: &str,
+) -> (IngestContext, MailboxConfig) {
+    let msgs = synth(11, 2);
+    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
+    d.deliver("user", "INBOX", &big_message(2, big_id)).unwrap();
+    d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
+    let mut m = mailbox(d, "user");
+    m.max_message_bytes = Some(1024 * 1024);
+    (ctx(dir, 10).await, m)
+}
+
 /// The pass that re-applies the after-ingest action after a crash acts only on mail the
 /// store took: a refused message stays even when its IMAP keyword is missing (the run
 /// stopped before setting it, or the server keeps no keywords). Before, recovery moved
@@ -601,15 +610,8 @@ async fn a_30_mb_message_is_refused_over_the_limit_and_stored_under_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_never_deletes_mail_that_was_not_stored() {
     let d = Dovecot::start_plain().unwrap();
-    let msgs = synth(11, 2);
-    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
-    d.deliver("user", "INBOX", &big_message(2, "held@example.org"))
-        .unwrap();
-    d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ctx = ctx(dir.path(), 10).await;
-    let mut m = mailbox(&d, "user");
-    m.max_message_bytes = Some(1024 * 1024);
+    let (ctx, mut m) = one_too_large_between_two(&d, dir.path(), "held@example.org").await;
     m.after = AfterIngest::Keep;
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
     assert_eq!((s.fetched, s.stored, s.failed), (3, 2, 1), "{s:?}");
