@@ -87,7 +87,14 @@ impl ClamdClient {
             }
             #[cfg(unix)]
             Endpoint::Unix(p) => {
-                let s = std::os::unix::net::UnixStream::connect(p).map_err(err)?;
+                // With a timeout, as for TCP: connecting to a hung clamd whose listen
+                // queue is full would otherwise block a parse worker for good.
+                let socket =
+                    socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
+                        .map_err(err)?;
+                let addr = socket2::SockAddr::unix(p).map_err(err)?;
+                socket.connect_timeout(&addr, self.timeout).map_err(err)?;
+                let s = std::os::unix::net::UnixStream::from(socket);
                 s.set_read_timeout(Some(self.timeout)).map_err(err)?;
                 s.set_write_timeout(Some(self.timeout)).map_err(err)?;
                 Ok(Box::new(s))
@@ -185,5 +192,45 @@ impl AttachmentScanner for ClamdScan<'_> {
                 Vec::new()
             }
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A clamd that accepts nothing and whose listen queue is full: the connect gives up
+    /// after the timeout (it blocked for good before) and the scan reports the error,
+    /// which the unreachable policy then turns into quarantine.
+    #[test]
+    fn a_hung_socket_times_out_instead_of_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clamd.sock");
+        let listener =
+            socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+        listener
+            .bind(&socket2::SockAddr::unix(&path).unwrap())
+            .unwrap();
+        listener.listen(0).unwrap();
+        // Fill the queue: connections that are never accepted.
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            let s =
+                socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&socket2::SockAddr::unix(&path).unwrap());
+            queued.push(s);
+        }
+        let client = ClamdClient::new(path.to_str().unwrap(), Duration::from_millis(300));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(client.ping());
+        });
+        let result = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the ping returned instead of blocking");
+        assert!(result.is_err(), "{result:?}");
+        drop(queued);
+        drop(listener);
     }
 }
