@@ -108,8 +108,16 @@ impl Steps {
     /// status (the DSN itself threaded to the sent copy's ticket when it was stored).
     /// Delay warnings only sit on the ticket.
     async fn record_bounces(&self, batch: &StoredBatch<'_>) -> Result<(), HookError> {
-        for s in &batch.outcome.stored {
-            let Some(bounce) = batch.arrived.get(s.index).and_then(|a| a.bounce.as_ref()) else {
+        // Duplicates too: a DSN fetched again after a crash between its commit and this
+        // step is a duplicate the second time (recording a bounce twice changes nothing).
+        let indexes = batch
+            .outcome
+            .stored
+            .iter()
+            .map(|s| s.index)
+            .chain(batch.outcome.duplicates.iter().copied());
+        for index in indexes {
+            let Some(bounce) = batch.arrived.get(index).and_then(|a| a.bounce.as_ref()) else {
                 continue;
             };
             if !bounce.is_permanent_failure() {
