@@ -26,7 +26,7 @@ pub(crate) struct Parsed<'x> {
 pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
     let body_skipped = nesting_markers(buf) > MAX_NESTED_MESSAGES;
     let input = if body_skipped {
-        buf.get(..header_block_end(buf)).unwrap_or(buf)
+        buf.get(..crate::view::header_block_len(buf)).unwrap_or(buf)
     } else {
         buf
     };
@@ -70,18 +70,6 @@ fn nesting_markers(buf: &[u8]) -> usize {
             None => return count,
         }
     }
-}
-
-/// The end of the header block: after the first empty line, or the whole input.
-fn header_block_end(buf: &[u8]) -> usize {
-    let mut pos = 0;
-    for nl in memchr::memchr_iter(b'\n', buf) {
-        if crate::parse::blank_line_len(&buf[pos..]).is_some() {
-            return nl + 1;
-        }
-        pos = nl + 1;
-    }
-    buf.len()
 }
 
 #[cfg(test)]
@@ -134,6 +122,7 @@ mod tests {
 
     #[test]
     fn the_header_block_ends_at_the_first_empty_line() {
+        let header_block_end = crate::view::header_block_len;
         assert_eq!(header_block_end(b"A: b\r\n\r\nbody"), 8);
         assert_eq!(header_block_end(b"A: b\n\nbody"), 6);
         assert_eq!(header_block_end(b"A: b\nC: d"), 9);

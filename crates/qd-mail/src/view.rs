@@ -449,7 +449,7 @@ fn transfer_decode(encoding: Encoding, body: &[u8]) -> std::borrow::Cow<'_, [u8]
 }
 
 /// Length of the header block including the blank line (or the whole input).
-fn header_block_len(raw: &[u8]) -> usize {
+pub(crate) fn header_block_len(raw: &[u8]) -> usize {
     let mut pos = 0;
     while pos < raw.len() {
         let end = memchr::memchr(b'\n', raw.get(pos..).unwrap_or_default())

@@ -224,35 +224,24 @@ fn entry_row(e: &NewOutboxEntry, now: DateTime<Utc>) -> Result<outbox::ActiveMod
         crate::batch::clean(&mut s);
         s
     };
-    let mut e = e.clone();
-    for s in std::iter::once(&mut e.message_id)
-        .chain(std::iter::once(&mut e.mail_from))
-        .chain(std::iter::once(&mut e.subject))
-        .chain(e.in_reply_to.iter_mut())
-        .chain(e.language.iter_mut())
-        .chain(e.references.iter_mut())
-        .chain(e.rcpt_to.iter_mut())
-    {
-        *s = text(s);
-    }
-    let e = &e;
-    let rcpt = serde_json::to_string(&e.rcpt_to)
+    let rcpt: Vec<String> = e.rcpt_to.iter().map(|r| text(r)).collect();
+    let rcpt = serde_json::to_string(&rcpt)
         .map_err(|err| Error::Inconsistent(format!("recipients do not serialise: {err}")))?;
     Ok(outbox::ActiveModel {
         id: NotSet,
         kind: Set(e.kind.as_str().to_string()),
         ticket_id: Set(e.ticket_id),
-        message_id: Set(e.message_id.clone()),
-        in_reply_to: Set(e.in_reply_to.clone()),
+        message_id: Set(text(&e.message_id)),
+        in_reply_to: Set(e.in_reply_to.as_deref().map(text)),
         references: Set(if e.references.is_empty() {
             None
         } else {
-            Some(e.references.join(" "))
+            Some(text(&e.references.join(" ")))
         }),
-        mail_from: Set(e.mail_from.clone()),
+        mail_from: Set(text(&e.mail_from)),
         rcpt_to: Set(rcpt),
-        subject: Set(e.subject.clone()),
-        language: Set(e.language.clone()),
+        subject: Set(text(&e.subject)),
+        language: Set(e.language.as_deref().map(text)),
         raw: Set(Some(e.raw.clone())),
         status: Set(OutboxStatus::Queued.as_str().to_string()),
         attempts: Set(0),

@@ -272,6 +272,32 @@ async fn fetch_bodies(
     Ok(())
 }
 
+/// `(UID, RFC822.SIZE)` of the messages in the UID set `set`. A FETCH line without a
+/// size (an unsolicited FETCH of flags) says nothing here.
+async fn fetch_sizes(
+    m: &MailboxConfig,
+    session: &mut super::conn::Session,
+    set: &str,
+    stall: Duration,
+) -> Result<Vec<(u32, u32)>, ImapError> {
+    let mut sizes = Vec::new();
+    let mut stream = timed(
+        stall,
+        &m.name,
+        "UID FETCH (sizes)",
+        session.uid_fetch(set, "(UID RFC822.SIZE)"),
+    )
+    .await?
+    .map_err(|e| proto(m, e))?;
+    while let Some(item) = timed(stall, &m.name, "UID FETCH (sizes)", stream.next()).await? {
+        let f = item.map_err(|e| proto(m, e))?;
+        if let (Some(uid), Some(size)) = (f.uid, f.size) {
+            sizes.push((uid, size));
+        }
+    }
+    Ok(sizes)
+}
+
 /// Which of `uids` the selected folder still holds.
 async fn search_uids(
     m: &MailboxConfig,
@@ -428,26 +454,15 @@ pub(crate) async fn sync_folder(
     }
 
     // Sizes first: an oversized message is refused without downloading it.
-    let mut sizes: Vec<(u32, u32)> = Vec::new();
-    {
-        let session = &mut server.conn.session;
-        let mut stream = timed(
-            stall,
-            &m.name,
-            "UID FETCH (sizes)",
-            session.uid_fetch(format!("{}:*", last.saturating_add(1)), "(UID RFC822.SIZE)"),
-        )
-        .await?
-        .map_err(|e| proto(m, e))?;
-        while let Some(item) = timed(stall, &m.name, "UID FETCH (sizes)", stream.next()).await? {
-            let f = item.map_err(|e| proto(m, e))?;
-            // `n:*` also names the highest UID when n is above it (RFC 3501 6.4.8).
-            // A line without a size (an unsolicited FETCH of flags) says nothing here.
-            if let (Some(uid), Some(size)) = (f.uid.filter(|&u| u > last), f.size) {
-                sizes.push((uid, size));
-            }
-        }
-    }
+    let mut sizes = fetch_sizes(
+        m,
+        &mut server.conn.session,
+        &format!("{}:*", last.saturating_add(1)),
+        stall,
+    )
+    .await?;
+    // `n:*` also names the highest UID when n is above it (RFC 3501 6.4.8).
+    sizes.retain(|s| s.0 > last);
     // The largest size a UID was reported with counts.
     sizes.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     sizes.dedup_by_key(|s| s.0);
@@ -714,14 +729,12 @@ async fn store_one(
             warn!(mailbox = %m.name, folder, messages = uids.len(),
                 "the store refused a batch; storing its messages one at a time");
             debug!(mailbox = %m.name, folder, error = %e, "store error");
-            let by_uid: std::collections::HashMap<u32, &Vec<u8>> =
-                raws.iter().map(|(u, r)| (*u, r)).collect();
+            let mut by_uid: std::collections::HashMap<u32, Vec<u8>> = raws.into_iter().collect();
             for &uid in &uids {
-                let Some(raw) = by_uid.get(&uid) else {
+                let Some(raw) = by_uid.remove(&uid) else {
                     continue;
                 };
-                let (single, _) =
-                    prepare_on_pool(ctx, m, &source, uv, vec![(uid, (*raw).clone())]).await?;
+                let (single, _) = prepare_on_pool(ctx, m, &source, uv, vec![(uid, raw)]).await?;
                 let PreparedBatch {
                     mut messages,
                     parsed,
@@ -974,21 +987,7 @@ async fn retry_held(
     uids.sort_unstable();
     let mut sizes: Vec<(u32, u32)> = Vec::new();
     for set in uid_sets(&uids) {
-        let session = &mut server.conn.session;
-        let mut stream = timed(
-            stall,
-            &m.name,
-            "UID FETCH (sizes)",
-            session.uid_fetch(&set, "(UID RFC822.SIZE)"),
-        )
-        .await?
-        .map_err(|e| proto(m, e))?;
-        while let Some(item) = timed(stall, &m.name, "UID FETCH (sizes)", stream.next()).await? {
-            let f = item.map_err(|e| proto(m, e))?;
-            if let (Some(uid), Some(size)) = (f.uid, f.size) {
-                sizes.push((uid, size));
-            }
-        }
+        sizes.extend(fetch_sizes(m, &mut server.conn.session, &set, stall).await?);
     }
     let present: HashSet<u32> = sizes.iter().map(|s| s.0).collect();
     let gone: Vec<i64> = uids
