@@ -12,14 +12,17 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mail_auth::common::resolver::ToFqdn;
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::hickory_resolver::config::{ResolverConfig, ResolverOpts};
+use mail_auth::hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+};
 use mail_auth::spf::verify::SpfParameters;
+use mail_auth::SpfOutput;
 use mail_auth::{
     AuthenticatedMessage, DkimResult, DmarcResult, MessageAuthenticator, Parameters, RecordSet,
     ResolverCache, SpfResult, Txt, MX,
@@ -192,10 +195,23 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Uses the system's resolver configuration (`/etc/resolv.conf`).
+    /// Asks the configured name servers, or, when none are configured, the system's
+    /// (`/etc/resolv.conf`).
     pub fn new(settings: &DnsSettings) -> Result<Self, FilterError> {
-        let (config, mut opts) = mail_auth::hickory_resolver::system_conf::read_system_conf()
-            .map_err(|e| FilterError::Dns(e.to_string()))?;
+        let (config, mut opts) = if settings.servers.is_empty() {
+            mail_auth::hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| FilterError::Dns(format!("reading /etc/resolv.conf: {e}")))?
+        } else {
+            let servers = settings
+                .servers
+                .iter()
+                .map(|s| name_server(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            (
+                ResolverConfig::from_name_servers(servers),
+                ResolverOpts::default(),
+            )
+        };
         opts.timeout = Duration::from_millis(settings.timeout_ms);
         Self::with_config(config, opts, settings.cache_size)
     }
@@ -264,33 +280,40 @@ impl Authenticator {
             },
             ..AuthOutcome::default()
         };
-        let Some(conn) = conn else {
-            return outcome;
+        // Without the connection (no trusted border hop), DMARC still runs on DKIM alone.
+        let (spf, mail_from_domain) = match conn {
+            Some(conn) => {
+                let sender = if conn.mail_from.is_empty() {
+                    format!("postmaster@{}", conn.helo)
+                } else {
+                    conn.mail_from.clone()
+                };
+                let spf = self
+                    .inner
+                    .verify_spf(self.params(SpfParameters::verify_mail_from(
+                        conn.ip,
+                        &conn.helo,
+                        &conn.host_domain,
+                        &sender,
+                    )))
+                    .await;
+                outcome.spf = Some(match spf.result() {
+                    SpfResult::Pass => AuthResult::Pass,
+                    SpfResult::Fail => AuthResult::Fail,
+                    SpfResult::SoftFail => AuthResult::SoftFail,
+                    SpfResult::Neutral => AuthResult::Neutral,
+                    SpfResult::TempError => AuthResult::TempError,
+                    SpfResult::PermError => AuthResult::PermError,
+                    SpfResult::None => AuthResult::None,
+                });
+                let domain = sender.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
+                (spf, domain)
+            }
+            None => (
+                SpfOutput::new(String::new()).with_result(SpfResult::None),
+                String::new(),
+            ),
         };
-        let sender = if conn.mail_from.is_empty() {
-            format!("postmaster@{}", conn.helo)
-        } else {
-            conn.mail_from.clone()
-        };
-        let spf = self
-            .inner
-            .verify_spf(self.params(SpfParameters::verify_mail_from(
-                conn.ip,
-                &conn.helo,
-                &conn.host_domain,
-                &sender,
-            )))
-            .await;
-        outcome.spf = Some(match spf.result() {
-            SpfResult::Pass => AuthResult::Pass,
-            SpfResult::Fail => AuthResult::Fail,
-            SpfResult::SoftFail => AuthResult::SoftFail,
-            SpfResult::Neutral => AuthResult::Neutral,
-            SpfResult::TempError => AuthResult::TempError,
-            SpfResult::PermError => AuthResult::PermError,
-            SpfResult::None => AuthResult::None,
-        });
-        let mail_from_domain = sender.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
         let dmarc = self
             .inner
             .verify_dmarc(self.params(DmarcParameters::new(
@@ -320,6 +343,63 @@ impl Authenticator {
         );
         outcome
     }
+}
+
+/// One configured name server: `IP` (port 53) or `IP:PORT`, asked over UDP and TCP.
+fn name_server(spec: &str) -> Result<NameServerConfig, FilterError> {
+    let spec = spec.trim();
+    let addr = match spec.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => SocketAddr::new(
+            spec.parse::<IpAddr>().map_err(|_| {
+                FilterError::Dns(format!(
+                    "name server {spec:?} is not an IP address or IP:PORT (host names would \
+                     need a resolver to find the resolver)"
+                ))
+            })?,
+            53,
+        ),
+    };
+    let mut udp = ConnectionConfig::udp();
+    udp.port = addr.port();
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = addr.port();
+    Ok(NameServerConfig::new(addr.ip(), true, vec![udp, tcp]))
+}
+
+/// The SMTP connection our border relay recorded: the lowest Received field our relays
+/// wrote (see [`crate::upstream`]'s chain of trust), naming the outside client's address
+/// and HELO, with the topmost Return-Path as MAIL FROM. `None` without trusted relays,
+/// when the border hop recorded no address, when the client was one of our own relays
+/// (mail that started inside), or without a Return-Path (MAIL FROM unknown: SPF would
+/// check the wrong identity).
+pub fn connection(view: &MessageView, trusted: &[String]) -> Option<Connection> {
+    let end = crate::upstream::trusted_prefix(view, trusted);
+    let border = view
+        .headers()
+        .iter()
+        .take(end)
+        .rfind(|h| h.name.eq_ignore_ascii_case("Received"))?
+        .received
+        .as_ref()?;
+    let ours = |h: &str| trusted.iter().any(|t| host_in_domain(h, t));
+    if border.rdns.as_deref().is_some_and(ours) {
+        return None;
+    }
+    let ip = border.ip?;
+    // `<addr>`, `<>` for the null sender; a value that is neither tells nothing.
+    let path = view.header("Return-Path")?.raw.trim();
+    let mail_from = path.strip_prefix('<')?.strip_suffix('>')?.trim();
+    if !mail_from.is_empty() && !mail_from.contains('@') {
+        return None;
+    }
+    let mail_from = mail_from.to_string();
+    Some(Connection {
+        ip,
+        helo: border.helo.clone().unwrap_or_else(|| ip.to_string()),
+        mail_from,
+        host_domain: border.by.clone().unwrap_or_default(),
+    })
 }
 
 fn dkim_result(r: &DkimResult) -> AuthResult {

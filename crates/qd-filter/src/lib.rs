@@ -168,6 +168,11 @@ impl Filter {
     }
 
     /// Judges one message. Never fails: a check that cannot run (clamd down) is a tag.
+    /// The SMTP connection our border relay recorded, for SPF (see [`auth::connection`]).
+    pub fn connection(&self, view: &MessageView) -> Option<Connection> {
+        auth::connection(view, &self.settings.trusted_relays)
+    }
+
     pub fn judge(&self, view: &MessageView, ctx: &JudgeContext<'_>) -> Verdict {
         let mut hits = util::Hits::default();
         let s = &self.settings;

@@ -162,11 +162,14 @@ pub enum UnreachablePolicy {
 }
 
 /// DNS for the authentication checks.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsSettings {
     /// Off: only trusted Authentication-Results / Received-SPF headers are used.
     pub enabled: bool,
+    /// Name servers to ask, `IP` or `IP:PORT` (UDP, then TCP for long answers); empty:
+    /// the system's (`/etc/resolv.conf`).
+    pub servers: Vec<String>,
     /// Entries per record type (TXT, A, AAAA, MX, PTR) in the resolver cache.
     pub cache_size: usize,
     /// Per-query timeout, in milliseconds.
@@ -177,6 +180,7 @@ impl Default for DnsSettings {
     fn default() -> Self {
         DnsSettings {
             enabled: false,
+            servers: Vec::new(),
             cache_size: 4096,
             timeout_ms: 3_000,
         }

@@ -15,15 +15,41 @@
 //! generation in the store moved (staff marked mail as spam or not spam meanwhile).
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::StreamExt;
 use qd_core::Clock;
-use qd_filter::{Class, Filter, JudgeContext, Learner, MessageView, Verdict};
+use qd_filter::{
+    AuthOutcome, Authenticator, Class, Filter, JudgeContext, Learner, MessageView, Verdict,
+};
 use qd_mail::ParsedMail;
 use qd_store::{BatchOutcome, EnqueueOutcome, MessageVerdict, NewMessage, NewOutboxEntry, Store};
 
 use crate::ack::{plan_entry, AckCandidate, AckSettings};
 use crate::imap::{AfterStore, Arrived, HookError, StoredBatch};
+
+/// Messages whose DNS checks run at once.
+const AUTH_CONCURRENCY: usize = 32;
+
+/// SPF (with the connection our border relay recorded), DKIM, DMARC and ARC for one
+/// message; `None` when it took longer than `limit`.
+async fn authenticate_one(
+    filter: &Filter,
+    auth: &Authenticator,
+    limit: Duration,
+    uid: u32,
+    raw: &[u8],
+) -> Option<AuthOutcome> {
+    let conn = filter.connection(&MessageView::headers_only(raw));
+    match tokio::time::timeout(limit, auth.authenticate(raw, conn.as_ref())).await {
+        Ok(outcome) => Some(outcome),
+        Err(_) => {
+            tracing::warn!(uid, "sender authentication timed out; judged without DNS");
+            None
+        }
+    }
+}
 
 /// The filter and acknowledgement steps; each is optional.
 pub struct Steps {
@@ -31,6 +57,8 @@ pub struct Steps {
     clock: Arc<dyn Clock>,
     filter: Option<Arc<Filter>>,
     ack: Option<AckSettings>,
+    /// Sender authentication against DNS, and how long one message may take.
+    authenticator: Option<(Arc<Authenticator>, Duration)>,
     /// The learned model and the store generation it was loaded at.
     learner: Arc<RwLock<Option<(i64, Learner)>>>,
 }
@@ -42,8 +70,17 @@ impl Steps {
             clock,
             filter: None,
             ack: None,
+            authenticator: None,
             learner: Arc::default(),
         }
+    }
+
+    /// Checks SPF, DKIM, DMARC and ARC against DNS before the filter judges (with a
+    /// filter only). A message whose checks take longer than `per_message` is judged
+    /// as without DNS: by its trusted relays' Authentication-Results, if any.
+    pub fn with_authenticator(mut self, auth: Arc<Authenticator>, per_message: Duration) -> Steps {
+        self.authenticator = Some((auth, per_message));
+        self
     }
 
     pub fn with_filter(mut self, filter: Arc<Filter>) -> Steps {
@@ -145,11 +182,40 @@ impl AfterStore for Steps {
         self.filter.is_some()
     }
 
-    fn before_store(&self, view: &MessageView, _parsed: &ParsedMail, message: &mut NewMessage) {
+    /// DNS lookups of many messages overlap; answers are cached across batches.
+    fn authenticate<'a>(
+        &'a self,
+        raw: &'a [(u32, Vec<u8>)],
+    ) -> BoxFuture<'a, Vec<Option<AuthOutcome>>> {
+        Box::pin(async move {
+            let (Some(filter), Some((auth, limit))) = (&self.filter, &self.authenticator) else {
+                return Vec::new();
+            };
+            let checks: Vec<_> = raw
+                .iter()
+                .map(|(uid, raw)| authenticate_one(filter, auth, *limit, *uid, raw))
+                .collect();
+            futures::stream::iter(checks)
+                .buffered(AUTH_CONCURRENCY)
+                .collect()
+                .await
+        })
+    }
+
+    fn before_store(
+        &self,
+        view: &MessageView,
+        _parsed: &ParsedMail,
+        auth: Option<&AuthOutcome>,
+        message: &mut NewMessage,
+    ) {
         let Some(filter) = &self.filter else {
             return;
         };
-        let ctx = JudgeContext::at(self.clock.now());
+        let mut ctx = JudgeContext::at(self.clock.now());
+        if let Some(a) = auth {
+            ctx = ctx.with_auth(a);
+        }
         let learned = self.learner.read().ok();
         let verdict = match learned.as_ref().and_then(|l| l.as_ref()) {
             Some((_, learner)) => filter.judge(view, &ctx.with_learner(learner)),

@@ -212,6 +212,17 @@ impl MessageView {
         view
     }
 
+    /// A view of the header block alone (no parts walked, no attachments): what the
+    /// checks that read only header fields need, at a fraction of a full view's cost.
+    pub fn headers_only(raw: &[u8]) -> MessageView {
+        let (stripped, _) = strip_mbox_envelope(raw);
+        let block = stripped
+            .get(..header_block_len(stripped))
+            .unwrap_or_default();
+        let parsed = crate::guard::parse(block);
+        MessageView::build(block, parsed.message.as_ref())
+    }
+
     /// The view of `raw` (as given, mbox line and all) from mail-parser's reading of it
     /// after the mbox line, so one parse can serve the view and [`crate::parse`] alike
     /// (see [`crate::parse_with_view`]).

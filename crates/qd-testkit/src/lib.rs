@@ -7,12 +7,16 @@
 //! This crate is a dev-dependency only: nothing in a release build may use it.
 
 mod clamd;
+mod dkim;
+mod dns;
 mod dovecot;
 mod pg;
 mod proxy;
 mod smtp;
 
 pub use clamd::Clamd;
+pub use dkim::{base64, SigningDomain};
+pub use dns::{DnsRecord, Dnsmasq};
 pub use dovecot::{Dovecot, DovecotError, DovecotTls};
 pub use pg::{PgDatabase, DEFAULT_PG_URL, PG_URL_ENV};
 pub use proxy::StallProxy;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use qd_filter::{EvalOptions, Filter, JudgeContext, MessageView};
+use qd_filter::{Authenticator, EvalOptions, Filter, JudgeContext, MessageView};
 
 use crate::config::Settings;
 
@@ -45,9 +45,24 @@ pub async fn run(settings: &Settings, cmd: FilterCommand) -> Result<ExitCode> {
                 std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
             let filter = Filter::new(settings.filter.clone())?;
             let view = MessageView::from_raw(&raw);
+            // With `filter.dns.enabled`, SPF, DKIM, DMARC and ARC are checked live (an old
+            // file's keys may be gone: its signatures then fail as they would today).
+            let auth = if settings.filter.dns.enabled {
+                let auth = Authenticator::new(&settings.filter.dns).context("[filter.dns]")?;
+                Some(
+                    auth.authenticate(&raw, filter.connection(&view).as_ref())
+                        .await,
+                )
+            } else {
+                None
+            };
             // Dates are judged against the message's own arrival, so an old file is not
             // "skewed" merely for being old.
-            let verdict = filter.judge(&view, &JudgeContext::pinned_to(&view));
+            let mut ctx = JudgeContext::pinned_to(&view);
+            if let Some(a) = &auth {
+                ctx = ctx.with_auth(a);
+            }
+            let verdict = filter.judge(&view, &ctx);
             if a.json {
                 out!("{}", serde_json::to_string_pretty(&verdict)?);
             } else {

@@ -83,7 +83,8 @@ fn mailboxes(
 }
 
 /// The ingest context with the pipeline steps the configuration asks for: the filter
-/// (`ingest.filter`) before the store, acknowledgements (`[ack]`) after it.
+/// (`ingest.filter`, with sender authentication over DNS when `filter.dns.enabled`)
+/// before the store, acknowledgements (`[ack]`) after it.
 async fn context(settings: &Settings, store: Store) -> Result<IngestContext> {
     let clock: Arc<dyn qd_core::Clock> = Arc::new(SystemClock);
     let mut steps = Steps::new(store.clone(), clock.clone());
@@ -91,6 +92,13 @@ async fn context(settings: &Settings, store: Store) -> Result<IngestContext> {
     if settings.filter_ingest {
         let filter = qd_filter::Filter::new(settings.filter.clone()).context("[filter]")?;
         steps = steps.with_filter(Arc::new(filter));
+        let dns = &settings.filter.dns;
+        if dns.enabled {
+            let auth = qd_filter::Authenticator::new(dns).context("[filter.dns]")?;
+            // A few lookups per message, each bounded by the query timeout.
+            let per_message = std::time::Duration::from_millis(dns.timeout_ms.saturating_mul(4));
+            steps = steps.with_authenticator(Arc::new(auth), per_message);
+        }
         // What staff taught the filter; reloaded after batches when it changes.
         steps
             .refresh_learner()

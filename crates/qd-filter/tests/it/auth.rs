@@ -1,6 +1,7 @@
 //! SPF, DKIM and DMARC through mail-auth with synthetic fixtures: a key generated at test
 //! time, the message signed with mail-auth's DKIM signer, and the DNS records placed in
-//! the resolver cache of an offline authenticator (no name servers, no network).
+//! the resolver cache of an offline authenticator (no name servers, no network), or
+//! served by a private dnsmasq on a loopback port.
 
 use std::time::Duration;
 
@@ -11,7 +12,10 @@ use mail_auth::common::verify::DomainKey;
 use mail_auth::dkim::DkimSigner;
 use mail_auth::dmarc::Dmarc;
 use mail_auth::spf::Spf;
-use qd_filter::{AuthResult, Authenticator, Class, Connection, JudgeContext, MessageView};
+use qd_filter::{
+    AuthResult, Authenticator, Class, Connection, DnsSettings, JudgeContext, MessageView,
+};
+use qd_testkit::SigningDomain;
 
 use crate::support::{base64, case_filter};
 
@@ -120,4 +124,116 @@ fn cache_is_bounded() {
         );
     }
     assert!(auth.caches().txt.len() <= 2);
+}
+
+/// The records [`fixture`] pins in the cache, served by a real DNS server instead.
+fn served_fixture() -> (qd_testkit::Dnsmasq, String) {
+    let domain = SigningDomain::new("example.com", "s1").unwrap();
+    let dns = qd_testkit::Dnsmasq::start(&domain.records("192.0.2.10", "reject").unwrap()).unwrap();
+    (dns, domain.sign(MESSAGE).unwrap())
+}
+
+fn dns_settings(server: String) -> DnsSettings {
+    DnsSettings {
+        enabled: true,
+        servers: vec![server],
+        ..DnsSettings::default()
+    }
+}
+
+/// The border relay's Received field and the Return-Path its delivery agent wrote, above
+/// the signed message.
+fn delivered(signed: &str, client_ip: &str) -> String {
+    format!(
+        "Return-Path: <alice@example.com>\r\nReceived: from mail.example.com \
+         (mail.example.com [{client_ip}]) by mx.quietdesk.example with ESMTPS id 1; \
+         Mon, 4 Mar 2024 10:00:02 +0000\r\n{signed}"
+    )
+}
+
+#[test]
+fn records_come_from_the_configured_name_server() {
+    let (dns, signed) = served_fixture();
+    let auth = Authenticator::new(&dns_settings(dns.address())).unwrap();
+    let outcome =
+        runtime().block_on(auth.authenticate(signed.as_bytes(), Some(&conn("192.0.2.10"))));
+    assert_eq!(outcome.dkim, Some(AuthResult::Pass), "{outcome:?}");
+    assert_eq!(outcome.spf, Some(AuthResult::Pass), "{outcome:?}");
+    assert_eq!(outcome.dmarc, Some(AuthResult::Pass), "{outcome:?}");
+    // The records found are cached: the key and the SPF record still answer with the
+    // server gone. (Names that do not exist are asked again: DMARC's walk up the tree
+    // to find the organisational domain meets such names, so DMARC needs the server.)
+    drop(dns);
+    let again = runtime().block_on(auth.authenticate(signed.as_bytes(), Some(&conn("192.0.2.10"))));
+    assert_eq!(again.dkim, Some(AuthResult::Pass), "{again:?}");
+    assert_eq!(again.spf, Some(AuthResult::Pass), "{again:?}");
+}
+
+#[test]
+fn a_signature_without_its_key_in_dns_does_not_pass() {
+    let (dns, signed) = served_fixture();
+    let auth = Authenticator::new(&dns_settings(dns.address())).unwrap();
+    let other_selector = signed.replace("s=s1;", "s=s2;");
+    assert_ne!(other_selector, signed, "the fixture names selector s1");
+    let outcome = runtime().block_on(auth.authenticate(other_selector.as_bytes(), None));
+    assert_ne!(outcome.dkim, Some(AuthResult::Pass), "{outcome:?}");
+    assert_eq!(outcome.spf, None, "no connection, no SPF: {outcome:?}");
+    // The domain publishes DMARC, and nothing aligned passed.
+    assert_eq!(outcome.dmarc, Some(AuthResult::Fail), "{outcome:?}");
+}
+
+#[test]
+fn an_unreachable_name_server_is_a_temporary_error_not_a_verdict() {
+    let (_, signed) = fixture();
+    // A port nothing listens on: queries time out.
+    let settings = DnsSettings {
+        timeout_ms: 200,
+        ..dns_settings(format!("127.0.0.1:{}", qd_testkit::free_port()))
+    };
+    let auth = Authenticator::new(&settings).unwrap();
+    let outcome =
+        runtime().block_on(auth.authenticate(signed.as_bytes(), Some(&conn("192.0.2.10"))));
+    assert_eq!(outcome.dkim, Some(AuthResult::TempError), "{outcome:?}");
+    assert_eq!(outcome.spf, Some(AuthResult::TempError), "{outcome:?}");
+    let view = MessageView::from_raw(signed.as_bytes());
+    let v = case_filter().judge(&view, &JudgeContext::pinned_to(&view).with_auth(&outcome));
+    assert!(
+        !v.tags.iter().any(|t| t.name.starts_with("AUTH_")),
+        "a DNS outage must not count for or against the sender: {v:?}"
+    );
+}
+
+#[test]
+fn a_name_server_setting_that_is_no_address_is_refused() {
+    let err = Authenticator::new(&dns_settings("dns.example.net".into()))
+        .err()
+        .expect("a host name is refused");
+    assert!(err.to_string().contains("dns.example.net"), "{err}");
+}
+
+#[test]
+fn the_connection_is_the_border_hop_our_relay_recorded() {
+    let (_, signed) = fixture();
+    let mut settings = case_filter().settings().clone();
+    settings.trusted_relays = vec!["quietdesk.example".into()];
+    let filter = qd_filter::Filter::new(settings).unwrap();
+
+    let view = MessageView::headers_only(delivered(&signed, "192.0.2.10").as_bytes());
+    let c = filter.connection(&view).expect("a border hop");
+    assert_eq!(c.ip.to_string(), "192.0.2.10");
+    assert_eq!(c.helo, "mail.example.com");
+    assert_eq!(c.mail_from, "alice@example.com");
+    assert_eq!(c.host_domain, "mx.quietdesk.example");
+
+    // A hop by a host that is not ours tells nothing: anyone can write it.
+    let forged = delivered(&signed, "192.0.2.10").replace("mx.quietdesk.example", "mx.other");
+    assert!(filter
+        .connection(&MessageView::headers_only(forged.as_bytes()))
+        .is_none());
+    // Without a Return-Path, MAIL FROM is unknown.
+    let no_rp =
+        delivered(&signed, "192.0.2.10").replace("Return-Path: <alice@example.com>\r\n", "");
+    assert!(filter
+        .connection(&MessageView::headers_only(no_rp.as_bytes()))
+        .is_none());
 }

@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use qd_core::Clock;
+use qd_filter::AuthOutcome;
 use qd_mail::{MessageView, ParsedMail};
 use qd_store::{BatchOutcome, EnqueueOutcome, NewMessage, NewOutboxEntry, Store};
 use serde::Serialize;
@@ -153,11 +154,28 @@ pub trait AfterStore: Send + Sync {
         true
     }
 
+    /// Runs on the async side for each fetched batch before it is parsed: sender
+    /// authentication against DNS (SPF, DKIM, DMARC, ARC), one entry per raw message in
+    /// order (`None`: not checked). An empty answer checks none.
+    fn authenticate<'a>(
+        &'a self,
+        _raw: &'a [(u32, Vec<u8>)],
+    ) -> BoxFuture<'a, Vec<Option<AuthOutcome>>> {
+        Box::pin(async { Vec::new() })
+    }
+
     /// Runs on a parse worker for every message before it is stored (when
     /// [`AfterStore::runs_before_store`]), with the filter's view of it (no text; built
-    /// by the same parse as `parsed`); may change what is stored (verdict, quarantine,
-    /// team, ...).
-    fn before_store(&self, _view: &MessageView, _parsed: &ParsedMail, _message: &mut NewMessage) {}
+    /// by the same parse as `parsed`) and what [`AfterStore::authenticate`] found; may
+    /// change what is stored (verdict, quarantine, team, ...).
+    fn before_store(
+        &self,
+        _view: &MessageView,
+        _parsed: &ParsedMail,
+        _auth: Option<&AuthOutcome>,
+        _message: &mut NewMessage,
+    ) {
+    }
 
     /// `Some(limit)` when the hook queues acknowledgements: at most `limit` per sender
     /// in 24 hours.

@@ -805,8 +805,21 @@ async fn prepare_on_pool(
     let now = ctx.clock.now();
     let src = source.to_string();
     let keep_ips = ctx.settings.keep_full_ips;
+    let auths = match &hook {
+        Some(h) => h.authenticate(&items).await,
+        None => Vec::new(),
+    };
     tokio::task::spawn_blocking(move || {
-        let prepared = prepare(&items, &src, uv, team, now, keep_ips, hook.as_deref());
+        let prepared = prepare(
+            &items,
+            &auths,
+            &src,
+            uv,
+            team,
+            now,
+            keep_ips,
+            hook.as_deref(),
+        );
         (prepared, items)
     })
     .await
@@ -874,8 +887,10 @@ async fn commit_part(
 /// Parses a batch on the rayon pool. Never fails as a whole: a message mail-parser
 /// cannot read is stored with its defects; only a blob that cannot be compressed is
 /// reported per message.
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     items: &[(u32, Vec<u8>)],
+    auths: &[Option<qd_filter::AuthOutcome>],
     source: &str,
     uv: u32,
     team: Option<String>,
@@ -887,7 +902,8 @@ fn prepare(
     let before = hook.filter(|h| h.runs_before_store());
     let results: Vec<One> = items
         .par_iter()
-        .map(|(uid, raw)| {
+        .enumerate()
+        .map(|(i, (uid, raw))| {
             let uid = *uid;
             // With a step before the store, one parse gives the store its mail and the
             // filter its view.
@@ -917,7 +933,8 @@ fn prepare(
                 }
             }
             if let (Some(h), Some(v), Some(a)) = (before, view.as_ref(), keep.as_ref()) {
-                h.before_store(v, &a.parsed, &mut msg);
+                let auth = auths.get(i).and_then(Option::as_ref);
+                h.before_store(v, &a.parsed, auth, &mut msg);
             }
             Ok((uid, msg, keep))
         })

@@ -52,7 +52,7 @@ fn only_the_owning_crate_names_each_library() {
         ("anyhow", &["quietdesk"]),
         ("async-imap", &["qd-ingest"]),
         ("lettre", &["qd-outbound"]),
-        ("mail-auth", &["qd-filter"]),
+        ("mail-auth", &["qd-filter", "qd-testkit"]),
         ("zip", &["qd-retention"]),
     ];
     for (lib, allowed) in owners {

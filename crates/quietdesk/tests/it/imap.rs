@@ -497,3 +497,130 @@ async fn serve_filters_acknowledges_and_sends() {
     assert_eq!(thread[1].direction, "out");
     store.close().await.unwrap();
 }
+
+/// Sender authentication over DNS in the live path (`filter.dns.enabled`, records served
+/// by a private dnsmasq): a signed message from a host its domain's SPF names passes
+/// SPF, DKIM and DMARC; the same mail altered and sent from elsewhere fails all three,
+/// and the domain's `p=reject` makes it spam (quarantined). `filter check` agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_authenticates_senders_against_dns() {
+    let domain = qd_testkit::SigningDomain::new("example.com", "s1").unwrap();
+    let dns = qd_testkit::Dnsmasq::start(&domain.records("192.0.2.10", "reject").unwrap()).unwrap();
+    let d = Dovecot::start_plain().unwrap();
+    let date = chrono::Utc::now().to_rfc2822();
+    let mail = |id: &str, subject: &str| {
+        format!(
+            "From: Alice <alice@example.com>\r\nTo: support@quietdesk.example\r\n\
+             Subject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nWhere is my order?\r\n"
+        )
+    };
+    // What our border relay and the delivery agent write above the signed message.
+    let delivered = |client_ip: &str, signed: &str| {
+        format!(
+            "Return-Path: <alice@example.com>\r\nReceived: from mail.example.com \
+             (mail.example.com [{client_ip}])\r\n\tby mx.quietdesk.example with ESMTPS id 9; \
+             {date}\r\n{signed}"
+        )
+    };
+    let genuine = delivered(
+        "192.0.2.10",
+        &domain
+            .sign(&mail("genuine@example.com", "Order 42"))
+            .unwrap(),
+    );
+    d.deliver("user", "INBOX", genuine.as_bytes()).unwrap();
+    let forged = domain
+        .sign(&mail("forged@example.com", "Order 43"))
+        .unwrap()
+        .replace("Order 43", "Pay this invoice");
+    d.deliver(
+        "user",
+        "INBOX",
+        delivered("198.51.100.7", &forged).as_bytes(),
+    )
+    .unwrap();
+
+    let qd = Qd::sqlite();
+    let config = qd.dir.path().join("quietdesk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nfilter = true\n\n[filter]\ntrusted_relays = [\"quietdesk.example\"]\n\
+             our_domains = [\"quietdesk.example\"]\n\n[filter.dns]\nenabled = true\n\
+             servers = [\"{}\"]\ntimeout_ms = 2000\n",
+            dns.address()
+        ),
+    )
+    .unwrap();
+    let url = format!("imap://user@127.0.0.1:{}/INBOX", d.port());
+    let summary = qd.json_with(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "ingest",
+            "--once",
+            "--mailbox",
+            &url,
+            "--json",
+        ],
+        &[("QUIETDESK_IMAP_PASSWORD", "pass")],
+    );
+    assert_eq!(summary["stored"], 2, "{summary}");
+
+    let store = open_store(&qd).await;
+    let message = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            let ticket = store.ticket_of_message_id(id).await.unwrap().unwrap();
+            store
+                .ticket_messages(ticket)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|m| m.message_id.as_deref() == Some(id))
+                .unwrap()
+        }
+    };
+    let ok = message("genuine@example.com").await;
+    let tags = ok.verdict_tags.clone().unwrap_or_default();
+    for tag in ["AUTH_SPF_PASS", "AUTH_DKIM_PASS", "AUTH_DMARC_PASS"] {
+        assert!(tags.contains(tag), "{tag} missing: {tags}");
+    }
+    assert_eq!(ok.verdict_class.as_deref(), Some("ham"), "{tags}");
+    assert!(!ok.quarantined);
+
+    let bad = message("forged@example.com").await;
+    let tags = bad.verdict_tags.clone().unwrap_or_default();
+    for tag in [
+        "AUTH_SPF_FAIL",
+        "AUTH_DKIM_FAIL",
+        "AUTH_DMARC_FAIL_ENFORCED",
+    ] {
+        assert!(tags.contains(tag), "{tag} missing: {tags}");
+    }
+    assert_eq!(bad.verdict_class.as_deref(), Some("spam"), "{tags}");
+    assert!(bad.quarantined);
+    store.close().await.unwrap();
+
+    // `filter check` on a file checks the same way.
+    let eml = qd.dir.path().join("genuine.eml");
+    std::fs::write(&eml, &genuine).unwrap();
+    let verdict = qd.json(&[
+        "--config",
+        config.to_str().unwrap(),
+        "filter",
+        "check",
+        eml.to_str().unwrap(),
+        "--json",
+    ]);
+    let names: Vec<&str> = verdict["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for tag in ["AUTH_SPF_PASS", "AUTH_DKIM_PASS", "AUTH_DMARC_PASS"] {
+        assert!(names.contains(&tag), "{tag} missing: {verdict}");
+    }
+}
