@@ -196,6 +196,9 @@ pub struct Summary {
     pub retried: u64,
     /// Given up (permanent refusal, bad address, or out of attempts).
     pub failed: u64,
+    /// Outcomes not written because another worker had re-claimed the entry (this
+    /// one's lease ran out) or it was erased meanwhile.
+    pub lost_claims: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -271,51 +274,90 @@ impl Worker {
     }
 
     /// Sends every entry that is due at `now`, until none is left; entries put back for
-    /// later are not retried in the same call.
+    /// later are not retried in the same call. (The clock stands still: see
+    /// [`Worker::drain`].)
     pub async fn drain_once(&self, store: &Store, now: DateTime<Utc>) -> Result<Summary, Error> {
+        self.drain(store, &qd_core::FixedClock(now)).await
+    }
+
+    /// Sends every entry that is due when the drain starts, until none is left (what it
+    /// puts back for later waits for a later drain). The clock is read for each claim
+    /// and each outcome, so the leases of a long drain start when their claims do. An outcome is written only while this worker's claim holds (a worker that
+    /// re-claimed an entry after the lease ran out decides it), except "sent", which is
+    /// true whoever holds the entry. A store error that is not about one entry (the
+    /// database unavailable) ends the drain; claimed entries then wait for their lease.
+    pub async fn drain(&self, store: &Store, clock: &dyn Clock) -> Result<Summary, Error> {
         let mut summary = Summary::default();
         let lease = Duration::from_secs(self.settings.lease_secs.max(1));
+        let start = clock.now();
         loop {
+            let batch = u64::from(self.settings.batch.max(1));
             let claimed = store
-                .outbox_claim_due(now, u64::from(self.settings.batch.max(1)), lease)
+                .outbox_claim_due(start, clock.now(), batch, lease)
                 .await?;
             if claimed.is_empty() {
                 return Ok(summary);
             }
             for entry in claimed {
                 summary.claimed += 1;
-                match self.deliver(&entry).await {
+                let delivery = self.deliver(&entry).await;
+                let now = clock.now();
+                let held = match delivery {
                     Delivery::Sent => {
-                        let record = entry.raw.as_deref().map(|raw| sent_record(raw, now));
-                        store.outbox_mark_sent(entry.id, now, record).await?;
+                        record_sent(store, &entry, now).await?;
                         tracing::info!(outbox = entry.id, kind = entry.kind.as_str(), "sent");
                         summary.sent += 1;
+                        true
                     }
                     Delivery::Permanent(err) => {
-                        store.outbox_mark_failed(entry.id, &err, now).await?;
-                        tracing::warn!(outbox = entry.id, "refused for good");
-                        summary.failed += 1;
+                        let held = store
+                            .outbox_mark_failed(entry.id, entry.attempts, &err, now)
+                            .await?;
+                        if held {
+                            tracing::warn!(outbox = entry.id, "refused for good");
+                            summary.failed += 1;
+                        }
+                        held
                     }
                     Delivery::Transient(err) if entry.attempts >= self.settings.max_attempts => {
                         let err = format!("gave up after {} attempts: {err}", entry.attempts);
-                        store.outbox_mark_failed(entry.id, &err, now).await?;
-                        tracing::warn!(outbox = entry.id, attempts = entry.attempts, "gave up");
-                        summary.failed += 1;
+                        let held = store
+                            .outbox_mark_failed(entry.id, entry.attempts, &err, now)
+                            .await?;
+                        if held {
+                            tracing::warn!(outbox = entry.id, attempts = entry.attempts, "gave up");
+                            summary.failed += 1;
+                        }
+                        held
                     }
                     Delivery::Transient(err) => {
                         let delay = self.settings.backoff(entry.attempts);
                         let next = now
                             + chrono::TimeDelta::from_std(delay)
                                 .unwrap_or(chrono::TimeDelta::hours(1));
-                        store.outbox_retry_later(entry.id, &err, next).await?;
-                        tracing::info!(
-                            outbox = entry.id,
-                            attempts = entry.attempts,
-                            retry_in_secs = delay.as_secs(),
-                            "delivery deferred"
-                        );
-                        summary.retried += 1;
+                        let held = store
+                            .outbox_retry_later(entry.id, entry.attempts, &err, next)
+                            .await?;
+                        if held {
+                            tracing::info!(
+                                outbox = entry.id,
+                                attempts = entry.attempts,
+                                retry_in_secs = delay.as_secs(),
+                                "delivery deferred"
+                            );
+                            summary.retried += 1;
+                        }
+                        held
                     }
+                };
+                if !held {
+                    tracing::warn!(
+                        outbox = entry.id,
+                        attempts = entry.attempts,
+                        "claim lost while sending (lease ran out or the entry was erased); \
+                         outcome left to the current holder"
+                    );
+                    summary.lost_claims += 1;
                 }
             }
         }
@@ -334,10 +376,10 @@ impl Worker {
         let poll = Duration::from_secs(self.settings.poll_secs.max(1));
         let mut last_prune: Option<DateTime<Utc>> = None;
         loop {
-            let now = clock.now();
-            if let Err(e) = self.drain_once(store, now).await {
+            if let Err(e) = self.drain(store, clock).await {
                 tracing::warn!(error = %e, "outbox round failed");
             }
+            let now = clock.now();
             if last_prune.is_none_or(|t| now - t > chrono::TimeDelta::hours(1)) {
                 // The acknowledgement log only matters for a day.
                 if let Err(e) = store.prune_ack_log(now - chrono::TimeDelta::days(2)).await {
@@ -408,6 +450,27 @@ pub async fn drain_once(
     now: DateTime<Utc>,
 ) -> Result<Summary, Error> {
     Worker::new(settings.clone())?.drain_once(store, now).await
+}
+
+/// Marks a sent entry sent, with its copy filed on the ticket. When the copy cannot be
+/// filed (anything but an unavailable database), the entry is still marked sent, its
+/// raw bytes kept in the outbox: otherwise it would be sent again at every lease.
+async fn record_sent(store: &Store, entry: &OutboxEntry, now: DateTime<Utc>) -> Result<(), Error> {
+    let record = entry.raw.as_deref().map(|raw| sent_record(raw, now));
+    let has_record = record.is_some();
+    match store.outbox_mark_sent(entry.id, now, record).await {
+        Ok(_) => Ok(()),
+        Err(e) if has_record && !e.is_unavailable() => {
+            tracing::warn!(
+                outbox = entry.id,
+                error = %e,
+                "sent, but its copy could not be filed on the ticket (kept in the outbox)"
+            );
+            store.outbox_mark_sent(entry.id, now, None).await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The record of a sent message on its ticket.

@@ -414,10 +414,13 @@ impl Store {
             .rows_affected)
     }
 
-    /// Claims up to `limit` due entries for `lease`: queued entries whose time has come
-    /// and `sending` entries whose lease ran out. Each claim counts as an attempt.
+    /// Claims up to `limit` due entries for `lease` from `now`: queued entries whose
+    /// time came by `due_by` and `sending` entries whose lease ran out by then (a drain
+    /// passes its start, so what it puts back is not taken again in the same drain).
+    /// Each claim counts as an attempt.
     pub async fn outbox_claim_due(
         &self,
+        due_by: DateTime<Utc>,
         now: DateTime<Utc>,
         limit: u64,
         lease: std::time::Duration,
@@ -432,12 +435,12 @@ impl Store {
                     .add(
                         Condition::all()
                             .add(outbox::Column::Status.eq(OutboxStatus::Queued.as_str()))
-                            .add(outbox::Column::NextAttemptAt.lte(now)),
+                            .add(outbox::Column::NextAttemptAt.lte(due_by)),
                     )
                     .add(
                         Condition::all()
                             .add(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
-                            .add(outbox::Column::ClaimedUntil.lt(now)),
+                            .add(outbox::Column::ClaimedUntil.lt(due_by)),
                     ),
             )
             .order_by(outbox::Column::NextAttemptAt, Order::Asc)
@@ -474,6 +477,11 @@ impl Store {
     /// Marks an entry sent and, when `record` is given, files it on the entry's ticket as
     /// an outgoing message in the same transaction (its raw bytes move from the outbox to
     /// the blob store). Returns the message's database id.
+    ///
+    /// Not fenced by the claim: the message did go out, whoever holds the entry now (a
+    /// worker that re-claimed it after this one's lease ran out would otherwise send it
+    /// again). An entry already marked sent, or gone (erased meanwhile), is left as it
+    /// is and gives `None`: the copy is filed once.
     pub async fn outbox_mark_sent(
         &self,
         id: i64,
@@ -482,17 +490,9 @@ impl Store {
     ) -> Result<Option<i64>> {
         let txn = self.begin_write().await?;
         let mut pending = PendingKeys::default();
-        let entry = outbox::Entity::find_by_id(id)
-            .one(&txn)
-            .await?
-            .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))?;
-        let message_db_id = match (record, entry.ticket_id) {
-            (Some(mut m), Some(ticket_id)) => {
-                Some(attach_in(self, &txn, ticket_id, &mut m, now, &mut pending).await?)
-            }
-            _ => None,
-        };
-        outbox::Entity::update_many()
+        // Update first: on PostgreSQL the row lock makes a concurrent mark wait, then
+        // find the entry sent.
+        let marked = outbox::Entity::update_many()
             .col_expr(
                 outbox::Column::Status,
                 Expr::value(OutboxStatus::Sent.as_str()),
@@ -506,32 +506,51 @@ impl Store {
                 outbox::Column::LastError,
                 Expr::value(Option::<String>::None),
             )
-            .col_expr(outbox::Column::SentMessageDbId, Expr::value(message_db_id))
-            // Kept only while a copy on the ticket does not exist.
-            .col_expr(
-                outbox::Column::Raw,
-                if message_db_id.is_some() {
-                    Expr::value(Option::<Vec<u8>>::None)
-                } else {
-                    Expr::col(outbox::Column::Raw)
-                },
-            )
             .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::Status.ne(OutboxStatus::Sent.as_str()))
             .exec(&txn)
-            .await?;
+            .await?
+            .rows_affected;
+        if marked == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let entry = outbox::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))?;
+        let message_db_id = match (record, entry.ticket_id) {
+            (Some(mut m), Some(ticket_id)) => {
+                Some(attach_in(self, &txn, ticket_id, &mut m, now, &mut pending).await?)
+            }
+            _ => None,
+        };
+        if message_db_id.is_some() {
+            // The raw bytes are kept only while no copy on the ticket exists.
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::SentMessageDbId, Expr::value(message_db_id))
+                .col_expr(outbox::Column::Raw, Expr::value(Option::<Vec<u8>>::None))
+                .filter(outbox::Column::Id.eq(id))
+                .exec(&txn)
+                .await?;
+        }
         txn.commit().await?;
         pending.commit_to(self.keys.as_deref());
         Ok(message_db_id)
     }
 
-    /// Puts a claimed entry back in the queue until `next_attempt_at`.
+    /// Puts a claimed entry back in the queue until `next_attempt_at`, only while this
+    /// worker's claim holds: `attempt` is the entry's attempt count when it was claimed,
+    /// and a later claim (after this one's lease ran out) has a higher one. Returns
+    /// whether the claim still held.
     pub async fn outbox_retry_later(
         &self,
         id: i64,
+        attempt: u32,
         error: &str,
         next_attempt_at: DateTime<Utc>,
-    ) -> Result<()> {
-        outbox::Entity::update_many()
+    ) -> Result<bool> {
+        let updated = outbox::Entity::update_many()
             .col_expr(
                 outbox::Column::Status,
                 Expr::value(OutboxStatus::Queued.as_str()),
@@ -543,14 +562,29 @@ impl Store {
             )
             .col_expr(outbox::Column::LastError, Expr::value(error))
             .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
+            .filter(outbox::Column::Attempts.eq(i64::from(attempt)))
             .exec(&self.db)
             .await?;
-        Ok(())
+        Ok(updated.rows_affected > 0)
     }
 
-    /// Gives up on an entry.
-    pub async fn outbox_mark_failed(&self, id: i64, error: &str, now: DateTime<Utc>) -> Result<()> {
-        mark_failed(&self.db, id, error, now).await
+    /// Gives up on a claimed entry, only while this worker's claim of attempt `attempt`
+    /// holds (see [`Store::outbox_retry_later`]). Returns whether it did.
+    pub async fn outbox_mark_failed(
+        &self,
+        id: i64,
+        attempt: u32,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let updated = failed_update(error, now)
+            .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
+            .filter(outbox::Column::Attempts.eq(i64::from(attempt)))
+            .exec(&self.db)
+            .await?;
+        Ok(updated.rows_affected > 0)
     }
 
     pub async fn outbox_get(&self, id: i64) -> Result<Option<OutboxEntry>> {
@@ -650,6 +684,15 @@ async fn mark_failed<C: ConnectionTrait>(
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    failed_update(error, now)
+        .filter(outbox::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The update that marks entries failed (the caller adds which).
+fn failed_update(error: &str, now: DateTime<Utc>) -> sea_orm::UpdateMany<outbox::Entity> {
     outbox::Entity::update_many()
         .col_expr(
             outbox::Column::Status,
@@ -661,10 +704,6 @@ async fn mark_failed<C: ConnectionTrait>(
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .col_expr(outbox::Column::LastError, Expr::value(error))
-        .filter(outbox::Column::Id.eq(id))
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 /// Writes one message (blob, row, attachments, thread refs, search-queue entry) on

@@ -158,8 +158,8 @@ async fn concurrent_claims_do_not_overlap(b: Backend) {
     }
     let lease = Duration::from_secs(300);
     let (a, c) = tokio::join!(
-        b.store.outbox_claim_due(t0(), 20, lease),
-        b.store.outbox_claim_due(t0(), 20, lease)
+        b.store.outbox_claim_due(t0(), t0(), 20, lease),
+        b.store.outbox_claim_due(t0(), t0(), 20, lease)
     );
     let (a, c) = (a.unwrap(), c.unwrap());
     assert_eq!(a.len() + c.len(), 30);
@@ -170,12 +170,145 @@ async fn concurrent_claims_do_not_overlap(b: Backend) {
         .chain(c.iter())
         .all(|e| e.status == OutboxStatus::Sending));
     // A claim whose lease ran out (the worker died) is claimed again.
-    let again = b
-        .store
-        .outbox_claim_due(t0() + TimeDelta::seconds(301), 100, lease)
-        .await
-        .unwrap();
+    let t1 = t0() + TimeDelta::seconds(301);
+    let again = b.store.outbox_claim_due(t1, t1, 100, lease).await.unwrap();
     assert_eq!(again.len(), 30);
     assert!(again.iter().all(|e| e.attempts == 2));
 }
 crate::both_backends!(concurrent_claims_do_not_overlap);
+
+/// A worker whose lease ran out while it was sending no longer decides the entry: the
+/// worker that claimed it again does. "Sent" is the exception, as it is true whoever
+/// holds the entry, and the copy on the ticket is filed once.
+async fn a_stale_claim_decides_nothing(b: Backend) {
+    let sink = SmtpSink::start().unwrap();
+    let (_, asked) = crate::ingest(
+        &b.store,
+        &crate::customer_mail("gus@customer.example", "q-gus@customer.example", "Help", ""),
+        t0(),
+    )
+    .await;
+    let (id, _) = enqueue_reply(&b.store, "gus@customer.example", Some(asked.ticket_id)).await;
+    let lease = Duration::from_secs(60);
+    let stale = b
+        .store
+        .outbox_claim_due(t0(), t0(), 10, lease)
+        .await
+        .unwrap();
+    assert_eq!(stale[0].attempts, 1);
+    let t1 = t0() + TimeDelta::seconds(61);
+    let current = b.store.outbox_claim_due(t1, t1, 10, lease).await.unwrap();
+    assert_eq!(current[0].attempts, 2, "the lease ran out: claimed again");
+
+    // The first worker's outcomes come too late and change nothing.
+    let later = t0() + TimeDelta::hours(1);
+    assert!(!b
+        .store
+        .outbox_retry_later(id, 1, "451 try later", later)
+        .await
+        .unwrap());
+    assert!(!b
+        .store
+        .outbox_mark_failed(id, 1, "550 no such user", later)
+        .await
+        .unwrap());
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Sending);
+    assert_eq!(e.last_error, None);
+    // The current holder's outcome counts.
+    assert!(b
+        .store
+        .outbox_retry_later(id, 2, "451 try later", later)
+        .await
+        .unwrap());
+    assert_eq!(
+        b.store.outbox_get(id).await.unwrap().unwrap().status,
+        OutboxStatus::Queued
+    );
+
+    // Sent by a worker, then "sent" again by one whose claim had run out: one copy.
+    let worker = Worker::new(smtp_settings(&sink)).unwrap();
+    assert_eq!(worker.drain_once(&b.store, later).await.unwrap().sent, 1);
+    let raw = stale[0].raw.clone().unwrap();
+    let mut copy = qd_ingest::new_message(
+        qd_mail::parse(&raw),
+        qd_store::PreparedBlob::prepare(&raw).unwrap(),
+        Some("outbox".into()),
+        None,
+        None,
+        later,
+    );
+    copy.direction = qd_core::Direction::Out;
+    assert_eq!(
+        b.store
+            .outbox_mark_sent(id, later, Some(copy))
+            .await
+            .unwrap(),
+        None
+    );
+    let thread = b.store.ticket_messages(asked.ticket_id).await.unwrap();
+    assert_eq!(
+        thread.iter().filter(|m| m.direction == "out").count(),
+        1,
+        "the sent reply is filed once"
+    );
+    // An entry erased meanwhile is no error for the worker that sent it.
+    assert_eq!(
+        b.store
+            .outbox_mark_sent(id + 1000, later, None)
+            .await
+            .unwrap(),
+        None
+    );
+}
+crate::both_backends!(a_stale_claim_decides_nothing);
+
+/// A clock that moves on by `step` each time it is read.
+struct SteppingClock {
+    now: std::sync::Mutex<chrono::DateTime<chrono::Utc>>,
+    step: TimeDelta,
+}
+
+impl qd_core::Clock for SteppingClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let mut now = self.now.lock().unwrap();
+        let t = *now;
+        *now = t + self.step;
+        t
+    }
+}
+
+/// A long drain reads the clock for each claim and outcome: an entry claimed late in
+/// the drain gets a lease from when it was claimed (before, every claim of a drain was
+/// stamped with its start, so a drain longer than the lease handed out claims another
+/// worker could take at once), and its retry is scheduled from when it failed.
+async fn a_long_drain_keeps_time(b: Backend) {
+    let sink = SmtpSink::stopped().unwrap();
+    let mut ids = Vec::new();
+    for who in ["hal", "ida"] {
+        ids.push(
+            enqueue_reply(&b.store, &format!("{who}@customer.example"), None)
+                .await
+                .0,
+        );
+    }
+    let mut settings = smtp_settings(&sink);
+    settings.batch = 1;
+    let worker = Worker::new(settings).unwrap();
+    let clock = SteppingClock {
+        now: std::sync::Mutex::new(t0()),
+        step: TimeDelta::seconds(400),
+    };
+    let s = worker.drain(&b.store, &clock).await.unwrap();
+    assert_eq!((s.claimed, s.retried, s.lost_claims), (2, 2, 0));
+    let mut next: Vec<_> = Vec::new();
+    for id in ids {
+        let e = b.store.outbox_get(id).await.unwrap().unwrap();
+        assert_eq!(e.status, OutboxStatus::Queued);
+        next.push(e.next_attempt_at);
+    }
+    // Two claims and outcomes apart: 800 s, less the retry delay's ±12 s jitter twice.
+    let apart = next[1] - next[0];
+    assert!(apart >= TimeDelta::seconds(770), "{apart:?}");
+}
+crate::both_backends!(a_long_drain_keeps_time);
