@@ -7,6 +7,7 @@
 //! Every other crate of the workspace may depend on this one; it depends on none of them.
 
 mod clock;
+mod erase_address;
 mod ip;
 mod lookup_key;
 mod redacted;
@@ -15,6 +16,7 @@ mod status;
 mod ticket_ref;
 
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use erase_address::{erase_address_in_headers, ERASED_MAILBOX};
 pub use ip::anonymise_ip;
 pub use lookup_key::lookup_key;
 pub use redacted::Redacted;

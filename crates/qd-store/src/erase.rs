@@ -403,7 +403,7 @@ impl Store {
             counts.add(&delete_messages_in(&txn, &ids, now).await?);
         }
         let addresses = addresses_of(&txn, customer_id, contact_ids).await?;
-        counts.redacted += redact_recipients(&txn, &addresses, now).await?;
+        counts.redacted += redact_recipients(&txn, self.keys.as_deref(), &addresses, now).await?;
         counts.add(&self.delete_contact_rows(&txn, contact_ids, now).await?);
         if let Some(cid) = customer_id {
             counts.changes += changes::Entity::delete_many()
@@ -630,16 +630,97 @@ async fn addresses_of<C: ConnectionTrait>(
     Ok(out)
 }
 
+/// Erases `addresses` from the header blocks of the raw mail of `message_ids`. A blob
+/// is rewritten in place under its scope (sealed again with the scope's key when it was
+/// sealed); when the rewritten mail already exists in that scope, its messages point at
+/// the existing blob and the old one goes.
+async fn redact_blobs(
+    txn: &DatabaseTransaction,
+    ring: Option<&crate::crypto::KeyRing>,
+    message_ids: &[i64],
+    addresses: &[String],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut blob_ids: Vec<i64> = Vec::new();
+    for chunk in message_ids.chunks(IN_CHUNK) {
+        let ids: Vec<Option<i64>> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::BlobId)
+            .filter(messages::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        blob_ids.extend(ids.into_iter().flatten());
+    }
+    blob_ids.sort_unstable();
+    blob_ids.dedup();
+    let mut pending = crate::keys::PendingKeys::default();
+    for blob_id in blob_ids {
+        let Some(row) = blobs::Entity::find_by_id(blob_id).one(txn).await? else {
+            continue;
+        };
+        let (scope, sealed) = (row.scope.clone(), row.codec == crate::crypto::CODEC_SEALED);
+        let mut raw = crate::keys::open_blob(txn, ring, row).await?;
+        let mut changed = false;
+        for a in addresses {
+            if let Some(r) = qd_core::erase_address_in_headers(&raw, a) {
+                raw = r;
+                changed = true;
+            }
+        }
+        if !changed {
+            continue;
+        }
+        let mut prepared = crate::PreparedBlob::prepare(&raw)?;
+        let same = blobs::Entity::find()
+            .select_only()
+            .column(blobs::Column::Id)
+            .filter(blobs::Column::Scope.eq(scope.as_str()))
+            .filter(blobs::Column::Digest.eq(prepared.digest.as_str()))
+            .into_tuple::<i64>()
+            .one(txn)
+            .await?;
+        if let Some(existing) = same {
+            messages::Entity::update_many()
+                .col_expr(messages::Column::BlobId, Expr::value(existing))
+                .filter(messages::Column::BlobId.eq(blob_id))
+                .exec(txn)
+                .await?;
+            blobs::Entity::delete_by_id(blob_id).exec(txn).await?;
+            continue;
+        }
+        let key = match (sealed, ring) {
+            (true, Some(ring)) => {
+                crate::keys::scope_keys(txn, ring, &[scope.as_str()], now, &mut pending)
+                    .await?
+                    .remove(&scope)
+            }
+            (true, None) => return Err(crate::Error::NoMasterKey),
+            (false, _) => None,
+        };
+        let mut row = crate::batch::blob_row(&scope, &mut prepared, key.as_deref(), now)?;
+        row.id = sea_orm::ActiveValue::Unchanged(blob_id);
+        // The blob keeps its first creation time.
+        row.created_at = sea_orm::ActiveValue::NotSet;
+        blobs::Entity::update(row).exec(txn).await?;
+    }
+    // Only existing scopes were asked (a blob's own): no key was created here.
+    drop(pending);
+    Ok(())
+}
+
 /// What stays of an erased person as a recipient of other people's mail.
 const ERASED_RECIPIENT: &str = "[erased]";
 
 /// Replaces the person as a recipient in the messages and outbox entries that stay
 /// (another customer's reply-all that had them in Cc, a staff reply copied to them) and
-/// queues those messages for re-indexing, so `to:` no longer finds them. Returns how
-/// many rows changed. The raw mail of such a message is the other person's and keeps
-/// the header as it was received.
+/// queues those messages for re-indexing, so `to:` no longer finds them. Their raw mail
+/// (the stored blob, an outbox entry's bytes) loses the person's mailbox from its
+/// header block too ([`qd_core::erase_address_in_headers`]); the body, the sender's
+/// own text, stays. Returns how many rows changed.
 async fn redact_recipients(
     txn: &DatabaseTransaction,
+    ring: Option<&crate::crypto::KeyRing>,
     addresses: &[String],
     now: DateTime<Utc>,
 ) -> Result<u64> {
@@ -688,19 +769,22 @@ async fn redact_recipients(
             changed += 1;
             requeue.push(id);
         }
-        let rows: Vec<(i64, String)> = outbox::Entity::find()
+        let rows: Vec<(i64, String, Option<Vec<u8>>)> = outbox::Entity::find()
             .select_only()
             .column(outbox::Column::Id)
             .column(outbox::Column::RcptTo)
+            .column(outbox::Column::Raw)
             .filter(Expr::expr(Func::lower(Expr::col(outbox::Column::RcptTo))).like(pattern()))
             .into_tuple()
             .all(txn)
             .await?;
-        for (id, rcpt) in rows {
+        for (id, rcpt, raw) in rows {
             let (rcpt, rcpt_changed) = without_recipient(&rcpt, address);
             if rcpt_changed {
+                let raw = raw.map(|r| qd_core::erase_address_in_headers(&r, address).unwrap_or(r));
                 outbox::Entity::update_many()
                     .col_expr(outbox::Column::RcptTo, Expr::value(rcpt))
+                    .col_expr(outbox::Column::Raw, Expr::value(raw))
                     .filter(outbox::Column::Id.eq(id))
                     .exec(txn)
                     .await?;
@@ -708,6 +792,7 @@ async fn redact_recipients(
             }
         }
     }
+    redact_blobs(txn, ring, &requeue, addresses, now).await?;
     requeue.sort_unstable();
     requeue.dedup();
     insert_rows(
@@ -1104,7 +1189,7 @@ impl Store {
         }
         counts.tickets = ticket_ids.len() as u64;
         let addresses = addresses_of(&txn, customer_id, contact_ids).await?;
-        counts.redacted += redact_recipients(&txn, &addresses, now).await?;
+        counts.redacted += redact_recipients(&txn, self.keys.as_deref(), &addresses, now).await?;
         let scopes: Vec<String> = contact_ids.iter().map(|c| blob_scope(Some(*c))).collect();
         let (keys, blobs) =
             crate::keys::destroy_scopes(&txn, self.keys.as_deref(), &scopes, now).await?;

@@ -175,6 +175,24 @@ async fn erasure_is_complete(qd: Qd) {
     assert!(erased["counts"]["keys_destroyed"].as_u64().unwrap() >= 1);
 
     assert_eq!(erased["counts"]["redacted"], 1, "Bob's reply-all");
+    // Bob's raw mail stays his, without Alice's mailbox in its header.
+    let store = crate::imap::open_store(&qd).await;
+    let hex = std::fs::read_to_string(qd.data_dir().join("master.key")).unwrap();
+    let store = store.with_master_key(qd_store::MasterKey::parse_hex(hex.trim()).unwrap());
+    let ticket = store
+        .ticket_of_message_id("cc-1@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    let bobs = store.ticket_messages(ticket).await.unwrap();
+    let raw = store.raw_message(bobs[0].id).await.unwrap().unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(
+        raw.contains("Cc: erased@erased.invalid\r\n") && !raw.contains("Alice"),
+        "{raw}"
+    );
+    assert!(raw.contains("We both see kpwbobmarker."), "{raw}");
+    store.close().await.unwrap();
     assert_gone(&qd, "zqxalicemarker");
     assert_gone(&qd, "alice@example.org");
     assert!(qd.search("to:alice@example.org", 10).is_empty());

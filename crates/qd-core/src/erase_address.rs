@@ -1,0 +1,348 @@
+//! Erasing one person's address from the header block of someone else's raw mail.
+//!
+//! When a person is erased, the mail other people sent stays (it is theirs), but the
+//! erased person must not stay readable in it as a recipient. In the address fields
+//! (To, Cc, Reply-To, Delivered-To, ...) the whole mailbox naming them — display name
+//! and address — is replaced by [`ERASED_MAILBOX`]; elsewhere in the header block
+//! (Received `for <…>`, an mbox `From ` line, ...) each occurrence of the address is.
+//! Everything else stays byte for byte, folding included. The body is not touched:
+//! quoted text is free text, not a recipient list.
+
+/// What an erased mailbox becomes: a syntactically valid address in a reserved domain
+/// (RFC 2606), so the mail still parses.
+pub const ERASED_MAILBOX: &str = "erased@erased.invalid";
+
+/// Fields whose value is a list of mailboxes.
+const ADDRESS_FIELDS: &[&str] = &[
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "resent-from",
+    "resent-sender",
+    "resent-to",
+    "resent-cc",
+    "resent-bcc",
+    "return-path",
+    "delivered-to",
+    "x-original-to",
+    "envelope-to",
+    "x-envelope-to",
+    "disposition-notification-to",
+    "return-receipt-to",
+    "errors-to",
+    "mail-followup-to",
+    "mail-reply-to",
+];
+
+/// `raw` with `address` erased from its header block, or `None` when the header block
+/// does not name it. `address` is compared without regard to ASCII case.
+pub fn erase_address_in_headers(raw: &[u8], address: &str) -> Option<Vec<u8>> {
+    let address = address.trim().as_bytes();
+    if address.is_empty() || !address.contains(&b'@') {
+        return None;
+    }
+    let end = header_end(raw);
+    let head = raw.get(..end)?;
+    find_address(head, address, 0)?;
+    let mut out = Vec::with_capacity(raw.len());
+    for field in fields(head) {
+        let rewritten = match field_value(field) {
+            Some((name_len, value)) if is_address_field(&field[..name_len]) => {
+                let mut f = field[..name_len + 1].to_vec();
+                f.extend_from_slice(&erase_mailboxes(value, address));
+                f
+            }
+            _ => field.to_vec(),
+        };
+        out.extend_from_slice(&replace_address(&rewritten, address));
+    }
+    out.extend_from_slice(raw.get(end..).unwrap_or_default());
+    Some(out)
+}
+
+/// Where the header block ends: the start of its first empty line (or the end).
+fn header_end(raw: &[u8]) -> usize {
+    let mut start = 0;
+    while start < raw.len() {
+        let line_end = raw[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |p| start + p + 1);
+        let line = &raw[start..line_end];
+        if line == b"\n" || line == b"\r\n" {
+            return start;
+        }
+        start = line_end;
+    }
+    raw.len()
+}
+
+/// The header block cut into fields, each with its continuation lines and line ends.
+fn fields(head: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut field_start = 0;
+    let mut pos = 0;
+    while pos < head.len() {
+        let line_end = head[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(head.len(), |p| pos + p + 1);
+        let next_is_continuation = head.get(line_end).is_some_and(|&b| b == b' ' || b == b'\t');
+        if !next_is_continuation {
+            out.push(&head[field_start..line_end]);
+            field_start = line_end;
+        }
+        pos = line_end;
+    }
+    if field_start < head.len() {
+        out.push(&head[field_start..]);
+    }
+    out
+}
+
+/// The length of the field name and the value after the colon.
+fn field_value(field: &[u8]) -> Option<(usize, &[u8])> {
+    let colon = field.iter().position(|&b| b == b':')?;
+    let name = &field[..colon];
+    if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
+        return None;
+    }
+    Some((colon, &field[colon + 1..]))
+}
+
+fn is_address_field(name: &[u8]) -> bool {
+    ADDRESS_FIELDS
+        .iter()
+        .any(|f| f.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// The mailbox list with every mailbox whose address is `address` replaced (leading
+/// white space and folding kept). Splits at commas outside quotes, comments and angle
+/// brackets.
+fn erase_mailboxes(value: &[u8], address: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    for item in split_list(value) {
+        let (body, comma) = match item.last() {
+            Some(b',') => (&item[..item.len() - 1], true),
+            _ => (item, false),
+        };
+        if names(body, address) {
+            let lead = body.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            let trail = body
+                .iter()
+                .rev()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+            // A group's name (`Team: ...`) stays, and so does its closing `;`.
+            let lead = lead.max(group_prefix(body));
+            out.extend_from_slice(&body[..lead]);
+            let semicolon = body[..body.len() - trail].ends_with(b";");
+            out.extend_from_slice(ERASED_MAILBOX.as_bytes());
+            if semicolon {
+                out.push(b';');
+            }
+            out.extend_from_slice(&body[body.len() - trail..]);
+        } else {
+            out.extend_from_slice(body);
+        }
+        if comma {
+            out.push(b',');
+        }
+    }
+    out
+}
+
+/// The length of a group's opening (`Name:` and the white space after it) at the
+/// start of a list item, or 0.
+fn group_prefix(item: &[u8]) -> usize {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, &b) in item.iter().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' | b'(' if !quoted => return 0,
+            b'@' if !quoted => return 0,
+            b':' if !quoted => {
+                let ws = item[i + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_whitespace())
+                    .count();
+                return i + 1 + ws;
+            }
+            _ => {}
+        }
+    }
+    0
+}
+
+/// Items of a list, each with its trailing comma.
+fn split_list(value: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let (mut quoted, mut escaped, mut comment, mut angle) = (false, false, 0u32, false);
+    let mut start = 0;
+    for (i, &b) in value.iter().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if quoted || comment > 0 => escaped = true,
+            b'"' if comment == 0 => quoted = !quoted,
+            b'(' if !quoted => comment += 1,
+            b')' if !quoted && comment > 0 => comment -= 1,
+            b'<' if !quoted && comment == 0 => angle = true,
+            b'>' if !quoted && comment == 0 => angle = false,
+            b',' if !quoted && comment == 0 && !angle => {
+                out.push(&value[start..=i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < value.len() {
+        out.push(&value[start..]);
+    }
+    out
+}
+
+/// Whether a mailbox (`Name <addr>`, `addr`, `Group: addr`, with comments) has exactly
+/// `address` as its address.
+fn names(mailbox: &[u8], address: &[u8]) -> bool {
+    let addr = match (
+        mailbox.iter().rposition(|&b| b == b'<'),
+        mailbox.iter().rposition(|&b| b == b'>'),
+    ) {
+        (Some(open), Some(close)) if open < close => &mailbox[open + 1..close],
+        _ => {
+            // A bare address, perhaps after a group name or before a comment.
+            let m = mailbox
+                .iter()
+                .rposition(|&b| b == b':')
+                .map_or(mailbox, |c| &mailbox[c + 1..]);
+            let m = m.iter().position(|&b| b == b'(').map_or(m, |p| &m[..p]);
+            m
+        }
+    };
+    let addr = addr.trim_ascii();
+    let addr = addr.strip_suffix(b";").unwrap_or(addr).trim_ascii();
+    addr.eq_ignore_ascii_case(address)
+}
+
+/// Every occurrence of `address` that stands alone (not part of a longer address)
+/// replaced.
+fn replace_address(text: &[u8], address: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut pos = 0;
+    while let Some(at) = find_address(text, address, pos) {
+        out.extend_from_slice(&text[pos..at]);
+        out.extend_from_slice(ERASED_MAILBOX.as_bytes());
+        pos = at + address.len();
+    }
+    out.extend_from_slice(&text[pos..]);
+    out
+}
+
+/// The next occurrence of `address` from `from`, case-blind, bounded on both sides by
+/// bytes that cannot continue an address.
+fn find_address(text: &[u8], address: &[u8], from: usize) -> Option<usize> {
+    let n = address.len();
+    let mut i = from;
+    while i + n <= text.len() {
+        if text[i..i + n].eq_ignore_ascii_case(address) {
+            let before = i.checked_sub(1).and_then(|j| text.get(j));
+            let after = text.get(i + n);
+            let local_char =
+                |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(b);
+            let domain_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+            // A trailing dot ends a sentence, not a domain, unless a label follows.
+            let continues_domain = match after {
+                Some(b'.') => text.get(i + n + 1).is_some_and(domain_char),
+                Some(b) => domain_char(b),
+                None => false,
+            };
+            if !before.is_some_and(local_char) && !continues_domain {
+                return Some(i);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn erase(raw: &str, address: &str) -> Option<String> {
+        erase_address_in_headers(raw.as_bytes(), address).map(|v| String::from_utf8(v).unwrap())
+    }
+
+    const MAIL: &str = "Return-Path: <ann@example.com>\r\n\
+Received: from mx.example.com by mx.desk.example\r\n\tfor <Carl@Example.org>; Mon, 4 Mar 2024 10:00:00 +0000\r\n\
+From: Ann <ann@example.com>\r\n\
+To: \"Desk, Support\" <help@desk.example>,\r\n Carl Cc <carl@example.org>, bob@example.org\r\n\
+Cc: =?utf-8?q?Carl_M=C3=BCller?= <carl@example.org> (home)\r\n\
+Subject: mail for carl@example.org.\r\n\
+\r\n\
+Carl <carl@example.org> wrote: hello\r\n";
+
+    #[test]
+    fn the_mailbox_goes_whole_and_the_rest_stays() {
+        let out = erase(MAIL, "carl@example.org").unwrap();
+        assert!(
+            out.contains(
+                "To: \"Desk, Support\" <help@desk.example>,\r\n erased@erased.invalid, bob@example.org\r\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("Cc: erased@erased.invalid\r\n"), "{out}");
+        assert!(out.contains("\tfor <erased@erased.invalid>;"), "{out}");
+        assert!(
+            out.contains("Subject: mail for erased@erased.invalid.\r\n"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("Carl Cc") && !out.contains("M=C3=BCller"),
+            "{out}"
+        );
+        // The body is the sender's text: untouched.
+        assert!(out.ends_with("\r\n\r\nCarl <carl@example.org> wrote: hello\r\n"));
+        // Nothing else moved.
+        assert!(out.starts_with("Return-Path: <ann@example.com>\r\n"));
+        assert!(out.contains("From: Ann <ann@example.com>\r\n"));
+    }
+
+    #[test]
+    fn a_longer_address_is_someone_else() {
+        let raw = "To: bcarl@example.org, carl@example.org.uk, <xcarl@example.org>\r\n\r\nhi\r\n";
+        assert_eq!(erase(raw, "carl@example.org"), None);
+        let raw = "To: undisclosed: carl@example.org;\r\n\r\n";
+        assert_eq!(
+            erase(raw, "carl@example.org").unwrap(),
+            "To: undisclosed: erased@erased.invalid;\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn quoted_commas_and_comments_do_not_split_a_mailbox() {
+        let raw = "Cc: \"Carl, the (one)\" <carl@example.org>, (x, y) dan@example.org\n\nbody\n";
+        assert_eq!(
+            erase(raw, "carl@example.org").unwrap(),
+            "Cc: erased@erased.invalid, (x, y) dan@example.org\n\nbody\n"
+        );
+    }
+
+    #[test]
+    fn nothing_named_gives_none() {
+        assert_eq!(erase(MAIL, "dan@example.org"), None);
+        assert_eq!(erase("no headers at all", "carl@example.org"), None);
+        assert_eq!(erase(MAIL, "not-an-address"), None);
+    }
+}
