@@ -170,6 +170,16 @@ fn records_come_from_the_configured_name_server() {
 }
 
 #[test]
+fn without_the_connection_dmarc_rests_on_dkim() {
+    let (dns, signed) = served_fixture();
+    let auth = Authenticator::new(&dns_settings(dns.address())).unwrap();
+    let outcome = runtime().block_on(auth.authenticate(signed.as_bytes(), None));
+    assert_eq!(outcome.spf, None, "{outcome:?}");
+    assert_eq!(outcome.dkim, Some(AuthResult::Pass), "{outcome:?}");
+    assert_eq!(outcome.dmarc, Some(AuthResult::Pass), "{outcome:?}");
+}
+
+#[test]
 fn a_signature_without_its_key_in_dns_does_not_pass() {
     let (dns, signed) = served_fixture();
     let auth = Authenticator::new(&dns_settings(dns.address())).unwrap();
