@@ -267,7 +267,8 @@ impl Authenticator {
     /// The bytes go to mail-auth's verifiers only; nothing of them is returned.
     pub async fn authenticate(&self, raw: &[u8], conn: Option<&Connection>) -> AuthOutcome {
         let (raw, _) = qd_mail::strip_mbox_envelope(raw);
-        let Some(message) = AuthenticatedMessage::parse(raw) else {
+        let raw = limit_signatures(raw);
+        let Some(message) = AuthenticatedMessage::parse(&raw) else {
             return AuthOutcome::default();
         };
         let dkim = self.inner.verify_dkim(self.params(&message)).await;
@@ -343,6 +344,75 @@ impl Authenticator {
         );
         outcome
     }
+}
+
+/// DKIM signatures tried per message. RFC 6376 section 6.1 lets a verifier limit them;
+/// mail-auth hashes the body once per distinct signature shape while parsing, so a
+/// message with thousands of `l=` variants would cost thousands of body hashes (and
+/// key lookups).
+pub const MAX_DKIM_SIGNATURES: usize = 8;
+/// ARC sets beyond RFC 8617's limit of 50 make the chain fail anyway.
+const MAX_ARC_SETS: usize = 50;
+
+/// `raw` without the DKIM-Signature fields after the first [`MAX_DKIM_SIGNATURES`]
+/// and the ARC-Message-Signature fields after the first 50 (a copy only when some go).
+pub fn limit_signatures(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    // Field boundaries in the header block: (start, end, name).
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut pos = 0;
+    let mut body = raw.len();
+    while pos < raw.len() {
+        let end = raw[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |p| pos + p + 1);
+        let line = &raw[pos..end];
+        if line == b"\n" || line == b"\r\n" {
+            body = pos;
+            break;
+        }
+        match line.first() {
+            Some(b' ' | b'\t') => {
+                if let Some(last) = fields.last_mut() {
+                    last.1 = end;
+                }
+            }
+            _ => fields.push((pos, end)),
+        }
+        pos = end;
+    }
+    let named = |f: &(usize, usize), name: &[u8]| {
+        raw.get(f.0..f.1)
+            .and_then(|l| l.get(..name.len()))
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    };
+    let (mut dkim, mut arc) = (0usize, 0usize);
+    let mut keep = Vec::with_capacity(fields.len());
+    let mut dropped = false;
+    for f in &fields {
+        let over = if named(f, b"DKIM-Signature:") {
+            dkim += 1;
+            dkim > MAX_DKIM_SIGNATURES
+        } else if named(f, b"ARC-Message-Signature:") {
+            arc += 1;
+            arc > MAX_ARC_SETS
+        } else {
+            false
+        };
+        dropped |= over;
+        keep.push(!over);
+    }
+    if !dropped {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (f, k) in fields.iter().zip(keep) {
+        if k {
+            out.extend_from_slice(&raw[f.0..f.1]);
+        }
+    }
+    out.extend_from_slice(&raw[body..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// One configured name server: `IP` (port 53) or `IP:PORT`, asked over UDP and TCP.

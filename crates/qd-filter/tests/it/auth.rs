@@ -247,3 +247,33 @@ fn the_connection_is_the_border_hop_our_relay_recorded() {
         .connection(&MessageView::headers_only(no_rp.as_bytes()))
         .is_none());
 }
+
+#[test]
+fn only_the_first_signatures_are_tried() {
+    let (_, signed) = fixture();
+    let mut hostile = String::new();
+    for l in 0..500 {
+        hostile.push_str(&format!(
+            "DKIM-Signature: v=1; a=rsa-sha256; d=x{l}.example; s=s; l={l};\r\n\th=From; bh=AAAA; b=AAAA\r\n"
+        ));
+    }
+    hostile.push_str(&signed);
+    let kept = qd_filter::auth::limit_signatures(hostile.as_bytes());
+    let text = String::from_utf8_lossy(&kept);
+    assert_eq!(
+        text.matches("DKIM-Signature:").count(),
+        qd_filter::auth::MAX_DKIM_SIGNATURES
+    );
+    // The folded lines of a dropped field go with it; the rest is whole.
+    assert_eq!(
+        text.matches("\th=From").count(),
+        qd_filter::auth::MAX_DKIM_SIGNATURES
+    );
+    assert!(text.ends_with(MESSAGE.split_once("\r\n\r\n").unwrap().1));
+    assert!(text.contains("Subject: order 42\r\n"));
+    // Mail within the limit is not copied.
+    assert!(matches!(
+        qd_filter::auth::limit_signatures(signed.as_bytes()),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
