@@ -50,7 +50,7 @@ pub fn erase_address_in_headers(raw: &[u8], address: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len());
     for field in fields(head) {
         let rewritten = match field_value(field) {
-            Some((name_len, value)) if is_address_field(&field[..name_len]) => {
+            Some((name_len, value)) if is_address_field(field[..name_len].trim_ascii()) => {
                 let mut f = field[..name_len + 1].to_vec();
                 f.extend_from_slice(&erase_mailboxes(value, address));
                 f
@@ -106,7 +106,8 @@ fn fields(head: &[u8]) -> Vec<&[u8]> {
 /// The length of the field name and the value after the colon.
 fn field_value(field: &[u8]) -> Option<(usize, &[u8])> {
     let colon = field.iter().position(|&b| b == b':')?;
-    let name = &field[..colon];
+    // `To : x` is a field too (RFC 5322's obsolete syntax, which mail-parser reads).
+    let name = field[..colon].trim_ascii();
     if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
         return None;
     }
@@ -215,6 +216,9 @@ fn split_list(value: &[u8]) -> Vec<&[u8]> {
 /// Whether a mailbox (`Name <addr>`, `addr`, `Group: addr`, with comments) has exactly
 /// `address` as its address.
 fn names(mailbox: &[u8], address: &[u8]) -> bool {
+    // Comments may hold `<`, `>` or `:` of their own.
+    let stripped = without_comments(mailbox);
+    let mailbox: &[u8] = &stripped;
     let addr = match (
         mailbox.iter().rposition(|&b| b == b'<'),
         mailbox.iter().rposition(|&b| b == b'>'),
@@ -233,6 +237,35 @@ fn names(mailbox: &[u8], address: &[u8]) -> bool {
     let addr = addr.trim_ascii();
     let addr = addr.strip_suffix(b";").unwrap_or(addr).trim_ascii();
     addr.eq_ignore_ascii_case(address)
+}
+
+/// `text` without its comments (parenthesised, nestable, outside quoted strings).
+fn without_comments(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let (mut quoted, mut escaped, mut depth) = (false, false, 0u32);
+    for &b in text {
+        if escaped {
+            escaped = false;
+            if depth == 0 {
+                out.push(b);
+            }
+            continue;
+        }
+        match b {
+            b'\\' if quoted || depth > 0 => escaped = true,
+            b'"' if depth == 0 => quoted = !quoted,
+            b'(' if !quoted => depth += 1,
+            b')' if !quoted && depth > 0 => {
+                depth -= 1;
+                continue;
+            }
+            _ => {}
+        }
+        if depth == 0 {
+            out.push(b);
+        }
+    }
+    out
 }
 
 /// Every occurrence of `address` that stands alone (not part of a longer address)
@@ -336,6 +369,15 @@ Carl <carl@example.org> wrote: hello\r\n";
         assert_eq!(
             erase(raw, "carl@example.org").unwrap(),
             "Cc: erased@erased.invalid, (x, y) dan@example.org\n\nbody\n"
+        );
+    }
+
+    #[test]
+    fn comments_and_spaced_names_do_not_hide_a_mailbox() {
+        let raw = "To : Carl <carl@example.org> (a < b: c)\r\nCc: carl@example.org (Carl M\u{fc}ller: home)\r\n\r\n";
+        assert_eq!(
+            erase(raw, "carl@example.org").unwrap(),
+            "To : erased@erased.invalid\r\nCc: erased@erased.invalid\r\n\r\n"
         );
     }
 

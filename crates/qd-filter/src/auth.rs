@@ -74,6 +74,23 @@ pub struct AuthOutcome {
     pub dmarc_enforcing: bool,
 }
 
+impl AuthOutcome {
+    /// Each result from `self`, or where `self` has none, from `other`.
+    pub fn or(&self, other: &AuthOutcome) -> AuthOutcome {
+        AuthOutcome {
+            spf: self.spf.or(other.spf),
+            dkim: self.dkim.or(other.dkim),
+            dmarc: self.dmarc.or(other.dmarc),
+            arc: self.arc.or(other.arc),
+            dmarc_enforcing: if self.dmarc.is_some() {
+                self.dmarc_enforcing
+            } else {
+                other.dmarc_enforcing
+            },
+        }
+    }
+}
+
 /// The SMTP connection a message arrived on, for SPF.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -266,21 +283,73 @@ impl Authenticator {
     /// Runs SPF (when the connection is known), DKIM, ARC and DMARC over the raw message.
     /// The bytes go to mail-auth's verifiers only; nothing of them is returned.
     pub async fn authenticate(&self, raw: &[u8], conn: Option<&Connection>) -> AuthOutcome {
+        self.check(raw, conn, false).await
+    }
+
+    /// [`Authenticator::authenticate`] within `budget`. When the whole check does not
+    /// finish in time (a name server that never answers, perhaps one a sender named in
+    /// a signature of its own for just that purpose), DMARC is checked again within a
+    /// second `budget` from the From domain's side alone: only signatures aligned with
+    /// the From domain, SPF only when MAIL FROM aligns, no ARC. Those lookups all go to
+    /// the From domain's name servers, so a forger cannot stall them to escape the
+    /// domain's policy. `None` when that times out too.
+    pub async fn authenticate_within(
+        &self,
+        raw: &[u8],
+        conn: Option<&Connection>,
+        budget: Duration,
+    ) -> Option<AuthOutcome> {
+        if let Ok(outcome) = tokio::time::timeout(budget, self.check(raw, conn, false)).await {
+            return Some(outcome);
+        }
+        tokio::time::timeout(budget, self.check(raw, conn, true))
+            .await
+            .ok()
+    }
+
+    async fn check(
+        &self,
+        raw: &[u8],
+        conn: Option<&Connection>,
+        aligned_only: bool,
+    ) -> AuthOutcome {
         let (raw, _) = qd_mail::strip_mbox_envelope(raw);
         let raw = limit_signatures(raw);
-        let Some(message) = AuthenticatedMessage::parse(&raw) else {
+        let Some(mut message) = AuthenticatedMessage::parse(&raw) else {
             return AuthOutcome::default();
         };
+        let from_domain = message
+            .from
+            .first()
+            .and_then(|f| f.rsplit_once('@'))
+            .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
+            .unwrap_or_default();
+        if aligned_only {
+            message
+                .dkim_headers
+                .retain(|h| aligned(&h.header.d, &from_domain));
+        }
         let dkim = self.inner.verify_dkim(self.params(&message)).await;
-        let arc = self.inner.verify_arc(self.params(&message)).await;
+        let arc = if aligned_only {
+            None
+        } else {
+            Some(self.inner.verify_arc(self.params(&message)).await)
+        };
         let mut outcome = AuthOutcome {
             dkim: dkim_summary(dkim.iter().map(|d| d.result())),
-            arc: match arc.result() {
-                DkimResult::None => None,
-                r => Some(dkim_result(r)),
+            arc: match arc.as_ref().map(|a| a.result()) {
+                None | Some(DkimResult::None) => None,
+                Some(r) => Some(dkim_result(r)),
             },
             ..AuthOutcome::default()
         };
+        let conn = conn.filter(|c| {
+            !aligned_only
+                || aligned(
+                    c.mail_from.rsplit_once('@').map_or("", |(_, d)| d),
+                    &from_domain,
+                )
+        });
         // Without the connection (no trusted border hop), DMARC still runs on DKIM alone.
         let (spf, mail_from_domain) = match conn {
             Some(conn) => {
@@ -324,19 +393,19 @@ impl Authenticator {
                 &spf,
             )))
             .await;
-        let pass = matches!(dmarc.dkim_result(), DmarcResult::Pass)
-            || matches!(dmarc.spf_result(), DmarcResult::Pass);
-        outcome.dmarc = match (dmarc.dkim_result(), dmarc.spf_result()) {
-            _ if pass => Some(AuthResult::Pass),
-            // No record found: DMARC does not apply. A record and no aligned pass: fail.
-            (DmarcResult::None, DmarcResult::None) if dmarc.domain().is_empty() => None,
-            (DmarcResult::TempError(_), _) | (_, DmarcResult::TempError(_)) => {
-                Some(AuthResult::TempError)
-            }
-            (DmarcResult::PermError(_), _) | (_, DmarcResult::PermError(_)) => {
-                Some(AuthResult::PermError)
-            }
-            _ => Some(AuthResult::Fail),
+        // mail-auth names the From domain even when it found no record: the record
+        // decides whether DMARC applies at all.
+        outcome.dmarc = match dmarc.result() {
+            _ if dmarc.dmarc_record().is_none() => None,
+            DmarcResult::Pass => Some(AuthResult::Pass),
+            // Without the connection SPF never ran, and it might have aligned: only a
+            // pass says something then. (Checking from the From domain's side, SPF is
+            // left out only when it cannot align.)
+            _ if conn.is_none() && !aligned_only => None,
+            DmarcResult::TempError(_) => Some(AuthResult::TempError),
+            DmarcResult::PermError(_) => Some(AuthResult::PermError),
+            DmarcResult::Fail(_) => Some(AuthResult::Fail),
+            DmarcResult::None => None,
         };
         outcome.dmarc_enforcing = matches!(
             dmarc.policy(),
@@ -346,10 +415,20 @@ impl Authenticator {
     }
 }
 
-/// DKIM signatures tried per message. RFC 6376 section 6.1 lets a verifier limit them;
-/// mail-auth hashes the body once per distinct signature shape while parsing, so a
-/// message with thousands of `l=` variants would cost thousands of body hashes (and
-/// key lookups).
+/// DMARC's relaxed alignment, without a public-suffix list: one domain is the other or
+/// a subdomain of it.
+fn aligned(a: &str, b: &str) -> bool {
+    let (a, b) = (
+        a.trim().trim_end_matches('.'),
+        b.trim().trim_end_matches('.'),
+    );
+    !a.is_empty()
+        && !b.is_empty()
+        && (a.eq_ignore_ascii_case(b) || host_in_domain(a, b) || host_in_domain(b, a))
+}
+
+/// DKIM signatures tried per message (RFC 6376 section 6.1 lets a verifier limit
+/// them): each costs a key lookup and a signature check, in turn.
 pub const MAX_DKIM_SIGNATURES: usize = 8;
 /// ARC sets beyond RFC 8617's limit of 50 make the chain fail anyway.
 const MAX_ARC_SETS: usize = 50;
@@ -381,19 +460,26 @@ pub fn limit_signatures(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         }
         pos = end;
     }
+    // The field name up to the colon, white space (folding included) ignored, as
+    // mail-auth reads it: `DKIM-Signature :` is one too.
     let named = |f: &(usize, usize), name: &[u8]| {
-        raw.get(f.0..f.1)
-            .and_then(|l| l.get(..name.len()))
-            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        let field = raw.get(f.0..f.1).unwrap_or_default();
+        let Some(colon) = field.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        let mut n = field[..colon].iter().filter(|b| !b.is_ascii_whitespace());
+        name.iter()
+            .all(|c| n.next().is_some_and(|b| b.eq_ignore_ascii_case(c)))
+            && n.next().is_none()
     };
     let (mut dkim, mut arc) = (0usize, 0usize);
     let mut keep = Vec::with_capacity(fields.len());
     let mut dropped = false;
     for f in &fields {
-        let over = if named(f, b"DKIM-Signature:") {
+        let over = if named(f, b"DKIM-Signature") {
             dkim += 1;
             dkim > MAX_DKIM_SIGNATURES
-        } else if named(f, b"ARC-Message-Signature:") {
+        } else if named(f, b"ARC-Message-Signature") {
             arc += 1;
             arc > MAX_ARC_SETS
         } else {
@@ -457,8 +543,21 @@ pub fn connection(view: &MessageView, trusted: &[String]) -> Option<Connection> 
         return None;
     }
     let ip = border.ip?;
-    // `<addr>`, `<>` for the null sender; a value that is neither tells nothing.
-    let path = view.header("Return-Path")?.raw.trim();
+    // A client on loopback or a private network is one of our own hosts handing the
+    // mail on (an MX to the mailbox host), not the outside sender.
+    if crate::util::is_private_ip(&ip) {
+        return None;
+    }
+    // `<addr>`, `<>` for the null sender; a value that is neither tells nothing. Only a
+    // Return-Path our side wrote (above the border hop) is MAIL FROM: one further down
+    // came with the message and is the sender's to choose.
+    let path = view
+        .headers()
+        .iter()
+        .take(end)
+        .find(|h| h.name.eq_ignore_ascii_case("Return-Path"))?
+        .raw
+        .trim();
     let mail_from = path.strip_prefix('<')?.strip_suffix('>')?.trim();
     if !mail_from.is_empty() && !mail_from.contains('@') {
         return None;

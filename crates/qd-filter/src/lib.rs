@@ -167,25 +167,23 @@ impl Filter {
         &self.signatures
     }
 
-    /// Judges one message. Never fails: a check that cannot run (clamd down) is a tag.
     /// The SMTP connection our border relay recorded, for SPF (see [`auth::connection`]).
     pub fn connection(&self, view: &MessageView) -> Option<Connection> {
         auth::connection(view, &self.settings.trusted_relays)
     }
 
+    /// Judges one message. Never fails: a check that cannot run (clamd down) is a tag.
     pub fn judge(&self, view: &MessageView, ctx: &JudgeContext<'_>) -> Verdict {
         let mut hits = util::Hits::default();
         let s = &self.settings;
         let trusted_end = upstream::trusted_prefix(view, &s.trusted_relays);
-        let header_auth;
+        // Our own checks first; what they could not decide, our relays' results may.
+        let header_auth = auth::from_trusted_headers(view, trusted_end, &s.trusted_relays);
         let auth = match ctx.auth {
-            Some(a) => a,
-            None => {
-                header_auth = auth::from_trusted_headers(view, trusted_end, &s.trusted_relays);
-                &header_auth
-            }
+            Some(a) => a.or(&header_auth),
+            None => header_auth,
         };
-        auth::check(auth, &mut hits);
+        auth::check(&auth, &mut hits);
         received::check(view, &self.received, &mut hits);
         headers::check(view, &self.headers, &s.our_domains, ctx.now, &mut hits);
         upstream::check(view, trusted_end, &mut hits);

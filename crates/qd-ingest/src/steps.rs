@@ -33,7 +33,8 @@ use crate::imap::{AfterStore, Arrived, HookError, StoredBatch};
 const AUTH_CONCURRENCY: usize = 32;
 
 /// SPF (with the connection our border relay recorded), DKIM, DMARC and ARC for one
-/// message; `None` when it took longer than `limit`.
+/// message, within `limit` (see [`Authenticator::authenticate_within`]); `None` when
+/// even the From domain's side of it did not finish in time.
 async fn authenticate_one(
     filter: &Filter,
     auth: &Authenticator,
@@ -42,13 +43,11 @@ async fn authenticate_one(
     raw: &[u8],
 ) -> Option<AuthOutcome> {
     let conn = filter.connection(&MessageView::headers_only(raw));
-    match tokio::time::timeout(limit, auth.authenticate(raw, conn.as_ref())).await {
-        Ok(outcome) => Some(outcome),
-        Err(_) => {
-            tracing::warn!(uid, "sender authentication timed out; judged without DNS");
-            None
-        }
+    let outcome = auth.authenticate_within(raw, conn.as_ref(), limit).await;
+    if outcome.is_none() {
+        tracing::warn!(uid, "sender authentication timed out; judged without DNS");
     }
+    outcome
 }
 
 /// The filter and acknowledgement steps; each is optional.
@@ -76,8 +75,10 @@ impl Steps {
     }
 
     /// Checks SPF, DKIM, DMARC and ARC against DNS before the filter judges (with a
-    /// filter only). A message whose checks take longer than `per_message` is judged
-    /// as without DNS: by its trusted relays' Authentication-Results, if any.
+    /// filter only). A message whose checks take longer than `per_message` has DMARC
+    /// checked again from the From domain's side, within another `per_message`; when
+    /// that fails too, it is judged as without DNS (by its trusted relays'
+    /// Authentication-Results, if any).
     pub fn with_authenticator(mut self, auth: Arc<Authenticator>, per_message: Duration) -> Steps {
         self.authenticator = Some((auth, per_message));
         self

@@ -300,6 +300,19 @@ impl Worker {
             }
             for entry in claimed {
                 summary.claimed += 1;
+                // The claim covers the whole batch: slow sends before this one may have
+                // outlasted it, and another worker may hold the entry now.
+                if entry
+                    .claimed_until
+                    .is_some_and(|until| until <= clock.now())
+                {
+                    tracing::warn!(
+                        outbox = entry.id,
+                        "claim ran out before sending; left to the next claim"
+                    );
+                    summary.lost_claims += 1;
+                    continue;
+                }
                 let delivery = self.deliver(&entry).await;
                 let now = clock.now();
                 let held = match delivery {
@@ -456,9 +469,14 @@ pub async fn drain_once(
 /// filed (anything but an unavailable database), the entry is still marked sent, its
 /// raw bytes kept in the outbox: otherwise it would be sent again at every lease.
 async fn record_sent(store: &Store, entry: &OutboxEntry, now: DateTime<Utc>) -> Result<(), Error> {
-    let record = entry.raw.as_deref().map(|raw| sent_record(raw, now));
-    let has_record = record.is_some();
-    match store.outbox_mark_sent(entry.id, now, record).await {
+    let record = || entry.raw.as_deref().map(|raw| sent_record(raw, now));
+    let has_record = entry.raw.is_some();
+    let mut result = store.outbox_mark_sent(entry.id, now, record()).await;
+    if matches!(&result, Err(e) if has_record && !e.is_unavailable()) {
+        // Once more: on PostgreSQL a serialization failure or deadlock passes.
+        result = store.outbox_mark_sent(entry.id, now, record()).await;
+    }
+    match result {
         Ok(_) => Ok(()),
         Err(e) if has_record && !e.is_unavailable() => {
             tracing::warn!(

@@ -519,6 +519,11 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))?;
+        // A record made from bytes the entry no longer holds (an erasure rewrote them
+        // while the mail was out) is not filed: the entry keeps what erasure left.
+        let current = entry.raw.as_deref().map(|r| hex::encode(Sha256::digest(r)));
+        let record =
+            record.filter(|m| m.blob.as_ref().map(|b| b.digest.as_str()) == current.as_deref());
         let message_db_id = match (record, entry.ticket_id) {
             (Some(mut m), Some(ticket_id)) => {
                 Some(attach_in(self, &txn, ticket_id, &mut m, now, &mut pending).await?)

@@ -21,8 +21,20 @@ const TXT_CHUNK: usize = 255;
 /// One record to serve.
 #[derive(Debug, Clone)]
 pub enum DnsRecord {
-    Txt { name: String, text: String },
-    A { name: String, ip: Ipv4Addr },
+    Txt {
+        name: String,
+        text: String,
+    },
+    A {
+        name: String,
+        ip: Ipv4Addr,
+    },
+    /// Every name under `domain` is asked of the server at `port` on loopback (a
+    /// socket that never answers makes a name server that hangs).
+    Forward {
+        domain: String,
+        port: u16,
+    },
 }
 
 impl DnsRecord {
@@ -49,6 +61,7 @@ impl DnsRecord {
                 Ok(format!("txt-record={name},{}", chunks.join(",")))
             }
             DnsRecord::A { name, ip } => Ok(format!("host-record={name},{ip}")),
+            DnsRecord::Forward { domain, port } => Ok(format!("server=/{domain}/127.0.0.1#{port}")),
         }
     }
 }

@@ -185,11 +185,37 @@ fn a_signature_without_its_key_in_dns_does_not_pass() {
     let auth = Authenticator::new(&dns_settings(dns.address())).unwrap();
     let other_selector = signed.replace("s=s1;", "s=s2;");
     assert_ne!(other_selector, signed, "the fixture names selector s1");
-    let outcome = runtime().block_on(auth.authenticate(other_selector.as_bytes(), None));
+    let outcome = runtime()
+        .block_on(auth.authenticate(other_selector.as_bytes(), Some(&conn("198.51.100.1"))));
     assert_ne!(outcome.dkim, Some(AuthResult::Pass), "{outcome:?}");
-    assert_eq!(outcome.spf, None, "no connection, no SPF: {outcome:?}");
+    assert_eq!(outcome.spf, Some(AuthResult::Fail), "{outcome:?}");
     // The domain publishes DMARC, and nothing aligned passed.
     assert_eq!(outcome.dmarc, Some(AuthResult::Fail), "{outcome:?}");
+    assert!(outcome.dmarc_enforcing);
+    // Without the connection SPF never ran (it might have passed): DMARC says nothing.
+    let outcome = runtime().block_on(auth.authenticate(other_selector.as_bytes(), None));
+    assert_eq!(outcome.spf, None, "{outcome:?}");
+    assert_eq!(outcome.dmarc, None, "{outcome:?}");
+}
+
+#[test]
+fn a_domain_without_a_dmarc_record_is_not_a_dmarc_failure() {
+    let domain = SigningDomain::new("example.com", "s1").unwrap();
+    let records: Vec<_> = domain
+        .records("192.0.2.10", "reject")
+        .unwrap()
+        .into_iter()
+        .filter(
+            |r| !matches!(r, qd_testkit::DnsRecord::Txt { name, .. } if name.starts_with("_dmarc")),
+        )
+        .collect();
+    let dns = qd_testkit::Dnsmasq::start(&records).unwrap();
+    let auth = Authenticator::new(&dns_settings(dns.address())).unwrap();
+    // Unsigned, from a host SPF does not name: SPF fails, and still no DMARC verdict.
+    let outcome =
+        runtime().block_on(auth.authenticate(MESSAGE.as_bytes(), Some(&conn("198.51.100.1"))));
+    assert_eq!(outcome.spf, Some(AuthResult::Fail), "{outcome:?}");
+    assert_eq!(outcome.dmarc, None, "{outcome:?}");
 }
 
 #[test]
@@ -240,6 +266,23 @@ fn the_connection_is_the_border_hop_our_relay_recorded() {
     assert!(filter
         .connection(&MessageView::headers_only(forged.as_bytes()))
         .is_none());
+    // A Return-Path below the border came with the message: not MAIL FROM.
+    let below = delivered(&signed, "192.0.2.10")
+        .replacen("Return-Path: <alice@example.com>\r\n", "", 1)
+        .replacen(
+            "\r\nFrom:",
+            "\r\nReturn-Path: <alice@example.com>\r\nFrom:",
+            1,
+        );
+    assert!(below.contains("Return-Path"));
+    assert!(filter
+        .connection(&MessageView::headers_only(below.as_bytes()))
+        .is_none());
+    // A client on loopback is our own host handing the mail on, not the sender.
+    let inside = delivered(&signed, "127.0.0.1");
+    assert!(filter
+        .connection(&MessageView::headers_only(inside.as_bytes()))
+        .is_none());
     // Without a Return-Path, MAIL FROM is unknown.
     let no_rp =
         delivered(&signed, "192.0.2.10").replace("Return-Path: <alice@example.com>\r\n", "");
@@ -252,6 +295,8 @@ fn the_connection_is_the_border_hop_our_relay_recorded() {
 fn only_the_first_signatures_are_tried() {
     let (_, signed) = fixture();
     let mut hostile = String::new();
+    // mail-auth also reads a name with white space before the colon.
+    hostile.push_str("DKIM-Signature : v=1; d=spaced.example; s=s; h=From; bh=AAAA; b=AAAA\r\n");
     for l in 0..500 {
         hostile.push_str(&format!(
             "DKIM-Signature: v=1; a=rsa-sha256; d=x{l}.example; s=s; l={l};\r\n\th=From; bh=AAAA; b=AAAA\r\n"
@@ -260,15 +305,14 @@ fn only_the_first_signatures_are_tried() {
     hostile.push_str(&signed);
     let kept = qd_filter::auth::limit_signatures(hostile.as_bytes());
     let text = String::from_utf8_lossy(&kept);
-    assert_eq!(
-        text.matches("DKIM-Signature:").count(),
-        qd_filter::auth::MAX_DKIM_SIGNATURES
+    let max = qd_filter::auth::MAX_DKIM_SIGNATURES;
+    assert_eq!(text.matches("DKIM-Signature").count(), max);
+    assert!(
+        text.starts_with("DKIM-Signature : "),
+        "the spaced one counts"
     );
     // The folded lines of a dropped field go with it; the rest is whole.
-    assert_eq!(
-        text.matches("\th=From").count(),
-        qd_filter::auth::MAX_DKIM_SIGNATURES
-    );
+    assert_eq!(text.matches("\th=From").count(), max - 1);
     assert!(text.ends_with(MESSAGE.split_once("\r\n\r\n").unwrap().1));
     assert!(text.contains("Subject: order 42\r\n"));
     // Mail within the limit is not copied.
@@ -276,4 +320,53 @@ fn only_the_first_signatures_are_tried() {
         qd_filter::auth::limit_signatures(signed.as_bytes()),
         std::borrow::Cow::Borrowed(_)
     ));
+}
+
+/// A forger adds a signature whose key lookup never returns, hoping the check gives up
+/// before the From domain's DMARC policy is applied. The full check runs out of time;
+/// the From domain's side of it (aligned signatures, SPF, DMARC) does not.
+#[test]
+fn a_name_server_that_never_answers_does_not_hide_a_forgery() {
+    // A socket nobody answers on, and a name server that forwards `slow.example` to it.
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = black_hole.local_addr().unwrap().port();
+    let domain = SigningDomain::new("example.com", "s1").unwrap();
+    let mut records = domain.records("192.0.2.10", "reject").unwrap();
+    records.push(qd_testkit::DnsRecord::Forward {
+        domain: "slow.example".into(),
+        port,
+    });
+    let dns = qd_testkit::Dnsmasq::start(&records).unwrap();
+    let settings = DnsSettings {
+        timeout_ms: 300,
+        ..dns_settings(dns.address())
+    };
+    let auth = Authenticator::new(&settings).unwrap();
+    // Not signed by example.com; sent from a host its SPF does not name. The stalling
+    // signature has the right body hash, so its key is looked up.
+    let stall = "DKIM-Signature: v=1; a=rsa-sha256; d=slow.example; s=s; c=relaxed/relaxed;\r\n\t\
+                 h=From; bh=ASfT4hR1yMA+ixFbTW9mLAtMSC06o4WxOXf4Gxhl0tU=; b=AAAA\r\n";
+    let forged = format!("{stall}{MESSAGE}");
+    let budget = Duration::from_millis(500);
+    let rt = runtime();
+    // The whole check cannot finish within the budget...
+    let full = rt.block_on(async {
+        tokio::time::timeout(
+            budget,
+            auth.authenticate(forged.as_bytes(), Some(&conn("198.51.100.1"))),
+        )
+        .await
+    });
+    assert!(
+        full.is_err(),
+        "the stalling lookup should outlast {budget:?}: {full:?}"
+    );
+    // ...and the From domain's policy still applies.
+    let outcome = rt
+        .block_on(auth.authenticate_within(forged.as_bytes(), Some(&conn("198.51.100.1")), budget))
+        .expect("the From domain's side finishes");
+    assert_eq!(outcome.dmarc, Some(AuthResult::Fail), "{outcome:?}");
+    assert!(outcome.dmarc_enforcing);
+    assert_eq!(outcome.spf, Some(AuthResult::Fail), "{outcome:?}");
+    drop(black_hole);
 }

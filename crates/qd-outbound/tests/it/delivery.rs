@@ -294,6 +294,8 @@ async fn a_long_drain_keeps_time(b: Backend) {
     }
     let mut settings = smtp_settings(&sink);
     settings.batch = 1;
+    // Longer than the two clock reads between a claim and its send.
+    settings.lease_secs = 1000;
     let worker = Worker::new(settings).unwrap();
     let clock = SteppingClock {
         now: std::sync::Mutex::new(t0()),
@@ -307,8 +309,144 @@ async fn a_long_drain_keeps_time(b: Backend) {
         assert_eq!(e.status, OutboxStatus::Queued);
         next.push(e.next_attempt_at);
     }
-    // Two claims and outcomes apart: 800 s, less the retry delay's ±12 s jitter twice.
+    // Three clock reads apart (claim, the claim's check before sending, outcome):
+    // 1,200 s, less the retry delay's ±12 s jitter twice.
     let apart = next[1] - next[0];
     assert!(apart >= TimeDelta::seconds(770), "{apart:?}");
 }
 crate::both_backends!(a_long_drain_keeps_time);
+
+/// Alice, in copy of a reply to Gus, is erased while the reply is being sent: the copy
+/// filed on Gus's ticket must not bring her back (it would be made from the bytes the
+/// worker claimed, before the erasure rewrote them).
+async fn an_erasure_during_the_send_is_not_undone(b: Backend) {
+    let sink = SmtpSink::start().unwrap();
+    let (_, asked) = crate::ingest(
+        &b.store,
+        &crate::customer_mail(
+            "gus@customer.example",
+            "q2-gus@customer.example",
+            "Help",
+            "",
+        ),
+        t0(),
+    )
+    .await;
+    crate::ingest(
+        &b.store,
+        &crate::customer_mail(
+            "alice@customer.example",
+            "q-alice@customer.example",
+            "Hi",
+            "",
+        ),
+        t0(),
+    )
+    .await;
+    let msg = build(&Outgoing {
+        kind: OutgoingKind::Reply,
+        from: Mailbox::new(SUPPORT),
+        to: vec![
+            Mailbox::new("gus@customer.example"),
+            Mailbox::new("alice@customer.example"),
+        ],
+        subject: "Re: Help [#QD-1]".into(),
+        body: "Here is the answer.\n".into(),
+        language: Some("en".into()),
+        in_reply_to: Some("q2-gus@customer.example".into()),
+        references: vec!["q2-gus@customer.example".into()],
+        message_id: new_message_id(OUR_DOMAIN, t0()),
+        date: t0(),
+        envelope_from: Some(SUPPORT.into()),
+    })
+    .unwrap();
+    let id = b
+        .store
+        .outbox_enqueue(
+            &NewOutboxEntry {
+                kind: OutboxKind::Reply,
+                ticket_id: Some(asked.ticket_id),
+                message_id: msg.message_id.clone(),
+                in_reply_to: msg.in_reply_to.clone(),
+                references: msg.references.clone(),
+                mail_from: SUPPORT.into(),
+                rcpt_to: msg.to.clone(),
+                subject: msg.subject.clone(),
+                language: msg.language.clone(),
+                raw: msg.raw.clone(),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    // The worker has claimed the entry (and holds its bytes) when the erasure commits.
+    let claimed = b
+        .store
+        .outbox_claim_due(t0(), t0(), 10, Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let alice = b
+        .store
+        .find_contact("alice@customer.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let actor = qd_store::Actor {
+        name: "dpo",
+        reason: Some("request"),
+        now: t0(),
+    };
+    let counts = b.store.erase_contact(&alice, &actor).await.unwrap();
+    assert!(counts.redacted >= 1, "{counts:?}");
+    // The send completes and is recorded with what the worker claimed.
+    let raw = claimed[0].raw.clone().unwrap();
+    assert!(String::from_utf8_lossy(&raw).contains("alice@customer.example"));
+    let mut copy = qd_ingest::new_message(
+        qd_mail::parse(&raw),
+        qd_store::PreparedBlob::prepare(&raw).unwrap(),
+        Some("outbox".into()),
+        None,
+        None,
+        t0(),
+    );
+    copy.direction = qd_core::Direction::Out;
+    assert_eq!(
+        b.store
+            .outbox_mark_sent(id, t0(), Some(copy))
+            .await
+            .unwrap(),
+        None,
+        "no copy made from the bytes before the erasure"
+    );
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Sent);
+    let kept = String::from_utf8(e.raw.unwrap()).unwrap();
+    assert!(!kept.contains("alice@customer.example"), "{kept}");
+    assert!(kept.contains("erased@erased.invalid"), "{kept}");
+    let thread = b.store.ticket_messages(asked.ticket_id).await.unwrap();
+    assert!(thread.iter().all(|m| m.direction != "out"));
+    drop(sink);
+}
+crate::both_backends!(an_erasure_during_the_send_is_not_undone);
+
+/// A claim that ran out while earlier entries of the batch were being sent is not
+/// used: another worker may hold the entry by now.
+async fn a_claim_that_ran_out_is_not_sent(b: Backend) {
+    let sink = SmtpSink::start().unwrap();
+    let (id, _) = enqueue_reply(&b.store, "jon@customer.example", None).await;
+    let mut settings = smtp_settings(&sink);
+    settings.lease_secs = 60;
+    let worker = Worker::new(settings).unwrap();
+    // Each read of the clock is 100 s later: the claim has run out when it is checked.
+    let clock = SteppingClock {
+        now: std::sync::Mutex::new(t0()),
+        step: TimeDelta::seconds(100),
+    };
+    let s = worker.drain(&b.store, &clock).await.unwrap();
+    assert_eq!((s.claimed, s.sent, s.lost_claims), (1, 0, 1));
+    assert!(sink.messages().is_empty(), "nothing was sent");
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Sending, "left to the next claim");
+}
+crate::both_backends!(a_claim_that_ran_out_is_not_sent);
