@@ -192,9 +192,22 @@ impl AfterStore for Steps {
             let (Some(filter), Some((auth, limit))) = (&self.filter, &self.authenticator) else {
                 return Vec::new();
             };
+            // Each check is a task of its own: signature checks and body hashes are CPU
+            // work, which would otherwise share one thread with the IMAP fetch.
             let checks: Vec<_> = raw
                 .iter()
-                .map(|(uid, raw)| authenticate_one(filter, auth, *limit, *uid, raw))
+                .map(|(uid, raw)| {
+                    let (filter, auth, limit, uid) = (filter.clone(), auth.clone(), *limit, *uid);
+                    let raw = raw.clone();
+                    async move {
+                        tokio::spawn(async move {
+                            authenticate_one(&filter, &auth, limit, uid, &raw).await
+                        })
+                        .await
+                        .ok()
+                        .flatten()
+                    }
+                })
                 .collect();
             futures::stream::iter(checks)
                 .buffered(AUTH_CONCURRENCY)
