@@ -167,6 +167,9 @@ enum Slot {
     New(usize),
 }
 
+/// The domain of an anonymised contact's address (`erased-contact-<id>@erased.invalid`).
+pub(crate) const ERASED_DOMAIN: &str = "@erased.invalid";
+
 struct TicketInfo {
     number: i64,
     status: TicketStatus,
@@ -352,11 +355,32 @@ impl Store {
         let mut existing: HashMap<i64, TicketInfo> = HashMap::new();
         let numbers: Vec<i64> = ref_numbers.into_iter().collect();
         for chunk in numbers.chunks(IN_CHUNK) {
-            for t in tickets::Entity::find()
+            let found = tickets::Entity::find()
                 .filter(tickets::Column::Number.is_in(chunk.iter().copied()))
                 .all(txn)
-                .await?
-            {
+                .await?;
+            // An anonymised ticket (its requester erased, statistics kept) takes no new
+            // mail by its number: joining a new message to it would tie the anonymised
+            // history to whoever wrote (most likely the erased person, again).
+            let requesters: Vec<i64> = found.iter().filter_map(|t| t.requester_id).collect();
+            let erased: HashSet<i64> = if requesters.is_empty() {
+                HashSet::new()
+            } else {
+                contacts::Entity::find()
+                    .select_only()
+                    .column(contacts::Column::Id)
+                    .filter(contacts::Column::Id.is_in(requesters))
+                    .filter(contacts::Column::Address.like(format!("%{ERASED_DOMAIN}")))
+                    .into_tuple::<i64>()
+                    .all(txn)
+                    .await?
+                    .into_iter()
+                    .collect()
+            };
+            for t in found {
+                if t.requester_id.is_some_and(|r| erased.contains(&r)) {
+                    continue;
+                }
                 by_number.insert(t.number, t.id);
                 existing.insert(t.id, TicketInfo::of(&t)?);
             }

@@ -1199,7 +1199,10 @@ impl Store {
             contacts::Entity::update_many()
                 .col_expr(
                     contacts::Column::Address,
-                    Expr::value(format!("erased-contact-{id}@erased.invalid")),
+                    Expr::value(format!(
+                        "erased-contact-{id}{}",
+                        crate::batch::ERASED_DOMAIN
+                    )),
                 )
                 .col_expr(
                     contacts::Column::DisplayName,

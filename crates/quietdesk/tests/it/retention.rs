@@ -722,6 +722,25 @@ async fn anonymised_erasure_keeps_counts_not_people(qd: Qd) {
     // A second erasure of the address finds nobody to erase.
     let again = qd.run(&["customer", "erase", "dora@example.org", "--reason", "again"]);
     assert!(!again.status.success());
+
+    // Dora writes again, quoting her old ticket's number: the anonymised ticket takes
+    // no new mail (that would tie its history to her again); a new ticket opens.
+    let later = qd.dir.path().join("later");
+    std::fs::create_dir_all(&later).unwrap();
+    std::fs::write(
+        later.join("1.eml"),
+        format!(
+            "From: Dora <dora@example.org>\r\nTo: support@quietdesk.example\r\n\
+             Subject: Re: [#QD-{dora_ticket}] still broken\r\nMessage-ID: <later-1@example.org>\r\n\
+             Date: Mon, 1 Jul 2024 10:00:00 +0000\r\n\r\nIt is still broken.\r\n"
+        ),
+    )
+    .unwrap();
+    let imported = qd.json(&["import", path_str(&later), "--json"]);
+    assert_eq!(imported["imported"], 1, "{imported}");
+    assert_eq!(imported["tickets"], 1, "a new ticket: {imported}");
+    let shown = qd.json(&["ticket", "show", &dora_ticket, "--json"]);
+    assert_eq!(shown["messages"].as_array().unwrap().len(), 1, "{shown}");
 }
 both_backends!(anonymised_erasure_keeps_counts_not_people);
 
