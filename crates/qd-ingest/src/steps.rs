@@ -198,14 +198,19 @@ impl AfterStore for Steps {
                 .iter()
                 .map(|(uid, raw)| {
                     let (filter, auth, limit, uid) = (filter.clone(), auth.clone(), *limit, *uid);
-                    let raw = raw.clone();
                     async move {
-                        tokio::spawn(async move {
+                        // Copied when its turn comes: at most AUTH_CONCURRENCY at once.
+                        let raw = raw.clone();
+                        let task = tokio::spawn(async move {
                             authenticate_one(&filter, &auth, limit, uid, &raw).await
-                        })
-                        .await
-                        .ok()
-                        .flatten()
+                        });
+                        match task.await {
+                            Ok(outcome) => outcome,
+                            Err(e) => {
+                                tracing::warn!(uid, error = %e, "sender authentication failed; judged without DNS");
+                                None
+                            }
+                        }
                     }
                 })
                 .collect();

@@ -289,6 +289,12 @@ impl Worker {
     pub async fn drain(&self, store: &Store, clock: &dyn Clock) -> Result<Summary, Error> {
         let mut summary = Summary::default();
         let lease = Duration::from_secs(self.settings.lease_secs.max(1));
+        // How long a send may take: the SMTP timeout, but never more than half a lease
+        // (else no claim would ever be long enough).
+        let send_time = chrono::TimeDelta::from_std(
+            Duration::from_secs(self.settings.timeout_secs).min(lease / 2),
+        )
+        .unwrap_or(chrono::TimeDelta::seconds(30));
         let start = clock.now();
         loop {
             let batch = u64::from(self.settings.batch.max(1));
@@ -301,14 +307,21 @@ impl Worker {
             for entry in claimed {
                 summary.claimed += 1;
                 // The claim covers the whole batch: slow sends before this one may have
-                // outlasted it, and another worker may hold the entry now.
+                // used most of it. A send must end (SMTP timeout) before the claim does,
+                // or another worker could take the entry and send it as well; a claim
+                // too short for that is handed back unused.
+                let now = clock.now();
                 if entry
                     .claimed_until
-                    .is_some_and(|until| until <= clock.now())
+                    .is_some_and(|until| until <= now + send_time)
                 {
+                    let released = store
+                        .outbox_release_claim(entry.id, entry.attempts, now)
+                        .await?;
                     tracing::warn!(
                         outbox = entry.id,
-                        "claim ran out before sending; left to the next claim"
+                        released,
+                        "claim too short to send within; handed back for the next drain"
                     );
                     summary.lost_claims += 1;
                     continue;

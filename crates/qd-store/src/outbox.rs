@@ -574,6 +574,38 @@ impl Store {
         Ok(updated.rows_affected > 0)
     }
 
+    /// Hands a claim back unused (the worker did not try to send): the entry is queued
+    /// again, due `now` (so the drain that started before does not take it again), its
+    /// attempt count restored. Only while this worker's claim of attempt `attempt`
+    /// holds; returns whether it did.
+    pub async fn outbox_release_claim(
+        &self,
+        id: i64,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let updated = outbox::Entity::update_many()
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(now))
+            .col_expr(
+                outbox::Column::Status,
+                Expr::value(OutboxStatus::Queued.as_str()),
+            )
+            .col_expr(
+                outbox::Column::ClaimedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                outbox::Column::Attempts,
+                Expr::col(outbox::Column::Attempts).sub(1),
+            )
+            .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
+            .filter(outbox::Column::Attempts.eq(i64::from(attempt)))
+            .exec(&self.db)
+            .await?;
+        Ok(updated.rows_affected > 0)
+    }
+
     /// Gives up on a claimed entry, only while this worker's claim of attempt `attempt`
     /// holds (see [`Store::outbox_retry_later`]). Returns whether it did.
     pub async fn outbox_mark_failed(

@@ -430,8 +430,8 @@ async fn an_erasure_during_the_send_is_not_undone(b: Backend) {
 }
 crate::both_backends!(an_erasure_during_the_send_is_not_undone);
 
-/// A claim that ran out while earlier entries of the batch were being sent is not
-/// used: another worker may hold the entry by now.
+/// A claim that ran out (or is about to) while earlier entries of the batch were being
+/// sent is not used: another worker may take the entry while it is being sent.
 async fn a_claim_that_ran_out_is_not_sent(b: Backend) {
     let sink = SmtpSink::start().unwrap();
     let (id, _) = enqueue_reply(&b.store, "jon@customer.example", None).await;
@@ -446,7 +446,15 @@ async fn a_claim_that_ran_out_is_not_sent(b: Backend) {
     let s = worker.drain(&b.store, &clock).await.unwrap();
     assert_eq!((s.claimed, s.sent, s.lost_claims), (1, 0, 1));
     assert!(sink.messages().is_empty(), "nothing was sent");
+    // Handed back for the next drain, the unused attempt not counted.
     let e = b.store.outbox_get(id).await.unwrap().unwrap();
-    assert_eq!(e.status, OutboxStatus::Sending, "left to the next claim");
+    assert_eq!(e.status, OutboxStatus::Queued);
+    assert_eq!(e.attempts, 0);
+    let s = worker
+        .drain_once(&b.store, t0() + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(s.sent, 1);
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
 }
 crate::both_backends!(a_claim_that_ran_out_is_not_sent);
