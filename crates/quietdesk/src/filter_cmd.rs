@@ -47,12 +47,13 @@ pub async fn run(settings: &Settings, cmd: FilterCommand) -> Result<ExitCode> {
             let view = MessageView::from_raw(&raw);
             // With `filter.dns.enabled`, SPF, DKIM, DMARC and ARC are checked live (an old
             // file's keys may be gone: its signatures then fail as they would today).
-            let auth = if settings.filter.dns.enabled {
-                let auth = Authenticator::new(&settings.filter.dns).context("[filter.dns]")?;
-                Some(
-                    auth.authenticate(&raw, filter.connection(&view).as_ref())
-                        .await,
-                )
+            let dns = &settings.filter.dns;
+            let auth = if dns.enabled {
+                let auth = Authenticator::new(dns).context("[filter.dns]")?;
+                // The budget `serve` gives a message; past it, judged as without DNS.
+                let budget = std::time::Duration::from_millis(dns.timeout_ms.saturating_mul(4));
+                auth.authenticate_within(&raw, filter.connection(&view).as_ref(), budget)
+                    .await
             } else {
                 None
             };
