@@ -13,6 +13,7 @@ mod m20261125_000005_delete_indexes;
 mod m20261125_000006_filter_learning;
 mod m20261203_000007_lookup_keys;
 mod m20261205_000008_ingest_held;
+mod m20261205_000009_ticket_anonymised;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_filter_learning::Migration),
             Box::new(m20261203_000007_lookup_keys::Migration),
             Box::new(m20261205_000008_ingest_held::Migration),
+            Box::new(m20261205_000009_ticket_anonymised::Migration),
         ]
     }
 }

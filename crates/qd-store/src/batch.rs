@@ -359,26 +359,11 @@ impl Store {
                 .filter(tickets::Column::Number.is_in(chunk.iter().copied()))
                 .all(txn)
                 .await?;
-            // An anonymised ticket (its requester erased, statistics kept) takes no new
-            // mail by its number: joining a new message to it would tie the anonymised
+            // An anonymised ticket (its person erased, statistics kept) takes no new mail
+            // by its number: joining a new message to it would tie the anonymised
             // history to whoever wrote (most likely the erased person, again).
-            let requesters: Vec<i64> = found.iter().filter_map(|t| t.requester_id).collect();
-            let erased: HashSet<i64> = if requesters.is_empty() {
-                HashSet::new()
-            } else {
-                contacts::Entity::find()
-                    .select_only()
-                    .column(contacts::Column::Id)
-                    .filter(contacts::Column::Id.is_in(requesters))
-                    .filter(contacts::Column::Address.like(format!("%{ERASED_DOMAIN}")))
-                    .into_tuple::<i64>()
-                    .all(txn)
-                    .await?
-                    .into_iter()
-                    .collect()
-            };
             for t in found {
-                if t.requester_id.is_some_and(|r| erased.contains(&r)) {
+                if t.anonymised_at.is_some() {
                     continue;
                 }
                 by_number.insert(t.number, t.id);
@@ -542,6 +527,7 @@ impl Store {
                     last_activity_at: Set(last_at),
                     legal_hold: Set(false),
                     retention_class: Set(None),
+                    anonymised_at: Set(None),
                 });
             }
             let mut number_to_id = HashMap::new();

@@ -1174,6 +1174,7 @@ impl Store {
         for chunk in ticket_ids.chunks(IN_CHUNK) {
             tickets::Entity::update_many()
                 .col_expr(tickets::Column::Subject, Expr::value("[erased]"))
+                .col_expr(tickets::Column::AnonymisedAt, Expr::value(now))
                 .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
                 .exec(&txn)
                 .await?;

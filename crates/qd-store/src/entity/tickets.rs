@@ -19,6 +19,8 @@ pub struct Model {
     pub legal_hold: bool,
     /// A retention class chosen by staff (`tax_evidence`); `None`: derived from the customer.
     pub retention_class: Option<String>,
+    /// Set by an erasure that keeps statistics; such a ticket takes no new mail.
+    pub anonymised_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 // Test code: a failed unwrap is a failed test with its location, which is what we want.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod anonymised_backfill;
 mod batch;
 mod keys;
 mod learning;
