@@ -44,11 +44,11 @@ pub fn erase_address_in_headers(raw: &[u8], address: &str) -> Option<Vec<u8>> {
     if address.is_empty() || !address.contains(&b'@') {
         return None;
     }
-    let end = header_end(raw);
-    let head = raw.get(..end)?;
+    let block = crate::header_fields(raw);
+    let head = raw.get(..block.body_start)?;
     find_address(head, address, 0)?;
     let mut out = Vec::with_capacity(raw.len());
-    for field in fields(head) {
+    for field in block.fields {
         let rewritten = match field_value(field) {
             Some((name_len, value)) if is_address_field(field[..name_len].trim_ascii()) => {
                 let mut f = field[..name_len + 1].to_vec();
@@ -59,48 +59,8 @@ pub fn erase_address_in_headers(raw: &[u8], address: &str) -> Option<Vec<u8>> {
         };
         out.extend_from_slice(&replace_address(&rewritten, address));
     }
-    out.extend_from_slice(raw.get(end..).unwrap_or_default());
+    out.extend_from_slice(raw.get(block.body_start..).unwrap_or_default());
     Some(out)
-}
-
-/// Where the header block ends: the start of its first empty line (or the end).
-fn header_end(raw: &[u8]) -> usize {
-    let mut start = 0;
-    while start < raw.len() {
-        let line_end = raw[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(raw.len(), |p| start + p + 1);
-        let line = &raw[start..line_end];
-        if line == b"\n" || line == b"\r\n" {
-            return start;
-        }
-        start = line_end;
-    }
-    raw.len()
-}
-
-/// The header block cut into fields, each with its continuation lines and line ends.
-fn fields(head: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut field_start = 0;
-    let mut pos = 0;
-    while pos < head.len() {
-        let line_end = head[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(head.len(), |p| pos + p + 1);
-        let next_is_continuation = head.get(line_end).is_some_and(|&b| b == b' ' || b == b'\t');
-        if !next_is_continuation {
-            out.push(&head[field_start..line_end]);
-            field_start = line_end;
-        }
-        pos = line_end;
-    }
-    if field_start < head.len() {
-        out.push(&head[field_start..]);
-    }
-    out
 }
 
 /// The length of the field name and the value after the colon.

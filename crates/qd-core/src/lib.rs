@@ -8,6 +8,7 @@
 
 mod clock;
 mod erase_address;
+mod header_block;
 mod ip;
 mod lookup_key;
 mod redacted;
@@ -17,6 +18,7 @@ mod ticket_ref;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use erase_address::{erase_address_in_headers, ERASED_MAILBOX};
+pub use header_block::{header_fields, HeaderBlock};
 pub use ip::anonymise_ip;
 pub use lookup_key::lookup_key;
 pub use redacted::Redacted;

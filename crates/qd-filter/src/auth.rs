@@ -443,34 +443,10 @@ const MAX_ARC_SETS: usize = 50;
 /// `raw` without the DKIM-Signature fields after the first [`MAX_DKIM_SIGNATURES`]
 /// and the ARC-Message-Signature fields after the first 50 (a copy only when some go).
 pub fn limit_signatures(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    // Field boundaries in the header block: (start, end, name).
-    let mut fields: Vec<(usize, usize)> = Vec::new();
-    let mut pos = 0;
-    let mut body = raw.len();
-    while pos < raw.len() {
-        let end = raw[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(raw.len(), |p| pos + p + 1);
-        let line = &raw[pos..end];
-        if line == b"\n" || line == b"\r\n" {
-            body = pos;
-            break;
-        }
-        match line.first() {
-            Some(b' ' | b'\t') => {
-                if let Some(last) = fields.last_mut() {
-                    last.1 = end;
-                }
-            }
-            _ => fields.push((pos, end)),
-        }
-        pos = end;
-    }
+    let block = qd_core::header_fields(raw);
     // The field name up to the colon, white space (folding included) ignored, as
     // mail-auth reads it: `DKIM-Signature :` is one too.
-    let named = |f: &(usize, usize), name: &[u8]| {
-        let field = raw.get(f.0..f.1).unwrap_or_default();
+    let named = |field: &[u8], name: &[u8]| {
         let Some(colon) = field.iter().position(|&b| b == b':') else {
             return false;
         };
@@ -480,31 +456,31 @@ pub fn limit_signatures(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
             && n.next().is_none()
     };
     let (mut dkim, mut arc) = (0usize, 0usize);
-    let mut keep = Vec::with_capacity(fields.len());
-    let mut dropped = false;
-    for f in &fields {
-        let over = if named(f, b"DKIM-Signature") {
-            dkim += 1;
-            dkim > MAX_DKIM_SIGNATURES
-        } else if named(f, b"ARC-Message-Signature") {
-            arc += 1;
-            arc > MAX_ARC_SETS
-        } else {
-            false
-        };
-        dropped |= over;
-        keep.push(!over);
-    }
-    if !dropped {
+    let keep: Vec<bool> = block
+        .fields
+        .iter()
+        .map(|f| {
+            if named(f, b"DKIM-Signature") {
+                dkim += 1;
+                dkim <= MAX_DKIM_SIGNATURES
+            } else if named(f, b"ARC-Message-Signature") {
+                arc += 1;
+                arc <= MAX_ARC_SETS
+            } else {
+                true
+            }
+        })
+        .collect();
+    if keep.iter().all(|k| *k) {
         return std::borrow::Cow::Borrowed(raw);
     }
     let mut out = Vec::with_capacity(raw.len());
-    for (f, k) in fields.iter().zip(keep) {
+    for (f, k) in block.fields.iter().zip(keep) {
         if k {
-            out.extend_from_slice(&raw[f.0..f.1]);
+            out.extend_from_slice(f);
         }
     }
-    out.extend_from_slice(&raw[body..]);
+    out.extend_from_slice(raw.get(block.body_start..).unwrap_or_default());
     std::borrow::Cow::Owned(out)
 }
 

@@ -555,23 +555,8 @@ impl Store {
         error: &str,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<bool> {
-        let updated = outbox::Entity::update_many()
-            .col_expr(
-                outbox::Column::Status,
-                Expr::value(OutboxStatus::Queued.as_str()),
-            )
-            .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
-            .col_expr(
-                outbox::Column::ClaimedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(outbox::Column::LastError, Expr::value(error))
-            .filter(outbox::Column::Id.eq(id))
-            .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
-            .filter(outbox::Column::Attempts.eq(i64::from(attempt)))
-            .exec(&self.db)
-            .await?;
-        Ok(updated.rows_affected > 0)
+        self.requeue_claimed(id, attempt, next_attempt_at, Some(error))
+            .await
     }
 
     /// Hands a claim back unused (the worker did not try to send): the entry is queued
@@ -584,20 +569,36 @@ impl Store {
         attempt: u32,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let updated = outbox::Entity::update_many()
-            .col_expr(outbox::Column::NextAttemptAt, Expr::value(now))
+        self.requeue_claimed(id, attempt, now, None).await
+    }
+
+    /// Queues a claimed entry again while the claim of attempt `attempt` holds: after a
+    /// failed attempt (`error` recorded) or unused (`None`: the attempt is given back).
+    async fn requeue_claimed(
+        &self,
+        id: i64,
+        attempt: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let update = outbox::Entity::update_many()
             .col_expr(
                 outbox::Column::Status,
                 Expr::value(OutboxStatus::Queued.as_str()),
             )
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
             .col_expr(
                 outbox::Column::ClaimedUntil,
                 Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(
+            );
+        let update = match error {
+            Some(e) => update.col_expr(outbox::Column::LastError, Expr::value(e)),
+            None => update.col_expr(
                 outbox::Column::Attempts,
                 Expr::col(outbox::Column::Attempts).sub(1),
-            )
+            ),
+        };
+        let updated = update
             .filter(outbox::Column::Id.eq(id))
             .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
             .filter(outbox::Column::Attempts.eq(i64::from(attempt)))

@@ -13,10 +13,15 @@ use crate::{smtp_settings, t0, Backend, OUR_DOMAIN, SUPPORT};
 
 /// Enqueues a staff reply to `to` (no ticket) and returns its outbox id.
 pub async fn enqueue_reply(store: &Store, to: &str, ticket_id: Option<i64>) -> (i64, String) {
+    enqueue_reply_to(store, &[to], ticket_id).await
+}
+
+/// [`enqueue_reply`] to several recipients.
+pub async fn enqueue_reply_to(store: &Store, to: &[&str], ticket_id: Option<i64>) -> (i64, String) {
     let msg = build(&Outgoing {
         kind: OutgoingKind::Reply,
         from: Mailbox::new(SUPPORT),
-        to: vec![Mailbox::new(to)],
+        to: to.iter().map(|a| Mailbox::new(*a)).collect(),
         subject: "Re: your question [#QD-1]".into(),
         body: "Here is the answer.\n".into(),
         language: Some("en".into()),
@@ -343,42 +348,12 @@ async fn an_erasure_during_the_send_is_not_undone(b: Backend) {
         t0(),
     )
     .await;
-    let msg = build(&Outgoing {
-        kind: OutgoingKind::Reply,
-        from: Mailbox::new(SUPPORT),
-        to: vec![
-            Mailbox::new("gus@customer.example"),
-            Mailbox::new("alice@customer.example"),
-        ],
-        subject: "Re: Help [#QD-1]".into(),
-        body: "Here is the answer.\n".into(),
-        language: Some("en".into()),
-        in_reply_to: Some("q2-gus@customer.example".into()),
-        references: vec!["q2-gus@customer.example".into()],
-        message_id: new_message_id(OUR_DOMAIN, t0()),
-        date: t0(),
-        envelope_from: Some(SUPPORT.into()),
-    })
-    .unwrap();
-    let id = b
-        .store
-        .outbox_enqueue(
-            &NewOutboxEntry {
-                kind: OutboxKind::Reply,
-                ticket_id: Some(asked.ticket_id),
-                message_id: msg.message_id.clone(),
-                in_reply_to: msg.in_reply_to.clone(),
-                references: msg.references.clone(),
-                mail_from: SUPPORT.into(),
-                rcpt_to: msg.to.clone(),
-                subject: msg.subject.clone(),
-                language: msg.language.clone(),
-                raw: msg.raw.clone(),
-            },
-            t0(),
-        )
-        .await
-        .unwrap();
+    let (id, _) = enqueue_reply_to(
+        &b.store,
+        &["gus@customer.example", "alice@customer.example"],
+        Some(asked.ticket_id),
+    )
+    .await;
     // The worker has claimed the entry (and holds its bytes) when the erasure commits.
     let claimed = b
         .store

@@ -60,6 +60,14 @@ fn spawn_serve_logging_to(qd: &Qd, config: &Path, log: impl Into<Stdio>) -> Kill
 }
 
 /// The store `qd` writes to: its SQLite file, or its private PostgreSQL database.
+/// [`open_store`] with the data dir's master key, so sealed raw mail opens.
+pub async fn open_sealed_store(qd: &Qd) -> qd_store::Store {
+    let hex = std::fs::read_to_string(qd.data_dir().join("master.key")).unwrap();
+    open_store(qd)
+        .await
+        .with_master_key(qd_store::MasterKey::parse_hex(hex.trim()).unwrap())
+}
+
 pub async fn open_store(qd: &Qd) -> qd_store::Store {
     let url = match &qd._pg {
         Some(pg) => pg.url().to_string(),
@@ -106,10 +114,7 @@ async fn assert_exactly_once(qd: &Qd, msgs: &[qd_synth::SynthMessage]) {
     }
     // Stored means readable: every message's raw mail opens with the data dir's master
     // key (a retried batch once sealed mail with a key whose row its failure had undone).
-    let hex = std::fs::read_to_string(qd.data_dir().join("master.key")).unwrap();
-    let sealed = store
-        .clone()
-        .with_master_key(qd_store::MasterKey::parse_hex(hex.trim()).unwrap());
+    let sealed = open_sealed_store(qd).await;
     let ids = store
         .message_ids_after(0, msgs.len() as u64 + 1)
         .await
