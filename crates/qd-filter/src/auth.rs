@@ -289,8 +289,8 @@ impl Authenticator {
 
     /// [`Authenticator::authenticate`] within `budget`. When the whole check does not
     /// finish in time (a name server that never answers, perhaps one a sender named in
-    /// a signature of its own for just that purpose), DMARC is checked again within a
-    /// second `budget` from the From domain's side alone: only signatures aligned with
+    /// a signature of its own for just that purpose), DMARC is checked again within
+    /// half a `budget` from the From domain's side alone: only signatures aligned with
     /// the From domain, SPF only when MAIL FROM aligns, no ARC. Those lookups all go to
     /// the From domain's name servers, so a forger cannot stall them to escape the
     /// domain's policy. `None` when that times out too.
