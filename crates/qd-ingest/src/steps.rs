@@ -18,7 +18,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::StreamExt;
 use qd_core::Clock;
 use qd_filter::{
     AuthOutcome, Authenticator, Class, Filter, JudgeContext, Learner, MessageView, Verdict,
@@ -193,31 +192,39 @@ impl AfterStore for Steps {
                 return Vec::new();
             };
             // Each check is a task of its own: signature checks and body hashes are CPU
-            // work, which would otherwise share one thread with the IMAP fetch.
-            let checks: Vec<_> = raw
-                .iter()
-                .map(|(uid, raw)| {
+            // work, which would otherwise share one thread with the IMAP fetch. The set
+            // aborts what still runs if the batch is dropped (shutdown).
+            let mut results: Vec<Option<AuthOutcome>> = vec![None; raw.len()];
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut pending = raw.iter().enumerate();
+            loop {
+                while tasks.len() < AUTH_CONCURRENCY {
+                    let Some((i, (uid, bytes))) = pending.next() else {
+                        break;
+                    };
                     let (filter, auth, limit, uid) = (filter.clone(), auth.clone(), *limit, *uid);
-                    async move {
-                        // Copied when its turn comes: at most AUTH_CONCURRENCY at once.
-                        let raw = raw.clone();
-                        let task = tokio::spawn(async move {
-                            authenticate_one(&filter, &auth, limit, uid, &raw).await
-                        });
-                        match task.await {
-                            Ok(outcome) => outcome,
-                            Err(e) => {
-                                tracing::warn!(uid, error = %e, "sender authentication failed; judged without DNS");
-                                None
-                            }
+                    // Copied when its turn comes: at most AUTH_CONCURRENCY at once.
+                    let bytes = bytes.clone();
+                    tasks.spawn(async move {
+                        (
+                            i,
+                            authenticate_one(&filter, &auth, limit, uid, &bytes).await,
+                        )
+                    });
+                }
+                match tasks.join_next().await {
+                    Some(Ok((i, outcome))) => {
+                        if let Some(slot) = results.get_mut(i) {
+                            *slot = outcome;
                         }
                     }
-                })
-                .collect();
-            futures::stream::iter(checks)
-                .buffered(AUTH_CONCURRENCY)
-                .collect()
-                .await
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "sender authentication failed; judged without DNS");
+                    }
+                    None => break,
+                }
+            }
+            results
         })
     }
 
