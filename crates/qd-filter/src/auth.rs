@@ -425,13 +425,32 @@ impl Authenticator {
 /// public-suffix list by [`crate::util::registered_domain`]), so sibling subdomains
 /// align. Checking only such names keeps every lookup in the From domain's own tree.
 fn aligned(a: &str, b: &str) -> bool {
-    let (a, b) = (
-        a.trim().trim_end_matches('.'),
-        b.trim().trim_end_matches('.'),
-    );
+    // An internationalised name compares in its ASCII form (`d=` is always written so;
+    // a From domain may be in UTF-8).
+    let ascii = |d: &str| {
+        let d = d.trim().trim_end_matches('.');
+        idna::domain_to_ascii(d).unwrap_or_else(|_| d.to_ascii_lowercase())
+    };
+    let (a, b) = (ascii(a), ascii(b));
     !a.is_empty()
         && !b.is_empty()
-        && crate::util::registered_domain(a) == crate::util::registered_domain(b)
+        && crate::util::registered_domain(&a) == crate::util::registered_domain(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned;
+
+    #[test]
+    fn alignment_is_by_organisational_domain_in_ascii_form() {
+        assert!(aligned("mail.example.com", "news.example.com"));
+        assert!(aligned("Example.COM.", "example.com"));
+        assert!(aligned("bücher.example", "xn--bcher-kva.example"));
+        assert!(aligned("shop.example.co.uk", "example.co.uk"));
+        assert!(!aligned("example.co.uk", "other.co.uk"));
+        assert!(!aligned("example.com", "example.org"));
+        assert!(!aligned("", "example.com"));
+    }
 }
 
 /// DKIM signatures tried per message (RFC 6376 section 6.1 lets a verifier limit
