@@ -437,22 +437,6 @@ fn aligned(a: &str, b: &str) -> bool {
         && crate::util::registered_domain(&a) == crate::util::registered_domain(&b)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::aligned;
-
-    #[test]
-    fn alignment_is_by_organisational_domain_in_ascii_form() {
-        assert!(aligned("mail.example.com", "news.example.com"));
-        assert!(aligned("Example.COM.", "example.com"));
-        assert!(aligned("bücher.example", "xn--bcher-kva.example"));
-        assert!(aligned("shop.example.co.uk", "example.co.uk"));
-        assert!(!aligned("example.co.uk", "other.co.uk"));
-        assert!(!aligned("example.com", "example.org"));
-        assert!(!aligned("", "example.com"));
-    }
-}
-
 /// DKIM signatures tried per message (RFC 6376 section 6.1 lets a verifier limit
 /// them): each costs a key lookup and a signature check, in turn.
 pub const MAX_DKIM_SIGNATURES: usize = 8;
@@ -670,5 +654,21 @@ pub(crate) fn check(outcome: &AuthOutcome, hits: &mut Hits) {
         Some(R::Pass) => hits.add("AUTH_ARC_PASS", "ARC chain verified"),
         Some(R::Fail | R::PermError) => hits.add("AUTH_ARC_FAIL", "ARC chain broken"),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned;
+
+    #[test]
+    fn alignment_is_by_organisational_domain_in_ascii_form() {
+        assert!(aligned("mail.example.com", "news.example.com"));
+        assert!(aligned("Example.COM.", "example.com"));
+        assert!(aligned("bücher.example", "xn--bcher-kva.example"));
+        assert!(aligned("shop.example.co.uk", "example.co.uk"));
+        assert!(!aligned("example.co.uk", "other.co.uk"));
+        assert!(!aligned("example.com", "example.org"));
+        assert!(!aligned("", "example.com"));
     }
 }
