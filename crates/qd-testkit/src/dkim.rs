@@ -67,6 +67,35 @@ impl SigningDomain {
     }
 }
 
+impl SigningDomain {
+    /// `message` with an ARC set (instance 1) added by this domain as a forwarder
+    /// would: ARC-Seal, ARC-Message-Signature over From, To, Subject and Date, and
+    /// ARC-Authentication-Results, on top.
+    pub async fn arc_seal(&self, message: &str) -> std::io::Result<String> {
+        use mail_auth::arc::ArcSealer;
+        use mail_auth::hickory_resolver::config::{ResolverConfig, ResolverOpts};
+        use mail_auth::{AuthenticatedMessage, AuthenticationResults, MessageAuthenticator};
+        let err = |e: String| std::io::Error::other(e);
+        let parsed = AuthenticatedMessage::parse(message.as_bytes())
+            .ok_or_else(|| err("the message does not parse".into()))?;
+        // No earlier ARC set: nothing is looked up.
+        let resolver = MessageAuthenticator::new(
+            ResolverConfig::from_parts(None, vec![], vec![]),
+            ResolverOpts::default(),
+        )
+        .map_err(|e| err(e.to_string()))?;
+        let arc = resolver.verify_arc(&parsed).await;
+        let results = AuthenticationResults::new(&self.domain);
+        let set = ArcSealer::from_key(self.key()?)
+            .domain(self.domain.as_str())
+            .selector(self.selector.as_str())
+            .headers(["From", "To", "Subject", "Date"])
+            .seal(&parsed, &results, &arc)
+            .map_err(|e| err(e.to_string()))?;
+        Ok(format!("{}{message}", set.to_header()))
+    }
+}
+
 /// Standard base64 with padding, on one line.
 pub fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

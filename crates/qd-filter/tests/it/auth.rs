@@ -376,3 +376,25 @@ fn a_name_server_that_never_answers_does_not_hide_a_forgery() {
     assert_eq!(outcome.dmarc, None, "{outcome:?}");
     drop(black_hole);
 }
+
+/// A forwarder's ARC set verifies against its key in DNS; changing a sealed header
+/// afterwards breaks the chain.
+#[test]
+fn an_arc_chain_verifies_and_breaks_when_altered() {
+    let forwarder = SigningDomain::new("lists.example.net", "arc").unwrap();
+    let dns =
+        qd_testkit::Dnsmasq::start(&forwarder.records("192.0.2.99", "none").unwrap()).unwrap();
+    let auth = Authenticator::new(&dns_settings(dns.address())).unwrap();
+    let rt = runtime();
+    let sealed = rt.block_on(forwarder.arc_seal(MESSAGE)).unwrap();
+    assert!(sealed.starts_with("ARC-"), "{sealed}");
+    let outcome = rt.block_on(auth.authenticate(sealed.as_bytes(), None));
+    assert_eq!(outcome.arc, Some(AuthResult::Pass), "{outcome:?}");
+    let view = MessageView::from_raw(sealed.as_bytes());
+    let v = case_filter().judge(&view, &JudgeContext::pinned_to(&view).with_auth(&outcome));
+    assert!(v.tags.iter().any(|t| t.name == "AUTH_ARC_PASS"), "{v:?}");
+
+    let altered = sealed.replace("order 42", "order 43");
+    let outcome = rt.block_on(auth.authenticate(altered.as_bytes(), None));
+    assert_eq!(outcome.arc, Some(AuthResult::Fail), "{outcome:?}");
+}
