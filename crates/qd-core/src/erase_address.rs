@@ -119,18 +119,10 @@ fn erase_mailboxes(value: &[u8], address: &[u8]) -> Vec<u8> {
 /// The length of a group's opening (`Name:` and the white space after it) at the
 /// start of a list item, or 0.
 fn group_prefix(item: &[u8]) -> usize {
-    let (mut quoted, mut escaped) = (false, false);
-    for (i, &b) in item.iter().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match b {
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b'<' | b'(' if !quoted => return 0,
-            b'@' if !quoted => return 0,
-            b':' if !quoted => {
+    for (i, b, ctx) in contexts(item) {
+        match (ctx, b) {
+            (Ctx::Comment, _) | (Ctx::Bare, b'<' | b'@') => return 0,
+            (Ctx::Bare, b':') => {
                 let ws = item[i + 1..]
                     .iter()
                     .take_while(|b| b.is_ascii_whitespace())
@@ -146,21 +138,12 @@ fn group_prefix(item: &[u8]) -> usize {
 /// Items of a list, each with its trailing comma.
 fn split_list(value: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
-    let (mut quoted, mut escaped, mut comment, mut angle) = (false, false, 0u32, false);
-    let mut start = 0;
-    for (i, &b) in value.iter().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match b {
-            b'\\' if quoted || comment > 0 => escaped = true,
-            b'"' if comment == 0 => quoted = !quoted,
-            b'(' if !quoted => comment += 1,
-            b')' if !quoted && comment > 0 => comment -= 1,
-            b'<' if !quoted && comment == 0 => angle = true,
-            b'>' if !quoted && comment == 0 => angle = false,
-            b',' if !quoted && comment == 0 && !angle => {
+    let (mut angle, mut start) = (false, 0);
+    for (i, b, ctx) in contexts(value) {
+        match (ctx, b) {
+            (Ctx::Bare, b'<') => angle = true,
+            (Ctx::Bare, b'>') => angle = false,
+            (Ctx::Bare, b',') if !angle => {
                 out.push(&value[start..=i]);
                 start = i + 1;
             }
@@ -173,8 +156,68 @@ fn split_list(value: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-/// Whether a mailbox (`Name <addr>`, `addr`, `Group: addr`, with comments) has exactly
-/// `address` as its address.
+/// Where a byte of a structured field value stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Bare,
+    /// In a quoted string, its quotes included.
+    Quoted,
+    /// In a comment (nestable), its parentheses included.
+    Comment,
+}
+
+/// Each byte of a structured field value with where it stands (RFC 5322 3.2: a
+/// backslash escapes the next byte inside quotes and comments only).
+fn contexts(text: &[u8]) -> impl Iterator<Item = (usize, u8, Ctx)> + '_ {
+    let (mut quoted, mut escaped, mut depth) = (false, false, 0u32);
+    text.iter().enumerate().map(move |(i, &b)| {
+        let ctx = if escaped {
+            escaped = false;
+            if depth > 0 {
+                Ctx::Comment
+            } else {
+                Ctx::Quoted
+            }
+        } else if depth > 0 {
+            match b {
+                b'\\' => escaped = true,
+                b'(' => depth += 1,
+                b')' => depth -= 1,
+                _ => {}
+            }
+            Ctx::Comment
+        } else if quoted {
+            match b {
+                b'\\' => escaped = true,
+                b'"' => quoted = false,
+                _ => {}
+            }
+            Ctx::Quoted
+        } else {
+            match b {
+                b'"' => {
+                    quoted = true;
+                    Ctx::Quoted
+                }
+                b'(' => {
+                    depth = 1;
+                    Ctx::Comment
+                }
+                _ => Ctx::Bare,
+            }
+        };
+        (i, b, ctx)
+    })
+}
+
+/// Whether a mailbox as written (`Name <addr>`, `addr`, `Group: addr`, with comments)
+/// has exactly `address` as its address, ASCII case aside: `bob@example.org` is not
+/// `ob@example.org`.
+pub fn mailbox_is(mailbox: &str, address: &str) -> bool {
+    names(mailbox.as_bytes(), address.trim().as_bytes())
+}
+
+/// [`mailbox_is`] on bytes.
 fn names(mailbox: &[u8], address: &[u8]) -> bool {
     // Comments may hold `<`, `>` or `:` of their own.
     let stripped = without_comments(mailbox);
@@ -201,31 +244,10 @@ fn names(mailbox: &[u8], address: &[u8]) -> bool {
 
 /// `text` without its comments (parenthesised, nestable, outside quoted strings).
 fn without_comments(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    let (mut quoted, mut escaped, mut depth) = (false, false, 0u32);
-    for &b in text {
-        if escaped {
-            escaped = false;
-            if depth == 0 {
-                out.push(b);
-            }
-            continue;
-        }
-        match b {
-            b'\\' if quoted || depth > 0 => escaped = true,
-            b'"' if depth == 0 => quoted = !quoted,
-            b'(' if !quoted => depth += 1,
-            b')' if !quoted && depth > 0 => {
-                depth -= 1;
-                continue;
-            }
-            _ => {}
-        }
-        if depth == 0 {
-            out.push(b);
-        }
-    }
-    out
+    contexts(text)
+        .filter(|(_, _, ctx)| *ctx != Ctx::Comment)
+        .map(|(_, b, _)| b)
+        .collect()
 }
 
 /// Every occurrence of `address` that stands alone (not part of a longer address)

@@ -11,32 +11,57 @@ pub struct HeaderBlock<'a> {
     pub body_start: usize,
 }
 
+/// The length (line break included) of the line `rest` starts with, when that line is
+/// empty or holds only white space: the end of a header block, as mail-parser reads it
+/// too (RFC 5322 wants an empty line; some senders put spaces on it).
+pub fn blank_line_len(rest: &[u8]) -> Option<usize> {
+    let end = rest.iter().position(|&b| b == b'\n')?;
+    rest[..end]
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+        .then_some(end + 1)
+}
+
+/// The offset of the blank line that ends the header block of `raw` (see
+/// [`blank_line_len`]), or the length of `raw` when there is none.
+pub fn header_block_end(raw: &[u8]) -> usize {
+    let mut pos = 0;
+    while pos < raw.len() {
+        if blank_line_len(&raw[pos..]).is_some() {
+            return pos;
+        }
+        pos = line_end(raw, pos);
+    }
+    raw.len()
+}
+
+/// The end (after its line break) of the line that starts at `pos`.
+fn line_end(raw: &[u8], pos: usize) -> usize {
+    raw[pos..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(raw.len(), |p| pos + p + 1)
+}
+
 /// Cuts the header block of `raw` into fields. CRLF and bare LF both end a line; a
-/// line that starts with a space or a tab continues the field before it.
+/// line that starts with a space or a tab continues the field before it, unless it is
+/// blank (which ends the block).
 pub fn header_fields(raw: &[u8]) -> HeaderBlock<'_> {
+    let body_start = header_block_end(raw);
+    let head = &raw[..body_start];
     let mut fields = Vec::new();
     let mut field_start = 0;
     let mut pos = 0;
-    while pos < raw.len() {
-        let line_end = raw[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(raw.len(), |p| pos + p + 1);
-        let line = &raw[pos..line_end];
-        if line == b"\n" || line == b"\r\n" {
-            break;
-        }
-        let next_continues = raw.get(line_end).is_some_and(|&b| b == b' ' || b == b'\t');
+    while pos < head.len() {
+        let end = line_end(head, pos);
+        let next_continues = head.get(end).is_some_and(|&b| b == b' ' || b == b'\t');
         if !next_continues {
-            fields.push(&raw[field_start..line_end]);
-            field_start = line_end;
+            fields.push(&head[field_start..end]);
+            field_start = end;
         }
-        pos = line_end;
+        pos = end;
     }
-    HeaderBlock {
-        fields,
-        body_start: pos.min(raw.len()),
-    }
+    HeaderBlock { fields, body_start }
 }
 
 #[cfg(test)]
@@ -52,6 +77,16 @@ mod tests {
             vec![&b"A: 1\r\n"[..], b"B: 2\r\n\tmore\r\n", b"C: 3\n"]
         );
         assert_eq!(&raw[block.body_start..], b"\nbody\n");
+    }
+
+    #[test]
+    fn a_line_of_white_space_ends_the_block() {
+        let raw = b"A: 1\r\n \t\r\nB: not a field\r\n";
+        let block = header_fields(raw);
+        assert_eq!(block.fields, vec![&b"A: 1\r\n"[..]]);
+        assert_eq!(&raw[block.body_start..], b" \t\r\nB: not a field\r\n");
+        assert_eq!(blank_line_len(b" \t\r\nrest"), Some(4));
+        assert_eq!(blank_line_len(b"  "), None, "no line break, no line");
     }
 
     #[test]

@@ -17,8 +17,8 @@ mod status;
 mod ticket_ref;
 
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use erase_address::{erase_address_in_headers, ERASED_MAILBOX};
-pub use header_block::{header_fields, HeaderBlock};
+pub use erase_address::{erase_address_in_headers, mailbox_is, ERASED_MAILBOX};
+pub use header_block::{blank_line_len, header_block_end, header_fields, HeaderBlock};
 pub use ip::anonymise_ip;
 pub use lookup_key::lookup_key;
 pub use redacted::Redacted;

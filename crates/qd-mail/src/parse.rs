@@ -90,17 +90,6 @@ fn parse_inner(input: &[u8], want_view: bool) -> (ParsedMail, Option<MessageView
     (mail, view)
 }
 
-/// The length (line break included) of the line `rest` starts with, when that line is
-/// empty or holds only white space: the end of a header block, as mail-parser reads it
-/// too (RFC 5322 wants an empty line; some senders put spaces on it).
-pub(crate) fn blank_line_len(rest: &[u8]) -> Option<usize> {
-    let end = memchr::memchr(b'\n', rest)?;
-    rest[..end]
-        .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\r'))
-        .then_some(end + 1)
-}
-
 /// Where the header block ends, by our own reading (mail-parser's offsets are not used
 /// for the hash, so the hash does not depend on its recovery heuristics).
 struct Layout {
@@ -127,7 +116,7 @@ impl Layout {
         }
         for nl in memchr::memchr_iter(b'\n', raw) {
             let next = raw.get(nl + 1..).unwrap_or_default();
-            let Some(blank) = blank_line_len(next) else {
+            let Some(blank) = qd_core::blank_line_len(next) else {
                 continue;
             };
             return Layout {

@@ -461,16 +461,11 @@ fn transfer_decode(encoding: Encoding, body: &[u8]) -> std::borrow::Cow<'_, [u8]
 
 /// Length of the header block including the blank line (or the whole input).
 pub(crate) fn header_block_len(raw: &[u8]) -> usize {
-    let mut pos = 0;
-    while pos < raw.len() {
-        let end = memchr::memchr(b'\n', raw.get(pos..).unwrap_or_default())
-            .map_or(raw.len(), |nl| pos + nl + 1);
-        if crate::parse::blank_line_len(raw.get(pos..).unwrap_or_default()).is_some() {
-            return end;
-        }
-        pos = end;
-    }
-    raw.len()
+    let end = qd_core::header_block_end(raw);
+    end + raw
+        .get(end..)
+        .and_then(qd_core::blank_line_len)
+        .unwrap_or(0)
 }
 
 /// The root's header fields that lie inside the header block (`header_size` bytes, up

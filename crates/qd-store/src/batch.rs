@@ -167,9 +167,6 @@ enum Slot {
     New(usize),
 }
 
-/// The domain of an anonymised contact's address (`erased-contact-<id>@erased.invalid`).
-pub(crate) const ERASED_DOMAIN: &str = "@erased.invalid";
-
 struct TicketInfo {
     number: i64,
     status: TicketStatus,

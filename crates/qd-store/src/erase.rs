@@ -654,7 +654,6 @@ async fn redact_blobs(
     }
     blob_ids.sort_unstable();
     blob_ids.dedup();
-    let mut pending = crate::keys::PendingKeys::default();
     for blob_id in blob_ids {
         let Some(row) = blobs::Entity::find_by_id(blob_id).one(txn).await? else {
             continue;
@@ -689,12 +688,9 @@ async fn redact_blobs(
             blobs::Entity::delete_by_id(blob_id).exec(txn).await?;
             continue;
         }
+        // Sealed again with the key it was opened with (an erased scope has none).
         let key = match (sealed, ring) {
-            (true, Some(ring)) => {
-                crate::keys::scope_keys(txn, ring, &[scope.as_str()], now, &mut pending)
-                    .await?
-                    .remove(&scope)
-            }
+            (true, Some(ring)) => Some(crate::keys::existing_key(txn, ring, &scope).await?),
             (true, None) => return Err(crate::Error::NoMasterKey),
             (false, _) => None,
         };
@@ -704,8 +700,6 @@ async fn redact_blobs(
         row.created_at = sea_orm::ActiveValue::NotSet;
         blobs::Entity::update(row).exec(txn).await?;
     }
-    // Only existing scopes were asked (a blob's own): no key was created here.
-    drop(pending);
     Ok(())
 }
 
@@ -817,7 +811,7 @@ fn without_recipient(json: &str, address: &str) -> (String, bool) {
     let list: Vec<String> = list
         .into_iter()
         .map(|entry| {
-            if names_address(&entry, address) {
+            if qd_core::mailbox_is(&entry, address) {
                 changed = true;
                 ERASED_RECIPIENT.to_string()
             } else {
@@ -827,17 +821,6 @@ fn without_recipient(json: &str, address: &str) -> (String, bool) {
         .collect();
     let out = serde_json::to_string(&list).unwrap_or_else(|_| json.to_string());
     (out, changed)
-}
-
-/// Whether a recipient entry is exactly `address` (case-blind), bare or in angle
-/// brackets: `bob@example.org` does not name `ob@example.org`.
-fn names_address(entry: &str, address: &str) -> bool {
-    let entry = entry.trim();
-    let addr = match (entry.rfind('<'), entry.rfind('>')) {
-        (Some(open), Some(close)) if open < close => &entry[open + 1..close],
-        _ => entry,
-    };
-    addr.trim().eq_ignore_ascii_case(address)
 }
 
 fn tickets_of_person(customer_id: Option<i64>, contact_ids: &[i64]) -> sea_orm::Condition {
@@ -1200,10 +1183,7 @@ impl Store {
             contacts::Entity::update_many()
                 .col_expr(
                     contacts::Column::Address,
-                    Expr::value(format!(
-                        "erased-contact-{id}{}",
-                        crate::batch::ERASED_DOMAIN
-                    )),
+                    Expr::value(format!("erased-contact-{id}@erased.invalid")),
                 )
                 .col_expr(
                     contacts::Column::DisplayName,

@@ -160,6 +160,22 @@ pub(crate) async fn destroy_scopes<C: ConnectionTrait>(
     Ok((keys, deleted))
 }
 
+/// The committed key of an existing scope (cached, or read and then cached); an error
+/// when the scope has no key or its key was destroyed.
+pub(crate) async fn existing_key<C: ConnectionTrait>(
+    conn: &C,
+    ring: &KeyRing,
+    scope: &str,
+) -> Result<Arc<DataKey>> {
+    if let Some(k) = ring.cached(scope) {
+        return Ok(k);
+    }
+    let mut out = HashMap::new();
+    load(conn, ring, &[scope.to_string()], &mut out, true).await?;
+    out.remove(scope)
+        .ok_or_else(|| CryptoError::Destroyed(scope.to_string()).into())
+}
+
 /// Decodes a stored blob: opens it with its scope key when sealed.
 pub(crate) async fn open_blob<C: ConnectionTrait>(
     conn: &C,
@@ -168,21 +184,7 @@ pub(crate) async fn open_blob<C: ConnectionTrait>(
 ) -> Result<Vec<u8>> {
     if b.codec == crate::crypto::CODEC_SEALED {
         let ring = ring.ok_or(Error::NoMasterKey)?;
-        let key = match ring.cached(&b.scope) {
-            Some(k) => k,
-            None => {
-                let mut out = HashMap::new();
-                let found =
-                    load(conn, ring, std::slice::from_ref(&b.scope), &mut out, true).await?;
-                if found.is_empty() {
-                    return Err(CryptoError::Destroyed(b.scope).into());
-                }
-                match out.remove(&b.scope) {
-                    Some(k) => k,
-                    None => return Err(CryptoError::Destroyed(b.scope).into()),
-                }
-            }
-        };
+        let key = existing_key(conn, ring, &b.scope).await?;
         let compressed = key.open(&b.scope, &b.digest, &b.data)?;
         return Ok(crate::blob::decode(
             crate::blob::CODEC_ZSTD,

@@ -598,6 +598,17 @@ impl Store {
                 Expr::col(outbox::Column::Attempts).sub(1),
             ),
         };
+        self.while_claimed(update, id, attempt).await
+    }
+
+    /// Runs `update` on entry `id` only while the claim of attempt `attempt` holds (a
+    /// later claim has a higher count); whether it did.
+    async fn while_claimed(
+        &self,
+        update: sea_orm::UpdateMany<outbox::Entity>,
+        id: i64,
+        attempt: u32,
+    ) -> Result<bool> {
         let updated = update
             .filter(outbox::Column::Id.eq(id))
             .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
@@ -616,13 +627,8 @@ impl Store {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let updated = failed_update(error, now)
-            .filter(outbox::Column::Id.eq(id))
-            .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
-            .filter(outbox::Column::Attempts.eq(i64::from(attempt)))
-            .exec(&self.db)
-            .await?;
-        Ok(updated.rows_affected > 0)
+        self.while_claimed(failed_update(error, now), id, attempt)
+            .await
     }
 
     pub async fn outbox_get(&self, id: i64) -> Result<Option<OutboxEntry>> {

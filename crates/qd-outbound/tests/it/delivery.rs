@@ -274,6 +274,16 @@ struct SteppingClock {
     step: TimeDelta,
 }
 
+impl SteppingClock {
+    /// From [`t0`], `step_secs` later at each read.
+    fn new(step_secs: i64) -> SteppingClock {
+        SteppingClock {
+            now: std::sync::Mutex::new(t0()),
+            step: TimeDelta::seconds(step_secs),
+        }
+    }
+}
+
 impl qd_core::Clock for SteppingClock {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         let mut now = self.now.lock().unwrap();
@@ -302,10 +312,7 @@ async fn a_long_drain_keeps_time(b: Backend) {
     // Longer than the two clock reads between a claim and its send.
     settings.lease_secs = 1000;
     let worker = Worker::new(settings).unwrap();
-    let clock = SteppingClock {
-        now: std::sync::Mutex::new(t0()),
-        step: TimeDelta::seconds(400),
-    };
+    let clock = SteppingClock::new(400);
     let s = worker.drain(&b.store, &clock).await.unwrap();
     assert_eq!((s.claimed, s.retried, s.lost_claims), (2, 2, 0));
     let mut next: Vec<_> = Vec::new();
@@ -414,10 +421,7 @@ async fn a_claim_that_ran_out_is_not_sent(b: Backend) {
     settings.lease_secs = 60;
     let worker = Worker::new(settings).unwrap();
     // Each read of the clock is 100 s later: the claim has run out when it is checked.
-    let clock = SteppingClock {
-        now: std::sync::Mutex::new(t0()),
-        step: TimeDelta::seconds(100),
-    };
+    let clock = SteppingClock::new(100);
     let s = worker.drain(&b.store, &clock).await.unwrap();
     assert_eq!((s.claimed, s.sent, s.lost_claims), (1, 0, 1));
     assert!(sink.messages().is_empty(), "nothing was sent");
