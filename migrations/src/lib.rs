@@ -14,6 +14,7 @@ mod m20261125_000006_filter_learning;
 mod m20261203_000007_lookup_keys;
 mod m20261205_000008_ingest_held;
 mod m20261205_000009_ticket_anonymised;
+pub mod m20261205_000010_blob_mentions;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_lookup_keys::Migration),
             Box::new(m20261205_000008_ingest_held::Migration),
             Box::new(m20261205_000009_ticket_anonymised::Migration),
+            Box::new(m20261205_000010_blob_mentions::Migration),
         ]
     }
 }

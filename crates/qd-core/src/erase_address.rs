@@ -63,6 +63,100 @@ pub fn erase_address_in_headers(raw: &[u8], address: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Fields that hold message ids (`<local@host>`), not addresses.
+const ID_FIELDS: &[&str] = &[
+    "message-id",
+    "in-reply-to",
+    "references",
+    "resent-message-id",
+    "content-id",
+];
+
+/// Fields the store keeps as columns of their own (the sender, `to_addrs`, `cc_addrs`).
+const COLUMN_FIELDS: &[&str] = &["from", "to", "cc"];
+
+/// Every address the header block of `raw` names outside From, To and Cc (which the
+/// store keeps as columns) and outside message ids: Reply-To, Bcc, Delivered-To,
+/// Received `for <…>`, an mbox `From ` line, an address in a Subject, and so on. Each
+/// is lowercase, given once, in order of appearance, and stands alone in the sense of
+/// [`erase_address_in_headers`]: erasing any of them changes `raw`. An address that
+/// also appears in From, To or Cc is left out (the columns find it).
+///
+/// The store records this list with each message, so that an erasure finds the other
+/// people's mail that names the erased person without opening every stored raw mail.
+pub fn mentioned_addresses(raw: &[u8]) -> Vec<String> {
+    let block = crate::header_fields(raw);
+    let mut in_columns: Vec<String> = Vec::new();
+    let mut mentioned: Vec<String> = Vec::new();
+    for field in block.fields {
+        let name = field_value(field).map(|(n, _)| field[..n].trim_ascii());
+        let is = |list: &[&str]| {
+            name.is_some_and(|n| list.iter().any(|f| f.as_bytes().eq_ignore_ascii_case(n)))
+        };
+        if is(ID_FIELDS) {
+            continue;
+        }
+        let into = if is(COLUMN_FIELDS) {
+            &mut in_columns
+        } else {
+            &mut mentioned
+        };
+        for a in standalone_addresses(field) {
+            if !into.contains(&a) {
+                into.push(a);
+            }
+        }
+    }
+    // An erasure's own placeholder names nobody.
+    mentioned.retain(|a| !in_columns.contains(a) && a != ERASED_MAILBOX);
+    mentioned
+}
+
+/// Whether `text` holds `address` standing alone (as [`erase_address_in_headers`]
+/// would find it), ASCII case aside.
+pub fn names_address(text: &str, address: &str) -> bool {
+    let address = address.trim().as_bytes();
+    !address.is_empty() && find_address(text.as_bytes(), address, 0).is_some()
+}
+
+fn local_char(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(b)
+}
+
+fn domain_char(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'
+}
+
+/// The addresses in `text`, lowercase: around each `@`, the longest run of local-part
+/// bytes before it and of domain labels after it, so that [`find_address`] finds each
+/// one standing alone (a trailing dot ends a sentence, not the domain).
+fn standalone_addresses(text: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (at, _) in text.iter().enumerate().filter(|(_, &b)| b == b'@') {
+        let mut start = at;
+        while start > 0 && local_char(&text[start - 1]) {
+            start -= 1;
+        }
+        let mut end = at + 1;
+        loop {
+            match text.get(end) {
+                Some(b) if domain_char(b) => end += 1,
+                Some(b'.') if text.get(end + 1).is_some_and(domain_char) && end > at + 1 => {
+                    end += 1
+                }
+                _ => break,
+            }
+        }
+        if start == at || end == at + 1 {
+            continue;
+        }
+        if let Ok(a) = std::str::from_utf8(&text[start..end]) {
+            out.push(a.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
 /// The length of the field name and the value after the colon.
 fn field_value(field: &[u8]) -> Option<(usize, &[u8])> {
     let colon = field.iter().position(|&b| b == b':')?;
@@ -273,9 +367,6 @@ fn find_address(text: &[u8], address: &[u8], from: usize) -> Option<usize> {
         if text[i..i + n].eq_ignore_ascii_case(address) {
             let before = i.checked_sub(1).and_then(|j| text.get(j));
             let after = text.get(i + n);
-            let local_char =
-                |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(b);
-            let domain_char = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
             // A trailing dot ends a sentence, not a domain, unless a label follows.
             let continues_domain = match after {
                 Some(b'.') => text.get(i + n + 1).is_some_and(domain_char),
@@ -361,6 +452,38 @@ Carl <carl@example.org> wrote: hello\r\n";
             erase(raw, "carl@example.org").unwrap(),
             "To : erased@erased.invalid\r\nCc: erased@erased.invalid\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn mentions_are_the_addresses_outside_from_to_and_cc() {
+        let raw = "From carl@example.org Mon Mar  4 10:00:00 2024\r\n\
+Return-Path: <Bounce+x@Lists.Example.net>\r\n\
+Received: from mx.example.com by mx.desk.example\r\n\tfor <dan@example.org>; Mon, 4 Mar 2024\r\n\
+Message-ID: <id.1@example.com>\r\n\
+References: <id.0@example.com>\r\n\
+From: Ann <ann@example.com>\r\n\
+To: help@desk.example, Carl <carl@example.org>\r\n\
+Cc: bob@example.org\r\n\
+Reply-To: Eve <eve@example.org>, dan@example.org\r\n\
+Subject: for frank@example.org.\r\n\
+\r\n\
+body names gina@example.org\r\n";
+        let mentioned = mentioned_addresses(raw.as_bytes());
+        assert_eq!(
+            mentioned,
+            [
+                "bounce+x@lists.example.net",
+                "dan@example.org",
+                "eve@example.org",
+                "frank@example.org"
+            ]
+        );
+        // Each is found by the erasure, which is what the list is for.
+        for a in &mentioned {
+            assert!(erase(raw, a).is_some(), "{a}");
+            assert!(names_address(raw, a), "{a}");
+        }
+        assert!(!names_address(raw, "arl@example.org"));
     }
 
     #[test]

@@ -17,7 +17,9 @@ mod status;
 mod ticket_ref;
 
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use erase_address::{erase_address_in_headers, mailbox_is, ERASED_MAILBOX};
+pub use erase_address::{
+    erase_address_in_headers, mailbox_is, mentioned_addresses, names_address, ERASED_MAILBOX,
+};
 pub use header_block::{blank_line_len, header_block_end, header_fields, HeaderBlock};
 pub use ip::anonymise_ip;
 pub use lookup_key::lookup_key;

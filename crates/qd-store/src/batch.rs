@@ -27,8 +27,8 @@ use sea_orm::{
 use crate::blob::{PreparedBlob, CODEC_ZSTD};
 use crate::crypto::CODEC_SEALED;
 use crate::entity::{
-    attachments, blobs, contacts, counters, customers, ingest_checkpoints, ingest_held, messages,
-    search_queue, thread_refs, tickets,
+    attachments, blob_mentions, blobs, contacts, counters, customers, ingest_checkpoints,
+    ingest_held, messages, search_queue, thread_refs, tickets,
 };
 use crate::keys::PendingKeys;
 use crate::{Error, Result, Store};
@@ -210,6 +210,22 @@ pub(crate) fn blob_row(
         data: Set(data),
         created_at: Set(now),
     })
+}
+
+/// The `blob_mentions` rows of blob `blob_id` naming `mentions` (each key once).
+pub(crate) fn mention_rows_of(
+    blob_id: i64,
+    mentions: &[String],
+) -> Vec<blob_mentions::ActiveModel> {
+    let mut keys: Vec<i64> = mentions.iter().map(|a| lookup_key(a)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .map(|address_key| blob_mentions::ActiveModel {
+            blob_id: Set(blob_id),
+            address_key: Set(address_key),
+        })
+        .collect()
 }
 
 pub(crate) fn blob_scope(contact_id: Option<i64>) -> String {
@@ -657,11 +673,18 @@ impl Store {
             }
         }
         let mut blob_of: HashMap<usize, i64> = HashMap::new();
+        let mut mention_rows: Vec<blob_mentions::ActiveModel> = Vec::new();
         for (k, scope, b) in blob_jobs {
-            if let Some(id) = blob_ids.get(&(scope, b.digest)) {
-                blob_of.insert(k, *id);
+            let key = (scope, b.digest);
+            if let Some(&id) = blob_ids.get(&key) {
+                blob_of.insert(k, id);
+                // Recorded once, by the message that stored the blob.
+                if queued.remove(&key) {
+                    mention_rows.extend(mention_rows_of(id, &b.mentions));
+                }
             }
         }
+        insert_rows(txn, mention_rows).await?;
 
         phases.end("blobs");
         // Messages.
@@ -1133,6 +1156,10 @@ mod tests {
 
     fn message(id: &str, reply_to: &[&str]) -> NewMessage {
         let raw = format!("Message-ID: <{id}>\r\nFrom: a@example.com\r\n\r\nbody of {id}\r\n");
+        message_with_raw(id, reply_to, &raw)
+    }
+
+    fn message_with_raw(id: &str, reply_to: &[&str], raw: &str) -> NewMessage {
         NewMessage {
             direction: Direction::In,
             message_id: Some(id.to_string()),
@@ -1176,6 +1203,58 @@ mod tests {
             .execute_raw(Statement::from_string(DbBackend::Sqlite, sql))
             .await
             .unwrap();
+    }
+
+    /// Mentions are recorded with each blob stored, and `record_mentions` reads blobs
+    /// stored before the table existed (the migration's counter), then stops.
+    #[tokio::test]
+    async fn mentions_are_recorded_now_and_for_older_blobs() {
+        use crate::entity::blob_mentions;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+        let settings = BatchSettings {
+            ticket_ref: &fmt,
+            now: Utc.with_ymd_and_hms(2024, 3, 2, 0, 0, 0).unwrap(),
+        };
+        let raw = |n: usize| {
+            format!(
+                "Message-ID: <m{n}@x>\r\nFrom: a@example.com\r\nTo: b@example.com\r\n\
+                 Reply-To: Carl <Carl@Example.org>\r\nDelivered-To: dan{n}@example.org\r\n\r\nbody {n}\r\n"
+            )
+        };
+        let mut batch: Vec<NewMessage> = (0..3)
+            .map(|n| message_with_raw(&format!("m{n}@x"), &[], &raw(n)))
+            .collect();
+        store
+            .store_batch(&mut batch, None, &settings)
+            .await
+            .unwrap();
+        let keys_of = |rows: Vec<blob_mentions::Model>| {
+            let mut k: Vec<i64> = rows.into_iter().map(|r| r.address_key).collect();
+            k.sort_unstable();
+            k
+        };
+        let rows = blob_mentions::Entity::find().all(&store.db).await.unwrap();
+        let mut want: Vec<i64> = vec![lookup_key("carl@example.org"); 3];
+        want.extend((0..3).map(|n| lookup_key(&format!("dan{n}@example.org"))));
+        want.sort_unstable();
+        assert_eq!(keys_of(rows), want, "From and To are columns, not mentions");
+        assert_eq!(store.record_mentions().await.unwrap(), 0, "nothing older");
+
+        // As if the blobs had been stored before migration 10.
+        exec(&store, "DELETE FROM blob_mentions").await;
+        exec(
+            &store,
+            "UPDATE counters SET value = (SELECT MAX(id) + 1 FROM blobs) \
+             WHERE name = 'blob_mentions_unread_below'",
+        )
+        .await;
+        assert_eq!(store.record_mentions().await.unwrap(), 3);
+        let rows = blob_mentions::Entity::find().all(&store.db).await.unwrap();
+        assert_eq!(keys_of(rows), want);
+        assert_eq!(store.record_mentions().await.unwrap(), 0, "read once");
     }
 
     /// A lookup key is a hint: rows that share a key with what is looked up, but not its

@@ -40,6 +40,8 @@ pub struct PreparedBlob {
     pub digest: String,
     pub size: u64,
     pub data: Vec<u8>,
+    /// What an erasure looks for: [`qd_core::mentioned_addresses`] of the raw mail.
+    pub mentions: Vec<String>,
 }
 
 impl PreparedBlob {
@@ -65,6 +67,7 @@ impl PreparedBlob {
             digest,
             size: raw.len() as u64,
             data,
+            mentions: qd_core::mentioned_addresses(raw),
         })
     }
 }

@@ -18,10 +18,10 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::batch::{blob_scope, insert_rows, queue_row};
+use crate::batch::{blob_scope, insert_rows, mention_rows_of, queue_row};
 use crate::entity::{
-    ack_log, attachments, audit_events, blobs, changes, contacts, customers, messages, outbox,
-    thread_refs, ticket_tags, tickets,
+    ack_log, attachments, audit_events, blob_mentions, blobs, changes, contacts, customers,
+    messages, outbox, thread_refs, ticket_tags, tickets,
 };
 use crate::{Result, Store};
 
@@ -368,6 +368,8 @@ impl Store {
         kind: &str,
     ) -> Result<DeletionCounts> {
         let now = actor.now;
+        // Mail stored before mentions were recorded must be findable too.
+        self.record_mentions().await?;
         let txn = self.begin_write().await?;
         let mut counts = DeletionCounts::default();
         // Their tickets, whole.
@@ -634,24 +636,15 @@ async fn addresses_of<C: ConnectionTrait>(
 /// is rewritten in place under its scope (sealed again with the scope's key when it was
 /// sealed); when the rewritten mail already exists in that scope, its messages point at
 /// the existing blob and the old one goes.
+/// Returns how many blobs were rewritten.
 async fn redact_blobs(
     txn: &DatabaseTransaction,
     ring: Option<&crate::crypto::KeyRing>,
-    message_ids: &[i64],
+    mut blob_ids: Vec<i64>,
     addresses: &[String],
     now: DateTime<Utc>,
-) -> Result<()> {
-    let mut blob_ids: Vec<i64> = Vec::new();
-    for chunk in message_ids.chunks(IN_CHUNK) {
-        let ids: Vec<Option<i64>> = messages::Entity::find()
-            .select_only()
-            .column(messages::Column::BlobId)
-            .filter(messages::Column::Id.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        blob_ids.extend(ids.into_iter().flatten());
-    }
+) -> Result<u64> {
+    let mut rewritten = 0u64;
     blob_ids.sort_unstable();
     blob_ids.dedup();
     for blob_id in blob_ids {
@@ -670,6 +663,7 @@ async fn redact_blobs(
         if !changed {
             continue;
         }
+        rewritten += 1;
         let mut prepared = crate::PreparedBlob::prepare(&raw)?;
         let same = blobs::Entity::find()
             .select_only()
@@ -699,8 +693,41 @@ async fn redact_blobs(
         // The blob keeps its first creation time.
         row.created_at = sea_orm::ActiveValue::NotSet;
         blobs::Entity::update(row).exec(txn).await?;
+        blob_mentions::Entity::delete_many()
+            .filter(blob_mentions::Column::BlobId.eq(blob_id))
+            .exec(txn)
+            .await?;
+        insert_rows(txn, mention_rows_of(blob_id, &prepared.mentions)).await?;
     }
-    Ok(())
+    Ok(rewritten)
+}
+
+/// The raw mail blobs of `message_ids`.
+async fn blobs_of_messages(txn: &DatabaseTransaction, message_ids: &[i64]) -> Result<Vec<i64>> {
+    let mut blob_ids: Vec<i64> = Vec::new();
+    for chunk in message_ids.chunks(IN_CHUNK) {
+        let ids: Vec<Option<i64>> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::BlobId)
+            .filter(messages::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        blob_ids.extend(ids.into_iter().flatten());
+    }
+    Ok(blob_ids)
+}
+
+/// The blobs whose recorded mentions ([`blob_mentions`]) include `address`. A key only
+/// hints (two addresses may share one): the rewrite finds the address or changes nothing.
+async fn blobs_mentioning(txn: &DatabaseTransaction, address: &str) -> Result<Vec<i64>> {
+    Ok(blob_mentions::Entity::find()
+        .select_only()
+        .column(blob_mentions::Column::BlobId)
+        .filter(blob_mentions::Column::AddressKey.eq(qd_core::lookup_key(address)))
+        .into_tuple()
+        .all(txn)
+        .await?)
 }
 
 /// What stays of an erased person as a recipient of other people's mail.
@@ -721,6 +748,7 @@ async fn redact_recipients(
     use sea_orm::sea_query::{Func, LikeExpr};
     let mut changed = 0u64;
     let mut requeue: Vec<i64> = Vec::new();
+    let mut mentioned: Vec<i64> = Vec::new();
     for address in addresses {
         let pattern = || {
             let escaped = address
@@ -763,6 +791,7 @@ async fn redact_recipients(
             changed += 1;
             requeue.push(id);
         }
+        mentioned.extend(blobs_mentioning(txn, address).await?);
         let rows: Vec<(i64, String, Option<Vec<u8>>)> = outbox::Entity::find()
             .select_only()
             .column(outbox::Column::Id)
@@ -786,7 +815,12 @@ async fn redact_recipients(
             }
         }
     }
-    redact_blobs(txn, ring, &requeue, addresses, now).await?;
+    let recipients_of = blobs_of_messages(txn, &requeue).await?;
+    mentioned.retain(|id| !recipients_of.contains(id));
+    redact_blobs(txn, ring, recipients_of, addresses, now).await?;
+    // Raw mail that names them only outside To and Cc (Reply-To, Bcc, Delivered-To,
+    // Received `for`, ...): found through the mentions recorded with each blob.
+    changed += redact_blobs(txn, ring, mentioned, addresses, now).await?;
     requeue.sort_unstable();
     requeue.dedup();
     insert_rows(
@@ -1027,6 +1061,7 @@ impl Store {
         actor: &crate::Actor<'_>,
     ) -> Result<DeletionCounts> {
         let now = actor.now;
+        self.record_mentions().await?;
         let txn = self.begin_write().await?;
         let mut counts = DeletionCounts::default();
         let cond = tickets_of_person(customer_id, contact_ids);

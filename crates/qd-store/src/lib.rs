@@ -16,6 +16,7 @@ mod erase;
 pub mod fts;
 mod keys;
 mod learning;
+mod mentions;
 mod outbox;
 mod privacy;
 mod queries;

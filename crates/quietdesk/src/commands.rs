@@ -48,7 +48,13 @@ pub async fn run(cli: Cli, env: Vec<(String, String)>) -> Result<ExitCode> {
         Command::Serve => serve(&settings, &env).await,
         Command::Migrate => {
             let store = open_store(&settings).await?;
+            // Stored mail from before `blob_mentions` is read once, here (or else by the
+            // first erasure).
+            let read = store.record_mentions().await?;
             store.close().await?;
+            if read > 0 {
+                out!("recorded the mentions of {read} stored messages");
+            }
             out!("database schema is up to date");
             Ok(ExitCode::SUCCESS)
         }

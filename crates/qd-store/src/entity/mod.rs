@@ -5,6 +5,7 @@ pub mod ack_log;
 pub mod attachments;
 pub mod audit_events;
 pub mod blob_keys;
+pub mod blob_mentions;
 pub mod blobs;
 pub mod changes;
 pub mod contacts;

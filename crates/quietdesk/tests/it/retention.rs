@@ -212,6 +212,99 @@ async fn erasure_is_complete(qd: Qd) {
 }
 both_backends!(erasure_is_complete);
 
+/// Other people's mail that names the erased person only outside To and Cc (Reply-To,
+/// Bcc, Delivered-To, Received `for`) loses them too: the store recorded those mentions
+/// with each blob, so the erasure finds the mail without opening every blob.
+async fn erasure_reaches_mail_that_names_them_outside_to_and_cc(qd: Qd) {
+    let src = write_mail(
+        qd.dir.path(),
+        &[(
+            "alice@example.org",
+            "zqxalicemarker",
+            "Mon, 1 Jan 2024 10:00:00 +0000",
+            1,
+        )],
+    );
+    std::fs::write(
+        src.join("9-reply-to.eml"),
+        "Received: from mx.example.org by mx.quietdesk.example\r\n\
+         \tfor <Alice@Example.org>; Mon, 1 Jan 2024 12:00:00 +0000\r\n\
+         From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Reply-To: Alice Example <alice@example.org>\r\nBcc: alice@example.org\r\n\
+         Subject: kpwbobmarker on her behalf\r\n\
+         Message-ID: <rt-1@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+         Please answer my colleague.\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("9-delivered.eml"),
+        "Delivered-To: alice@example.org\r\n\
+         From: Carol <carol@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Subject: kpwcarolmarker forwarded\r\n\
+         Message-ID: <dt-1@example.org>\r\nDate: Mon, 1 Jan 2024 13:00:00 +0000\r\n\r\n\
+         Forwarded by a colleague.\r\n",
+    )
+    .unwrap();
+    let imported = qd.json(&["import", path_str(&src), "--json"]);
+    assert_eq!(imported["imported"], 3);
+    qd.json(&[
+        "customer",
+        "set-status",
+        "alice@example.org",
+        "--status",
+        "active",
+        "--json",
+    ]);
+    let store = crate::imap::open_sealed_store(&qd).await;
+    let raw_of = |id: &'static str| {
+        let store = &store;
+        async move {
+            let ticket = store.ticket_of_message_id(id).await.unwrap().unwrap();
+            let messages = store.ticket_messages(ticket).await.unwrap();
+            let raw = store.raw_message(messages[0].id).await.unwrap().unwrap();
+            String::from_utf8(raw).unwrap()
+        }
+    };
+    // The check below can fail: before the erasure both name her.
+    assert!(raw_of("rt-1@example.org")
+        .await
+        .contains("alice@example.org"));
+    assert!(raw_of("dt-1@example.org")
+        .await
+        .contains("alice@example.org"));
+
+    let erased = qd.json(&[
+        "customer",
+        "erase",
+        "alice@example.org",
+        "--reason",
+        "request 18",
+        "--json",
+    ]);
+    assert_eq!(erased["counts"]["messages"], 1, "{erased}");
+    assert_eq!(
+        erased["counts"]["redacted"], 2,
+        "Bob's and Carol's mail: {erased}"
+    );
+    let bobs = raw_of("rt-1@example.org").await;
+    assert!(!bobs.to_ascii_lowercase().contains("alice"), "{bobs}");
+    assert!(
+        bobs.contains("Reply-To: erased@erased.invalid\r\n"),
+        "{bobs}"
+    );
+    assert!(bobs.contains("\tfor <erased@erased.invalid>;"), "{bobs}");
+    assert!(bobs.contains("Please answer my colleague."), "{bobs}");
+    let carols = raw_of("dt-1@example.org").await;
+    assert!(
+        carols.starts_with("Delivered-To: erased@erased.invalid\r\n"),
+        "{carols}"
+    );
+    store.close().await.unwrap();
+    assert_present(&qd, "kpwbobmarker", 1);
+    assert_present(&qd, "kpwcarolmarker", 1);
+}
+both_backends!(erasure_reaches_mail_that_names_them_outside_to_and_cc);
+
 async fn retention_follows_customer_status(qd: Qd) {
     let src = write_mail(
         qd.dir.path(),
