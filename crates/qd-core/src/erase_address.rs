@@ -46,7 +46,9 @@ pub fn erase_address_in_headers(raw: &[u8], address: &str) -> Option<Vec<u8>> {
     }
     let block = crate::header_fields(raw);
     let head = raw.get(..block.body_start)?;
-    find_address(head, address, 0)?;
+    if find_address(head, address, 0).is_none() && !encoded_words_name(head, address) {
+        return None;
+    }
     let mut out = Vec::with_capacity(raw.len());
     for field in block.fields {
         let rewritten = match field_value(field) {
@@ -57,7 +59,8 @@ pub fn erase_address_in_headers(raw: &[u8], address: &str) -> Option<Vec<u8>> {
             }
             _ => field.to_vec(),
         };
-        out.extend_from_slice(&replace_address(&rewritten, address));
+        let rewritten = replace_address(&rewritten, address);
+        out.extend_from_slice(&erase_in_encoded_words(&rewritten, address));
     }
     out.extend_from_slice(raw.get(block.body_start..).unwrap_or_default());
     Some(out)
@@ -101,9 +104,18 @@ pub fn mentioned_addresses(raw: &[u8]) -> Vec<String> {
         } else {
             &mut mentioned
         };
-        for a in standalone_addresses(field) {
-            if !into.contains(&a) {
-                into.push(a);
+        // The field with its encoded words blanked out, then each word decoded.
+        let words = encoded_words(field);
+        let mut plain = field.to_vec();
+        for w in &words {
+            plain[w.range.clone()].fill(b' ');
+        }
+        let decoded = words.into_iter().map(|w| w.decoded);
+        for text in std::iter::once(plain).chain(decoded) {
+            for a in standalone_addresses(&text) {
+                if !into.contains(&a) {
+                    into.push(a);
+                }
             }
         }
     }
@@ -154,6 +166,169 @@ fn standalone_addresses(text: &[u8]) -> Vec<String> {
             out.push(a.to_ascii_lowercase());
         }
     }
+    out
+}
+
+/// An RFC 2047 encoded word (`=?charset?Q?text?=` or `?B?`) in a header field.
+struct EncodedWord<'a> {
+    /// Where the whole word stands in the field.
+    range: std::ops::Range<usize>,
+    charset: &'a [u8],
+    /// `b'B'` or `b'Q'`, upper case.
+    encoding: u8,
+    /// The decoded bytes, in `charset`.
+    decoded: Vec<u8>,
+}
+
+/// The encoded words of `text` that decode. Words in charsets that do not write ASCII
+/// as ASCII (UTF-16, UTF-32, UTF-7) are left out: an address cannot be found in their bytes.
+fn encoded_words(text: &[u8]) -> Vec<EncodedWord<'_>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(start) = memfind(text, b"=?", pos) {
+        pos = start + 2;
+        let Some(q1) = memfind(text, b"?", pos) else {
+            break;
+        };
+        let charset = &text[pos..q1];
+        let (Some(&encoding), Some(b'?')) = (text.get(q1 + 1), text.get(q1 + 2)) else {
+            continue;
+        };
+        let Some(end) = memfind(text, b"?=", q1 + 3) else {
+            break;
+        };
+        let payload = &text[q1 + 3..end];
+        if charset.is_empty()
+            || charset
+                .iter()
+                .any(|b| b.is_ascii_whitespace() || *b == b'=')
+            || payload.iter().any(u8::is_ascii_whitespace)
+        {
+            continue;
+        }
+        // RFC 2231 adds `*language` to the charset.
+        let name = charset.split(|&b| b == b'*').next().unwrap_or_default();
+        let wide = [
+            b"utf-16".as_slice(),
+            b"utf-32",
+            b"utf-7",
+            b"ucs-2",
+            b"ucs-4",
+        ]
+        .iter()
+        .any(|w| name.len() >= w.len() && name[..w.len()].eq_ignore_ascii_case(w));
+        let encoding = encoding.to_ascii_uppercase();
+        let decoded = match encoding {
+            b'B' => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(payload)
+                    .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(payload))
+                    .ok()
+            }
+            b'Q' => Some(q_decode(payload)),
+            _ => None,
+        };
+        if let (Some(decoded), false) = (decoded, wide) {
+            out.push(EncodedWord {
+                range: start..end + 2,
+                charset,
+                encoding,
+                decoded,
+            });
+            pos = end + 2;
+        }
+    }
+    out
+}
+
+fn memfind(text: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    text.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| from + p)
+}
+
+/// RFC 2047 Q: `_` is a space, `=XX` a byte; a malformed escape stays as written.
+fn q_decode(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len());
+    let mut i = 0;
+    while i < payload.len() {
+        match payload[i] {
+            b'_' => out.push(b' '),
+            b'=' => {
+                let hex = payload
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(b) = hex {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'=');
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// RFC 2047 Q for a word anywhere in a header (the `phrase` rules, the strictest).
+fn q_encode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        match b {
+            b' ' => out.push(b'_'),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => {
+                out.push(b)
+            }
+            _ => out.extend_from_slice(format!("={b:02X}").as_bytes()),
+        }
+    }
+    out
+}
+
+/// Whether an encoded word in `text` names `address` once decoded.
+fn encoded_words_name(text: &[u8], address: &[u8]) -> bool {
+    encoded_words(text)
+        .iter()
+        .any(|w| find_address(&w.decoded, address, 0).is_some())
+}
+
+/// `text` with each encoded word that names `address` encoded again (same charset and
+/// encoding) with the address replaced: `=?utf-8?q?Anfrage_carl@example.org?=` becomes
+/// `=?utf-8?Q?Anfrage_erased=40erased=2Einvalid?=`. The charsets kept are those that write
+/// ASCII as ASCII, so the replacement is exact in their bytes.
+fn erase_in_encoded_words(text: &[u8], address: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut pos = 0;
+    for w in encoded_words(text) {
+        if find_address(&w.decoded, address, 0).is_none() {
+            continue;
+        }
+        let replaced = replace_address(&w.decoded, address);
+        out.extend_from_slice(&text[pos..w.range.start]);
+        out.extend_from_slice(b"=?");
+        out.extend_from_slice(w.charset);
+        out.push(b'?');
+        out.push(w.encoding);
+        out.push(b'?');
+        if w.encoding == b'B' {
+            use base64::Engine;
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(&replaced)
+                    .as_bytes(),
+            );
+        } else {
+            out.extend_from_slice(&q_encode(&replaced));
+        }
+        out.extend_from_slice(b"?=");
+        pos = w.range.end;
+    }
+    out.extend_from_slice(&text[pos..]);
     out
 }
 
@@ -484,6 +659,68 @@ body names gina@example.org\r\n";
             assert!(names_address(raw, a), "{a}");
         }
         assert!(!names_address(raw, "arl@example.org"));
+    }
+
+    #[test]
+    fn encoded_words_lose_the_address_too() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let word = b64.encode("Frage von Carl@Example.org \u{fc}ber".as_bytes());
+        let raw = format!(
+            "Subject: =?utf-8?q?Anfrage_carl@example.org?= and =?UTF-8?B?{word}?=\r\n\
+             X-Note: =?iso-8859-1?q?xcarl@example.org_f=FCr?=\r\n\r\nbody carl@example.org\r\n"
+        );
+        assert_eq!(
+            mentioned_addresses(raw.as_bytes()),
+            ["carl@example.org", "xcarl@example.org"]
+        );
+        let out = erase(&raw, "carl@example.org").unwrap();
+        assert!(
+            // Q as RFC 2047 wants it in a phrase: `@` and `.` escaped.
+            out.starts_with(
+                "Subject: =?utf-8?Q?Anfrage_erased=40erased=2Einvalid?= and =?UTF-8?B?"
+            ),
+            "{out}"
+        );
+        let b = out.split("?B?").nth(1).unwrap().split("?=").next().unwrap();
+        let decoded = String::from_utf8(b64.decode(b).unwrap()).unwrap();
+        assert_eq!(decoded, "Frage von erased@erased.invalid \u{fc}ber");
+        // Someone else's longer address, and the body, stay as they were.
+        assert!(
+            out.contains("X-Note: =?iso-8859-1?q?xcarl@example.org_f=FCr?=\r\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("\r\n\r\nbody carl@example.org\r\n"));
+        assert_eq!(
+            erase(&out, "carl@example.org"),
+            None,
+            "nothing left to erase"
+        );
+        // A word that names only someone else gives nothing to do.
+        assert_eq!(
+            erase(
+                "Subject: =?utf-8?q?xcarl@example.org?=\r\n\r\n",
+                "carl@example.org"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn broken_encoded_words_are_text() {
+        for raw in [
+            "Subject: =?utf-8?q?carl@example.org\r\n\r\n",
+            "Subject: =?utf-8?x?carl@example.org?=\r\n\r\n",
+            "Subject: =?utf-8?b?***?=\r\n\r\n",
+            "Subject: =??q?a?= =?utf-16?q?carl@example.org?=\r\n\r\n",
+            "Subject: =?\r\n\r\n",
+        ] {
+            // No panic, and only what a plain scan finds counts.
+            let _ = erase(raw, "carl@example.org");
+            let _ = mentioned_addresses(raw.as_bytes());
+        }
+        assert_eq!(q_decode(b"a=4"), b"a=4");
+        assert_eq!(q_decode(b"a_=3D=zz"), b"a ==zz");
     }
 
     #[test]
