@@ -1227,8 +1227,14 @@ mod tests {
         let mut batch: Vec<NewMessage> = (0..3)
             .map(|n| message_with_raw(&format!("m{n}@x"), &[], &raw(n)))
             .collect();
-        store
+        let out = store
             .store_batch(&mut batch, None, &settings)
+            .await
+            .unwrap();
+        // Mail filed on a ticket directly (a bounce, a sent copy) records them too.
+        let filed = message_with_raw("m3@x", &[], &raw(3));
+        store
+            .store_on_ticket(out.stored[0].ticket_id, filed, settings.now)
             .await
             .unwrap();
         let keys_of = |rows: Vec<blob_mentions::Model>| {
@@ -1237,8 +1243,8 @@ mod tests {
             k
         };
         let rows = blob_mentions::Entity::find().all(&store.db).await.unwrap();
-        let mut want: Vec<i64> = vec![lookup_key("carl@example.org"); 3];
-        want.extend((0..3).map(|n| lookup_key(&format!("dan{n}@example.org"))));
+        let mut want: Vec<i64> = vec![lookup_key("carl@example.org"); 4];
+        want.extend((0..4).map(|n| lookup_key(&format!("dan{n}@example.org"))));
         want.sort_unstable();
         assert_eq!(keys_of(rows), want, "From and To are columns, not mentions");
         assert_eq!(store.record_mentions().await.unwrap(), 0, "nothing older");
@@ -1251,7 +1257,7 @@ mod tests {
              WHERE name = 'blob_mentions_unread_below'",
         )
         .await;
-        assert_eq!(store.record_mentions().await.unwrap(), 3);
+        assert_eq!(store.record_mentions().await.unwrap(), 4);
         let rows = blob_mentions::Entity::find().all(&store.db).await.unwrap();
         assert_eq!(keys_of(rows), want);
         assert_eq!(store.record_mentions().await.unwrap(), 0, "read once");

@@ -802,7 +802,11 @@ async fn attach_in(
                     None => None,
                 };
                 let row = blob_row(&scope, &mut b, sealer.as_deref(), now)?;
-                Some(blobs::Entity::insert(row).exec(txn).await?.last_insert_id)
+                let id = blobs::Entity::insert(row).exec(txn).await?.last_insert_id;
+                // As for every stored blob: what its header block names, for erasure.
+                crate::batch::insert_rows(txn, crate::batch::mention_rows_of(id, &b.mentions))
+                    .await?;
+                Some(id)
             }
         };
     }
