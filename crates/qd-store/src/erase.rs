@@ -536,17 +536,6 @@ async fn refuse_if_held<C: ConnectionTrait>(
     own_tickets: &[i64],
     contact_ids: &[i64],
 ) -> Result<()> {
-    if let Some(cid) = customer_id {
-        let held = customers::Entity::find_by_id(cid)
-            .one(db)
-            .await?
-            .is_some_and(|c| c.legal_hold);
-        if held {
-            return Err(crate::Error::Held(format!(
-                "customer {cid} is under legal hold"
-            )));
-        }
-    }
     let mut touched: Vec<i64> = own_tickets.to_vec();
     touched.extend(
         ids_where::<messages::Entity, _>(
@@ -559,6 +548,47 @@ async fn refuse_if_held<C: ConnectionTrait>(
     );
     touched.sort_unstable();
     touched.dedup();
+    // A hold on a customer covers everything filed under them: the person's own
+    // customer record, the customer their contacts belong to (a colleague at a held
+    // company is erased as a contact), and the customer of any ticket touched.
+    let mut customers_of: Vec<i64> = customer_id.into_iter().collect();
+    for chunk in contact_ids.chunks(IN_CHUNK) {
+        let ids: Vec<Option<i64>> = contacts::Entity::find()
+            .select_only()
+            .column(contacts::Column::CustomerId)
+            .filter(contacts::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        customers_of.extend(ids.into_iter().flatten());
+    }
+    for chunk in touched.chunks(IN_CHUNK) {
+        let ids: Vec<Option<i64>> = tickets::Entity::find()
+            .select_only()
+            .column(tickets::Column::CustomerId)
+            .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        customers_of.extend(ids.into_iter().flatten());
+    }
+    customers_of.sort_unstable();
+    customers_of.dedup();
+    for chunk in customers_of.chunks(IN_CHUNK) {
+        let held: Vec<i64> = customers::Entity::find()
+            .select_only()
+            .column(customers::Column::Id)
+            .filter(customers::Column::Id.is_in(chunk.iter().copied()))
+            .filter(customers::Column::LegalHold.eq(true))
+            .into_tuple()
+            .all(db)
+            .await?;
+        if let Some(cid) = held.first() {
+            return Err(crate::Error::Held(format!(
+                "customer {cid} is under legal hold"
+            )));
+        }
+    }
     let mut held: Vec<(i64, bool)> = Vec::new();
     for chunk in touched.chunks(IN_CHUNK) {
         let rows: Vec<(i64, bool)> = tickets::Entity::find()

@@ -484,6 +484,54 @@ fn legal_hold_and_tax_class_suspend_deletion() {
             );
         }
     }
+    // A customer's hold covers the contacts filed under them, whoever the erasure names:
+    // after a rectification, Kim's old address is a contact of the held customer.
+    assert!(qd
+        .run(&[
+            "customer",
+            "set-status",
+            "kim@example.org",
+            "--status",
+            "active"
+        ])
+        .status
+        .success());
+    let kim = qd.dir.path().join("kim");
+    std::fs::create_dir_all(&kim).unwrap();
+    std::fs::write(
+        kim.join("1.eml"),
+        "From: Kim <kim@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Subject: keptmarkerk\r\nMessage-ID: <kim-1@example.org>\r\n\
+         Date: Wed, 1 Apr 2020 09:00:00 +0000\r\n\r\nhello\r\n",
+    )
+    .unwrap();
+    qd.json(&["import", path_str(&kim), "--json"]);
+    assert!(qd
+        .run(&["customer", "hold", "kim@example.org"])
+        .status
+        .success());
+    assert!(qd
+        .run(&[
+            "customer",
+            "rectify",
+            "kim@example.org",
+            "--field",
+            "email",
+            "--value",
+            "office@example.org",
+        ])
+        .status
+        .success());
+    let out = qd.run(&[
+        "customer",
+        "erase",
+        "kim@example.org",
+        "--reason",
+        "request",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("legal hold"), "{err}");
+    assert_present(&qd, "keptmarkerk", 1);
     assert_present(&qd, "heldmarkerg", 1);
     assert_present(&qd, "taxmarkerh", 1);
     qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
