@@ -1,7 +1,9 @@
 //! A loopback TCP proxy that can go silent: the connections it carries stop passing bytes
 //! in both directions while their sockets stay open — what a NAT or firewall that drops a
 //! connection's state looks like to both ends. Connections opened after a
-//! [`StallProxy::stall_existing`] pass bytes normally.
+//! [`StallProxy::stall_existing`] pass bytes normally. It can also leave out the
+//! server's lines that contain a given text ([`StallProxy::drop_server_lines`]): a server
+//! whose answer comes back short.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -21,7 +23,12 @@ pub struct StallProxy {
     /// One flag per connection: set = silent.
     conns: Connections,
     accepted: Arc<AtomicU64>,
+    /// Server lines holding any of these are not passed on.
+    dropped: Dropped,
 }
+
+/// Texts whose lines the server-to-client direction leaves out.
+type Dropped = Arc<Mutex<Vec<Vec<u8>>>>;
 
 impl StallProxy {
     /// Starts forwarding a free loopback port to `127.0.0.1:target`.
@@ -38,10 +45,12 @@ impl StallProxy {
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Connections = Arc::default();
         let accepted = Arc::new(AtomicU64::new(0));
+        let dropped: Dropped = Arc::default();
         {
             let stop = stop.clone();
             let conns = conns.clone();
             let accepted = accepted.clone();
+            let dropped = dropped.clone();
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
@@ -59,8 +68,8 @@ impl StallProxy {
                                 client.try_clone(),
                                 server.try_clone(),
                             ) {
-                                pump(client, s2, silent.clone());
-                                pump(server, c2, silent.clone());
+                                pump(client, s2, silent.clone(), None);
+                                pump(server, c2, silent.clone(), Some(dropped.clone()));
                                 if let Ok(mut list) = conns.lock() {
                                     list.push((silent, c3, s3));
                                 }
@@ -79,6 +88,7 @@ impl StallProxy {
             stop,
             conns,
             accepted,
+            dropped,
         })
     }
 
@@ -89,6 +99,14 @@ impl StallProxy {
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// From now on, every line the server sends that contains `text` is left out (the
+    /// lines are those ending in LF; bytes wait until their line is complete).
+    pub fn drop_server_lines(&self, text: &str) {
+        if let Ok(mut list) = self.dropped.lock() {
+            list.push(text.as_bytes().to_vec());
+        }
     }
 
     /// Every connection open now stops passing bytes (its sockets stay open).
@@ -102,10 +120,12 @@ impl StallProxy {
 }
 
 /// Copies `from` to `to` until either side closes; once `silent` is set, reads are
-/// swallowed instead of forwarded.
-fn pump(mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>) {
+/// swallowed instead of forwarded. With `dropped` texts set, whole lines pass, except
+/// those that hold one of them.
+fn pump(mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>, dropped: Option<Dropped>) {
     thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
+        let mut pending: Vec<u8> = Vec::new();
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
@@ -113,13 +133,43 @@ fn pump(mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>) {
                     if silent.load(Ordering::Relaxed) {
                         continue;
                     }
-                    if to.write_all(&buf[..n]).is_err() {
+                    let texts: Vec<Vec<u8>> = dropped
+                        .as_ref()
+                        .and_then(|d| {
+                            d.lock()
+                                .ok()
+                                .map(|l| l.iter().filter(|t| !t.is_empty()).cloned().collect())
+                        })
+                        .unwrap_or_default();
+                    let out: Vec<u8> = if texts.is_empty() && pending.is_empty() {
+                        buf[..n].to_vec()
+                    } else {
+                        pending.extend_from_slice(&buf[..n]);
+                        let complete = pending
+                            .iter()
+                            .rposition(|&b| b == b'\n')
+                            .map_or(0, |p| p + 1);
+                        let rest = pending.split_off(complete);
+                        let lines = std::mem::replace(&mut pending, rest);
+                        lines
+                            .split_inclusive(|&b| b == b'\n')
+                            .filter(|line| {
+                                !texts
+                                    .iter()
+                                    .any(|t| line.windows(t.len()).any(|w| w == t.as_slice()))
+                            })
+                            .flatten()
+                            .copied()
+                            .collect()
+                    };
+                    if to.write_all(&out).is_err() {
                         break;
                     }
                 }
             }
         }
         if !silent.load(Ordering::Relaxed) {
+            let _ = to.write_all(&pending);
             let _ = to.shutdown(Shutdown::Write);
         }
     });

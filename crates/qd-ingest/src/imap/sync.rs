@@ -193,6 +193,18 @@ struct Planned {
     uids: Vec<u32>,
     checkpoint: u32,
     refused: Vec<u32>,
+    /// The most bytes one of `uids` may take (its size, or the limit when unknown).
+    largest: u64,
+}
+
+/// The slowest link a message is expected to arrive over: a fetch waits for the next
+/// message the stall timeout plus the time the largest one takes at this rate, so one
+/// big message over a slow or throttled link is not taken for a stall.
+const SLOWEST_LINK_BYTES_PER_SEC: u64 = 128 * 1024;
+
+/// How long a body fetch may wait for one message of up to `largest` bytes.
+fn body_wait(stall: Duration, largest: u64) -> Duration {
+    stall + Duration::from_secs(largest / SLOWEST_LINK_BYTES_PER_SEC)
 }
 
 /// The checkpoint's position: the last UID handled, and while a rescan after a
@@ -236,12 +248,14 @@ fn not_returned(asked: &[u32], items: &[(u32, Vec<u8>)]) -> Vec<u32> {
 }
 
 /// Fetches the raw mail of `uids` (BODY.PEEK: the \\Seen flag stays as it was) into
-/// `items`; a UID the server does not return is simply absent.
+/// `items`; a UID the server does not return is simply absent. `wait` bounds the wait
+/// for each message ([`body_wait`]).
 async fn fetch_bodies(
     m: &MailboxConfig,
     session: &mut super::conn::Session,
     uids: &[u32],
     stall: Duration,
+    wait: Duration,
     cancel: &CancellationToken,
     items: &mut Vec<(u32, Vec<u8>)>,
 ) -> Result<(), ImapError> {
@@ -256,7 +270,7 @@ async fn fetch_bodies(
         .map_err(|e| proto(m, e))?;
         loop {
             let next = tokio::select! {
-                n = timed(stall, &m.name, "UID FETCH", stream.next()) => n?,
+                n = timed(wait, &m.name, "UID FETCH", stream.next()) => n?,
                 _ = cancel.cancelled() => return Err(ImapError::Protocol {
                     mailbox: m.name.clone(),
                     reason: "stopped".into(),
@@ -476,6 +490,31 @@ pub(crate) async fn sync_folder(
     let limit = m.max_message_bytes.unwrap_or(settings.max_message_bytes);
     let batch_size = m.batch_size.unwrap_or(settings.batch_size).max(1);
     let max_seen = sizes.last().map_or(last, |s| s.0);
+    // The size FETCH may come back short too (see `fetch_and_store`). A UID the folder
+    // holds below the highest one answered, but without a size, would be covered by the
+    // checkpoint unseen, and later moved or deleted by recovery: it is fetched like the
+    // others instead (size unknown), and held if its body does not come either.
+    let answered: HashSet<u32> = sizes.iter().map(|s| s.0).collect();
+    let unanswered: Vec<u32> = timed(
+        stall,
+        &m.name,
+        "UID SEARCH",
+        server
+            .conn
+            .session
+            .uid_search(format!("UID {}:{max_seen}", last.saturating_add(1))),
+    )
+    .await?
+    .map_err(|e| proto(m, e))?
+    .into_iter()
+    .filter(|&u| u > last && u <= max_seen && !answered.contains(&u))
+    .collect();
+    if !unanswered.is_empty() {
+        warn!(mailbox = %m.name, folder, messages = unanswered.len(),
+            "the server gave no size for some messages; fetching them anyway");
+        sizes.extend(unanswered.iter().map(|&u| (u, 0)));
+        sizes.sort_unstable_by_key(|s| s.0);
+    }
     let mut refused: Vec<u32> = Vec::new();
     let mut accepted: Vec<(u32, u32)> = Vec::new();
     for &(uid, size) in &sizes {
@@ -504,9 +543,12 @@ pub(crate) async fn sync_folder(
     let mut plan: Vec<Planned> = Vec::new();
     let mut current: Vec<u32> = Vec::new();
     let mut bytes = 0u64;
+    let mut largest = 0u64;
     for (i, &(uid, size)) in accepted.iter().enumerate() {
         current.push(uid);
         bytes += u64::from(size);
+        // Size 0: the server gave none (see above).
+        largest = largest.max(if size == 0 { limit } else { u64::from(size) });
         let next = accepted.get(i + 1).map(|a| a.0);
         if current.len() >= batch_size || bytes >= BATCH_BYTES || next.is_none() {
             let checkpoint = match next {
@@ -527,6 +569,7 @@ pub(crate) async fn sync_folder(
                     .copied()
                     .filter(|&u| u > floor && u <= checkpoint)
                     .collect(),
+                largest: std::mem::take(&mut largest),
             });
             bytes = 0;
         }
@@ -587,10 +630,12 @@ async fn fetch_and_store(
             uids,
             checkpoint,
             refused,
+            largest,
         } in plan
         {
+            let wait = body_wait(stall, largest);
             let mut items: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
-            fetch_bodies(m, session, &uids, stall, cancel, &mut items).await?;
+            fetch_bodies(m, session, &uids, stall, wait, cancel, &mut items).await?;
             // A server may answer a UID FETCH with fewer messages than asked and a NO
             // that async-imap does not report (Gmail: "Some messages could not be
             // FETCHed"). Those still there are asked for once more; what still does not
@@ -605,7 +650,7 @@ async fn fetch_and_store(
                 if !still_there.is_empty() {
                     warn!(mailbox = %m.name, folder, messages = still_there.len(),
                         "the server did not return some messages; asking once more");
-                    fetch_bodies(m, session, &still_there, stall, cancel, &mut items).await?;
+                    fetch_bodies(m, session, &still_there, stall, wait, cancel, &mut items).await?;
                     for uid in not_returned(&still_there, &items) {
                         held.push((uid, NOT_RETURNED));
                     }
@@ -805,6 +850,9 @@ async fn prepare_on_pool(
     let now = ctx.clock.now();
     let src = source.to_string();
     let keep_ips = ctx.settings.keep_full_ips;
+    let limit = m
+        .max_message_bytes
+        .unwrap_or(ctx.settings.max_message_bytes);
     let auths = match &hook {
         Some(h) => h.authenticate(&items).await,
         None => Vec::new(),
@@ -818,6 +866,7 @@ async fn prepare_on_pool(
             team,
             now,
             keep_ips,
+            limit,
             hook.as_deref(),
         );
         (prepared, items)
@@ -896,6 +945,7 @@ fn prepare(
     team: Option<String>,
     now: chrono::DateTime<chrono::Utc>,
     keep_ips: bool,
+    limit: u64,
     hook: Option<&dyn super::AfterStore>,
 ) -> PreparedBatch {
     type One = Result<(u32, NewMessage, Option<super::Arrived>), (u32, String)>;
@@ -905,6 +955,11 @@ fn prepare(
         .enumerate()
         .map(|(i, (uid, raw))| {
             let uid = *uid;
+            // The server's RFC822.SIZE may be approximate, or missing: the bytes decide.
+            if raw.len() as u64 > limit {
+                let size = raw.len() as u64;
+                return Err((uid, ItemError::TooLarge { size, limit }.to_string()));
+            }
             // With a step before the store, one parse gives the store its mail and the
             // filter its view.
             let (parsed, view) = match before {
@@ -1006,19 +1061,36 @@ async fn retry_held(
     for set in uid_sets(&uids) {
         sizes.extend(fetch_sizes(m, &mut server.conn.session, &set, stall).await?);
     }
-    let present: HashSet<u32> = sizes.iter().map(|s| s.0).collect();
-    let gone: Vec<i64> = uids
+    let sized: HashSet<u32> = sizes.iter().map(|s| s.0).collect();
+    // A UID missing from the size answer may still be there (the FETCH came back
+    // short, as it did when the mail was first held): only the search says it is gone.
+    let no_size: Vec<u32> = uids
         .iter()
-        .filter(|u| !present.contains(u))
+        .copied()
+        .filter(|u| !sized.contains(u))
+        .collect();
+    let still_there: HashSet<u32> = if no_size.is_empty() {
+        HashSet::new()
+    } else {
+        search_uids(m, &mut server.conn.session, &no_size, stall)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let gone: Vec<i64> = no_size
+        .iter()
+        .filter(|u| !still_there.contains(u))
         .map(|&u| i64::from(u))
         .collect();
     let limit = m
         .max_message_bytes
         .unwrap_or(ctx.settings.max_message_bytes);
+    // Those without a size are fetched too; their bytes are checked against the limit.
     let mut wanted: Vec<u32> = sizes
         .iter()
         .filter(|s| u64::from(s.1) <= limit)
         .map(|s| s.0)
+        .chain(still_there.iter().copied())
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
@@ -1026,11 +1098,19 @@ async fn retry_held(
     if !wanted.is_empty() {
         info!(mailbox = %m.name, folder, messages = wanted.len(), "trying held mail again");
         let mut items = Vec::with_capacity(wanted.len());
+        let largest = sizes
+            .iter()
+            .map(|s| u64::from(s.1))
+            .filter(|&s| s <= limit)
+            .chain(still_there.iter().map(|_| limit))
+            .max()
+            .unwrap_or(0);
         fetch_bodies(
             m,
             &mut server.conn.session,
             &wanted,
             stall,
+            body_wait(stall, largest),
             cancel,
             &mut items,
         )

@@ -261,6 +261,31 @@ async fn a_silent_stalled_connection_is_detected_and_replaced() {
     assert_exactly_once(&ctx.store, &msgs).await;
 }
 
+/// A size FETCH that comes back short (the server leaves a message out, as Gmail does
+/// with "Some messages could not be FETCHed") loses nothing: the folder's search names
+/// the message, it is fetched anyway, and no later recovery moves it unstored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_size_answer_loses_nothing() {
+    let d = Dovecot::start_plain().unwrap();
+    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
+    proxy.drop_server_lines("UID 2 RFC822.SIZE");
+    let msgs = synth(77, 3);
+    deliver_all(&d, "user", &msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let mut m = mailbox(&d, "user");
+    m.port = Some(proxy.port());
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s.errors, 0, "{:?}", s.folders);
+    assert_consistent(&s);
+    // A second run (straight to Dovecot) recovers what the first left undone.
+    let again = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();
+    assert_eq!(again.errors, 0, "{:?}", again.folders);
+    assert_exactly_once(&ctx.store, &msgs).await;
+    assert_eq!(d.count("user", "INBOX"), 0);
+    assert_eq!(d.count("user", "quietdesk/processed"), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_restarted_mid_batch_loses_and_doubles_nothing() {
     let mut d = Dovecot::start_plain().unwrap();
