@@ -1148,7 +1148,9 @@ async fn recover_after(
 ) -> Result<(), ImapError> {
     let criterion = match &m.after {
         AfterIngest::Keep => return Ok(()),
-        AfterIngest::Move(_) | AfterIngest::Delete => String::new(),
+        // What is marked \\Deleted was handled (a delete without UID EXPUNGE leaves the
+        // flag when others' deleted mail is in the folder, see `delete`).
+        AfterIngest::Move(_) | AfterIngest::Delete => " UNDELETED".to_string(),
         AfterIngest::Flag(f) => match f.strip_prefix('\\') {
             Some(system) => format!(" UN{}", system.to_ascii_uppercase()),
             None => format!(" UNKEYWORD {f}"),
@@ -1186,6 +1188,9 @@ pub(crate) async fn apply_after(
 ) -> Result<u64, ImapError> {
     let session = &mut server.conn.session;
     let (mv, uidplus) = (server.conn.mv, server.conn.uidplus);
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    let uids = sorted.as_slice();
     for set in uid_sets(uids) {
         match &m.after {
             AfterIngest::Keep => return Ok(0),
@@ -1199,7 +1204,7 @@ pub(crate) async fn apply_after(
                     timed(stall, &m.name, "UID COPY", session.uid_copy(&set, &target))
                         .await?
                         .map_err(|e| proto(m, format!("copying to {target}: {e}")))?;
-                    delete(m, session, &set, uidplus, stall).await?;
+                    delete(m, session, &set, uids, uidplus, stall).await?;
                 }
             }
             AfterIngest::Flag(flag) => {
@@ -1213,35 +1218,48 @@ pub(crate) async fn apply_after(
                 .await?
                 .map_err(|e| proto(m, format!("setting {flag}: {e}")))?;
             }
-            AfterIngest::Delete => delete(m, session, &set, uidplus, stall).await?,
+            AfterIngest::Delete => delete(m, session, &set, uids, uidplus, stall).await?,
         }
     }
     Ok(uids.len() as u64)
 }
 
+/// Marks the stored messages of `set` \\Deleted and expunges them. `stored` holds every
+/// UID of `set` (and may hold more stored ones).
 async fn delete(
     m: &MailboxConfig,
     session: &mut super::conn::Session,
     set: &str,
+    stored: &[u32],
     uidplus: bool,
     stall: Duration,
 ) -> Result<(), ImapError> {
-    timed(stall, &m.name, "UID STORE", async {
+    let expunged = timed(stall, &m.name, "UID STORE", async {
         let stream = session.uid_store(set, "+FLAGS.SILENT (\\Deleted)").await?;
         let _: Vec<_> = stream.collect().await;
-        // Without UIDPLUS, EXPUNGE also removes messages someone else marked \Deleted;
-        // that is what they asked for, so it is acceptable.
         if uidplus {
             let stream = session.uid_expunge(set).await?;
             let _: Vec<_> = stream.collect().await;
-        } else {
-            let stream = session.expunge().await?;
-            let _: Vec<_> = stream.collect().await;
+            return Ok(true);
         }
-        Ok::<(), async_imap::error::Error>(())
+        // Without UIDPLUS, EXPUNGE removes every message marked \\Deleted, also one a
+        // user's client marked that was never stored. Then the flags stay and nothing
+        // is expunged: the stored mail is out of the way of recovery all the same
+        // (it searches below the checkpoint only), and a person may expunge later.
+        let deleted = session.uid_search("DELETED").await?;
+        if deleted.iter().any(|u| stored.binary_search(u).is_err()) {
+            return Ok(false);
+        }
+        let stream = session.expunge().await?;
+        let _: Vec<_> = stream.collect().await;
+        Ok::<bool, async_imap::error::Error>(true)
     })
     .await?
-    .map_err(|e| proto(m, format!("deleting: {e}")))
+    .map_err(|e| proto(m, format!("deleting: {e}")))?;
+    if !expunged {
+        warn!(mailbox = %m.name, "not expunging: the folder holds messages marked deleted that were never stored (the server has no UID EXPUNGE)");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -538,6 +538,51 @@ async fn raising_the_size_limit_takes_the_refused_mail() {
     assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
 }
 
+/// On a server without UID EXPUNGE (UIDPLUS), deleting ingested mail never expunges a
+/// message that was not stored: here a refused one a user's client marked \Deleted.
+/// The stored ones stay marked, and no later run moves or copies them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_uidplus_nothing_unstored_is_expunged() {
+    let d = Dovecot::start_with(
+        &[("user", "pass")],
+        DovecotTls::Off,
+        "imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE\n",
+    )
+    .unwrap();
+    let msgs = synth(9, 2);
+    deliver_all(&d, "user", &msgs);
+    d.deliver("user", "INBOX", &big_message(2, "refused@example.org"))
+        .unwrap();
+    d.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        "user",
+        "\\Deleted",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "3",
+    ])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let mut m = mailbox(&d, "user");
+    m.after = AfterIngest::Delete;
+    m.max_message_bytes = Some(1024 * 1024);
+    for _ in 0..2 {
+        let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+        assert_eq!(s.errors, 0, "{:?}", s.folders);
+    }
+    assert_exactly_once(&ctx.store, &msgs).await;
+    assert_eq!(d.count("user", "INBOX"), 3, "nothing expunged");
+    assert_eq!(
+        d.count_with_flag("user", "INBOX", 'T'),
+        3,
+        "all marked deleted"
+    );
+}
+
 /// A message of about `mib` MiB: a text body, so it is stored as it is.
 fn big_message(mib: usize, id: &str) -> Vec<u8> {
     let mut raw = format!(
