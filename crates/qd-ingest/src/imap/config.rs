@@ -265,7 +265,17 @@ impl MailboxConfig {
             }
         }
         if let AfterIngest::Move(f) = &self.after {
-            if self.folders.iter().any(|w| w == f) {
+            // INBOX is case-blind (RFC 3501 5.1), and the server's delimiter is not known
+            // yet: `a/b` and `a.b` may be one folder.
+            let key = |name: &str| {
+                let name = name.trim().replace('.', "/");
+                if name.eq_ignore_ascii_case("inbox") {
+                    "INBOX".to_string()
+                } else {
+                    name
+                }
+            };
+            if self.folders.iter().any(|w| key(w) == key(f)) {
                 return bad(format!(
                     "moves ingested mail into {f}, which it also watches"
                 ));
@@ -442,6 +452,13 @@ mod tests {
         c.idle_renew_secs = 60;
         c.after = AfterIngest::Move("INBOX".into());
         assert!(c.validate().is_err(), "moving into a watched folder loops");
+        c.after = AfterIngest::Move("Inbox".into());
+        assert!(c.validate().is_err(), "INBOX is case-blind");
+        c.folders = vec!["Support/Done".into()];
+        c.after = AfterIngest::Move("Support.Done".into());
+        assert!(c.validate().is_err(), "one folder under either delimiter");
+        c.after = AfterIngest::Move("support/done".into());
+        assert!(c.validate().is_ok(), "other folders are case-sensitive");
     }
 
     #[test]

@@ -130,11 +130,16 @@ async fn session_loop(
         }
         synced?;
         recover = false;
-        *attempt = 0;
 
+        // The backoff starts over only once a whole wait (a poll interval, an IDLE
+        // cycle) went well: a server that takes the login and the sync but then drops
+        // IDLE is not hammered once a second.
         if !server.conn.idle {
             tokio::select! {
-                _ = tokio::time::sleep(m.poll_interval()) => continue,
+                _ = tokio::time::sleep(m.poll_interval()) => {
+                    *attempt = 0;
+                    continue;
+                }
                 _ = shutdown.cancelled() => {
                     let _ = tokio::time::timeout(Duration::from_secs(2), server.conn.session.logout()).await;
                     return Ok(());
@@ -187,6 +192,7 @@ async fn session_loop(
                 mailbox: m.name.clone(),
                 reason: format!("ending IDLE: {e}"),
             })?;
+        *attempt = 0;
         server = Server {
             conn: Connected {
                 session,
