@@ -74,13 +74,16 @@ impl Indexer {
         threads: usize,
     ) -> Result<Indexer, SyncError> {
         let writer = index.writer(heap_bytes, threads)?;
+        // Deleted documents a crash or a failed merge left in the segment files are
+        // merged away at the next commit that finds the queue empty.
+        let deletes_since_merge = index.deleted_docs()?;
         Ok(Indexer {
             store,
             index,
             writer: Some(writer),
             heap_bytes,
             threads,
-            deletes_since_merge: 0,
+            deletes_since_merge,
             pending: Vec::new(),
             pulled_upto: 0,
         })
@@ -112,7 +115,7 @@ impl Indexer {
         }
         let upserts: Vec<i64> = items
             .iter()
-            .filter(|q| q.op == "upsert")
+            .filter(|q| q.op == "upsert" || q.op == "redact")
             .map(|q| q.message_db_id)
             .collect::<HashSet<_>>()
             .into_iter()
@@ -123,7 +126,9 @@ impl Indexer {
         for row in rows {
             writer.upsert(&doc(row))?;
         }
-        let mut deletes = 0;
+        // A redaction replaces a document whose old version named an erased person: it
+        // counts as a delete, so its segment is rewritten.
+        let mut deletes = items.iter().filter(|q| q.op == "redact").count() as u64;
         for q in &items {
             // A message deleted since it was queued must not linger in the index.
             if q.op == "delete" || !found.contains(&q.message_db_id) {

@@ -857,7 +857,9 @@ async fn redact_recipients(
         txn,
         requeue
             .into_iter()
-            .map(|id| queue_row(id, "upsert", now))
+            // `redact`: indexed again like an upsert, and the replaced document's old
+            // terms must leave the segment files (the indexer merges them away).
+            .map(|id| queue_row(id, "redact", now))
             .collect(),
     )
     .await?;

@@ -190,6 +190,11 @@ pub async fn open_index(settings: &Settings, store: &Store) -> Result<SearchInde
             if n > 0 {
                 info!(changes = n, "search index caught up with the store");
             }
+            // Deleted documents a crash, a failed merge or replaced documents left in
+            // the segment files go now, not at some later deletion.
+            if index.deleted_docs()? > 0 {
+                idx.merge_away_deleted()?;
+            }
         }
         Err(e) if e.is_writer_busy() => {
             tracing::debug!("index writer busy; another process keeps it current");

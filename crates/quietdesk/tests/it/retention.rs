@@ -305,6 +305,59 @@ async fn erasure_reaches_mail_that_names_them_outside_to_and_cc(qd: Qd) {
 }
 both_backends!(erasure_reaches_mail_that_names_them_outside_to_and_cc);
 
+/// Someone who never wrote, only in Cc of others' mail: their erasure only rewrites
+/// other people's messages, and the replaced index documents that named them leave the
+/// segment files too (no deleted document left behind).
+async fn erasing_a_recipient_leaves_no_old_document_in_the_index(qd: Qd) {
+    let src = qd.dir.path().join("cc-only");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("1.eml"),
+        "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Cc: Carol Qvxcarol <carol@example.org>\r\nSubject: kpwbobmarker\r\n\
+         Message-ID: <cc-2@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+         Carol reads along.\r\n",
+    )
+    .unwrap();
+    // A message that stays as it is, in the same segment: a segment whose documents are
+    // all deleted is dropped whole, which would hide what this test looks for.
+    std::fs::write(
+        src.join("2.eml"),
+        "From: Dan <dan@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Subject: kpwdanmarker\r\nMessage-ID: <other-2@example.org>\r\n\
+         Date: Mon, 1 Jan 2024 13:00:00 +0000\r\n\r\nUnrelated.\r\n",
+    )
+    .unwrap();
+    qd.json(&["import", path_str(&src), "--json"]);
+    qd.json(&[
+        "customer",
+        "set-status",
+        "carol@example.org",
+        "--status",
+        "active",
+        "--json",
+    ]);
+    assert_eq!(qd.search("to:carol@example.org", 10).len(), 1);
+    let erased = qd.json(&[
+        "customer",
+        "erase",
+        "carol@example.org",
+        "--reason",
+        "request 19",
+        "--json",
+    ]);
+    assert_eq!(erased["counts"]["messages"], 0, "{erased}");
+    assert_eq!(erased["counts"]["redacted"], 1, "{erased}");
+    assert!(qd.search("to:carol@example.org", 10).is_empty());
+    assert!(qd.search("qvxcarol", 10).is_empty());
+    // The segment files are compressed (a byte scan cannot see their terms): the index
+    // says whether a replaced document is still in them.
+    let stats = qd.json(&["stats", "--json"]);
+    assert_eq!(stats["index_deleted_documents"], 0, "{stats}");
+    assert_present(&qd, "kpwbobmarker", 1);
+}
+both_backends!(erasing_a_recipient_leaves_no_old_document_in_the_index);
+
 async fn retention_follows_customer_status(qd: Qd) {
     let src = write_mail(
         qd.dir.path(),
