@@ -652,6 +652,33 @@ async fn addresses_of<C: ConnectionTrait>(
             out.push(c.email);
         }
     }
+    // Addresses they had before a rectification still stand in other people's mail.
+    let mut previous = changes::Entity::find()
+        .select_only()
+        .column(changes::Column::OldValue)
+        .filter(
+            sea_orm::Condition::all()
+                .add(changes::Column::EntityType.eq("contact"))
+                .add(changes::Column::Field.eq("address"))
+                .add(changes::Column::EntityId.is_in(contact_ids.iter().copied())),
+        )
+        .into_tuple::<Option<String>>()
+        .all(db)
+        .await?;
+    if let Some(cid) = customer_id {
+        previous.extend(
+            changes::Entity::find()
+                .select_only()
+                .column(changes::Column::OldValue)
+                .filter(changes::Column::EntityType.eq("customer"))
+                .filter(changes::Column::Field.eq("email"))
+                .filter(changes::Column::EntityId.eq(cid))
+                .into_tuple::<Option<String>>()
+                .all(db)
+                .await?,
+        );
+    }
+    out.extend(previous.into_iter().flatten());
     let mut out: Vec<String> = out
         .into_iter()
         .map(|a| a.trim().to_lowercase())

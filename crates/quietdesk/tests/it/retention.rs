@@ -358,6 +358,54 @@ async fn erasing_a_recipient_leaves_no_old_document_in_the_index(qd: Qd) {
 }
 both_backends!(erasing_a_recipient_leaves_no_old_document_in_the_index);
 
+/// An address the person had before a rectification is erased from other people's
+/// mail too.
+async fn erasure_covers_addresses_from_before_a_rectification(qd: Qd) {
+    let src = qd.dir.path().join("rectified");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("1.eml"),
+        "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Cc: Dora <dora@old.example>\r\nSubject: kpwbobmarker\r\n\
+         Message-ID: <cc-3@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+         Dora reads along.\r\n",
+    )
+    .unwrap();
+    qd.json(&["import", path_str(&src), "--json"]);
+    qd.json(&[
+        "customer",
+        "set-status",
+        "dora@old.example",
+        "--status",
+        "active",
+        "--json",
+    ]);
+    assert!(qd
+        .run(&[
+            "customer",
+            "rectify",
+            "dora@old.example",
+            "--field",
+            "email",
+            "--value",
+            "dora@new.example",
+        ])
+        .status
+        .success());
+    let erased = qd.json(&[
+        "customer",
+        "erase",
+        "dora@new.example",
+        "--reason",
+        "request 20",
+        "--json",
+    ]);
+    assert_eq!(erased["counts"]["redacted"], 1, "{erased}");
+    assert!(qd.search("to:dora@old.example", 10).is_empty());
+    assert_present(&qd, "kpwbobmarker", 1);
+}
+both_backends!(erasure_covers_addresses_from_before_a_rectification);
+
 async fn retention_follows_customer_status(qd: Qd) {
     let src = write_mail(
         qd.dir.path(),
