@@ -640,15 +640,46 @@ fn ip_prefix(ip: &std::net::IpAddr) -> String {
     qd_core::anonymise_ip(*ip).to_string()
 }
 
-/// Tokens that hold a whole address (see [`Learner::tokens`]: `from:`, `rt:`, `snd:`).
+/// Tokens that hold a whole address: the sender's (see [`Learner::tokens`]: `from:`,
+/// `rt:`, `snd:`), and any other with an address in it (a header word such as
+/// `w:errors-to:alice@example.org`). Personal tokens are forgotten with the person.
 fn is_personal(token: &str) -> bool {
     ["from:", "rt:", "snd:"]
         .iter()
         .any(|p| token.starts_with(p))
+        || token.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !local.ends_with(':') && !domain.is_empty()
+        })
 }
 
 fn mentions_domain(token: &str, domain: &str) -> bool {
     let value = token.split_once(':').map_or(token, |(_, v)| v);
     let host = value.rsplit('@').next().unwrap_or(value);
     host_in_domain(host, domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_personal;
+
+    #[test]
+    fn tokens_that_hold_an_address_are_personal() {
+        for t in [
+            "from:alice@example.org",
+            "rt:alice@example.org",
+            "w:errors-to:alice@example.org",
+            "w:disposition-notification-to:bob@example.org",
+        ] {
+            assert!(is_personal(t), "{t}");
+        }
+        // A bare domain (DKIM's i=@domain) and structure are not.
+        for t in [
+            "w:x-mailer:outlook",
+            "dkim-i:@example.org",
+            "mime:text/plain",
+            "@",
+        ] {
+            assert!(!is_personal(t), "{t}");
+        }
+    }
 }
