@@ -124,6 +124,18 @@ pub fn mentioned_addresses(raw: &[u8]) -> Vec<String> {
     mentioned
 }
 
+/// `text` with each standing-alone occurrence of `address` replaced by
+/// [`ERASED_MAILBOX`] (a delivery error such as `550 <carl@example.org> unknown`), or
+/// `None` when it has none.
+pub fn erase_address_in_text(text: &str, address: &str) -> Option<String> {
+    let address = address.trim().as_bytes();
+    if address.is_empty() {
+        return None;
+    }
+    find_address(text.as_bytes(), address, 0)?;
+    String::from_utf8(replace_address(text.as_bytes(), address)).ok()
+}
+
 /// Whether `text` holds `address` standing alone (as [`erase_address_in_headers`]
 /// would find it), ASCII case aside.
 pub fn names_address(text: &str, address: &str) -> bool {
@@ -721,6 +733,19 @@ body names gina@example.org\r\n";
         }
         assert_eq!(q_decode(b"a=4"), b"a=4");
         assert_eq!(q_decode(b"a_=3D=zz"), b"a ==zz");
+    }
+
+    #[test]
+    fn text_loses_the_address() {
+        assert_eq!(
+            erase_address_in_text("550 5.1.1 <Carl@Example.org>: unknown", "carl@example.org")
+                .as_deref(),
+            Some("550 5.1.1 <erased@erased.invalid>: unknown")
+        );
+        assert_eq!(
+            erase_address_in_text("550 xcarl@example.org", "carl@example.org"),
+            None
+        );
     }
 
     #[test]

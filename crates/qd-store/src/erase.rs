@@ -849,22 +849,27 @@ async fn redact_recipients(
             requeue.push(id);
         }
         mentioned.extend(blobs_mentioning(txn, address).await?);
-        let rows: Vec<(i64, String, Option<Vec<u8>>)> = outbox::Entity::find()
+        let rows: Vec<(i64, String, Option<Vec<u8>>, Option<String>)> = outbox::Entity::find()
             .select_only()
             .column(outbox::Column::Id)
             .column(outbox::Column::RcptTo)
             .column(outbox::Column::Raw)
+            .column(outbox::Column::LastError)
             .filter(Expr::expr(Func::lower(Expr::col(outbox::Column::RcptTo))).like(pattern()))
             .into_tuple()
             .all(txn)
             .await?;
-        for (id, rcpt, raw) in rows {
+        for (id, rcpt, raw, last_error) in rows {
             let (rcpt, rcpt_changed) = without_recipient(&rcpt, address);
             if rcpt_changed {
                 let raw = raw.map(|r| qd_core::erase_address_in_headers(&r, address).unwrap_or(r));
+                // A delivery error quotes the recipient (`550 <carl@…> unknown`).
+                let last_error =
+                    last_error.map(|e| qd_core::erase_address_in_text(&e, address).unwrap_or(e));
                 outbox::Entity::update_many()
                     .col_expr(outbox::Column::RcptTo, Expr::value(rcpt))
                     .col_expr(outbox::Column::Raw, Expr::value(raw))
+                    .col_expr(outbox::Column::LastError, Expr::value(last_error))
                     .filter(outbox::Column::Id.eq(id))
                     .exec(txn)
                     .await?;

@@ -412,6 +412,66 @@ async fn an_erasure_during_the_send_is_not_undone(b: Backend) {
 }
 crate::both_backends!(an_erasure_during_the_send_is_not_undone);
 
+/// A delivery error that quotes the erased person keeps no trace of them.
+async fn an_erasure_redacts_the_delivery_error(b: Backend) {
+    let (_, asked) = crate::ingest(
+        &b.store,
+        &crate::customer_mail(
+            "gus@customer.example",
+            "q3-gus@customer.example",
+            "Help",
+            "",
+        ),
+        t0(),
+    )
+    .await;
+    crate::ingest(
+        &b.store,
+        &crate::customer_mail(
+            "alice@customer.example",
+            "q3-alice@customer.example",
+            "Hi",
+            "",
+        ),
+        t0(),
+    )
+    .await;
+    let (id, _) = enqueue_reply_to(
+        &b.store,
+        &["gus@customer.example", "alice@customer.example"],
+        Some(asked.ticket_id),
+    )
+    .await;
+    let claimed = b
+        .store
+        .outbox_claim_due(t0(), t0(), 10, Duration::from_secs(300))
+        .await
+        .unwrap();
+    let error = "550 5.1.1 <alice@customer.example>: Recipient address rejected";
+    assert!(b
+        .store
+        .outbox_retry_later(id, claimed[0].attempts, error, t0())
+        .await
+        .unwrap());
+    let alice = b
+        .store
+        .find_contact("alice@customer.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let actor = qd_store::Actor {
+        name: "dpo",
+        reason: Some("request"),
+        now: t0(),
+    };
+    b.store.erase_contact(&alice, &actor).await.unwrap();
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    let last = e.last_error.unwrap();
+    assert!(!last.contains("alice"), "{last}");
+    assert!(last.contains("<erased@erased.invalid>"), "{last}");
+}
+crate::both_backends!(an_erasure_redacts_the_delivery_error);
+
 /// A claim that ran out (or is about to) while earlier entries of the batch were being
 /// sent is not used: another worker may take the entry while it is being sent.
 async fn a_claim_that_ran_out_is_not_sent(b: Backend) {
