@@ -167,6 +167,7 @@ pub async fn export(
             vec![c.clone()],
             None,
         ),
+        Subject::Address(a) => return Err(crate::Error::UnknownSubject(a.clone())),
     };
     let contact_ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
     let changes = store

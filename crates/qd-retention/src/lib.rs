@@ -310,6 +310,8 @@ pub enum Subject {
     Customer(qd_store::entity::customers::Model),
     /// Someone who only wrote to us.
     Contact(qd_store::entity::contacts::Model),
+    /// Someone who never wrote and is no customer: only named in other people's mail.
+    Address(String),
 }
 
 /// Finds a customer by id or address, else a contact by address.
@@ -324,6 +326,22 @@ pub async fn resolve(store: &Store, text: &str) -> Result<Subject> {
         }
     }
     Err(Error::UnknownSubject(text.to_string()))
+}
+
+/// [`resolve`], or for an address nobody is known by, that address: someone only named
+/// in other people's mail, whose erasure rewrites that mail.
+pub async fn resolve_for_erasure(store: &Store, text: &str) -> Result<Subject> {
+    match resolve(store, text).await {
+        Err(Error::UnknownSubject(_))
+            if matches!(SubjectRef::parse(text), SubjectRef::Email(_)) =>
+        {
+            match SubjectRef::parse(text) {
+                SubjectRef::Email(e) => Ok(Subject::Address(e)),
+                SubjectRef::Id(_) => Err(Error::UnknownSubject(text.to_string())),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Erasure on request: deletes everything about the person (or, with `anonymise`,
@@ -342,6 +360,8 @@ pub async fn erase(
             store.anonymise_people(Some(c.id), &contacts, actor).await?
         }
         (Subject::Contact(c), true) => store.anonymise_people(None, &[c.id], actor).await?,
+        // Nothing of theirs to keep statistics of: anonymising is erasing.
+        (Subject::Address(a), _) => store.erase_address(a, actor).await?,
     };
     store.checkpoint_wal().await?;
     Ok(counts)

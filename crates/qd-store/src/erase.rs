@@ -350,6 +350,59 @@ impl Store {
         Ok(counts)
     }
 
+    /// Erasure of someone who never wrote and is no customer: they are only named in
+    /// other people's mail (in Cc, Reply-To, ...). Their address is erased from it as in
+    /// every erasure ([`redact_recipients`]); nothing else is theirs. Records an
+    /// `erasure` audit event with counts. The address itself is not recorded.
+    pub async fn erase_address(
+        &self,
+        address: &str,
+        actor: &crate::Actor<'_>,
+    ) -> Result<DeletionCounts> {
+        let address = address.trim().to_lowercase();
+        if !address.contains('@') {
+            return Err(crate::Error::Invalid(format!(
+                "{address} is not an address"
+            )));
+        }
+        let now = actor.now;
+        self.record_mentions().await?;
+        let txn = self.begin_write().await?;
+        let mut counts = DeletionCounts::default();
+        counts.redacted += redact_recipients(
+            &txn,
+            self.keys.as_deref(),
+            std::slice::from_ref(&address),
+            now,
+        )
+        .await?;
+        if counts.redacted == 0 {
+            // A mistyped address, or one erased before: nothing to do, and no audit
+            // event that claims an erasure.
+            txn.rollback().await?;
+            return Err(crate::Error::Invalid(format!(
+                "no customer or contact is known as {address}, and no stored mail names it"
+            )));
+        }
+        let detail = serde_json::json!({
+            "kind": "address",
+            "reason": actor.reason,
+            "counts": counts,
+        });
+        self.audit_in(
+            &txn,
+            actor.name,
+            "erasure",
+            "address",
+            None,
+            Some(detail.to_string()),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(counts)
+    }
+
     /// Erasure of someone who is only a contact (never a customer).
     pub async fn erase_contact(
         &self,

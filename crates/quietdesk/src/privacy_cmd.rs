@@ -296,7 +296,7 @@ pub async fn customer(
             }
         }
         CustomerCommand::Erase(a) => {
-            let subject = qd_retention::resolve(&store, &a.who).await?;
+            let subject = qd_retention::resolve_for_erasure(&store, &a.who).await?;
             let counts = qd_retention::erase(
                 &store,
                 &subject,
@@ -310,6 +310,7 @@ pub async fn customer(
             let kind = match subject {
                 Subject::Customer(_) => "customer",
                 Subject::Contact(_) => "contact",
+                Subject::Address(_) => "address",
             };
             if a.json {
                 out!(
@@ -318,14 +319,16 @@ pub async fn customer(
                 );
             } else {
                 out!(
-                    "{} {}: {} tickets, {} messages, {} blobs, {} keys destroyed, {} contacts",
+                    "{} {}: {} tickets, {} messages, {} blobs, {} keys destroyed, {} contacts, \
+                     {} of other people's messages rewritten",
                     if a.anonymise { "anonymised" } else { "erased" },
                     kind,
                     counts.tickets,
                     counts.messages,
                     counts.blobs,
                     counts.keys_destroyed,
-                    counts.contacts
+                    counts.contacts,
+                    counts.redacted
                 );
             }
         }

@@ -406,6 +406,43 @@ async fn erasure_covers_addresses_from_before_a_rectification(qd: Qd) {
 }
 both_backends!(erasure_covers_addresses_from_before_a_rectification);
 
+/// Someone we know only as a recipient (never wrote, no customer) can be erased by
+/// address: the mail that names them is rewritten, and an address nothing names is
+/// refused as unknown.
+async fn an_address_only_named_by_others_can_be_erased(qd: Qd) {
+    let src = qd.dir.path().join("named");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("1.eml"),
+        "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Cc: Erin <erin@example.org>\r\nSubject: kpwbobmarker\r\n\
+         Message-ID: <cc-4@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+         Erin reads along.\r\n",
+    )
+    .unwrap();
+    qd.json(&["import", path_str(&src), "--json"]);
+    assert_eq!(qd.search("to:erin@example.org", 10).len(), 1);
+    let erased = qd.json(&[
+        "customer",
+        "erase",
+        "erin@example.org",
+        "--reason",
+        "request 21",
+        "--json",
+    ]);
+    assert_eq!(erased["subject"], "address", "{erased}");
+    assert_eq!(erased["counts"]["redacted"], 1, "{erased}");
+    assert!(qd.search("to:erin@example.org", 10).is_empty());
+    assert_present(&qd, "kpwbobmarker", 1);
+    for who in ["erin@example.org", "nobody@example.org"] {
+        let out = qd.run(&["customer", "erase", who, "--reason", "again"]);
+        assert!(!out.status.success(), "{who}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no customer or contact"), "{err}");
+    }
+}
+both_backends!(an_address_only_named_by_others_can_be_erased);
+
 async fn retention_follows_customer_status(qd: Qd) {
     let src = write_mail(
         qd.dir.path(),
