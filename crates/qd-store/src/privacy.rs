@@ -205,7 +205,12 @@ impl Store {
                 am.updated_at = Set(actor.now);
                 let changed = record_change(&txn, "customer", id, field, old, new, actor).await?;
                 if changed {
-                    am.update(&txn).await?;
+                    let c = am.update(&txn).await?;
+                    if field == "email" {
+                        // Mail from the new address is this customer's from now on, and
+                        // so is what it already wrote (retention follows the customer).
+                        link_contacts(&txn, c.id, &c.email).await?;
+                    }
                 }
                 changed
             }
@@ -618,29 +623,7 @@ async fn set_status_in<C: ConnectionTrait>(
         am.updated_at = Set(actor.now);
         am.update(txn).await?;
     }
-    // Link the contact with the customer's address and move its tickets over.
-    let linked = contacts::Entity::update_many()
-        .col_expr(contacts::Column::CustomerId, Expr::value(id))
-        .filter(contacts::Column::Address.eq(customer.email.clone()))
-        .filter(contacts::Column::CustomerId.is_null())
-        .exec(txn)
-        .await?
-        .rows_affected;
-    if linked > 0 {
-        let contact_ids: Vec<i64> = contacts::Entity::find()
-            .filter(contacts::Column::CustomerId.eq(id))
-            .all(txn)
-            .await?
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
-        tickets::Entity::update_many()
-            .col_expr(tickets::Column::CustomerId, Expr::value(id))
-            .filter(tickets::Column::RequesterId.is_in(contact_ids))
-            .filter(tickets::Column::CustomerId.is_null())
-            .exec(txn)
-            .await?;
-    }
+    let linked = link_contacts(txn, id, &customer.email).await?;
     Ok(StatusOutcome {
         customer_id: id,
         created,
@@ -691,4 +674,32 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// Links the unlinked contact with the customer's address `email` to customer `id` and
+/// files that contact's tickets under the customer; returns how many contacts it linked.
+async fn link_contacts<C: ConnectionTrait>(db: &C, id: i64, email: &str) -> Result<u64> {
+    let linked = contacts::Entity::update_many()
+        .col_expr(contacts::Column::CustomerId, Expr::value(id))
+        .filter(contacts::Column::Address.eq(email))
+        .filter(contacts::Column::CustomerId.is_null())
+        .exec(db)
+        .await?
+        .rows_affected;
+    if linked > 0 {
+        let contact_ids: Vec<i64> = contacts::Entity::find()
+            .filter(contacts::Column::CustomerId.eq(id))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        tickets::Entity::update_many()
+            .col_expr(tickets::Column::CustomerId, Expr::value(id))
+            .filter(tickets::Column::RequesterId.is_in(contact_ids))
+            .filter(tickets::Column::CustomerId.is_null())
+            .exec(db)
+            .await?;
+    }
+    Ok(linked)
 }

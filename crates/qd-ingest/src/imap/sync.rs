@@ -720,12 +720,14 @@ async fn store_one(
 
     // After a UIDVALIDITY change the content hash guards the store; the Message-ID adds
     // a guard for servers that hand back the same mail with rewritten headers.
-    if rescan_upto.is_some() {
+    if let Some(upto) = rescan_upto {
         let mut keep = Vec::with_capacity(messages.len());
-        for msg in messages.iter() {
+        for (msg, uid) in messages.iter().zip(uids.iter()) {
+            // Only the mail the old UIDVALIDITY covered is rescanned; what arrived since
+            // is new, even when the same mail came to another watched folder too.
             let known = match &msg.message_id {
-                Some(id) => ctx.store.ticket_of_message_id(id).await?.is_some(),
-                None => false,
+                Some(id) if *uid <= upto => ctx.store.ticket_of_message_id(id).await?.is_some(),
+                _ => false,
             };
             keep.push(!known);
         }

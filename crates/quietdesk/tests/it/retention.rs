@@ -443,6 +443,46 @@ async fn an_address_only_named_by_others_can_be_erased(qd: Qd) {
 }
 both_backends!(an_address_only_named_by_others_can_be_erased);
 
+/// A customer's email rectified to an address that already wrote to us takes that
+/// mail over: it is kept as the customer's, not deleted as a non-customer's request.
+async fn rectifying_an_email_files_its_mail_under_the_customer(qd: Qd) {
+    let src = write_mail(
+        qd.dir.path(),
+        &[(
+            "fay@new.example",
+            "faymarker",
+            "Wed, 1 Apr 2020 09:00:00 +0000",
+            1,
+        )],
+    );
+    qd.json(&["import", path_str(&src), "--json"]);
+    qd.json(&[
+        "customer",
+        "set-status",
+        "fay@old.example",
+        "--status",
+        "active",
+        "--since",
+        "2019-01-01",
+        "--json",
+    ]);
+    assert!(qd
+        .run(&[
+            "customer",
+            "rectify",
+            "fay@old.example",
+            "--field",
+            "email",
+            "--value",
+            "fay@new.example",
+        ])
+        .status
+        .success());
+    qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert_present(&qd, "faymarker", 1);
+}
+both_backends!(rectifying_an_email_files_its_mail_under_the_customer);
+
 async fn retention_follows_customer_status(qd: Qd) {
     let src = write_mail(
         qd.dir.path(),
