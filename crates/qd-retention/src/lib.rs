@@ -253,9 +253,11 @@ pub async fn run_with(
         }
     }
 
-    // 3. Former customers past their retention with nothing left, and old access logs.
+    // 3. Former customers past their retention with nothing left, prospects whose
+    // requests' retention has passed since they became one (their tickets went first;
+    // one with tickets left stays), and old access logs.
     if !opts.dry_run {
-        let gone: Vec<i64> = store
+        let mut gone: Vec<i64> = store
             .former_customers()
             .await?
             .into_iter()
@@ -264,6 +266,16 @@ pub async fn run_with(
             })
             .map(|(id, _, _)| id)
             .collect();
+        gone.extend(
+            store
+                .prospects()
+                .await?
+                .into_iter()
+                .filter(|(_, since, hold)| {
+                    !hold && policy.non_customer_after_activity.after(*since) <= now
+                })
+                .map(|(id, _, _)| id),
+        );
         if !gone.is_empty() {
             report.customers_deleted = store
                 .delete_customers_without_tickets(&gone, now)

@@ -575,6 +575,20 @@ impl Store {
             .all(&self.db)
             .await?)
     }
+
+    /// Prospects (never customers), with the date they became one and their hold: a
+    /// prospect's record goes once their requests have gone.
+    pub async fn prospects(&self) -> Result<Vec<(i64, DateTime<Utc>, bool)>> {
+        Ok(customers::Entity::find()
+            .select_only()
+            .column(customers::Column::Id)
+            .column(customers::Column::StatusSince)
+            .column(customers::Column::LegalHold)
+            .filter(customers::Column::Status.eq("prospect"))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
 }
 
 /// Tickets a person requested (any of their contacts) or that are filed under their

@@ -483,6 +483,47 @@ async fn rectifying_an_email_files_its_mail_under_the_customer(qd: Qd) {
 }
 both_backends!(rectifying_an_email_files_its_mail_under_the_customer);
 
+/// A prospect's record goes with their requests, a year after they became a prospect;
+/// a prospect with requests still kept stays.
+async fn a_prospect_goes_with_their_requests(qd: Qd) {
+    let src = write_mail(
+        qd.dir.path(),
+        &[
+            (
+                "pia@example.org",
+                "piamarker",
+                "Wed, 1 Apr 2020 09:00:00 +0000",
+                1,
+            ),
+            (
+                "quin@example.org",
+                "quinmarker",
+                "Fri, 1 Aug 2025 09:00:00 +0000",
+                1,
+            ),
+        ],
+    );
+    qd.json(&["import", path_str(&src), "--json"]);
+    for who in ["pia@example.org", "quin@example.org"] {
+        qd.json(&[
+            "customer",
+            "set-status",
+            who,
+            "--status",
+            "prospect",
+            "--since",
+            "2020-01-01",
+            "--json",
+        ]);
+    }
+    let run = qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert_eq!(run["customers_deleted"], 1, "{run}");
+    assert_gone(&qd, "piamarker");
+    assert_present(&qd, "quinmarker", 1);
+    assert_eq!(qd.json(&["stats", "--json"])["customers"], 1);
+}
+both_backends!(a_prospect_goes_with_their_requests);
+
 async fn retention_follows_customer_status(qd: Qd) {
     let src = write_mail(
         qd.dir.path(),
