@@ -176,6 +176,50 @@ impl Store {
         let mut counts = DeletionCounts::default();
         let mut touched_contacts = HashSet::new();
         for chunk in ticket_ids.chunks(IN_CHUNK) {
+            // A hold set since the caller chose these tickets wins: checked here, inside
+            // the deleting transaction. Their documents are queued again, in case the
+            // caller already took them out of the index.
+            let held_customers = Query::select()
+                .column(customers::Column::Id)
+                .from(customers::Entity)
+                .and_where(Expr::col(customers::Column::LegalHold).eq(true))
+                .to_owned();
+            let held: HashSet<i64> = tickets::Entity::find()
+                .select_only()
+                .column(tickets::Column::Id)
+                .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(tickets::Column::LegalHold.eq(true))
+                        .add(tickets::Column::CustomerId.in_subquery(held_customers)),
+                )
+                .into_tuple::<i64>()
+                .all(&txn)
+                .await?
+                .into_iter()
+                .collect();
+            if !held.is_empty() {
+                let kept: Vec<i64> = ids_where::<messages::Entity, _>(
+                    &txn,
+                    messages::Column::Id,
+                    messages::Column::TicketId,
+                    &held.iter().copied().collect::<Vec<_>>(),
+                )
+                .await?;
+                insert_rows(
+                    &txn,
+                    kept.into_iter()
+                        .map(|id| queue_row(id, "upsert", now))
+                        .collect(),
+                )
+                .await?;
+            }
+            let chunk: Vec<i64> = chunk
+                .iter()
+                .copied()
+                .filter(|id| !held.contains(id))
+                .collect();
+            let chunk = chunk.as_slice();
             let msg_ids: Vec<(i64, Option<i64>)> = messages::Entity::find()
                 .select_only()
                 .column(messages::Column::Id)

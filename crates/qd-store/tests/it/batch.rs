@@ -576,3 +576,45 @@ async fn an_acknowledgement_with_nul_characters_commits(b: Backend) {
     assert_eq!(enqueued.len(), 1);
 }
 both_backends!(an_acknowledgement_with_nul_characters_commits);
+
+/// A legal hold set after retention chose a ticket, but before it deletes it, wins:
+/// `delete_tickets` checks holds inside its own transaction.
+async fn a_hold_set_meanwhile_stops_the_deletion(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let mut batch = vec![
+        msg("held@x", "a@example.com", "kept", &[]),
+        msg("free@x", "b@example.com", "gone", &[]),
+    ];
+    let out = b
+        .store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let (held, free) = (out.stored[0].ticket_id, out.stored[1].ticket_id);
+    let number = out.stored[0].ticket_number;
+    let actor = qd_store::Actor {
+        name: "dpo",
+        reason: None,
+        now: Utc::now(),
+    };
+    b.store
+        .set_ticket_retention(number, Some(true), None, &actor)
+        .await
+        .unwrap();
+    let counts = b
+        .store
+        .delete_tickets(&[held, free], Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(counts.tickets, 1, "{counts:?}");
+    assert!(b.store.ticket_by_number(number).await.unwrap().is_some());
+    assert!(b
+        .store
+        .ticket_by_number(out.stored[1].ticket_number)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(b.store.ticket_messages(held).await.unwrap().len(), 1);
+    assert!(b.store.ticket_messages(free).await.unwrap().is_empty());
+}
+both_backends!(a_hold_set_meanwhile_stops_the_deletion);
