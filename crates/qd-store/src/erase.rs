@@ -898,6 +898,9 @@ async fn blobs_mentioning(txn: &DatabaseTransaction, address: &str) -> Result<Ve
         .await?)
 }
 
+/// An outbox entry as an erasure rewrites it: id, recipients, raw bytes, last error.
+type OutboxRecipientRow = (i64, String, Option<Vec<u8>>, Option<String>);
+
 /// What stays of an erased person as a recipient of other people's mail.
 const ERASED_RECIPIENT: &str = "[erased]";
 
@@ -960,7 +963,7 @@ async fn redact_recipients(
             requeue.push(id);
         }
         mentioned.extend(blobs_mentioning(txn, address).await?);
-        let rows: Vec<(i64, String, Option<Vec<u8>>, Option<String>)> = outbox::Entity::find()
+        let rows: Vec<OutboxRecipientRow> = outbox::Entity::find()
             .select_only()
             .column(outbox::Column::Id)
             .column(outbox::Column::RcptTo)
