@@ -78,12 +78,12 @@ const ID_FIELDS: &[&str] = &[
 /// Fields the store keeps as columns of their own (the sender, `to_addrs`, `cc_addrs`).
 const COLUMN_FIELDS: &[&str] = &["from", "to", "cc"];
 
-/// Every address the header block of `raw` names outside From, To and Cc (which the
-/// store keeps as columns) and outside message ids: Reply-To, Bcc, Delivered-To,
-/// Received `for <…>`, an mbox `From ` line, an address in a Subject, and so on. Each
-/// is lowercase, given once, in order of appearance, and stands alone in the sense of
-/// [`erase_address_in_headers`]: erasing any of them changes `raw`. An address that
-/// also appears in From, To or Cc is left out (the columns find it).
+/// Every address the header block of `raw` names, outside message ids, except those the
+/// store keeps as columns: the mailbox addresses of To and Cc and the first of From.
+/// That is Reply-To, Bcc, Delivered-To, Received `for <…>`, an mbox `From ` line, an
+/// address in a Subject or in a display name, and so on. Each is lowercase, given once,
+/// in order of appearance, and stands alone in the sense of
+/// [`erase_address_in_headers`]: erasing any of them changes `raw`.
 ///
 /// The store records this list with each message, so that an erasure finds the other
 /// people's mail that names the erased person without opening every stored raw mail.
@@ -99,11 +99,25 @@ pub fn mentioned_addresses(raw: &[u8]) -> Vec<String> {
         if is(ID_FIELDS) {
             continue;
         }
-        let into = if is(COLUMN_FIELDS) {
-            &mut in_columns
-        } else {
-            &mut mentioned
-        };
+        if is(COLUMN_FIELDS) {
+            // Only the mailboxes' own addresses are columns (From: the first one); a
+            // display name's or a comment's address is not.
+            let from = is(&["from"]);
+            if let Some((_, value)) = field_value(field) {
+                for (k, item) in split_list(value).into_iter().enumerate() {
+                    if from && k > 0 {
+                        break;
+                    }
+                    let item = item.strip_suffix(b",").unwrap_or(item);
+                    if let Some(a) = mailbox_address(item) {
+                        let a = String::from_utf8_lossy(&a).to_ascii_lowercase();
+                        if !in_columns.contains(&a) {
+                            in_columns.push(a);
+                        }
+                    }
+                }
+            }
+        }
         // The field with its encoded words blanked out, then each word decoded.
         let words = encoded_words(field);
         let mut plain = field.to_vec();
@@ -113,8 +127,8 @@ pub fn mentioned_addresses(raw: &[u8]) -> Vec<String> {
         let decoded = words.into_iter().map(|w| w.decoded);
         for text in std::iter::once(plain).chain(decoded) {
             for a in standalone_addresses(&text) {
-                if !into.contains(&a) {
-                    into.push(a);
+                if !mentioned.contains(&a) {
+                    mentioned.push(a);
                 }
             }
         }
@@ -500,6 +514,12 @@ pub fn mailbox_is(mailbox: &str, address: &str) -> bool {
 
 /// [`mailbox_is`] on bytes.
 fn names(mailbox: &[u8], address: &[u8]) -> bool {
+    mailbox_address(mailbox).is_some_and(|a| a.eq_ignore_ascii_case(address))
+}
+
+/// The address of a mailbox as written (`Name <addr>`, `addr`, `Group: addr;`, with
+/// comments), trimmed; `None` when nothing is left.
+fn mailbox_address(mailbox: &[u8]) -> Option<Vec<u8>> {
     // Comments may hold `<`, `>` or `:` of their own.
     let stripped = without_comments(mailbox);
     let mailbox: &[u8] = &stripped;
@@ -514,13 +534,12 @@ fn names(mailbox: &[u8], address: &[u8]) -> bool {
                 .iter()
                 .rposition(|&b| b == b':')
                 .map_or(mailbox, |c| &mailbox[c + 1..]);
-            let m = m.iter().position(|&b| b == b'(').map_or(m, |p| &m[..p]);
-            m
+            m.iter().position(|&b| b == b'(').map_or(m, |p| &m[..p])
         }
     };
     let addr = addr.trim_ascii();
     let addr = addr.strip_suffix(b";").unwrap_or(addr).trim_ascii();
-    addr.eq_ignore_ascii_case(address)
+    (!addr.is_empty()).then(|| addr.to_vec())
 }
 
 /// `text` without its comments (parenthesised, nestable, outside quoted strings).
@@ -671,6 +690,18 @@ body names gina@example.org\r\n";
             assert!(names_address(raw, a), "{a}");
         }
         assert!(!names_address(raw, "arl@example.org"));
+    }
+
+    #[test]
+    fn only_the_mailboxes_the_columns_hold_are_left_out() {
+        // A display name's address is no column, and only From's first mailbox is.
+        let raw = "From: ann@example.com, Bea <bea@example.com>\r\n\
+                   Cc: \"carl@example.org\" <carl.m@corp.example>, dan@example.org\r\n\
+                   Reply-To: carl@example.org\r\n\r\n";
+        assert_eq!(
+            mentioned_addresses(raw.as_bytes()),
+            ["bea@example.com", "carl@example.org"]
+        );
     }
 
     #[test]

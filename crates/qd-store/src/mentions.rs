@@ -12,6 +12,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::batch::{insert_rows, mention_rows_of};
+use crate::crypto::CryptoError;
 use crate::entity::{blob_mentions, blobs, counters};
 use crate::{Error, Result, Store};
 
@@ -23,8 +24,10 @@ const BATCH: u64 = 200;
 impl Store {
     /// Records the mentions of every blob stored before `blob_mentions` existed; returns
     /// how many blobs it read. Needs the master key when those blobs are sealed. A blob
-    /// that no longer opens (corrupt) is logged and passed over: nothing can be read
-    /// from it, by an erasure or anyone else.
+    /// that does not open with the key it needs stops the run with that error (a wrong
+    /// master key must not pass for "nothing to find": `quietdesk keys check` lists such
+    /// blobs). Only a blob whose key was destroyed (its person erased) or whose bytes no
+    /// longer decode is passed over, logged: nothing can be read from it, by anyone.
     pub async fn record_mentions(&self) -> Result<u64> {
         let mut read = 0u64;
         loop {
@@ -37,22 +40,28 @@ impl Store {
                 txn.rollback().await?;
                 return Ok(read);
             }
-            let rows = blobs::Entity::find()
+            // Ids first, then one blob at a time: a blob may be a 50 MB message.
+            let ids: Vec<i64> = blobs::Entity::find()
+                .select_only()
+                .column(blobs::Column::Id)
                 .filter(blobs::Column::Id.lt(below))
                 .order_by_desc(blobs::Column::Id)
                 .limit(BATCH)
+                .into_tuple()
                 .all(&txn)
                 .await?;
-            let lowest = rows.last().map_or(0, |b| b.id);
-            for b in rows {
-                let id = b.id;
+            let lowest = ids.last().copied().unwrap_or(0);
+            for id in ids {
+                let Some(b) = blobs::Entity::find_by_id(id).one(&txn).await? else {
+                    continue;
+                };
                 let raw = match crate::keys::open_blob(&txn, self.keys.as_deref(), b).await {
                     Ok(raw) => raw,
-                    Err(Error::NoMasterKey) => return Err(Error::NoMasterKey),
-                    Err(e) => {
+                    Err(e @ (Error::Blob(_) | Error::Crypto(CryptoError::Destroyed(_)))) => {
                         tracing::warn!(blob = id, error = %e, "stored mail does not open; its mentions stay unrecorded");
                         continue;
                     }
+                    Err(e) => return Err(e),
                 };
                 // A blob whose id was reused after a delete may already have its rows.
                 blob_mentions::Entity::delete_many()

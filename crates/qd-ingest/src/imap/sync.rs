@@ -1172,11 +1172,34 @@ async fn recover_after(
         .into_iter()
         .filter(|u| !held.contains(&i64::from(*u)))
         .collect();
-    if uids.is_empty() {
-        return Ok(());
+    if !uids.is_empty() {
+        let n = apply_after(m, server, &uids, stall).await?;
+        info!(mailbox = %m.name, messages = n, "applied the after-ingest action left over from an interrupted run");
     }
-    let n = apply_after(m, server, &uids, stall).await?;
-    info!(mailbox = %m.name, messages = n, "applied the after-ingest action left over from an interrupted run");
+    // Stored mail marked \\Deleted but not expunged (a connection lost between the two,
+    // or an EXPUNGE held back for someone else's deleted mail): expunged now.
+    if matches!(m.after, AfterIngest::Move(_) | AfterIngest::Delete) {
+        let marked = timed(
+            stall,
+            &m.name,
+            "UID SEARCH",
+            server
+                .conn
+                .session
+                .uid_search(format!("UID 1:{last} DELETED")),
+        )
+        .await?
+        .map_err(|e| proto(m, e))?;
+        let mut ours: Vec<u32> = marked
+            .into_iter()
+            .filter(|u| !held.contains(&i64::from(*u)))
+            .collect();
+        ours.sort_unstable();
+        let uidplus = server.conn.uidplus;
+        for set in uid_sets(&ours) {
+            expunge(m, &mut server.conn.session, &set, &ours, uidplus, stall).await?;
+        }
+    }
     Ok(())
 }
 
@@ -1236,9 +1259,27 @@ async fn delete(
     uidplus: bool,
     stall: Duration,
 ) -> Result<(), ImapError> {
-    let expunged = timed(stall, &m.name, "UID STORE", async {
+    timed(stall, &m.name, "UID STORE", async {
         let stream = session.uid_store(set, "+FLAGS.SILENT (\\Deleted)").await?;
         let _: Vec<_> = stream.collect().await;
+        Ok::<(), async_imap::error::Error>(())
+    })
+    .await?
+    .map_err(|e| proto(m, format!("deleting: {e}")))?;
+    expunge(m, session, set, stored, uidplus, stall).await
+}
+
+/// Expunges the messages of `set`, all stored and marked \\Deleted; `stored` holds
+/// every UID of `set` (and may hold more stored ones), sorted.
+async fn expunge(
+    m: &MailboxConfig,
+    session: &mut super::conn::Session,
+    set: &str,
+    stored: &[u32],
+    uidplus: bool,
+    stall: Duration,
+) -> Result<(), ImapError> {
+    let expunged = timed(stall, &m.name, "EXPUNGE", async {
         if uidplus {
             let stream = session.uid_expunge(set).await?;
             let _: Vec<_> = stream.collect().await;
@@ -1246,8 +1287,8 @@ async fn delete(
         }
         // Without UIDPLUS, EXPUNGE removes every message marked \\Deleted, also one a
         // user's client marked that was never stored. Then the flags stay and nothing
-        // is expunged: the stored mail is out of the way of recovery all the same
-        // (it searches below the checkpoint only), and a person may expunge later.
+        // is expunged: recovery (next connection) expunges the stored ones once the
+        // others are gone.
         let deleted = session.uid_search("DELETED").await?;
         if deleted.iter().any(|u| stored.binary_search(u).is_err()) {
             return Ok(false);
@@ -1257,7 +1298,7 @@ async fn delete(
         Ok::<bool, async_imap::error::Error>(true)
     })
     .await?
-    .map_err(|e| proto(m, format!("deleting: {e}")))?;
+    .map_err(|e| proto(m, format!("expunging: {e}")))?;
     if !expunged {
         warn!(mailbox = %m.name, "not expunging: the folder holds messages marked deleted that were never stored (the server has no UID EXPUNGE)");
     }

@@ -581,6 +581,25 @@ async fn without_uidplus_nothing_unstored_is_expunged() {
         3,
         "all marked deleted"
     );
+    // The user takes the refused message back: the next run's recovery expunges the
+    // stored ones, and only those.
+    d.doveadm(&[
+        "flags",
+        "remove",
+        "-u",
+        "user",
+        "\\Deleted",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "3",
+    ])
+    .unwrap();
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s.errors, 0, "{:?}", s.folders);
+    assert_eq!(d.count("user", "INBOX"), 1, "the stored ones expunged");
+    assert_eq!(d.count_with_flag("user", "INBOX", 'T'), 0);
+    assert_exactly_once(&ctx.store, &msgs).await;
 }
 
 /// A message of about `mib` MiB: a text body, so it is stored as it is.
