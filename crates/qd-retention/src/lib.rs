@@ -257,25 +257,22 @@ pub async fn run_with(
     // requests' retention has passed since they became one (their tickets went first;
     // one with tickets left stays), and old access logs.
     if !opts.dry_run {
-        let mut gone: Vec<i64> = store
-            .former_customers()
-            .await?
-            .into_iter()
-            .filter(|(_, since, hold)| {
-                !hold && since.is_some_and(|s| policy.customer_after_former.after(s) <= now)
+        let former = store.customers_with_status("former").await?;
+        let prospects = store.customers_with_status("prospect").await?;
+        let gone: Vec<i64> = former
+            .iter()
+            .filter(|c| {
+                c.former_since
+                    .is_some_and(|s| policy.customer_after_former.after(s) <= now)
             })
-            .map(|(id, _, _)| id)
+            .chain(
+                prospects
+                    .iter()
+                    .filter(|c| policy.non_customer_after_activity.after(c.status_since) <= now),
+            )
+            .filter(|c| !c.legal_hold)
+            .map(|c| c.id)
             .collect();
-        gone.extend(
-            store
-                .prospects()
-                .await?
-                .into_iter()
-                .filter(|(_, since, hold)| {
-                    !hold && policy.non_customer_after_activity.after(*since) <= now
-                })
-                .map(|(id, _, _)| id),
-        );
         if !gone.is_empty() {
             report.customers_deleted = store
                 .delete_customers_without_tickets(&gone, now)

@@ -1197,6 +1197,18 @@ mod tests {
         assert_eq!(take_chunks(vec![1, 2], 0), [vec![1], vec![2]]);
     }
 
+    async fn sqlite_store(dir: &std::path::Path) -> Store {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        Store::connect(&url).await.unwrap()
+    }
+
+    fn settings(fmt: &TicketRefFormat) -> BatchSettings<'_> {
+        BatchSettings {
+            ticket_ref: fmt,
+            now: Utc.with_ymd_and_hms(2024, 3, 2, 0, 0, 0).unwrap(),
+        }
+    }
+
     async fn exec(store: &Store, sql: &str) {
         store
             .db
@@ -1211,13 +1223,9 @@ mod tests {
     async fn mentions_are_recorded_now_and_for_older_blobs() {
         use crate::entity::blob_mentions;
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let store = Store::connect(&url).await.unwrap();
+        let store = sqlite_store(dir.path()).await;
         let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
-        let settings = BatchSettings {
-            ticket_ref: &fmt,
-            now: Utc.with_ymd_and_hms(2024, 3, 2, 0, 0, 0).unwrap(),
-        };
+        let settings = settings(&fmt);
         let raw = |n: usize| {
             format!(
                 "Message-ID: <m{n}@x>\r\nFrom: a@example.com\r\nTo: b@example.com\r\n\
@@ -1269,13 +1277,9 @@ mod tests {
     #[tokio::test]
     async fn rows_that_only_share_a_key_are_not_matched() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let store = Store::connect(&url).await.unwrap();
+        let store = sqlite_store(dir.path()).await;
         let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
-        let settings = BatchSettings {
-            ticket_ref: &fmt,
-            now: Utc.with_ymd_and_hms(2024, 3, 2, 0, 0, 0).unwrap(),
-        };
+        let settings = settings(&fmt);
         // "first" refers to "parent@x", which is never stored.
         let mut first = vec![message("first@x", &["parent@x"])];
         let out = store

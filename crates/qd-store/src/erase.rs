@@ -606,30 +606,11 @@ impl Store {
             .rows_affected)
     }
 
-    /// Former customers, with the date they became former (for retention of the
-    /// customer rows themselves).
-    pub async fn former_customers(&self) -> Result<Vec<(i64, Option<DateTime<Utc>>, bool)>> {
+    /// The customers with this status (`former`, `prospect`): for retention of the
+    /// customer rows themselves.
+    pub async fn customers_with_status(&self, status: &str) -> Result<Vec<customers::Model>> {
         Ok(customers::Entity::find()
-            .select_only()
-            .column(customers::Column::Id)
-            .column(customers::Column::FormerSince)
-            .column(customers::Column::LegalHold)
-            .filter(customers::Column::Status.eq("former"))
-            .into_tuple()
-            .all(&self.db)
-            .await?)
-    }
-
-    /// Prospects (never customers), with the date they became one and their hold: a
-    /// prospect's record goes once their requests have gone.
-    pub async fn prospects(&self) -> Result<Vec<(i64, DateTime<Utc>, bool)>> {
-        Ok(customers::Entity::find()
-            .select_only()
-            .column(customers::Column::Id)
-            .column(customers::Column::StatusSince)
-            .column(customers::Column::LegalHold)
-            .filter(customers::Column::Status.eq("prospect"))
-            .into_tuple()
+            .filter(customers::Column::Status.eq(status))
             .all(&self.db)
             .await?)
     }

@@ -38,6 +38,21 @@ fn write_mail(dir: &Path, mails: &[(&str, &str, &str, usize)]) -> PathBuf {
     src
 }
 
+/// A fresh folder `name` holding these message files.
+fn mail_files(qd: &Qd, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let src = qd.dir.path().join(name);
+    std::fs::create_dir_all(&src).unwrap();
+    for (file, raw) in files {
+        std::fs::write(src.join(file), raw).unwrap();
+    }
+    src
+}
+
+/// `customer erase WHO --reason REASON --json`.
+fn erase_json(qd: &Qd, who: &str, reason: &str) -> Value {
+    qd.json(&["customer", "erase", who, "--reason", reason, "--json"])
+}
+
 /// Every file under `dir` whose bytes contain `needle` (case-insensitive ASCII).
 fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let needle = needle.to_ascii_lowercase().into_bytes();
@@ -161,14 +176,7 @@ async fn erasure_is_complete(qd: Qd) {
     }
     let before = qd.json(&["stats", "--json"]);
 
-    let erased = qd.json(&[
-        "customer",
-        "erase",
-        "alice@example.org",
-        "--reason",
-        "request 17",
-        "--json",
-    ]);
+    let erased = erase_json(&qd, "alice@example.org", "request 17");
     assert_eq!(erased["counts"]["tickets"], 4, "{erased}");
     assert_eq!(erased["counts"]["messages"], 4);
     assert_eq!(erased["counts"]["customers"], 1);
@@ -273,14 +281,7 @@ async fn erasure_reaches_mail_that_names_them_outside_to_and_cc(qd: Qd) {
         .await
         .contains("alice@example.org"));
 
-    let erased = qd.json(&[
-        "customer",
-        "erase",
-        "alice@example.org",
-        "--reason",
-        "request 18",
-        "--json",
-    ]);
+    let erased = erase_json(&qd, "alice@example.org", "request 18");
     assert_eq!(erased["counts"]["messages"], 1, "{erased}");
     assert_eq!(
         erased["counts"]["redacted"], 2,
@@ -309,25 +310,27 @@ both_backends!(erasure_reaches_mail_that_names_them_outside_to_and_cc);
 /// other people's messages, and the replaced index documents that named them leave the
 /// segment files too (no deleted document left behind).
 async fn erasing_a_recipient_leaves_no_old_document_in_the_index(qd: Qd) {
-    let src = qd.dir.path().join("cc-only");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(
-        src.join("1.eml"),
-        "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
-         Cc: Carol Qvxcarol <carol@example.org>\r\nSubject: kpwbobmarker\r\n\
-         Message-ID: <cc-2@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
-         Carol reads along.\r\n",
-    )
-    .unwrap();
-    // A message that stays as it is, in the same segment: a segment whose documents are
-    // all deleted is dropped whole, which would hide what this test looks for.
-    std::fs::write(
-        src.join("2.eml"),
-        "From: Dan <dan@example.org>\r\nTo: support@quietdesk.example\r\n\
-         Subject: kpwdanmarker\r\nMessage-ID: <other-2@example.org>\r\n\
-         Date: Mon, 1 Jan 2024 13:00:00 +0000\r\n\r\nUnrelated.\r\n",
-    )
-    .unwrap();
+    let src = mail_files(
+        &qd,
+        "cc-only",
+        &[
+            (
+                "1.eml",
+                "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Cc: Carol Qvxcarol <carol@example.org>\r\nSubject: kpwbobmarker\r\n\
+                 Message-ID: <cc-2@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+                 Carol reads along.\r\n",
+            ),
+            // A message that stays as it is, in the same segment: a segment whose documents are
+            // all deleted is dropped whole, which would hide what this test looks for.
+            (
+                "2.eml",
+                "From: Dan <dan@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Subject: kpwdanmarker\r\nMessage-ID: <other-2@example.org>\r\n\
+                 Date: Mon, 1 Jan 2024 13:00:00 +0000\r\n\r\nUnrelated.\r\n",
+            ),
+        ],
+    );
     qd.json(&["import", path_str(&src), "--json"]);
     qd.json(&[
         "customer",
@@ -338,14 +341,7 @@ async fn erasing_a_recipient_leaves_no_old_document_in_the_index(qd: Qd) {
         "--json",
     ]);
     assert_eq!(qd.search("to:carol@example.org", 10).len(), 1);
-    let erased = qd.json(&[
-        "customer",
-        "erase",
-        "carol@example.org",
-        "--reason",
-        "request 19",
-        "--json",
-    ]);
+    let erased = erase_json(&qd, "carol@example.org", "request 19");
     assert_eq!(erased["counts"]["messages"], 0, "{erased}");
     assert_eq!(erased["counts"]["redacted"], 1, "{erased}");
     assert!(qd.search("to:carol@example.org", 10).is_empty());
@@ -361,16 +357,17 @@ both_backends!(erasing_a_recipient_leaves_no_old_document_in_the_index);
 /// An address the person had before a rectification is erased from other people's
 /// mail too.
 async fn erasure_covers_addresses_from_before_a_rectification(qd: Qd) {
-    let src = qd.dir.path().join("rectified");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(
-        src.join("1.eml"),
-        "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
-         Cc: Dora <dora@old.example>\r\nSubject: kpwbobmarker\r\n\
-         Message-ID: <cc-3@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
-         Dora reads along.\r\n",
-    )
-    .unwrap();
+    let src = mail_files(
+        &qd,
+        "rectified",
+        &[(
+            "1.eml",
+            "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Cc: Dora <dora@old.example>\r\nSubject: kpwbobmarker\r\n\
+                 Message-ID: <cc-3@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+                 Dora reads along.\r\n",
+        )],
+    );
     qd.json(&["import", path_str(&src), "--json"]);
     qd.json(&[
         "customer",
@@ -392,14 +389,7 @@ async fn erasure_covers_addresses_from_before_a_rectification(qd: Qd) {
         ])
         .status
         .success());
-    let erased = qd.json(&[
-        "customer",
-        "erase",
-        "dora@new.example",
-        "--reason",
-        "request 20",
-        "--json",
-    ]);
+    let erased = erase_json(&qd, "dora@new.example", "request 20");
     assert_eq!(erased["counts"]["redacted"], 1, "{erased}");
     assert!(qd.search("to:dora@old.example", 10).is_empty());
     assert_present(&qd, "kpwbobmarker", 1);
@@ -410,26 +400,20 @@ both_backends!(erasure_covers_addresses_from_before_a_rectification);
 /// address: the mail that names them is rewritten, and an address nothing names is
 /// refused as unknown.
 async fn an_address_only_named_by_others_can_be_erased(qd: Qd) {
-    let src = qd.dir.path().join("named");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(
-        src.join("1.eml"),
-        "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
-         Cc: Erin <erin@example.org>\r\nSubject: kpwbobmarker\r\n\
-         Message-ID: <cc-4@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
-         Erin reads along.\r\n",
-    )
-    .unwrap();
+    let src = mail_files(
+        &qd,
+        "named",
+        &[(
+            "1.eml",
+            "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Cc: Erin <erin@example.org>\r\nSubject: kpwbobmarker\r\n\
+                 Message-ID: <cc-4@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+                 Erin reads along.\r\n",
+        )],
+    );
     qd.json(&["import", path_str(&src), "--json"]);
     assert_eq!(qd.search("to:erin@example.org", 10).len(), 1);
-    let erased = qd.json(&[
-        "customer",
-        "erase",
-        "erin@example.org",
-        "--reason",
-        "request 21",
-        "--json",
-    ]);
+    let erased = erase_json(&qd, "erin@example.org", "request 21");
     assert_eq!(erased["subject"], "address", "{erased}");
     assert_eq!(erased["counts"]["redacted"], 1, "{erased}");
     assert!(qd.search("to:erin@example.org", 10).is_empty());
@@ -1136,14 +1120,7 @@ fn key_rotation_retires_what_old_backups_hold() {
     std::fs::remove_file(backup.join("master.key")).unwrap();
     let old_key = std::fs::read_to_string(qd.data_dir().join("master.key")).unwrap();
 
-    qd.json(&[
-        "customer",
-        "erase",
-        "fay@example.org",
-        "--reason",
-        "r",
-        "--json",
-    ]);
+    erase_json(&qd, "fay@example.org", "r");
     let rotated = qd.json(&["keys", "rotate", "--json"]);
     assert_eq!(rotated["live_keys"], 1, "{rotated}");
     assert_eq!(rotated["destroyed_keys"], 1, "{rotated}");
