@@ -644,26 +644,24 @@ async fn refuse_if_held<C: ConnectionTrait>(
     // customer record, the customer their contacts belong to (a colleague at a held
     // company is erased as a contact), and the customer of any ticket touched.
     let mut customers_of: Vec<i64> = customer_id.into_iter().collect();
-    for chunk in contact_ids.chunks(IN_CHUNK) {
-        let ids: Vec<Option<i64>> = contacts::Entity::find()
-            .select_only()
-            .column(contacts::Column::CustomerId)
-            .filter(contacts::Column::Id.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(db)
-            .await?;
-        customers_of.extend(ids.into_iter().flatten());
-    }
-    for chunk in touched.chunks(IN_CHUNK) {
-        let ids: Vec<Option<i64>> = tickets::Entity::find()
-            .select_only()
-            .column(tickets::Column::CustomerId)
-            .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(db)
-            .await?;
-        customers_of.extend(ids.into_iter().flatten());
-    }
+    customers_of.extend(
+        ids_where::<contacts::Entity, _>(
+            db,
+            contacts::Column::CustomerId,
+            contacts::Column::Id,
+            contact_ids,
+        )
+        .await?,
+    );
+    customers_of.extend(
+        ids_where::<tickets::Entity, _>(
+            db,
+            tickets::Column::CustomerId,
+            tickets::Column::Id,
+            &touched,
+        )
+        .await?,
+    );
     customers_of.sort_unstable();
     customers_of.dedup();
     for chunk in customers_of.chunks(IN_CHUNK) {

@@ -328,16 +328,18 @@ async fn a_long_drain_keeps_time(b: Backend) {
 }
 crate::both_backends!(a_long_drain_keeps_time);
 
-/// Alice, in copy of a reply to Gus, is erased while the reply is being sent: the copy
-/// filed on Gus's ticket must not bring her back (it would be made from the bytes the
-/// worker claimed, before the erasure rewrote them).
-async fn an_erasure_during_the_send_is_not_undone(b: Backend) {
-    let sink = SmtpSink::start().unwrap();
+/// Gus and Alice each wrote (Message-IDs `<gus_id@…>`, `<alice_id@…>`); a staff reply
+/// to Gus, with Alice in copy, waits in the outbox. Returns its id and Gus's ticket.
+async fn reply_to_gus_with_alice_in_copy(
+    b: &Backend,
+    gus_id: &str,
+    alice_id: &str,
+) -> (i64, qd_store::StoredMessage) {
     let (_, asked) = crate::ingest(
         &b.store,
         &crate::customer_mail(
             "gus@customer.example",
-            "q2-gus@customer.example",
+            &format!("{gus_id}@customer.example"),
             "Help",
             "",
         ),
@@ -348,7 +350,7 @@ async fn an_erasure_during_the_send_is_not_undone(b: Backend) {
         &b.store,
         &crate::customer_mail(
             "alice@customer.example",
-            "q-alice@customer.example",
+            &format!("{alice_id}@customer.example"),
             "Hi",
             "",
         ),
@@ -361,6 +363,15 @@ async fn an_erasure_during_the_send_is_not_undone(b: Backend) {
         Some(asked.ticket_id),
     )
     .await;
+    (id, asked)
+}
+
+/// Alice, in copy of a reply to Gus, is erased while the reply is being sent: the copy
+/// filed on Gus's ticket must not bring her back (it would be made from the bytes the
+/// worker claimed, before the erasure rewrote them).
+async fn an_erasure_during_the_send_is_not_undone(b: Backend) {
+    let sink = SmtpSink::start().unwrap();
+    let (id, asked) = reply_to_gus_with_alice_in_copy(&b, "q2-gus", "q-alice").await;
     // The worker has claimed the entry (and holds its bytes) when the erasure commits.
     let claimed = b
         .store
@@ -414,34 +425,7 @@ crate::both_backends!(an_erasure_during_the_send_is_not_undone);
 
 /// A delivery error that quotes the erased person keeps no trace of them.
 async fn an_erasure_redacts_the_delivery_error(b: Backend) {
-    let (_, asked) = crate::ingest(
-        &b.store,
-        &crate::customer_mail(
-            "gus@customer.example",
-            "q3-gus@customer.example",
-            "Help",
-            "",
-        ),
-        t0(),
-    )
-    .await;
-    crate::ingest(
-        &b.store,
-        &crate::customer_mail(
-            "alice@customer.example",
-            "q3-alice@customer.example",
-            "Hi",
-            "",
-        ),
-        t0(),
-    )
-    .await;
-    let (id, _) = enqueue_reply_to(
-        &b.store,
-        &["gus@customer.example", "alice@customer.example"],
-        Some(asked.ticket_id),
-    )
-    .await;
+    let (id, asked) = reply_to_gus_with_alice_in_copy(&b, "q3-gus", "q3-alice").await;
     let claimed = b
         .store
         .outbox_claim_due(t0(), t0(), 10, Duration::from_secs(300))

@@ -363,9 +363,9 @@ async fn erasure_covers_addresses_from_before_a_rectification(qd: Qd) {
         &[(
             "1.eml",
             "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
-                 Cc: Dora <dora@old.example>\r\nSubject: kpwbobmarker\r\n\
-                 Message-ID: <cc-3@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
-                 Dora reads along.\r\n",
+             Cc: Dora <dora@old.example>\r\nSubject: kpwbobmarker\r\n\
+             Message-ID: <cc-3@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+             Dora reads along.\r\n",
         )],
     );
     qd.json(&["import", path_str(&src), "--json"]);
@@ -406,9 +406,9 @@ async fn an_address_only_named_by_others_can_be_erased(qd: Qd) {
         &[(
             "1.eml",
             "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
-                 Cc: Erin <erin@example.org>\r\nSubject: kpwbobmarker\r\n\
-                 Message-ID: <cc-4@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
-                 Erin reads along.\r\n",
+             Cc: Erin <erin@example.org>\r\nSubject: kpwbobmarker\r\n\
+             Message-ID: <cc-4@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+             Erin reads along.\r\n",
         )],
     );
     qd.json(&["import", path_str(&src), "--json"]);
