@@ -425,7 +425,7 @@ crate::both_backends!(an_erasure_during_the_send_is_not_undone);
 
 /// A delivery error that quotes the erased person keeps no trace of them.
 async fn an_erasure_redacts_the_delivery_error(b: Backend) {
-    let (id, asked) = reply_to_gus_with_alice_in_copy(&b, "q3-gus", "q3-alice").await;
+    let (id, _) = reply_to_gus_with_alice_in_copy(&b, "q3-gus", "q3-alice").await;
     let claimed = b
         .store
         .outbox_claim_due(t0(), t0(), 10, Duration::from_secs(300))
