@@ -134,6 +134,9 @@ fn default_poll() -> u64 {
 fn default_stall() -> u64 {
     120
 }
+fn default_held_retry() -> u64 {
+    900
+}
 fn default_auth() -> Auth {
     Auth::Login
 }
@@ -189,6 +192,10 @@ pub struct MailboxConfig {
     /// dead connection, which is dropped and replaced.
     #[serde(default = "default_stall")]
     pub stall_timeout_secs: u64,
+    /// On a connection that stays up, held mail (not stored for a passing trouble) is
+    /// tried again, and left-over after-ingest actions are applied, this often.
+    #[serde(default = "default_held_retry")]
+    pub held_retry_secs: u64,
 }
 
 impl MailboxConfig {
@@ -211,6 +218,7 @@ impl MailboxConfig {
             idle_renew_secs: default_idle_renew(),
             poll_interval_secs: default_poll(),
             stall_timeout_secs: default_stall(),
+            held_retry_secs: default_held_retry(),
         }
     }
 
@@ -233,6 +241,10 @@ impl MailboxConfig {
         Duration::from_secs(self.stall_timeout_secs)
     }
 
+    pub fn held_retry(&self) -> Duration {
+        Duration::from_secs(self.held_retry_secs)
+    }
+
     /// The checkpoint key of one folder.
     pub fn source_key(&self, folder: &str) -> String {
         format!("imap:{}/{}", self.name, folder)
@@ -253,8 +265,12 @@ impl MailboxConfig {
         if self.idle_renew_secs == 0 || self.idle_renew_secs >= 29 * 60 {
             return bad("idle_renew_secs must be between 1 and 1739 (below 29 minutes)".into());
         }
-        if self.poll_interval_secs == 0 || self.stall_timeout_secs == 0 {
-            return bad("poll_interval_secs and stall_timeout_secs must be positive".into());
+        if self.poll_interval_secs == 0 || self.stall_timeout_secs == 0 || self.held_retry_secs == 0
+        {
+            return bad(
+                "poll_interval_secs, stall_timeout_secs and held_retry_secs must be positive"
+                    .into(),
+            );
         }
         if self.batch_size == Some(0) {
             return bad("batch_size must be positive".into());

@@ -111,8 +111,17 @@ async fn session_loop(
         s = open(m) => s?,
         _ = shutdown.cancelled() => return Ok(()),
     };
+    // Recovery (left-over after-ingest actions, held mail tried again) runs on each new
+    // connection and then every `held_retry` on one that stays up.
     let mut recover = true;
+    let mut recovered_at = std::time::Instant::now();
     loop {
+        if recovered_at.elapsed() >= m.held_retry() {
+            recover = true;
+        }
+        if recover {
+            recovered_at = std::time::Instant::now();
+        }
         let mut summary = FolderSummary {
             mailbox: m.name.clone(),
             folder: folder.to_string(),

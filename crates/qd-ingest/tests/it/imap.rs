@@ -420,7 +420,18 @@ async fn an_interrupted_rescan_keeps_its_message_id_guard() {
 /// A hook whose acknowledgement plan breaks the outbox's unique index for messages whose
 /// subject says "poison": a message the database refuses, as a value it cannot store
 /// would make it.
-struct PoisonAcks;
+struct PoisonAcks(std::sync::atomic::AtomicBool);
+
+impl PoisonAcks {
+    fn on() -> PoisonAcks {
+        PoisonAcks(std::sync::atomic::AtomicBool::new(true))
+    }
+
+    /// The trouble passes: "poison" is stored like any other mail from now on.
+    fn cure(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 impl qd_ingest::imap::AfterStore for PoisonAcks {
     fn runs_before_store(&self) -> bool {
@@ -449,10 +460,11 @@ impl qd_ingest::imap::AfterStore for PoisonAcks {
             language: None,
             raw: vec![n],
         };
-        let poisoned = outcome
-            .stored
-            .iter()
-            .any(|s| messages[s.index].subject.contains("poison"));
+        let poisoned = self.0.load(std::sync::atomic::Ordering::SeqCst)
+            && outcome
+                .stored
+                .iter()
+                .any(|s| messages[s.index].subject.contains("poison"));
         if poisoned {
             vec![(entry(1), "h1".into()), (entry(2), "h2".into())]
         } else {
@@ -482,7 +494,7 @@ async fn a_message_the_store_refuses_blocks_nothing() {
     deliver_all(&d, "user", &msgs[3..]);
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = ctx(dir.path(), 100).await;
-    ctx.hook = Some(Arc::new(PoisonAcks));
+    ctx.hook = Some(Arc::new(PoisonAcks::on()));
     let m = mailbox(&d, "user");
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
     assert_eq!(s.errors, 0, "{:?}", s.folders);
@@ -507,6 +519,56 @@ async fn a_message_the_store_refuses_blocks_nothing() {
     );
     assert_eq!(d.count("user", "INBOX"), 1, "and not moved by recovery");
     assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
+}
+
+/// On a connection that stays up, held mail is tried again every `held_retry_secs`: a
+/// message the database refused is stored once the trouble has passed, with no
+/// reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_mail_is_retried_on_a_connection_that_stays_up() {
+    let d = Dovecot::start_plain().unwrap();
+    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
+    let msgs = synth(14, 2);
+    deliver_all(&d, "user", &msgs);
+    let poison = "From: Pat <pat@example.org>\r\nTo: support@example.com\r\nSubject: poison\r\n\
+                  Message-ID: <poison2@example.org>\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nx\r\n";
+    d.deliver("user", "INBOX", poison.as_bytes()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = ctx(dir.path(), 100).await;
+    let hook = Arc::new(PoisonAcks::on());
+    ctx.hook = Some(hook.clone());
+    let mut m = mailbox(&d, "user");
+    m.port = Some(proxy.port());
+    m.stall_timeout_secs = 2; // IDLE is renewed at least this often
+    m.held_retry_secs = 1;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(ctx.clone(), vec![m], shutdown.clone()));
+    wait_for_messages(&ctx.store, 2, Duration::from_secs(20)).await;
+    let start = Instant::now();
+    while ctx.store.stats().await.unwrap().held_on_server == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "poison never held"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    hook.cure();
+    wait_for_messages(&ctx.store, 3, Duration::from_secs(20)).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the watcher stops on cancellation")
+        .unwrap()
+        .unwrap();
+    assert_eq!(proxy.accepted(), 1, "one connection throughout");
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
+    assert!(ctx
+        .store
+        .ticket_of_message_id("poison2@example.org")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(d.count("user", "INBOX"), 0, "and moved like the rest");
 }
 
 /// Mail refused for its size is taken once the limit is raised: the next connection
