@@ -653,12 +653,22 @@ async fn refuse_if_held<C: ConnectionTrait>(
         )
         .await?,
     );
+    refuse_if_tickets_held(db, customers_of, &touched).await
+}
+
+/// Refuses when any of `customers`, the customer of any ticket in `touched`, or one of
+/// those tickets is under legal hold, or such a ticket is tax evidence.
+async fn refuse_if_tickets_held<C: ConnectionTrait>(
+    db: &C,
+    mut customers_of: Vec<i64>,
+    touched: &[i64],
+) -> Result<()> {
     customers_of.extend(
         ids_where::<tickets::Entity, _>(
             db,
             tickets::Column::CustomerId,
             tickets::Column::Id,
-            &touched,
+            touched,
         )
         .await?,
     );
@@ -972,6 +982,27 @@ async fn redact_recipients(
     }
     let recipients_of = blobs_of_messages(txn, &requeue).await?;
     mentioned.retain(|id| !recipients_of.contains(id));
+    // Other people's mail kept as evidence (a hold, tax evidence) is not rewritten
+    // either: the erasure yields, as it does for the person's own tickets.
+    let mut touched: Vec<i64> = ids_where::<messages::Entity, _>(
+        txn,
+        messages::Column::TicketId,
+        messages::Column::Id,
+        &requeue,
+    )
+    .await?;
+    touched.extend(
+        ids_where::<messages::Entity, _>(
+            txn,
+            messages::Column::TicketId,
+            messages::Column::BlobId,
+            &mentioned,
+        )
+        .await?,
+    );
+    touched.sort_unstable();
+    touched.dedup();
+    refuse_if_tickets_held(txn, Vec::new(), &touched).await?;
     redact_blobs(txn, ring, recipients_of, addresses, now).await?;
     // Raw mail that names them only outside To and Cc (Reply-To, Bcc, Delivered-To,
     // Received `for`, ...): found through the mentions recorded with each blob.

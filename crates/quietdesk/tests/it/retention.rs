@@ -735,6 +735,40 @@ fn legal_hold_and_tax_class_suspend_deletion() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("legal hold"), "{err}");
     assert_present(&qd, "keptmarkerk", 1);
+    // Other people's held mail that names the person is evidence too: not rewritten,
+    // the erasure is refused until the hold is lifted.
+    let named = mail_files(
+        &qd,
+        "named-held",
+        &[(
+            "1.eml",
+            "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+             Cc: Lee <lee@example.org>\r\nSubject: heldccmarker\r\n\
+             Message-ID: <held-cc@example.org>\r\nDate: Wed, 1 Apr 2020 09:00:00 +0000\r\n\r\nx\r\n",
+        )],
+    );
+    qd.json(&["import", path_str(&named), "--json"]);
+    let bobs = qd.search("heldccmarker", 1)[0]["ticket"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    assert!(qd.run(&["ticket", "hold", &bobs]).status.success());
+    let out = qd.run(&[
+        "customer",
+        "erase",
+        "lee@example.org",
+        "--reason",
+        "request",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("legal hold"), "{err}");
+    assert_eq!(qd.search("to:lee@example.org", 10).len(), 1);
+    assert!(qd.run(&["ticket", "hold", &bobs, "--off"]).status.success());
+    assert_eq!(
+        erase_json(&qd, "lee@example.org", "request")["counts"]["redacted"],
+        1
+    );
+    assert!(qd.search("to:lee@example.org", 10).is_empty());
     assert_present(&qd, "heldmarkerg", 1);
     assert_present(&qd, "taxmarkerh", 1);
     qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
