@@ -195,9 +195,10 @@ fn standalone_addresses(text: &[u8]) -> Vec<String> {
     out
 }
 
-/// An RFC 2047 encoded word (`=?charset?Q?text?=` or `?B?`) in a header field.
+/// An RFC 2047 encoded word (`=?charset?Q?text?=` or `?B?`) in a header field, or a run
+/// of adjacent ones in the same charset, which decode as one text.
 struct EncodedWord<'a> {
-    /// Where the whole word stands in the field.
+    /// Where the whole word (or run) stands in the field.
     range: std::ops::Range<usize>,
     charset: &'a [u8],
     /// `b'B'` or `b'Q'`, upper case.
@@ -209,7 +210,7 @@ struct EncodedWord<'a> {
 /// The encoded words of `text` that decode. Words in charsets that do not write ASCII
 /// as ASCII (UTF-16, UTF-32, UTF-7) are left out: an address cannot be found in their bytes.
 fn encoded_words(text: &[u8]) -> Vec<EncodedWord<'_>> {
-    let mut out = Vec::new();
+    let mut out: Vec<EncodedWord<'_>> = Vec::new();
     let mut pos = 0;
     while let Some(start) = memfind(text, b"=?", pos) {
         pos = start + 2;
@@ -256,12 +257,25 @@ fn encoded_words(text: &[u8]) -> Vec<EncodedWord<'_>> {
             _ => None,
         };
         if let (Some(decoded), false) = (decoded, wide) {
-            out.push(EncodedWord {
-                range: start..end + 2,
-                charset,
-                encoding,
-                decoded,
-            });
+            // RFC 2047 6.2: white space between adjacent encoded words is dropped, so a
+            // long value split over several words (even mid-address) reads as one.
+            match out.last_mut() {
+                Some(prev)
+                    if prev.charset.eq_ignore_ascii_case(charset)
+                        && text[prev.range.end..start]
+                            .iter()
+                            .all(u8::is_ascii_whitespace) =>
+                {
+                    prev.range.end = end + 2;
+                    prev.decoded.extend_from_slice(&decoded);
+                }
+                _ => out.push(EncodedWord {
+                    range: start..end + 2,
+                    charset,
+                    encoding,
+                    decoded,
+                }),
+            }
             pos = end + 2;
         }
     }
@@ -746,6 +760,28 @@ body names gina@example.org\r\n";
                 "carl@example.org"
             ),
             None
+        );
+    }
+
+    #[test]
+    fn an_address_split_over_two_encoded_words_is_found() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (one, two) = (
+            b64.encode("Frage von car"),
+            b64.encode("l@example.org \u{fc}ber"),
+        );
+        let raw = format!("Subject: =?UTF-8?B?{one}?=\r\n =?utf-8?B?{two}?= end\r\n\r\nbody\r\n");
+        assert_eq!(mentioned_addresses(raw.as_bytes()), ["carl@example.org"]);
+        let out = erase(&raw, "carl@example.org").unwrap();
+        assert!(
+            out.starts_with("Subject: =?UTF-8?B?") && out.ends_with("?= end\r\n\r\nbody\r\n"),
+            "{out}"
+        );
+        let b = out.split("?B?").nth(1).unwrap().split("?=").next().unwrap();
+        assert_eq!(
+            String::from_utf8(b64.decode(b).unwrap()).unwrap(),
+            "Frage von erased@erased.invalid \u{fc}ber"
         );
     }
 
