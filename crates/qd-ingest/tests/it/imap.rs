@@ -286,6 +286,36 @@ async fn a_short_size_answer_loses_nothing() {
     assert_eq!(d.count("user", "quietdesk/processed"), 3);
 }
 
+/// The size limit holds for the bytes that arrive, not only for the size the server
+/// announced: a message fetched without a size (left out of the size answer) and over
+/// the limit is held on the server, not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_applies_to_the_bytes_that_arrive() {
+    let d = Dovecot::start_plain().unwrap();
+    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
+    proxy.drop_server_lines("UID 2 RFC822.SIZE");
+    let msgs = synth(78, 2);
+    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
+    d.deliver("user", "INBOX", &big_message(2, "unsized@example.org"))
+        .unwrap();
+    d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let mut m = mailbox(&d, "user");
+    m.port = Some(proxy.port());
+    m.max_message_bytes = Some(1024 * 1024);
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!((s.stored, s.failed, s.errors), (2, 1, 0), "{s:?}");
+    assert!(s.failures[0].reason.contains("limit"), "{:?}", s.failures);
+    assert_exactly_once(&ctx.store, &msgs).await;
+    assert_eq!(
+        d.count("user", "INBOX"),
+        1,
+        "the big one stays on the server"
+    );
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_restarted_mid_batch_loses_and_doubles_nothing() {
     let mut d = Dovecot::start_plain().unwrap();
