@@ -118,13 +118,16 @@ pub fn mentioned_addresses(raw: &[u8]) -> Vec<String> {
                 }
             }
         }
-        // The field with its encoded words blanked out, then each word decoded.
+        // The field with its encoded words blanked out, then each word decoded (most
+        // fields have none: no copy then).
         let words = encoded_words(field);
-        let mut plain = field.to_vec();
+        let mut plain = std::borrow::Cow::Borrowed(field);
         for w in &words {
-            plain[w.range.clone()].fill(b' ');
+            plain.to_mut()[w.range.clone()].fill(b' ');
         }
-        let decoded = words.into_iter().map(|w| w.decoded);
+        let decoded = words
+            .into_iter()
+            .map(|w| std::borrow::Cow::Owned(w.decoded));
         for text in std::iter::once(plain).chain(decoded) {
             for a in standalone_addresses(&text) {
                 if !mentioned.contains(&a) {

@@ -859,22 +859,6 @@ async fn redact_blobs(
     Ok(rewritten)
 }
 
-/// The raw mail blobs of `message_ids`.
-async fn blobs_of_messages(txn: &DatabaseTransaction, message_ids: &[i64]) -> Result<Vec<i64>> {
-    let mut blob_ids: Vec<i64> = Vec::new();
-    for chunk in message_ids.chunks(IN_CHUNK) {
-        let ids: Vec<Option<i64>> = messages::Entity::find()
-            .select_only()
-            .column(messages::Column::BlobId)
-            .filter(messages::Column::Id.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        blob_ids.extend(ids.into_iter().flatten());
-    }
-    Ok(blob_ids)
-}
-
 /// The blobs whose recorded mentions ([`blob_mentions`]) include `address`. A key only
 /// hints (two addresses may share one): the rewrite finds the address or changes nothing.
 async fn blobs_mentioning(txn: &DatabaseTransaction, address: &str) -> Result<Vec<i64>> {
@@ -980,7 +964,13 @@ async fn redact_recipients(
             }
         }
     }
-    let recipients_of = blobs_of_messages(txn, &requeue).await?;
+    let recipients_of = ids_where::<messages::Entity, _>(
+        txn,
+        messages::Column::BlobId,
+        messages::Column::Id,
+        &requeue,
+    )
+    .await?;
     mentioned.retain(|id| !recipients_of.contains(id));
     // Other people's mail kept as evidence (a hold, tax evidence) is not rewritten
     // either: the erasure yields, as it does for the person's own tickets.

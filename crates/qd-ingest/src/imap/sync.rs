@@ -494,21 +494,28 @@ pub(crate) async fn sync_folder(
     // holds below the highest one answered, but without a size, would be covered by the
     // checkpoint unseen, and later moved or deleted by recovery: it is fetched like the
     // others instead (size unknown), and held if its body does not come either.
+    // Every UID from `last + 1` to the highest answered: no gap, nothing to look for
+    // (the common case, fresh mail with consecutive UIDs).
     let answered: HashSet<u32> = sizes.iter().map(|s| s.0).collect();
-    let unanswered: Vec<u32> = timed(
-        stall,
-        &m.name,
-        "UID SEARCH",
-        server
-            .conn
-            .session
-            .uid_search(format!("UID {}:{max_seen}", last.saturating_add(1))),
-    )
-    .await?
-    .map_err(|e| proto(m, e))?
-    .into_iter()
-    .filter(|&u| u > last && u <= max_seen && !answered.contains(&u))
-    .collect();
+    let complete = answered.len() as u64 == u64::from(max_seen - last);
+    let unanswered: Vec<u32> = if complete {
+        Vec::new()
+    } else {
+        timed(
+            stall,
+            &m.name,
+            "UID SEARCH",
+            server
+                .conn
+                .session
+                .uid_search(format!("UID {}:{max_seen}", last.saturating_add(1))),
+        )
+        .await?
+        .map_err(|e| proto(m, e))?
+        .into_iter()
+        .filter(|&u| u > last && u <= max_seen && !answered.contains(&u))
+        .collect()
+    };
     if !unanswered.is_empty() {
         warn!(mailbox = %m.name, folder, messages = unanswered.len(),
             "the server gave no size for some messages; fetching them anyway");
