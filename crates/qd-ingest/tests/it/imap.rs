@@ -13,6 +13,13 @@ use qd_store::Store;
 use qd_testkit::{Dovecot, DovecotTls};
 use tokio_util::sync::CancellationToken;
 
+/// [`mailbox`] reached through `proxy` (in front of `d`).
+fn through(proxy: &qd_testkit::StallProxy, d: &Dovecot, user: &str) -> MailboxConfig {
+    let mut m = mailbox(d, user);
+    m.port = Some(proxy.port());
+    m
+}
+
 fn mailbox(d: &Dovecot, user: &str) -> MailboxConfig {
     let mut m = MailboxConfig::new(
         "test",
@@ -232,8 +239,7 @@ async fn a_silent_stalled_connection_is_detected_and_replaced() {
     let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx(dir.path(), 100).await;
-    let mut m = mailbox(&d, "user");
-    m.port = Some(proxy.port());
+    let mut m = through(&proxy, &d, "user");
     m.stall_timeout_secs = 2;
     m.poll_interval_secs = 3600;
     let msgs = synth(42, 2);
@@ -273,8 +279,7 @@ async fn a_short_size_answer_loses_nothing() {
     deliver_all(&d, "user", &msgs);
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx(dir.path(), 100).await;
-    let mut m = mailbox(&d, "user");
-    m.port = Some(proxy.port());
+    let m = through(&proxy, &d, "user");
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
     assert_eq!(s.errors, 0, "{:?}", s.folders);
     assert_consistent(&s);
@@ -301,8 +306,7 @@ async fn the_limit_applies_to_the_bytes_that_arrive() {
     d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx(dir.path(), 100).await;
-    let mut m = mailbox(&d, "user");
-    m.port = Some(proxy.port());
+    let mut m = through(&proxy, &d, "user");
     m.max_message_bytes = Some(1024 * 1024);
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
     assert_eq!((s.stored, s.failed, s.errors), (2, 1, 0), "{s:?}");
@@ -567,8 +571,7 @@ async fn held_mail_is_retried_on_a_connection_that_stays_up() {
     let mut ctx = ctx(dir.path(), 100).await;
     let hook = Arc::new(PoisonAcks::on());
     ctx.hook = Some(hook.clone());
-    let mut m = mailbox(&d, "user");
-    m.port = Some(proxy.port());
+    let mut m = through(&proxy, &d, "user");
     m.stall_timeout_secs = 2; // IDLE is renewed at least this often
     m.held_retry_secs = 1;
     let shutdown = CancellationToken::new();

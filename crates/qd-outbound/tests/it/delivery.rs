@@ -366,6 +366,22 @@ async fn reply_to_gus_with_alice_in_copy(
     (id, asked)
 }
 
+/// Alice asks for erasure.
+async fn erase_alice(b: &Backend) -> qd_store::DeletionCounts {
+    let alice = b
+        .store
+        .find_contact("alice@customer.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let actor = qd_store::Actor {
+        name: "dpo",
+        reason: Some("request"),
+        now: t0(),
+    };
+    b.store.erase_contact(&alice, &actor).await.unwrap()
+}
+
 /// Alice, in copy of a reply to Gus, is erased while the reply is being sent: the copy
 /// filed on Gus's ticket must not bring her back (it would be made from the bytes the
 /// worker claimed, before the erasure rewrote them).
@@ -379,18 +395,7 @@ async fn an_erasure_during_the_send_is_not_undone(b: Backend) {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
-    let alice = b
-        .store
-        .find_contact("alice@customer.example")
-        .await
-        .unwrap()
-        .unwrap();
-    let actor = qd_store::Actor {
-        name: "dpo",
-        reason: Some("request"),
-        now: t0(),
-    };
-    let counts = b.store.erase_contact(&alice, &actor).await.unwrap();
+    let counts = erase_alice(&b).await;
     assert!(counts.redacted >= 1, "{counts:?}");
     // The send completes and is recorded with what the worker claimed.
     let raw = claimed[0].raw.clone().unwrap();
@@ -437,18 +442,7 @@ async fn an_erasure_redacts_the_delivery_error(b: Backend) {
         .outbox_retry_later(id, claimed[0].attempts, error, t0())
         .await
         .unwrap());
-    let alice = b
-        .store
-        .find_contact("alice@customer.example")
-        .await
-        .unwrap()
-        .unwrap();
-    let actor = qd_store::Actor {
-        name: "dpo",
-        reason: Some("request"),
-        now: t0(),
-    };
-    b.store.erase_contact(&alice, &actor).await.unwrap();
+    erase_alice(&b).await;
     let e = b.store.outbox_get(id).await.unwrap().unwrap();
     let last = e.last_error.unwrap();
     assert!(!last.contains("alice"), "{last}");
