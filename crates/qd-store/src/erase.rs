@@ -394,6 +394,32 @@ impl Store {
         Ok(counts)
     }
 
+    /// The `erasure` audit event: its kind, the reason given and the counts, no
+    /// personal data.
+    async fn audit_erasure(
+        &self,
+        txn: &DatabaseTransaction,
+        actor: &crate::Actor<'_>,
+        kind: &str,
+        counts: &DeletionCounts,
+    ) -> Result<()> {
+        let detail = serde_json::json!({
+            "kind": kind,
+            "reason": actor.reason,
+            "counts": counts,
+        });
+        self.audit_in(
+            txn,
+            actor.name,
+            "erasure",
+            kind,
+            None,
+            Some(detail.to_string()),
+            actor.now,
+        )
+        .await
+    }
+
     /// Erasure of someone who never wrote and is no customer: they are only named in
     /// other people's mail (in Cc, Reply-To, ...). Their address is erased from it as in
     /// every erasure ([`redact_recipients`]); nothing else is theirs. Records an
@@ -428,21 +454,7 @@ impl Store {
                 "no customer or contact is known as {address}, and no stored mail names it"
             )));
         }
-        let detail = serde_json::json!({
-            "kind": "address",
-            "reason": actor.reason,
-            "counts": counts,
-        });
-        self.audit_in(
-            &txn,
-            actor.name,
-            "erasure",
-            "address",
-            None,
-            Some(detail.to_string()),
-            now,
-        )
-        .await?;
+        self.audit_erasure(&txn, actor, "address", &counts).await?;
         txn.commit().await?;
         Ok(counts)
     }
@@ -517,21 +529,7 @@ impl Store {
                 .await?
                 .rows_affected;
         }
-        let detail = serde_json::json!({
-            "kind": kind,
-            "reason": actor.reason,
-            "counts": counts,
-        });
-        self.audit_in(
-            &txn,
-            actor.name,
-            "erasure",
-            kind,
-            None,
-            Some(detail.to_string()),
-            now,
-        )
-        .await?;
+        self.audit_erasure(&txn, actor, kind, &counts).await?;
         txn.commit().await?;
         Ok(counts)
     }
@@ -1431,18 +1429,8 @@ impl Store {
                 .await?
                 .rows_affected;
         }
-        let detail =
-            serde_json::json!({"kind": "anonymise", "reason": actor.reason, "counts": counts});
-        self.audit_in(
-            &txn,
-            actor.name,
-            "erasure",
-            "anonymise",
-            None,
-            Some(detail.to_string()),
-            now,
-        )
-        .await?;
+        self.audit_erasure(&txn, actor, "anonymise", &counts)
+            .await?;
         txn.commit().await?;
         Ok(counts)
     }
