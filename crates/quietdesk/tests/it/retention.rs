@@ -53,6 +53,16 @@ fn erase_json(qd: &Qd, who: &str, reason: &str) -> Value {
     qd.json(&["customer", "erase", who, "--reason", reason, "--json"])
 }
 
+/// `customer set-status WHO --status STATUS [--since DATE] --json`.
+fn set_status(qd: &Qd, who: &str, status: &str, since: Option<&str>) -> Value {
+    let mut args = vec!["customer", "set-status", who, "--status", status];
+    if let Some(since) = since {
+        args.extend(["--since", since]);
+    }
+    args.push("--json");
+    qd.json(&args)
+}
+
 /// Every file under `dir` whose bytes contain `needle` (case-insensitive ASCII).
 fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let needle = needle.to_ascii_lowercase().into_bytes();
@@ -157,16 +167,7 @@ async fn erasure_is_complete(qd: Qd) {
     let imported = qd.json(&["import", path_str(&src), "--json"]);
     assert_eq!(imported["imported"], 8);
     assert_eq!(qd.search("to:alice@example.org", 10).len(), 1);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "alice@example.org",
-        "--status",
-        "active",
-        "--since",
-        "2020-01-01",
-        "--json",
-    ]);
+    set_status(&qd, "alice@example.org", "active", Some("2020-01-01"));
     assert_present(&qd, "zqxalicemarker", 4);
     // The scan can see the marker before erasure (so its silence afterwards means something).
     if qd._pg.is_none() {
@@ -255,14 +256,7 @@ async fn erasure_reaches_mail_that_names_them_outside_to_and_cc(qd: Qd) {
     .unwrap();
     let imported = qd.json(&["import", path_str(&src), "--json"]);
     assert_eq!(imported["imported"], 3);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "alice@example.org",
-        "--status",
-        "active",
-        "--json",
-    ]);
+    set_status(&qd, "alice@example.org", "active", None);
     let store = crate::imap::open_sealed_store(&qd).await;
     let raw_of = |id: &'static str| {
         let store = &store;
@@ -332,14 +326,7 @@ async fn erasing_a_recipient_leaves_no_old_document_in_the_index(qd: Qd) {
         ],
     );
     qd.json(&["import", path_str(&src), "--json"]);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "carol@example.org",
-        "--status",
-        "active",
-        "--json",
-    ]);
+    set_status(&qd, "carol@example.org", "active", None);
     assert_eq!(qd.search("to:carol@example.org", 10).len(), 1);
     let erased = erase_json(&qd, "carol@example.org", "request 19");
     assert_eq!(erased["counts"]["messages"], 0, "{erased}");
@@ -369,14 +356,7 @@ async fn erasure_covers_addresses_from_before_a_rectification(qd: Qd) {
         )],
     );
     qd.json(&["import", path_str(&src), "--json"]);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "dora@old.example",
-        "--status",
-        "active",
-        "--json",
-    ]);
+    set_status(&qd, "dora@old.example", "active", None);
     assert!(qd
         .run(&[
             "customer",
@@ -440,16 +420,7 @@ async fn rectifying_an_email_files_its_mail_under_the_customer(qd: Qd) {
         )],
     );
     qd.json(&["import", path_str(&src), "--json"]);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "fay@old.example",
-        "--status",
-        "active",
-        "--since",
-        "2019-01-01",
-        "--json",
-    ]);
+    set_status(&qd, "fay@old.example", "active", Some("2019-01-01"));
     assert!(qd
         .run(&[
             "customer",
@@ -489,16 +460,7 @@ async fn a_prospect_goes_with_their_requests(qd: Qd) {
     );
     qd.json(&["import", path_str(&src), "--json"]);
     for who in ["pia@example.org", "quin@example.org"] {
-        qd.json(&[
-            "customer",
-            "set-status",
-            who,
-            "--status",
-            "prospect",
-            "--since",
-            "2020-01-01",
-            "--json",
-        ]);
+        set_status(&qd, who, "prospect", Some("2020-01-01"));
     }
     let run = qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
     assert_eq!(run["customers_deleted"], 1, "{run}");
@@ -543,36 +505,9 @@ async fn retention_follows_customer_status(qd: Qd) {
         ],
     );
     qd.json(&["import", path_str(&src), "--json"]);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "carol@example.org",
-        "--status",
-        "former",
-        "--since",
-        "2015-01-01",
-        "--json",
-    ]);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "erin@example.org",
-        "--status",
-        "active",
-        "--since",
-        "2010-01-01",
-        "--json",
-    ]);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "frank@example.org",
-        "--status",
-        "former",
-        "--since",
-        "2024-06-30",
-        "--json",
-    ]);
+    set_status(&qd, "carol@example.org", "former", Some("2015-01-01"));
+    set_status(&qd, "erin@example.org", "active", Some("2010-01-01"));
+    set_status(&qd, "frank@example.org", "former", Some("2024-06-30"));
 
     let dry = qd.json(&[
         "retention",
@@ -804,14 +739,7 @@ fn a_run_killed_midway_is_finished_by_the_next() {
         ],
     );
     qd.json(&["import", path_str(&src), "--json"]);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "judy@example.org",
-        "--status",
-        "active",
-        "--json",
-    ]);
+    set_status(&qd, "judy@example.org", "active", None);
     let mut killed = false;
     for delay_ms in [150u64, 300, 600] {
         let mut child = qd
@@ -865,16 +793,7 @@ fn export_holds_everything_about_the_person() {
         ],
     );
     qd.json(&["import", path_str(&src), "--json"]);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "kim@example.org",
-        "--status",
-        "active",
-        "--since",
-        "2023-05-01",
-        "--json",
-    ]);
+    set_status(&qd, "kim@example.org", "active", Some("2023-05-01"));
     let ok = qd.run(&[
         "customer",
         "rectify",
@@ -1052,16 +971,7 @@ async fn anonymised_erasure_keeps_counts_not_people(qd: Qd) {
         ],
     );
     qd.json(&["import", path_str(&src), "--json"]);
-    qd.json(&[
-        "customer",
-        "set-status",
-        "dora@example.org",
-        "--status",
-        "former",
-        "--since",
-        "2024-06-01",
-        "--json",
-    ]);
+    set_status(&qd, "dora@example.org", "former", Some("2024-06-01"));
     let before = qd.json(&["stats", "--json"]);
     let dora_ticket = qd.search("vvdoramarker", 1)[0]["ticket"]
         .as_i64()
