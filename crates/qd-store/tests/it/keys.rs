@@ -180,3 +180,61 @@ async fn the_blob_check_names_mail_that_no_key_opens(b: Backend) {
     assert!(fresh.raw_message(bad.message_ids[0]).await.is_err());
 }
 both_backends!(the_blob_check_names_mail_that_no_key_opens);
+
+/// Reading older mail for its mentions (`record_mentions`) with a master key that does
+/// not open it stops with an error and leaves the mail unread, for the right key to read
+/// later. Passing over it would let an erasure believe nothing else names the person.
+async fn a_wrong_master_key_does_not_pass_for_no_mentions(b: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let master = MasterKey::generate();
+    let store = b.store.clone().with_master_key(master.clone());
+    let mut batch = vec![
+        msg("w1@x", "gina@example.com", "One", &[]),
+        msg("w2@x", "hank@example.com", "Two", &[]),
+    ];
+    store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(store.record_mentions().await.unwrap(), 0, "nothing older");
+
+    // As if both blobs had been stored before the mentions table existed.
+    let url = match &b._pg {
+        Some(pg) => pg.url().to_string(),
+        None => format!("sqlite://{}", b._dir.path().join("qd.db").display()),
+    };
+    let raw = sea_orm::Database::connect(&url).await.unwrap();
+    raw.execute_unprepared(
+        "UPDATE counters SET value = (SELECT MAX(id) + 1 FROM blobs) \
+         WHERE name = 'blob_mentions_unread_below'",
+    )
+    .await
+    .unwrap();
+    let unread_below = || async {
+        let row = raw
+            .query_one_raw(Statement::from_string(
+                raw.get_database_backend(),
+                "SELECT value FROM counters WHERE name = 'blob_mentions_unread_below'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    };
+    let before = unread_below().await;
+    assert!(before > 0);
+
+    let stranger = b.store.clone().with_master_key(MasterKey::generate());
+    assert!(stranger.record_mentions().await.is_err());
+    assert_eq!(unread_below().await, before, "nothing counts as read");
+    let keyless = b.store.clone();
+    assert!(keyless.record_mentions().await.is_err(), "no key at all");
+    assert_eq!(unread_below().await, before);
+
+    let fresh = b.store.clone().with_master_key(master);
+    assert_eq!(fresh.record_mentions().await.unwrap(), 2);
+    assert_eq!(unread_below().await, 0);
+    raw.close().await.unwrap();
+}
+both_backends!(a_wrong_master_key_does_not_pass_for_no_mentions);
