@@ -299,7 +299,14 @@ pub async fn run_with(
                 )
                 .await?;
         }
-        store.checkpoint_wal().await?;
+        let deleted_any = report.classes.values().any(|r| !r.deleted.is_empty())
+            || report.customers_deleted > 0
+            || report.audit_events_deleted > 0;
+        if deleted_any {
+            store.purge_freed().await?;
+        } else {
+            store.checkpoint_wal().await?;
+        }
     }
     report.customers = customers.into_values().collect();
     report.seconds = started.elapsed().as_secs_f64();
@@ -372,6 +379,6 @@ pub async fn erase(
         // Nothing of theirs to keep statistics of: anonymising is erasing.
         (Subject::Address(a), _) => store.erase_address(a, actor).await?,
     };
-    store.checkpoint_wal().await?;
+    store.purge_freed().await?;
     Ok(counts)
 }

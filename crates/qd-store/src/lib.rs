@@ -322,11 +322,96 @@ impl Store {
 
     /// Flushes the SQLite write-ahead log into the main file and truncates it, so no
     /// stale page copies linger in the WAL (after an erasure, or before a backup).
-    pub async fn checkpoint_wal(&self) -> Result<()> {
-        if self.backend == Backend::Sqlite {
-            self.db
-                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
-                .await?;
+    /// Returns false when another connection's read kept the log from being truncated
+    /// (after SQLite's busy timeout); the next checkpoint does it then.
+    pub async fn checkpoint_wal(&self) -> Result<bool> {
+        if self.backend != Backend::Sqlite {
+            return Ok(true);
+        }
+        // One row: busy, frames in the log, frames checkpointed.
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "PRAGMA wal_checkpoint(TRUNCATE)",
+            ))
+            .await?;
+        let busy = row
+            .map(|r| r.try_get_by_index::<i64>(0))
+            .transpose()
+            .map_err(sea_orm::DbErr::from)?
+            .unwrap_or(0);
+        if busy != 0 {
+            tracing::warn!(
+                "the write-ahead log was not truncated: another connection was reading; \
+                 deleted pages stay in it until the next checkpoint"
+            );
+        }
+        Ok(busy == 0)
+    }
+
+    /// Makes what an erasure or a retention run deleted unreadable as far as the backend
+    /// allows without locking the store for long:
+    /// - SQLite deletes with `secure_delete` (freed bytes are zeroed), so only the
+    ///   write-ahead log's copies are left: the log is checkpointed and truncated.
+    /// - PostgreSQL keeps a deleted or updated row's old version in its page until
+    ///   VACUUM. The destroyed data keys' table (`blob_keys`, one small row per contact)
+    ///   is rewritten with `VACUUM FULL`, so a wrapped key that crypto-shredding removed
+    ///   is gone from the table's files at once. Every other table gets a plain
+    ///   `VACUUM`: old row versions are pruned and their space is reused by later writes,
+    ///   but until then their bytes can stay in the page; [`Store::compact`] rewrites
+    ///   the tables so that nothing is left.
+    pub async fn purge_freed(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => {
+                self.checkpoint_wal().await?;
+            }
+            Backend::Postgres => {
+                self.db.execute_unprepared("VACUUM FULL blob_keys").await?;
+                self.db.execute_unprepared("VACUUM").await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The size of the database's files as the backend counts it: SQLite's pages,
+    /// PostgreSQL's `pg_database_size`.
+    pub async fn database_bytes(&self) -> Result<i64> {
+        let (backend, sql) = match self.backend {
+            Backend::Sqlite => (
+                sea_orm::DbBackend::Sqlite,
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            ),
+            Backend::Postgres => (
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_database_size(current_database())::bigint",
+            ),
+        };
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(backend, sql))
+            .await?;
+        Ok(row
+            .map(|r| r.try_get_by_index::<i64>(0))
+            .transpose()
+            .map_err(sea_orm::DbErr::from)?
+            .unwrap_or(0))
+    }
+
+    /// Rewrites the database so that nothing deleted is left in its files: SQLite's
+    /// `VACUUM` (the file shrinks to what it holds), PostgreSQL's `VACUUM FULL`, which
+    /// locks each table while it copies it: run it in a quiet hour. Copies of old data
+    /// outside the database files (PostgreSQL's write-ahead log and its archive, file
+    /// system free blocks, backups) are not reached; see ARCHITECTURE.md.
+    pub async fn compact(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => {
+                self.db.execute_unprepared("VACUUM").await?;
+                self.checkpoint_wal().await?;
+            }
+            Backend::Postgres => {
+                self.db.execute_unprepared("VACUUM FULL").await?;
+            }
         }
         Ok(())
     }

@@ -60,6 +60,9 @@ pub enum Command {
     Keys(crate::keys_cmd::KeysCommand),
     /// Counts of what the store holds.
     Stats(JsonFlag),
+    /// Rewrite the database files so that nothing deleted (erased, expired) is left in
+    /// them. On PostgreSQL each table is locked while it is copied: run it in a quiet hour.
+    Compact(JsonFlag),
     /// Benchmarks and their data generator.
     #[command(subcommand)]
     Bench(BenchCommand),

@@ -114,6 +114,51 @@ fn pg_dump(qd: &Qd) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).to_ascii_lowercase())
 }
 
+/// `psql URL -Atc SQL` on the test's PostgreSQL database: its output lines.
+fn psql(qd: &Qd, sql: &str) -> Vec<String> {
+    let pg = qd._pg.as_ref().expect("a PostgreSQL test");
+    let out = std::process::Command::new("psql")
+        .args([pg.url(), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("psql (Debian postgresql-client) must be installed");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The relations of the PostgreSQL database (tables, their TOAST tables, indexes) with a
+/// page whose bytes hold `needle`: what forensic tools would find in the files, dead row
+/// versions and free space included, where `pg_dump` sees only live rows.
+fn pg_pages_containing(qd: &Qd, needle: &[u8]) -> Vec<String> {
+    psql(qd, "CREATE EXTENSION IF NOT EXISTS pageinspect");
+    psql(
+        qd,
+        &format!(
+            "WITH public_tables AS ( \
+               SELECT oid, reltoastrelid FROM pg_class \
+               WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'), \
+             rels AS ( \
+               SELECT oid FROM public_tables \
+               UNION SELECT reltoastrelid FROM public_tables WHERE reltoastrelid <> 0 \
+               UNION SELECT i.indexrelid FROM pg_index i \
+                 WHERE i.indrelid IN (SELECT oid FROM public_tables) \
+                    OR i.indrelid IN (SELECT reltoastrelid FROM public_tables)) \
+             SELECT r.oid::regclass::text FROM rels r \
+             WHERE EXISTS (SELECT 1 FROM generate_series(0, \
+                   (pg_relation_size(r.oid) / current_setting('block_size')::int)::int - 1) b \
+               WHERE position(decode('{}', 'hex') IN get_raw_page(r.oid::regclass::text, b)) > 0) \
+             ORDER BY 1",
+            hex::encode(needle)
+        ),
+    )
+}
+
 fn assert_gone(qd: &Qd, marker: &str) {
     let files = files_containing(&qd.data_dir(), marker);
     assert!(files.is_empty(), "`{marker}` still in {files:?}");
@@ -176,6 +221,20 @@ async fn erasure_is_complete(qd: Qd) {
         assert!(pg_dump(&qd).unwrap().contains("zqxalicemarker"));
     }
     let before = qd.json(&["stats", "--json"]);
+    // Alice's data key as PostgreSQL stores it (sealed under the master key).
+    let alices_key = qd._pg.as_ref().map(|_| {
+        let rows = psql(
+            &qd,
+            "SELECT encode(k.wrapped_key, 'hex') FROM blob_keys k \
+             JOIN contacts c ON k.scope = 'contact-' || c.id \
+             WHERE c.address = 'alice@example.org'",
+        );
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let key = hex::decode(&rows[0]).unwrap();
+        assert_eq!(pg_pages_containing(&qd, &key), vec!["blob_keys"]);
+        assert!(!pg_pages_containing(&qd, b"zqxalicemarker").is_empty());
+        key
+    });
 
     let erased = erase_json(&qd, "alice@example.org", "request 17");
     assert_eq!(erased["counts"]["tickets"], 4, "{erased}");
@@ -203,6 +262,28 @@ async fn erasure_is_complete(qd: Qd) {
     assert_gone(&qd, "zqxalicemarker");
     assert_gone(&qd, "alice@example.org");
     assert!(qd.search("to:alice@example.org", 10).is_empty());
+    assert_present(&qd, "kpwbobmarker", 4);
+    if let Some(key) = &alices_key {
+        // The erasure's key destruction reached PostgreSQL's files, not only its rows: the
+        // old row version holding the wrapped key was rewritten away.
+        assert_eq!(pg_pages_containing(&qd, key), Vec::<String>::new());
+    }
+    // `compact` rewrites the database: nothing of Alice is left in any page.
+    let compacted = qd.json(&["compact", "--json"]);
+    assert!(
+        compacted["bytes_after"].as_i64().unwrap() > 0,
+        "{compacted}"
+    );
+    if qd._pg.is_some() {
+        for needle in ["zqxalicemarker", "alice@example.org"] {
+            assert_eq!(
+                pg_pages_containing(&qd, needle.as_bytes()),
+                Vec::<String>::new(),
+                "{needle}"
+            );
+        }
+    }
+    assert_gone(&qd, "zqxalicemarker");
     assert_present(&qd, "kpwbobmarker", 4);
     let after = qd.json(&["stats", "--json"]);
     assert_eq!(after["messages"], before["messages"].as_u64().unwrap() - 4);
