@@ -604,6 +604,41 @@ async fn held_mail_is_retried_on_a_connection_that_stays_up() {
     assert_eq!(d.count("user", "INBOX"), 0, "and moved like the rest");
 }
 
+/// A server that takes the login and the sync but never starts IDLE is reconnected to
+/// with growing delays, not once a second: the backoff starts over only after a whole
+/// IDLE cycle went well. Here Dovecot's `+ idling` never reaches us, so each IDLE times
+/// out after the 1 s stall timeout. With delays of 0.5-1, 1-2, 2-4 and 4-8 s after each
+/// failure, at most 4 connections open within 10 s; a backoff reset by every successful
+/// sync (0.5-1 s each time) opens 5 or more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_idles_is_not_hammered() {
+    let d = Dovecot::start_plain().unwrap();
+    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
+    proxy.drop_server_lines("+ idling");
+    let msgs = synth(15, 2);
+    deliver_all(&d, "user", &msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let mut m = through(&proxy, &d, "user");
+    m.stall_timeout_secs = 1;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(ctx.clone(), vec![m], shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the watcher stops on cancellation")
+        .unwrap()
+        .unwrap();
+    let connections = proxy.accepted();
+    assert!(
+        (2..=4).contains(&connections),
+        "{connections} connections in 10 s"
+    );
+    // Each connection's sync still worked: the mail is in.
+    assert_exactly_once(&ctx.store, &msgs).await;
+}
+
 /// Mail refused for its size is taken once the limit is raised: the next connection
 /// tries held mail again, stores what now fits, moves it, and releases it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
