@@ -132,7 +132,8 @@ pub fn detect(path: &Path) -> Result<SourceKind, SourceError> {
             .position(|b| !b.is_ascii_whitespace())
             .unwrap_or(head.len());
         let blank_lines_only = head[..start].contains(&b'\n') || start == 0;
-        if blank_lines_only && head[start..].starts_with(b"From ") {
+        // `From : x` is an obsolete-syntax From header, not an envelope line.
+        if blank_lines_only && qd_mail::strip_mbox_envelope(&head[start..]).1 {
             // Both an mbox and a single message saved with its envelope line start so;
             // an mbox with one message is handled identically either way.
             Ok(SourceKind::Mbox)
@@ -280,6 +281,11 @@ mod tests {
         let indented = dir.path().join("indented");
         std::fs::write(&indented, "  From a@b\n").unwrap();
         assert_eq!(detect(&indented).unwrap(), SourceKind::SingleMessage);
+
+        // The obsolete header syntax `From : x` (RFC 5322 4.5) opens a message, not an mbox.
+        let obsolete = dir.path().join("obsolete.eml");
+        std::fs::write(&obsolete, "From : a@b\nSubject: s\n\nbody\n").unwrap();
+        assert_eq!(detect(&obsolete).unwrap(), SourceKind::SingleMessage);
     }
 
     #[test]

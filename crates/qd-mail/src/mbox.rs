@@ -111,9 +111,19 @@ impl<R: BufRead> MboxReader<R> {
             let starts_line = at_line_start;
             at_line_start = raw.ends_with(b"\n");
             let line = raw.get(line_start..).unwrap_or_default();
-            if starts_line && prev_empty && line.starts_with(b"From ") {
+            let nothing_before = offset.is_none()
+                && dropped == 0
+                && raw
+                    .get(..line_start)
+                    .is_some_and(|r| r.iter().all(u8::is_ascii_whitespace));
+            let from_line = if nothing_before {
+                crate::envelope::is_envelope_line(line)
+            } else {
+                is_separator(line)
+            };
+            if starts_line && prev_empty && from_line {
                 raw.truncate(line_start);
-                if offset.is_none() && dropped == 0 && raw.iter().all(u8::is_ascii_whitespace) {
+                if nothing_before {
                     // Blank lines before the first From_ line are not a message.
                     offset = Some(line_offset);
                     raw.clear();
@@ -150,6 +160,25 @@ impl<R: BufRead> MboxReader<R> {
             }
         }
     }
+}
+
+/// Whether a `From ` line after an empty line inside the file starts the next message:
+/// only when it reads like an envelope line, `From sender date`, whose date (asctime in
+/// every mbox writer: `Mon Jan  1 00:00:00 2024`) has a time of day and a year. A body
+/// line such as `From our side all is fine.`, which mboxo writers leave unquoted, stays
+/// in its message instead of cutting it in two and being lost.
+fn is_separator(line: &[u8]) -> bool {
+    if !crate::envelope::is_envelope_line(line) {
+        return false;
+    }
+    let date = line.get(5..).unwrap_or_default();
+    let has_time = date.windows(4).any(|w| {
+        w[0].is_ascii_digit() && w[1] == b':' && w[2].is_ascii_digit() && w[3].is_ascii_digit()
+    });
+    let has_year = date
+        .split(|b| !b.is_ascii_digit())
+        .any(|run| run.len() == 4);
+    has_time && has_year
 }
 
 /// Drops the separator line and decides whether anything was there at all.
@@ -232,9 +261,13 @@ mod tests {
     /// read as before; a "line" of many megabytes is read in pieces.
     #[test]
     fn a_message_over_the_limit_is_measured_not_held() {
-        let mut data = b"From a\nS: 1\n\nsmall\n\nFrom b\nS: 2\n\n".to_vec();
+        let mut data =
+            b"From a Mon Jan  1 00:00:00 2024\nS: 1\n\nsmall\n\nFrom b Mon Jan  1 00:00:00 2024\nS: 2\n\n"
+                .to_vec();
         data.extend(std::iter::repeat_n(b'x', 10_000));
-        data.extend_from_slice(b"\nFrom inside a line is body\n\nFrom c\nS: 3\n\nlast\n");
+        data.extend_from_slice(
+            b"\nFrom inside a line is body\n\nFrom c Mon Jan  1 00:00:00 2024\nS: 3\n\nlast\n",
+        );
         let msgs: Vec<MboxMessage> = MboxReader::new(&data[..])
             .with_limit(100)
             .collect::<io::Result<_>>()
@@ -259,12 +292,12 @@ mod tests {
 
     #[test]
     fn resumes_from_position() {
-        let data = b"From a\nS: 1\n\nFrom b\nS: 2\n\nFrom c\nS: 3\n";
+        let data = b"From a Mon Jan  1 00:00:00 2024\nS: 1\n\nFrom b Mon Jan  1 00:00:00 2024\nS: 2\n\nFrom c Mon Jan  1 00:00:00 2024\nS: 3\n";
         let mut reader = MboxReader::new(&data[..]);
         let first = reader.next().unwrap().unwrap();
         assert_eq!(first.raw, b"S: 1\n".to_vec());
         let checkpoint = reader.position();
-        assert_eq!(checkpoint, 13);
+        assert_eq!(checkpoint, 38);
 
         let mut file = Cursor::new(data.to_vec());
         file.seek(SeekFrom::Start(checkpoint)).unwrap();
@@ -272,9 +305,36 @@ mod tests {
             .collect::<io::Result<_>>()
             .unwrap();
         assert_eq!(rest.len(), 2);
-        assert_eq!(rest[0].offset, 13);
+        assert_eq!(rest[0].offset, 38);
         assert_eq!(rest[0].raw, b"S: 2\n".to_vec());
         assert_eq!(rest[1].raw, b"S: 3\n".to_vec());
+    }
+
+    /// A body line starting `From ` after an empty line, unquoted as mboxo writers leave
+    /// it, stays in its message: it is no envelope line (no date). Before, it cut the
+    /// message in two and was dropped as a separator.
+    #[test]
+    fn a_from_line_without_a_date_is_body_text() {
+        let data = b"From a@b Mon Jan  1 00:00:00 2024\nFrom: a@b\nSubject: x\n\nHello,\n\n\
+                     From our side all is fine.\n\nFrom 9:00 to 17:00 we answer.\nBye\n\n\
+                     From c@d Tue Jan  2 10:11:12 2024\nSubject: 2\n\nx\n";
+        let msgs = read_all(data);
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(
+            msgs[0].raw,
+            b"From: a@b\nSubject: x\n\nHello,\n\nFrom our side all is fine.\n\n\
+              From 9:00 to 17:00 we answer.\nBye\n"
+                .to_vec()
+        );
+        assert_eq!(msgs[1].raw, b"Subject: 2\n\nx\n".to_vec());
+        // Writers' envelope dates: asctime, and Gmail's with a zone before the year.
+        assert!(is_separator(
+            b"From MAILER-DAEMON Fri Jul  8 12:08:34 2011\n"
+        ));
+        assert!(is_separator(
+            b"From 1234@xxx Sat Jan 01 00:00:00 +0000 2022\r\n"
+        ));
+        assert!(!is_separator(b"From : a@b Mon Jan  1 00:00:00 2024\n"));
     }
 
     struct Failing;

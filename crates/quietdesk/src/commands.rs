@@ -190,6 +190,11 @@ fn open_or_reset_index(settings: &Settings) -> Result<(SearchIndex, bool)> {
     }
 }
 
+fn is_writer_busy(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<SyncError>()
+        .is_some_and(SyncError::is_writer_busy)
+}
+
 async fn rebuild_index(settings: &Settings, store: &Store, index: &SearchIndex) -> Result<u64> {
     Ok(qd_search::sync::reindex(
         store,
@@ -207,9 +212,21 @@ async fn rebuild_index(settings: &Settings, store: &Store, index: &SearchIndex) 
 /// writer, catching up is its job and this one only reads.
 pub async fn open_index(settings: &Settings, store: &Store) -> Result<SearchIndex> {
     let (index, fresh) = open_or_reset_index(settings)?;
-    if fresh && store.max_message_id().await?.is_some() {
-        let n = rebuild_index(settings, store, &index).await?;
-        info!(documents = n, "search index rebuilt from the store");
+    // A rebuild commits once, at its end: one that a crash cut short leaves an index
+    // with no document at all (tantivy wrote `meta.json` when it created it), while the
+    // store's queue no longer holds the older messages. So an index without a single
+    // document, live or deleted, is rebuilt as well when the store has messages.
+    let empty = fresh || (index.num_docs()? == 0 && index.deleted_docs()? == 0);
+    if empty && store.max_message_id().await?.is_some() {
+        match rebuild_index(settings, store, &index).await {
+            Ok(n) => info!(documents = n, "search index rebuilt from the store"),
+            // Another process (a running import or `serve`) holds the writer of an index
+            // that exists: it is filling it.
+            Err(e) if !fresh && is_writer_busy(&e) => {
+                tracing::debug!("index empty and its writer busy; another process fills it");
+            }
+            Err(e) => return Err(e),
+        }
     }
     match indexer(settings, store, &index) {
         Ok(mut idx) => {

@@ -160,6 +160,13 @@ async fn index_follows_the_store_after_a_crash(qd: Qd) {
     std::fs::remove_dir_all(qd.data_dir().join("index")).unwrap();
     assert_eq!(qd.json(&["stats", "--json"])["index_documents"], N);
 
+    // A rebuild killed before its one commit: the index exists (tantivy wrote its
+    // `meta.json` on creation) and holds nothing. The next command rebuilds it again.
+    std::fs::remove_dir_all(qd.data_dir().join("index")).unwrap();
+    drop(qd_search::SearchIndex::open_or_create(&qd.data_dir().join("index")).unwrap());
+    assert!(qd.data_dir().join("index/meta.json").exists());
+    assert_eq!(qd.json(&["stats", "--json"])["index_documents"], N);
+
     // A message stored while no indexer ran (a crash between store and index) is in
     // the queue; the next start applies it.
     let url = match qd.env.iter().find(|(k, _)| k == "QUIETDESK__DATABASE__URL") {
