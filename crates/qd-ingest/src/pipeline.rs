@@ -204,6 +204,15 @@ pub async fn import_path(
     reader
         .join()
         .map_err(|_| Error::Thread("the import reader panicked".into()))?;
+    // A file tree's checkpoint (the last relative path, in name order) only serves to
+    // resume an interrupted import: name order is not arrival order (a mail client moves
+    // a message from `new/` to `cur/`, a new file may sort anywhere). Once the whole tree
+    // was read, the next import reads it all again and recognises what is stored by its
+    // content. An mbox grows at its end, so its offset stays: the next import reads only
+    // what was appended (`import --restart` reads it from the start).
+    if !matches!(kind, SourceKind::Mbox) {
+        store.delete_checkpoint(&key).await?;
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     summary.messages_per_sec = if summary.seconds > 0.0 {
         summary.imported as f64 / summary.seconds

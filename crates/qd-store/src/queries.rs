@@ -308,6 +308,15 @@ impl Store {
             }))
     }
 
+    /// Forgets where a source was read up to: its next import starts at the beginning.
+    pub async fn delete_checkpoint(&self, source: &str) -> Result<()> {
+        ingest_checkpoints::Entity::delete_many()
+            .filter(ingest_checkpoints::Column::Source.eq(source))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// The UIDs of `source` under `uidvalidity` that a checkpoint moved past without
     /// storing their mail ([`crate::HeldPosition`]): the after-ingest action must leave
     /// them on the server.

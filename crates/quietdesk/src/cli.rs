@@ -79,6 +79,11 @@ pub struct JsonFlag {
 pub struct ImportArgs {
     /// Maildir, mbox file, single message, or directory searched recursively.
     pub path: PathBuf,
+    /// Read the source from its beginning, not from where the last import stopped (mail
+    /// already stored counts as duplicates): to take messages refused earlier, e.g. after
+    /// raising ingest.max_message_bytes.
+    #[arg(long)]
+    pub restart: bool,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,

@@ -497,6 +497,11 @@ impl qd_ingest::Progress for Bar {
 
 async fn import(settings: &Settings, args: &ImportArgs) -> Result<ExitCode> {
     let store = open_store(settings).await?;
+    if args.restart {
+        store
+            .delete_checkpoint(&qd_ingest::source_key(&args.path))
+            .await?;
+    }
     let index = open_index(settings, &store).await?;
     let mut idx = indexer(settings, &store, &index)?;
     let done = Arc::new(AtomicBool::new(false));

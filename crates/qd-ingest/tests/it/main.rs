@@ -142,3 +142,40 @@ async fn a_directory_import_names_an_mbox_and_reads_a_file_with_a_bom() {
         .unwrap()
         .is_some());
 }
+
+/// Importing a Maildir again after a finished import takes the mail that arrived since,
+/// wherever its name sorts: here a new message a mail client has already moved from
+/// `new/` to `cur/` (which sorts before every `new/` name the last run ended on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_maildir_import_sees_mail_moved_to_cur() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let cfg = qd_synth::SynthConfig::new(9, 20);
+    qd_synth::write_maildir(&cfg, &maildir).unwrap();
+    let store = store(dir.path()).await;
+    let first = import_path(&store, &maildir, &settings(7), &SystemClock, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(first.imported, 20);
+
+    std::fs::write(
+        maildir.join("new/9999999999.late.host"),
+        "From: late@example.org\r\nTo: support@example.com\r\nSubject: late\r\n\
+         Message-ID: <late-cur@example.org>\r\n\r\narrived after the import\r\n",
+    )
+    .unwrap();
+    std::fs::rename(
+        maildir.join("new/9999999999.late.host"),
+        maildir.join("cur/9999999999.late.host:2,S"),
+    )
+    .unwrap();
+    let second = import_path(&store, &maildir, &settings(7), &SystemClock, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((second.imported, second.duplicates), (1, 20), "{second:?}");
+    assert!(store
+        .ticket_of_message_id("late-cur@example.org")
+        .await
+        .unwrap()
+        .is_some());
+}

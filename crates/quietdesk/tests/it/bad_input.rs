@@ -58,6 +58,13 @@ fn oversized_garbage_and_broken_messages_never_stop_the_others() {
     assert_eq!(s["failures"][0]["position"], "path:02");
     // The broken message is searchable by what could be read of it.
     assert_eq!(qd.search("half", 10).len(), 1);
+
+    // With the limit raised, importing the folder again takes the refused message: a
+    // finished folder import keeps no checkpoint to skip it by.
+    let again = qd.json(&["import", path_str(&src), "--json"]);
+    assert_eq!(again["imported"], 1, "{again}");
+    assert_eq!(again["failed"], 0);
+    assert_eq!(again["duplicates"], 3);
 }
 
 #[test]
@@ -90,6 +97,30 @@ fn an_mbox_file_imports_every_message_and_resumes_by_offset() {
     // The >From quoting is undone in the stored body.
     let hit = qd.search("desk", 10);
     assert_eq!(hit.len(), 3);
+
+    // A message refused for its size is passed by the offset; `--restart` reads the
+    // file again from the start once the limit is raised.
+    let mut big = std::fs::read_to_string(&mbox).unwrap();
+    big.push_str(&format!(
+        "From sender@example.org Mon Jan  1 12:00:00 2024\n{}\n",
+        GOOD.replace("good-1", "mbox-big")
+            .replace("all good", &"a long line of text\r\n".repeat(400))
+    ));
+    std::fs::write(&mbox, big).unwrap();
+    let small = qd.json_with(
+        &["import", path_str(&mbox), "--json"],
+        &[("QUIETDESK__INGEST__MAX_MESSAGE_BYTES", "4096")],
+    );
+    assert_eq!(
+        (small["imported"].as_u64(), small["failed"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let s = qd.json(&["import", path_str(&mbox), "--json"]);
+    assert_eq!(s["imported"], 0, "the offset is past the refused message");
+    let s = qd.json(&["import", path_str(&mbox), "--restart", "--json"]);
+    assert_eq!(s["imported"], 1, "{s}");
+    assert_eq!(s["duplicates"], 4);
+    assert!(s["resumed_after"].is_null());
 }
 
 #[test]
