@@ -164,7 +164,12 @@ pub fn list_files(
                 path: r.clone(),
                 source: e.into(),
             })?;
-            if !entry.file_type().is_file() {
+            // A link to a message file is that file (search folders of mairix, mu and
+            // notmuch are made of them); a link to a folder is not followed (a loop).
+            let is_file = entry.file_type().is_file()
+                || (entry.file_type().is_symlink()
+                    && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()));
+            if !is_file {
                 continue;
             }
             let hidden = entry
@@ -286,6 +291,29 @@ mod tests {
         let obsolete = dir.path().join("obsolete.eml");
         std::fs::write(&obsolete, "From : a@b\nSubject: s\n\nbody\n").unwrap();
         assert_eq!(detect(&obsolete).unwrap(), SourceKind::SingleMessage);
+    }
+
+    /// A folder of links to message files (a mairix or notmuch search folder) lists the
+    /// files they point to; a link to a folder is not followed.
+    #[cfg(unix)]
+    #[test]
+    fn links_to_message_files_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        std::fs::create_dir_all(store.join("sub")).unwrap();
+        std::fs::write(store.join("m1"), "From: a@b\n\nx\n").unwrap();
+        let links = dir.path().join("results");
+        std::fs::create_dir_all(&links).unwrap();
+        std::os::unix::fs::symlink(store.join("m1"), links.join("hit1")).unwrap();
+        std::os::unix::fs::symlink(store.join("sub"), links.join("folder")).unwrap();
+        std::os::unix::fs::symlink(store.join("gone"), links.join("dangling")).unwrap();
+        let files = list_files(&links, &SourceKind::Directory, None).unwrap();
+        let names: Vec<&str> = files.iter().map(|(rel, _)| rel.as_str()).collect();
+        assert_eq!(names, vec!["hit1"]);
+        assert_eq!(
+            read_file(&files[0].1, 1 << 20).unwrap(),
+            b"From: a@b\n\nx\n"
+        );
     }
 
     #[test]

@@ -516,7 +516,9 @@ fn err(column: usize, kind: QueryErrorKind) -> QueryError {
 }
 
 /// `1234`, `#1234`, `#QD-1234`, `[#QD-1234]`: the digits at the end are the number, so a
-/// reference copied from a subject line works whatever the configured format.
+/// reference copied from a subject line works whatever the configured format. What comes
+/// before them holds no digit and is not a sign: `-5`, `1.5`, `1,234` and `2024-01` are
+/// not ticket numbers, rather than tickets 5, 5, 234 and 1.
 fn ticket_number(value: &str) -> Option<i64> {
     let value = value.trim_end_matches(|c: char| !c.is_alphanumeric());
     let digits_start = value
@@ -525,6 +527,10 @@ fn ticket_number(value: &str) -> Option<i64> {
         .take_while(|(_, c)| c.is_ascii_digit())
         .last()
         .map(|(i, _)| i)?;
+    let prefix = &value[..digits_start];
+    if prefix.chars().any(|c| c.is_ascii_digit()) || matches!(prefix, "-" | "+") {
+        return None;
+    }
     value[digits_start..].parse().ok()
 }
 
@@ -840,5 +846,9 @@ mod tests {
         assert_eq!(ticket_number("QD1234"), Some(1234));
         assert_eq!(ticket_number("1234x"), None);
         assert_eq!(ticket_number("#"), None);
+        assert_eq!(ticket_number("[#QD-77]"), Some(77));
+        for not_a_number in ["-5", "+5", "1.5", "1,234", "2024-01", "QD-1-2"] {
+            assert_eq!(ticket_number(not_a_number), None, "{not_a_number}");
+        }
     }
 }

@@ -253,30 +253,45 @@ impl Store {
         Ok(out)
     }
 
-    /// Subjects and bodies for search hits, in the order of `ids`.
+    /// Subjects and bodies for search hits, in the order of `ids` (any number of them:
+    /// the lookups go in chunks, under the backends' limits on bound parameters).
     pub async fn message_texts(&self, ids: &[i64]) -> Result<Vec<MessageText>> {
-        let rows: Vec<(i64, i64, Option<String>, String, String)> = messages::Entity::find()
-            .select_only()
-            .column(messages::Column::Id)
-            .column(messages::Column::TicketId)
-            .column(messages::Column::MessageId)
-            .column(messages::Column::Subject)
-            .column(messages::Column::BodyText)
-            .filter(messages::Column::Id.is_in(ids.iter().copied()))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        let ticket_ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
-        let numbers: HashMap<i64, i64> = tickets::Entity::find()
-            .select_only()
-            .column(tickets::Column::Id)
-            .column(tickets::Column::Number)
-            .filter(tickets::Column::Id.is_in(ticket_ids))
-            .into_tuple::<(i64, i64)>()
-            .all(&self.db)
-            .await?
+        let mut rows: Vec<(i64, i64, Option<String>, String, String)> =
+            Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            rows.extend(
+                messages::Entity::find()
+                    .select_only()
+                    .column(messages::Column::Id)
+                    .column(messages::Column::TicketId)
+                    .column(messages::Column::MessageId)
+                    .column(messages::Column::Subject)
+                    .column(messages::Column::BodyText)
+                    .filter(messages::Column::Id.is_in(chunk.iter().copied()))
+                    .into_tuple::<(i64, i64, Option<String>, String, String)>()
+                    .all(&self.db)
+                    .await?,
+            );
+        }
+        let ticket_ids: Vec<i64> = rows
+            .iter()
+            .map(|r| r.1)
+            .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        let mut numbers: HashMap<i64, i64> = HashMap::with_capacity(ticket_ids.len());
+        for chunk in ticket_ids.chunks(IN_CHUNK) {
+            numbers.extend(
+                tickets::Entity::find()
+                    .select_only()
+                    .column(tickets::Column::Id)
+                    .column(tickets::Column::Number)
+                    .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
+                    .into_tuple::<(i64, i64)>()
+                    .all(&self.db)
+                    .await?,
+            );
+        }
         let mut by_id: HashMap<i64, MessageText> = rows
             .into_iter()
             .map(|(id, tid, mid, subject, body)| {

@@ -618,3 +618,28 @@ async fn a_hold_set_meanwhile_stops_the_deletion(b: Backend) {
     assert!(b.store.ticket_messages(free).await.unwrap().is_empty());
 }
 both_backends!(a_hold_set_meanwhile_stops_the_deletion);
+
+/// Search hits are dressed with their texts whatever their number: `search --limit 70000`
+/// asks for more ids than either backend takes as parameters of one statement (SQLite
+/// 32,766, PostgreSQL 65,535).
+async fn texts_for_any_number_of_hits(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let mut batch = vec![
+        msg("t1@x", "ida@example.com", "First", &[]),
+        msg("t2@x", "jon@example.com", "Second", &[]),
+    ];
+    b.store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let stored = b.store.message_ids_after(0, 10).await.unwrap();
+    // The stored ids last, behind many that no message has.
+    let mut ids: Vec<i64> = (1_000_000..1_070_000).collect();
+    ids.push(stored[1]);
+    ids.push(stored[0]);
+    let texts = b.store.message_texts(&ids).await.unwrap();
+    let subjects: Vec<&str> = texts.iter().map(|t| t.subject.as_str()).collect();
+    assert_eq!(subjects, vec!["Second", "First"], "in the order asked");
+    assert!(texts.iter().all(|t| t.ticket_number > 0));
+}
+both_backends!(texts_for_any_number_of_hits);
