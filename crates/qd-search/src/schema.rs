@@ -2,8 +2,8 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, BoxTokenStream, LowerCaser, RawTokenizer, RemoveLongFilter,
-    SimpleTokenizer, TextAnalyzer, Token, TokenStream, Tokenizer, TokenizerManager,
+    AsciiFoldingFilter, BoxTokenStream, LowerCaser, RawTokenizer, SimpleTokenizer, TextAnalyzer,
+    Token, TokenFilter, TokenStream, Tokenizer, TokenizerManager,
 };
 use tantivy::TantivyDocument;
 
@@ -12,12 +12,15 @@ use crate::SearchDoc;
 // The analyzer names are part of the schema that is saved with the index, so an index built
 // with an older analyzer fails the schema comparison on open and gets rebuilt. Change the
 // analyzer, bump the version in its name.
-pub(crate) const TEXT_ANALYZER: &str = "qd_text_v1";
+pub(crate) const TEXT_ANALYZER: &str = "qd_text_v2";
 pub(crate) const KEYWORD_ANALYZER: &str = "qd_keyword_v1";
-pub(crate) const PAIR_ANALYZER: &str = "qd_pairs_v1";
+pub(crate) const PAIR_ANALYZER: &str = "qd_pairs_v2";
 
-/// Tokens longer than this are dropped: in mail they are base64 runs, hashes and URLs
-/// glued together, which nobody types and which bloat the term dictionary.
+/// Tokens longer than this keep only their first bytes (cut at a character boundary). In
+/// mail they are hashes, long identifiers, base64 runs and, without spaces between words,
+/// whole sentences of Chinese or Japanese. Dropping them (version 1) made a query for
+/// such a word match everything (an empty query) and a phrase around one match nothing;
+/// cut, they are found by the same cut in the query, and keep the term dictionary small.
 const MAX_TOKEN_BYTES: usize = 64;
 
 pub(crate) const MESSAGE_DB_ID: &str = "message_db_id";
@@ -31,10 +34,66 @@ pub(crate) const DATE: &str = "date";
 /// query words with the same function.
 pub(crate) fn text_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
+        .filter(CutLong)
         .build()
+}
+
+/// Cuts tokens to [`MAX_TOKEN_BYTES`].
+#[derive(Clone)]
+pub(crate) struct CutLong;
+
+impl TokenFilter for CutLong {
+    type Tokenizer<T: Tokenizer> = CutLongTokenizer<T>;
+
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> CutLongTokenizer<T> {
+        CutLongTokenizer { inner: tokenizer }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct CutLongTokenizer<T> {
+    inner: T,
+}
+
+impl<T: Tokenizer> Tokenizer for CutLongTokenizer<T> {
+    type TokenStream<'a> = CutLongStream<T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        CutLongStream {
+            tail: self.inner.token_stream(text),
+        }
+    }
+}
+
+pub(crate) struct CutLongStream<S> {
+    tail: S,
+}
+
+impl<S: TokenStream> TokenStream for CutLongStream<S> {
+    fn advance(&mut self) -> bool {
+        if !self.tail.advance() {
+            return false;
+        }
+        let text = &mut self.tail.token_mut().text;
+        if text.len() > MAX_TOKEN_BYTES {
+            let mut end = MAX_TOKEN_BYTES;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        true
+    }
+
+    fn token(&self) -> &Token {
+        self.tail.token()
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.tail.token_mut()
+    }
 }
 
 /// Whole values (status, tag) compared without case or accents.
@@ -273,11 +332,29 @@ mod tests {
     }
 
     #[test]
+    fn long_words_are_cut_at_a_character_boundary() {
+        let mut a = text_analyzer();
+        let long = "A".repeat(MAX_TOKEN_BYTES + 10);
+        assert_eq!(analyze(&mut a, &long), ["a".repeat(MAX_TOKEN_BYTES)]);
+        // 22 three-byte characters are 66 bytes: 21 of them fit.
+        let cjk = "\u{4e2d}".repeat(22);
+        assert_eq!(analyze(&mut a, &cjk), ["\u{4e2d}".repeat(21)]);
+    }
+
+    #[test]
     fn pairs_join_adjacent_words_only() {
         let long = "x".repeat(MAX_TOKEN_BYTES + 1);
+        let cut = "x".repeat(MAX_TOKEN_BYTES);
         let text = format!("Late payment, {long} again");
         let mut pairs = TextAnalyzer::from(PairTokenizer::new());
-        assert_eq!(analyze(&mut pairs, &text), ["late payment"]);
+        assert_eq!(
+            analyze(&mut pairs, &text),
+            [
+                "late payment".to_string(),
+                format!("payment {cut}"),
+                format!("{cut} again")
+            ]
+        );
         let mut positions = Vec::new();
         pairs
             .token_stream("one two three, four")

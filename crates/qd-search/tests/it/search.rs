@@ -320,3 +320,32 @@ fn newest_first_is_exact_over_a_long_date_range() {
     assert!(ids(&index, "after:2030-01-01").is_empty());
     assert!(ids(&index, "after:2020-01-01 before:2019-01-01").is_empty());
 }
+
+/// A word longer than the index keeps (64 bytes: a hash, a long identifier) is found by
+/// itself and inside a phrase; another long word is not, and a query of one never matches
+/// everything.
+#[test]
+fn long_words_are_found_whole_and_in_phrases() {
+    let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08aa";
+    assert!(hash.len() > 64);
+    let mut docs = corpus();
+    docs.push(doc(
+        13,
+        13,
+        "Order lookup",
+        &format!("order {hash} shipped yesterday"),
+        "kim@example.org",
+        "support@quietdesk.test",
+        "open",
+        at(2024, 5, 1, 9, 0, 0),
+        &[],
+        false,
+    ));
+    let index = indexed(&docs);
+    assert_eq!(id_set(&index, hash), [13]);
+    assert_eq!(id_set(&index, &hash.to_uppercase()), [13]);
+    assert_eq!(id_set(&index, &format!("\"order {hash} shipped\"")), [13]);
+    let other = "0".repeat(70);
+    assert_eq!(id_set(&index, &other), Vec::<i64>::new());
+    assert_eq!(id_set(&index, &format!("order {other}")), Vec::<i64>::new());
+}
