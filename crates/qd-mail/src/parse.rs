@@ -483,7 +483,18 @@ fn decode_text<'a>(
 ) -> Cow<'a, str> {
     let label = part.content_type().and_then(|ct| ct.attribute("charset"));
     match charset::classify(label) {
-        Label::Unknown => defects.push(Defect::UnknownCharset),
+        Label::Unknown => {
+            defects.push(Defect::UnknownCharset);
+            // A label nobody knows (`unknown-8bit`, `x-user-defined`, a typo) says no
+            // more than a missing one: the same best guess beats replacement characters,
+            // which no search finds.
+            if text.contains(char::REPLACEMENT_CHARACTER) {
+                let bytes = transfer_decoded(buf, part);
+                if std::str::from_utf8(&bytes).is_err() {
+                    return Cow::Owned(charset::decode_unlabelled(&bytes).into_owned());
+                }
+            }
+        }
         Label::Known => {
             if text.contains(char::REPLACEMENT_CHARACTER) {
                 defects.push(Defect::UndecodableText);
