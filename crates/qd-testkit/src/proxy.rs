@@ -3,7 +3,8 @@
 //! connection's state looks like to both ends. Connections opened after a
 //! [`StallProxy::stall_existing`] pass bytes normally. It can also leave out the
 //! server's lines that contain a given text ([`StallProxy::drop_server_lines`]): a server
-//! whose answer comes back short.
+//! whose answer comes back short; and pass the server's bytes at a set rate
+//! ([`StallProxy::throttle_server`]): a slow link.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -25,6 +26,8 @@ pub struct StallProxy {
     accepted: Arc<AtomicU64>,
     /// Server lines holding any of these are not passed on.
     dropped: Dropped,
+    /// Bytes per second the server's side passes at; 0: as fast as they come.
+    rate: Arc<AtomicU64>,
 }
 
 /// Texts whose lines the server-to-client direction leaves out.
@@ -46,11 +49,13 @@ impl StallProxy {
         let conns: Connections = Arc::default();
         let accepted = Arc::new(AtomicU64::new(0));
         let dropped: Dropped = Arc::default();
+        let rate = Arc::new(AtomicU64::new(0));
         {
             let stop = stop.clone();
             let conns = conns.clone();
             let accepted = accepted.clone();
             let dropped = dropped.clone();
+            let rate = rate.clone();
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
@@ -68,8 +73,14 @@ impl StallProxy {
                                 client.try_clone(),
                                 server.try_clone(),
                             ) {
-                                pump(client, s2, silent.clone(), None);
-                                pump(server, c2, silent.clone(), Some(dropped.clone()));
+                                pump(client, s2, silent.clone(), None, None);
+                                pump(
+                                    server,
+                                    c2,
+                                    silent.clone(),
+                                    Some(dropped.clone()),
+                                    Some(rate.clone()),
+                                );
                                 if let Ok(mut list) = conns.lock() {
                                     list.push((silent, c3, s3));
                                 }
@@ -89,7 +100,14 @@ impl StallProxy {
             conns,
             accepted,
             dropped,
+            rate,
         })
+    }
+
+    /// From now on, the server's bytes reach the client at about `bytes_per_sec` (0: no
+    /// limit), on every connection.
+    pub fn throttle_server(&self, bytes_per_sec: u64) {
+        self.rate.store(bytes_per_sec, Ordering::Relaxed);
     }
 
     pub fn port(&self) -> u16 {
@@ -121,8 +139,15 @@ impl StallProxy {
 
 /// Copies `from` to `to` until either side closes; once `silent` is set, reads are
 /// swallowed instead of forwarded. With `dropped` texts set, whole lines pass, except
-/// those that hold one of them.
-fn pump(mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>, dropped: Option<Dropped>) {
+/// those that hold one of them. With a `rate`, bytes are written in small pieces, each
+/// followed by the time it takes at that rate.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    silent: Arc<AtomicBool>,
+    dropped: Option<Dropped>,
+    rate: Option<Arc<AtomicU64>>,
+) {
     thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         let mut pending: Vec<u8> = Vec::new();
@@ -162,7 +187,19 @@ fn pump(mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>, dropped
                             .copied()
                             .collect()
                     };
-                    if to.write_all(&out).is_err() {
+                    let rate = rate.as_ref().map_or(0, |r| r.load(Ordering::Relaxed));
+                    let written = if rate == 0 {
+                        to.write_all(&out)
+                    } else {
+                        out.chunks(1024).try_for_each(|piece| {
+                            to.write_all(piece)?;
+                            thread::sleep(Duration::from_secs_f64(
+                                piece.len() as f64 / rate as f64,
+                            ));
+                            Ok(())
+                        })
+                    };
+                    if written.is_err() {
                         break;
                     }
                 }

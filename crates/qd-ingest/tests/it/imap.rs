@@ -747,6 +747,37 @@ fn big_message(mib: usize, id: &str) -> Vec<u8> {
     raw
 }
 
+/// A big message over a slow link is not taken for a stall: its body may take the stall
+/// timeout plus its size at 128 KiB/s. Here 1 MiB arrives at 400 KiB/s (2.5 s) under a
+/// 1 s stall timeout; waiting only the stall timeout for it, every attempt failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_message_over_a_slow_link_is_no_stall() {
+    let d = Dovecot::start_plain().unwrap();
+    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
+    proxy.throttle_server(400 * 1024);
+    d.deliver("user", "INBOX", &big_message(1, "slow@example.org"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 10).await;
+    let mut m = through(&proxy, &d, "user");
+    m.stall_timeout_secs = 1;
+    m.max_message_bytes = Some(4 * 1024 * 1024);
+    let started = Instant::now();
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!((s.stored, s.failed, s.errors), (1, 0, 0), "{s:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the link was not slow: {:?}",
+        started.elapsed()
+    );
+    assert!(ctx
+        .store
+        .ticket_of_message_id("slow@example.org")
+        .await
+        .unwrap()
+        .is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_30_mb_message_is_refused_over_the_limit_and_stored_under_it() {
     let d = Dovecot::start(&[("small", "p1"), ("large", "p2")], DovecotTls::Off).unwrap();
