@@ -170,6 +170,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// How long [`Store::purge_freed`] waits for older transactions on PostgreSQL.
+const OLDER_TRANSACTIONS_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
@@ -367,11 +370,65 @@ impl Store {
                 self.checkpoint_wal().await?;
             }
             Backend::Postgres => {
+                self.wait_for_older_transactions(OLDER_TRANSACTIONS_WAIT)
+                    .await?;
                 self.db.execute_unprepared("VACUUM FULL blob_keys").await?;
                 self.db.execute_unprepared("VACUUM").await?;
             }
         }
         Ok(())
+    }
+
+    /// PostgreSQL keeps a deleted row version while any transaction that might still see
+    /// it is open in the database (an autovacuum ANALYZE, a staff request, a `pg_dump`),
+    /// and VACUUM, even FULL, copies it along then. So this waits, up to `limit`, until
+    /// no other transaction of this database that began before the call is open. When one
+    /// outlasts the wait, the vacuum runs all the same and says what stays; the next
+    /// retention run (which vacuums the keys every time) takes it.
+    async fn wait_for_older_transactions(&self, limit: Duration) -> Result<()> {
+        let backend = sea_orm::DbBackend::Postgres;
+        let started = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                backend,
+                "SELECT clock_timestamp()::text",
+            ))
+            .await?
+            .map(|r| r.try_get_by_index::<String>(0))
+            .transpose()
+            .map_err(sea_orm::DbErr::from)?
+            .unwrap_or_default();
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let open = self
+                .db
+                .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                    backend,
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                       AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) \
+                       AND xact_start < $1::timestamptz",
+                    [started.clone().into()],
+                ))
+                .await?
+                .map(|r| r.try_get_by_index::<i64>(0))
+                .transpose()
+                .map_err(sea_orm::DbErr::from)?
+                .unwrap_or(0);
+            if open == 0 {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    transactions = open,
+                    "transactions older than the deletion are still open: until they end, \
+                     deleted rows (destroyed keys among them) stay in the database files; \
+                     the next retention run removes them"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The size of the database's files as the backend counts it: SQLite's pages,
