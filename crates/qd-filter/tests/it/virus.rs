@@ -417,3 +417,29 @@ fn unreachable_clamd_quarantines_by_default() {
         "tag policy lets the score decide: {v:?}"
     );
 }
+
+/// clamd refusing an attachment as larger than its StreamMaxLength is not an outage: the
+/// verdict says what happened, and the unreachable policy (quarantine by default) still
+/// holds the unscanned message back.
+#[cfg(unix)]
+#[test]
+fn an_attachment_over_clamds_size_limit_is_held_back_under_its_own_tag() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clamd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut head = [0u8; 64];
+            let _ = stream.read_exact(&mut head);
+            let _ = stream.write_all(b"INSTREAM size limit exceeded. ERROR\0");
+        }
+    });
+    let mut s = case_settings();
+    s.clamd.address = Some(path.to_str().unwrap().to_owned());
+    let raw = with_attachment("notes.pdf", "application/pdf", &vec![b'%'; 1 << 20]);
+    let v = judge(&Filter::new(s).unwrap(), &raw);
+    assert!(detail(&v, "CLAMD_SIZE_LIMIT").is_some(), "{v:?}");
+    assert!(detail(&v, "CLAMD_UNREACHABLE").is_none(), "{v:?}");
+    assert_eq!(v.class, Class::Spam, "quarantine means not ham: {v:?}");
+}
