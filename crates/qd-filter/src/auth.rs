@@ -577,6 +577,59 @@ fn dkim_summary<'a>(results: impl Iterator<Item = &'a DkimResult>) -> Option<Aut
     }
 }
 
+/// The clauses of an Authentication-Results value (RFC 8601 section 2.2), split at each
+/// `;` outside quoted strings and comments; comments are dropped. Values such as
+/// `smtp.helo` and `smtp.mailfrom` come from the sender, and our relay quotes them when
+/// they hold a `;`: splitting inside the quotes, or inside a comment, would let the
+/// sender add clauses (`smtp.helo="x;dmarc=pass"`) to our own relay's results. `None`
+/// when a quoted string or comment does not end: then no clause boundary can be trusted.
+fn authres_clauses(value: &str) -> Option<Vec<String>> {
+    let mut clauses = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    // Comments nest (RFC 5322 section 3.2.2).
+    let mut comment_depth = 0u32;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if quoted {
+            current.push(c);
+            match c {
+                '\\' => current.extend(chars.next()),
+                '"' => quoted = false,
+                _ => {}
+            }
+        } else if comment_depth > 0 {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '(' => comment_depth += 1,
+                ')' => comment_depth -= 1,
+                _ => {}
+            }
+        } else {
+            match c {
+                '"' => {
+                    quoted = true;
+                    current.push(c);
+                }
+                '(' => {
+                    comment_depth = 1;
+                    // A comment separates tokens like white space does.
+                    current.push(' ');
+                }
+                ';' => clauses.push(std::mem::take(&mut current)),
+                _ => current.push(c),
+            }
+        }
+    }
+    if quoted || comment_depth > 0 {
+        return None;
+    }
+    clauses.push(current);
+    Some(clauses)
+}
+
 /// Results from trusted `Authentication-Results` and `Received-SPF` fields.
 pub(crate) fn from_trusted_headers(
     view: &MessageView,
@@ -586,16 +639,24 @@ pub(crate) fn from_trusted_headers(
     let mut out = AuthOutcome::default();
     for h in view.headers().iter().take(trusted_end) {
         if h.name.eq_ignore_ascii_case("Authentication-Results") {
-            let mut parts = h.raw.split(';');
-            let authserv = parts
+            let Some(clauses) = authres_clauses(&h.raw) else {
+                continue;
+            };
+            let mut clauses = clauses.into_iter();
+            let authserv = clauses.next().unwrap_or_default();
+            let authserv = authserv
+                .split_whitespace()
                 .next()
-                .and_then(|p| p.split_whitespace().next())
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .trim_matches('"');
             if !trusted.iter().any(|t| host_in_domain(authserv, t)) {
                 continue;
             }
-            for clause in parts {
-                let clause = clause.trim();
+            // SPF, DMARC and ARC give one result per message: the first in this field
+            // stands, and a later clause cannot turn a failure into a pass. DKIM gives
+            // one per signature, and one passing signature among failing ones is a pass.
+            let mut seen = AuthOutcome::default();
+            for clause in clauses {
                 let Some((method, rest)) = clause.split_once('=') else {
                     continue;
                 };
@@ -607,16 +668,29 @@ pub(crate) fn from_trusted_headers(
                 let Some(result) = AuthResult::parse(&word) else {
                     continue;
                 };
-                let slot = match method.trim().to_ascii_lowercase().as_str() {
-                    "spf" => &mut out.spf,
-                    "dkim" => &mut out.dkim,
-                    "dmarc" => &mut out.dmarc,
-                    "arc" => &mut out.arc,
+                // `method [ "/" version ]` (RFC 8601 section 2.2).
+                let method = method.split('/').next().unwrap_or_default();
+                let (slot, any_pass) = match method.trim().to_ascii_lowercase().as_str() {
+                    "spf" => (&mut seen.spf, false),
+                    "dkim" => (&mut seen.dkim, true),
+                    "dmarc" => (&mut seen.dmarc, false),
+                    "arc" => (&mut seen.arc, false),
                     _ => continue,
                 };
-                // Any passing DKIM signature counts; otherwise the first result stays.
-                if slot.is_none() || result == AuthResult::Pass {
+                if slot.is_none() || (any_pass && result == AuthResult::Pass) {
                     *slot = Some(result);
+                }
+            }
+            // Across our relays' fields, as before: the topmost result, unless a lower
+            // field reports a pass (each field is our own relay's word).
+            for (slot, result) in [
+                (&mut out.spf, seen.spf),
+                (&mut out.dkim, seen.dkim),
+                (&mut out.dmarc, seen.dmarc),
+                (&mut out.arc, seen.arc),
+            ] {
+                if slot.is_none() || result == Some(AuthResult::Pass) {
+                    *slot = result.or(*slot);
                 }
             }
         } else if h.name.eq_ignore_ascii_case("Received-SPF") && out.spf.is_none() {

@@ -214,8 +214,9 @@ impl Filter {
         let score: f32 = tags.iter().map(|t| t.score).sum();
         let t = s.thresholds;
         // Mail that could not be scanned whole never passes silently: clamd unreachable
-        // (under the quarantine policy), or parts nested beyond what the view walks.
-        let quarantine_unscanned = (sig.clamd_unreachable
+        // or refusing an attachment as too large (under the quarantine policy), or parts
+        // nested beyond what the view walks.
+        let quarantine_unscanned = (sig.clamd_unscanned
             && s.clamd.unreachable == UnreachablePolicy::Quarantine)
             || view.truncated_tree();
         let class = if !sig.viruses.is_empty() {

@@ -178,6 +178,29 @@ pub(crate) fn check(view: &MessageView, hits: &mut Hits) {
                 hits.add("MIME_SIZE_MISMATCH", "declared size differs from content");
             }
         }
+        // Before the file-name checks: an archive needs no name to be opened (the view
+        // lists zips by declared type and magic bytes too).
+        if let Some(inner) = part.archive_entries.iter().find(|n| is_executable_name(n)) {
+            let e = extension(inner).unwrap_or_default();
+            hits.add("ARCHIVE_EXECUTABLE", format!("archive holds a .{e}"));
+        }
+        if part
+            .archive_entries
+            .iter()
+            .any(|n| extension(n).is_some_and(|e| MACRO_OFFICE.contains(&e.as_str())))
+        {
+            hits.add("ARCHIVE_OFFICE_MACRO", "archive holds a macro-enabled file");
+        }
+        if part.archive_incomplete {
+            // What is not listed is not checked: say so rather than pass it as clean.
+            hits.add(
+                "ARCHIVE_LISTING_INCOMPLETE",
+                format!(
+                    "zip listing incomplete ({} entries read)",
+                    part.archive_entries.len()
+                ),
+            );
+        }
         let Some(name) = part.file_name.as_deref() else {
             continue;
         };
@@ -205,17 +228,6 @@ pub(crate) fn check(view: &MessageView, hits: &mut Hits) {
                     format!("declared {} but named .{e}", part.mime_type()),
                 );
             }
-        }
-        if let Some(inner) = part.archive_entries.iter().find(|n| is_executable_name(n)) {
-            let e = extension(inner).unwrap_or_default();
-            hits.add("ARCHIVE_EXECUTABLE", format!("archive holds a .{e}"));
-        }
-        if part
-            .archive_entries
-            .iter()
-            .any(|n| extension(n).is_some_and(|e| MACRO_OFFICE.contains(&e.as_str())))
-        {
-            hits.add("ARCHIVE_OFFICE_MACRO", "archive holds a macro-enabled file");
         }
     }
 }

@@ -135,9 +135,11 @@ impl Default for Thresholds {
 pub struct ClamdSettings {
     /// `host:port` or an absolute socket path; unset: clamd is not used.
     pub address: Option<String>,
-    /// Connect, write and read timeout, in milliseconds.
+    /// Time for one attachment's whole exchange with clamd (connect, send, reply), in
+    /// milliseconds.
     pub timeout_ms: u64,
-    /// What a message with attachments gets when clamd cannot be asked.
+    /// What a message with attachments gets when clamd cannot be asked, or refuses an
+    /// attachment as larger than its StreamMaxLength.
     pub unreachable: UnreachablePolicy,
 }
 
@@ -155,9 +157,9 @@ impl Default for ClamdSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnreachablePolicy {
-    /// Class spam (quarantined) with tag `CLAMD_UNREACHABLE`.
+    /// Class spam (quarantined) with tag `CLAMD_UNREACHABLE` (or `CLAMD_SIZE_LIMIT`).
     Quarantine,
-    /// Tag `CLAMD_UNREACHABLE` with its weight; the score decides.
+    /// Tag `CLAMD_UNREACHABLE` (or `CLAMD_SIZE_LIMIT`) with its weight; the score decides.
     Tag,
 }
 

@@ -378,10 +378,20 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
         2.0,
         "an archive holding a macro-enabled file",
     ),
+    (
+        "ARCHIVE_LISTING_INCOMPLETE",
+        1.0,
+        "a zip whose listing could not be read in full",
+    ),
     // signatures
     ("VIRUS_SIGNATURE", 20.0, "a virus signature matched"),
     ("VIRUS_CLAMD", 20.0, "clamd found a virus"),
     ("CLAMD_UNREACHABLE", 2.0, "attachments could not be scanned"),
+    (
+        "CLAMD_SIZE_LIMIT",
+        2.0,
+        "an attachment larger than clamd scans went unscanned",
+    ),
     // learn
     (
         "LEARNED_SPAM",

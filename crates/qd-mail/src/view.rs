@@ -99,6 +99,9 @@ pub struct PartInfo {
     pub scannable: bool,
     /// For zip archives: the entry names from the central directory (never decompressed).
     pub archive_entries: Vec<String>,
+    /// A zip archive whose listing is not whole: more entries than are listed, or a
+    /// directory that could not be read (damaged, or not a zip after all).
+    pub archive_incomplete: bool,
 }
 
 impl PartInfo {
@@ -358,6 +361,7 @@ impl MessageView {
             encoding_problem: part.is_encoding_problem,
             scannable: false,
             archive_entries: Vec::new(),
+            archive_incomplete: false,
         };
         let index = self.parts.len();
         match &part.body {
@@ -392,8 +396,7 @@ impl MessageView {
                     } else {
                         decoded.into_owned()
                     };
-                    info.scannable = true;
-                    self.attachments.items.push((index, bytes));
+                    self.keep_attachment(&mut info, index, bytes);
                 }
                 self.parts.push(info);
             }
@@ -416,15 +419,27 @@ impl MessageView {
                     _ => info.file_name.is_some(),
                 };
                 if keep {
-                    if is_zip(&info, bytes) {
-                        info.archive_entries = zip_entry_names(bytes);
-                    }
-                    info.scannable = true;
-                    self.attachments.items.push((index, bytes.to_vec()));
+                    self.keep_attachment(&mut info, index, bytes.to_vec());
                 }
                 self.parts.push(info);
             }
         }
+    }
+}
+
+impl MessageView {
+    /// Keeps an attachment's bytes for the scanner and lists it when it is a zip. Every
+    /// part kind comes through here, so the listing always follows the bytes the
+    /// scanner sees: a zip that mail-parser took for text (declared text/*, or broken
+    /// base64) is listed as well as scanned.
+    fn keep_attachment(&mut self, info: &mut PartInfo, index: usize, bytes: Vec<u8>) {
+        if is_zip(info, &bytes) {
+            let listing = zip_listing(&bytes);
+            info.archive_entries = listing.names;
+            info.archive_incomplete = !listing.complete;
+        }
+        info.scannable = true;
+        self.attachments.items.push((index, bytes));
     }
 }
 
@@ -597,9 +612,15 @@ fn encoded_words(value: &str) -> (u32, Vec<String>) {
     (count, charsets)
 }
 
+/// A zip by its magic bytes, its declared type or its name. `application/gzip` and
+/// other `*zip*` types that are not zips do not count: their listing would read as
+/// unreadable.
 fn is_zip(info: &PartInfo, bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04")
-        || info.subtype.contains("zip")
+        || matches!(
+            info.subtype.as_str(),
+            "zip" | "x-zip" | "x-zip-compressed" | "zip-compressed"
+        )
         || info
             .file_name
             .as_deref()
@@ -616,31 +637,82 @@ fn u32_at(b: &[u8], at: usize) -> Option<usize> {
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
 }
 
-/// Entry names from a zip's central directory (APPNOTE 4.3.12, 4.3.16). Nothing is
-/// decompressed; a damaged directory yields what could be read.
-fn zip_entry_names(bytes: &[u8]) -> Vec<String> {
+fn u64_at(b: &[u8], at: usize) -> Option<usize> {
+    let s: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
+    usize::try_from(u64::from_le_bytes(s)).ok()
+}
+
+/// What a zip's central directory names.
+struct ZipListing {
+    names: Vec<String>,
+    /// Every entry the directory declares is named.
+    complete: bool,
+}
+
+/// Entry names from a zip's central directory (APPNOTE 4.3.12, 4.3.16), zip64 included
+/// (4.3.14, 4.3.15). Nothing is decompressed; a damaged directory yields what could be
+/// read, marked incomplete, as is a listing cut at [`MAX_ARCHIVE_ENTRIES`]: an
+/// executable could hide in the part not listed.
+fn zip_listing(bytes: &[u8]) -> ZipListing {
+    let unreadable = ZipListing {
+        names: Vec::new(),
+        complete: false,
+    };
     // The end-of-central-directory record is 22 bytes plus a comment of up to 64 KiB.
     let min = bytes.len().saturating_sub(22 + 65_535);
     let Some(eocd) = (min..bytes.len().saturating_sub(21))
         .rev()
         .find(|&i| bytes.get(i..i + 4) == Some(b"PK\x05\x06"))
     else {
-        return Vec::new();
+        return unreadable;
     };
-    let (Some(count), Some(mut pos)) = (u16_at(bytes, eocd + 10), u32_at(bytes, eocd + 16)) else {
-        return Vec::new();
+    let (Some(mut count), Some(mut size), Some(mut pos)) = (
+        u16_at(bytes, eocd + 10),
+        u32_at(bytes, eocd + 12),
+        u32_at(bytes, eocd + 16),
+    ) else {
+        return unreadable;
     };
+    // Where the directory's records end: the EOCD record, or the zip64 one before it.
+    let mut dir_end = eocd;
+    // A zip64 archive puts all-ones in these fields and the real values in a zip64
+    // end record, found through the locator right before the EOCD record.
+    if count == 0xFFFF || size == 0xFFFF_FFFF || pos == 0xFFFF_FFFF {
+        let locator = eocd.checked_sub(20);
+        let Some(record) = locator
+            .filter(|&l| bytes.get(l..l + 4) == Some(b"PK\x06\x07"))
+            .and_then(|l| {
+                // The record normally sits right before the locator (its recorded
+                // offset is wrong when data was prepended).
+                let recorded = u64_at(bytes, l + 8)?;
+                [Some(recorded), l.checked_sub(56)]
+                    .into_iter()
+                    .flatten()
+                    .find(|&r| bytes.get(r..r + 4) == Some(b"PK\x06\x06"))
+            })
+        else {
+            return unreadable;
+        };
+        let (Some(c), Some(sz), Some(p)) = (
+            u64_at(bytes, record + 32),
+            u64_at(bytes, record + 40),
+            u64_at(bytes, record + 48),
+        ) else {
+            return unreadable;
+        };
+        (count, size, pos, dir_end) = (c, sz, p, record);
+    }
     // Data prepended to the archive (a self-extractor stub, or one junk byte to dodge
-    // scanners) shifts every offset; the directory then sits right before the EOCD
-    // record, where unzip and 7-Zip find it too.
-    if bytes.get(pos..pos + 4) != Some(b"PK\x01\x02") {
-        if let Some(actual) = u32_at(bytes, eocd + 12).and_then(|size| eocd.checked_sub(size)) {
+    // scanners) shifts every offset; the directory then sits right before the end
+    // records, where unzip and 7-Zip find it too.
+    if bytes.get(pos..pos.saturating_add(4)) != Some(b"PK\x01\x02") {
+        if let Some(actual) = dir_end.checked_sub(size) {
             pos = actual;
         }
     }
     let mut names = Vec::new();
     for _ in 0..count.min(MAX_ARCHIVE_ENTRIES) {
-        if bytes.get(pos..pos + 4) != Some(b"PK\x01\x02") {
+        if bytes.get(pos..pos.saturating_add(4)) != Some(b"PK\x01\x02") {
             break;
         }
         let (Some(name_len), Some(extra_len), Some(comment_len)) = (
@@ -656,7 +728,8 @@ fn zip_entry_names(bytes: &[u8]) -> Vec<String> {
         names.push(String::from_utf8_lossy(name).into_owned());
         pos += 46 + name_len + extra_len + comment_len;
     }
-    names
+    let complete = names.len() == count;
+    ZipListing { names, complete }
 }
 
 #[cfg(test)]

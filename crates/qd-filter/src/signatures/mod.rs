@@ -332,7 +332,9 @@ pub(crate) struct SignatureOutcome {
     pub(crate) viruses: Vec<String>,
     /// SHA-256 digests of the parts a signature matched.
     pub(crate) infected: Vec<String>,
-    pub(crate) clamd_unreachable: bool,
+    /// Attachments clamd should have scanned were not (clamd unreachable, or refusing
+    /// one as too large): the unreachable policy decides.
+    pub(crate) clamd_unscanned: bool,
 }
 
 pub(crate) fn check(
@@ -357,12 +359,29 @@ pub(crate) fn check(
             let scan = ClamdScan {
                 client,
                 error: RefCell::new(None),
+                too_large: std::cell::Cell::new(0),
             };
             let found = view.scan_with(&scan);
             if let Some(err) = scan.error.into_inner() {
                 tracing::warn!(error = %err, "clamd scan failed");
-                out.clamd_unreachable = true;
+                out.clamd_unscanned = true;
                 hits.add("CLAMD_UNREACHABLE", "attachments were not scanned by clamd");
+            }
+            // Not an outage, but the attachment went unscanned all the same: the
+            // unreachable policy applies, under a tag that says what happened.
+            let too_large = scan.too_large.get();
+            if too_large > 0 {
+                tracing::warn!(
+                    attachments = too_large,
+                    "clamd refused attachments as too large"
+                );
+                out.clamd_unscanned = true;
+                hits.add(
+                    "CLAMD_SIZE_LIMIT",
+                    format!(
+                        "{too_large} attachment(s) larger than clamd's StreamMaxLength were not scanned by clamd"
+                    ),
+                );
             }
             for hit in found {
                 hits.add("VIRUS_CLAMD", hit.name.clone());

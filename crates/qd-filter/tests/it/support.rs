@@ -75,6 +75,18 @@ pub fn case_filter() -> Filter {
 
 /// A message with one attachment.
 pub fn with_attachment(name: &str, content_type: &str, data: &[u8]) -> Vec<u8> {
+    with_part(
+        &format!(
+            "Content-Type: {content_type}; name=\"{name}\"\nContent-Transfer-Encoding: base64\n\
+             Content-Disposition: attachment; filename=\"{name}\"\n"
+        ),
+        &base64(data),
+    )
+}
+
+/// A message with a text part and one more part: its header lines (each ending in a
+/// newline) and its body as written.
+pub fn with_part(part_headers: &str, body: &str) -> Vec<u8> {
     format!(
         "Received: from mail.example.com (mail.example.com [192.0.2.10])\n\
          \tby mx.quietdesk.example (Postfix) with ESMTPS id 1;\n\
@@ -82,10 +94,7 @@ pub fn with_attachment(name: &str, content_type: &str, data: &[u8]) -> Vec<u8> {
          From: Alice <alice@example.com>\nTo: help@quietdesk.example\nSubject: file\n\
          Date: Mon, 4 Mar 2024 10:00:00 +0000\nMessage-ID: <att@example.com>\n\
          MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n\
-         --b1\nContent-Type: text/plain\n\nsee attached\n--b1\n\
-         Content-Type: {content_type}; name=\"{name}\"\nContent-Transfer-Encoding: base64\n\
-         Content-Disposition: attachment; filename=\"{name}\"\n\n{}\n--b1--\n",
-        base64(data)
+         --b1\nContent-Type: text/plain\n\nsee attached\n--b1\n{part_headers}\n{body}\n--b1--\n"
     )
     .into_bytes()
 }

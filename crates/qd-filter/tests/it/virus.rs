@@ -9,7 +9,7 @@ use qd_filter::{
     Class, Filter, FilterSettings, JudgeContext, MessageView, SignatureDb, UnreachablePolicy,
 };
 
-use crate::support::{case_settings, with_attachment, zip};
+use crate::support::{base64, case_settings, with_attachment, with_part, zip};
 
 const TESTFILES: &str = "/usr/share/clamav-testfiles";
 
@@ -229,6 +229,129 @@ fn an_archive_with_prepended_bytes_is_still_listed() {
     assert!(detail(&v, "ARCHIVE_EXECUTABLE").is_some(), "{v:?}");
 }
 
+/// A zip is an archive whatever its part looks like: declared application/zip with no
+/// file name, named `.zip` but declared text/plain, or with one stray character in its
+/// base64 (mail-parser turns the last two into text parts). Each was scanned but never
+/// listed, or listed but never checked.
+#[test]
+fn an_executable_in_a_zip_is_found_without_a_name_as_text_or_in_broken_base64() {
+    let filter = Filter::new(FilterSettings::default()).unwrap();
+    let archive = zip(&[("readme.txt", b"hello"), ("run.exe", b"MZ\x90\x00")]);
+    let encoded = base64(&archive);
+    let broken = format!("{}!{}", &encoded[..8], &encoded[8..]);
+    let forms = [
+        (
+            "declared zip, no name",
+            "Content-Type: application/zip\nContent-Transfer-Encoding: base64\n",
+            encoded.clone(),
+        ),
+        (
+            "no type, no name, zip magic",
+            "Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n",
+            encoded.clone(),
+        ),
+        (
+            "declared text/plain",
+            "Content-Type: text/plain; name=\"docs.zip\"\nContent-Transfer-Encoding: base64\n\
+             Content-Disposition: attachment; filename=\"docs.zip\"\n",
+            encoded.clone(),
+        ),
+        (
+            "broken base64",
+            "Content-Type: application/zip; name=\"docs.zip\"\nContent-Transfer-Encoding: base64\n",
+            broken,
+        ),
+    ];
+    for (form, headers, body) in forms {
+        let v = judge(&filter, &with_part(headers, &body));
+        assert!(detail(&v, "ARCHIVE_EXECUTABLE").is_some(), "{form}: {v:?}");
+        assert!(
+            detail(&v, "ARCHIVE_LISTING_INCOMPLETE").is_none(),
+            "{form}: {v:?}"
+        );
+    }
+}
+
+/// `entries` as a zip64 archive: the end record's counts and offsets all ones, the real
+/// ones in a zip64 end record found through its locator (APPNOTE 4.3.14, 4.3.15).
+fn zip64(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let plain = zip(entries);
+    let eocd = plain.len() - 22;
+    let field = |at: usize| u32::from_le_bytes(plain[at..at + 4].try_into().unwrap()) as u64;
+    let (cd_size, cd_offset) = (field(eocd + 12), field(eocd + 16));
+    let count = entries.len() as u64;
+    let mut out = plain[..eocd].to_vec();
+    let record_at = out.len() as u64;
+    out.extend_from_slice(b"PK\x06\x06");
+    out.extend_from_slice(&44u64.to_le_bytes()); // size of the rest of the record
+    out.extend_from_slice(&45u16.to_le_bytes()); // made by
+    out.extend_from_slice(&45u16.to_le_bytes()); // version needed
+    out.extend_from_slice(&[0; 8]); // disks
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&cd_size.to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(b"PK\x06\x07");
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&record_at.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(b"PK\x05\x06");
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&[0xFF; 4]); // entry counts
+    out.extend_from_slice(&[0xFF; 8]); // directory size and offset
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+/// A listing cut at its limit, or one that could not be read (a zip64 archive listed
+/// nothing), used to pass as a clean archive. Now zip64 is read, and what cannot be
+/// listed in full says so.
+#[test]
+fn a_zip_listing_that_is_cut_or_unreadable_is_flagged() {
+    let filter = Filter::new(FilterSettings::default()).unwrap();
+    let exe: &[u8] = b"MZ\x90\x00";
+
+    let v = judge(
+        &filter,
+        &with_attachment("big.zip", "application/zip", &zip64(&[("run.exe", exe)])),
+    );
+    assert!(detail(&v, "ARCHIVE_EXECUTABLE").is_some(), "zip64: {v:?}");
+    assert!(detail(&v, "ARCHIVE_LISTING_INCOMPLETE").is_none(), "{v:?}");
+
+    // A zip64 end record that is not there: nothing can be listed.
+    let mut damaged = zip64(&[("run.exe", exe)]);
+    let locator = damaged.len() - 22 - 20;
+    damaged[locator..locator + 4].copy_from_slice(b"XXXX");
+    let v = judge(
+        &filter,
+        &with_attachment("big.zip", "application/zip", &damaged),
+    );
+    assert!(detail(&v, "ARCHIVE_LISTING_INCOMPLETE").is_some(), "{v:?}");
+
+    // The executable after the first 1024 entries is not listed.
+    let names: Vec<String> = (0..1100).map(|i| format!("f{i:04}.txt")).collect();
+    let mut entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    entries.push(("run.exe", exe));
+    let v = judge(
+        &filter,
+        &with_attachment("many.zip", "application/zip", &zip(&entries)),
+    );
+    let why = detail(&v, "ARCHIVE_LISTING_INCOMPLETE").expect("flagged");
+    assert!(why.contains("1024"), "{why}");
+
+    // A whole listing, and a gzip (no zip at all), are not flagged.
+    let v = judge(
+        &filter,
+        &with_attachment("ok.zip", "application/zip", &zip(&[("a.txt", b"a")])),
+    );
+    assert!(detail(&v, "ARCHIVE_LISTING_INCOMPLETE").is_none(), "{v:?}");
+    let v = judge(
+        &filter,
+        &with_attachment("a.tar.gz", "application/gzip", b"\x1f\x8b\x08\x00junk"),
+    );
+    assert!(detail(&v, "ARCHIVE_LISTING_INCOMPLETE").is_none(), "{v:?}");
+}
+
 #[test]
 fn clean_attachment_is_not_a_virus() {
     let dir = signature_dir();
@@ -293,4 +416,30 @@ fn unreachable_clamd_quarantines_by_default() {
         Class::Ham,
         "tag policy lets the score decide: {v:?}"
     );
+}
+
+/// clamd refusing an attachment as larger than its StreamMaxLength is not an outage: the
+/// verdict says what happened, and the unreachable policy (quarantine by default) still
+/// holds the unscanned message back.
+#[cfg(unix)]
+#[test]
+fn an_attachment_over_clamds_size_limit_is_held_back_under_its_own_tag() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clamd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut head = [0u8; 64];
+            let _ = stream.read_exact(&mut head);
+            let _ = stream.write_all(b"INSTREAM size limit exceeded. ERROR\0");
+        }
+    });
+    let mut s = case_settings();
+    s.clamd.address = Some(path.to_str().unwrap().to_owned());
+    let raw = with_attachment("notes.pdf", "application/pdf", &vec![b'%'; 1 << 20]);
+    let v = judge(&Filter::new(s).unwrap(), &raw);
+    assert!(detail(&v, "CLAMD_SIZE_LIMIT").is_some(), "{v:?}");
+    assert!(detail(&v, "CLAMD_UNREACHABLE").is_none(), "{v:?}");
+    assert_eq!(v.class, Class::Spam, "quarantine means not ham: {v:?}");
 }
