@@ -688,7 +688,7 @@ fn zip_listing(bytes: &[u8]) -> ZipListing {
                 [Some(recorded), l.checked_sub(56)]
                     .into_iter()
                     .flatten()
-                    .find(|&r| bytes.get(r..r + 4) == Some(b"PK\x06\x06"))
+                    .find(|&r| bytes.get(r..r.saturating_add(4)) == Some(b"PK\x06\x06"))
             })
         else {
             return unreadable;
