@@ -134,7 +134,7 @@ fn looks_like_bounce(msg: &mail_parser::Message<'_>) -> bool {
         .unwrap_or(false);
     let null_return = msg
         .header_raw("Return-Path")
-        .is_some_and(|v| qd_core::normalize_address(v).is_empty());
+        .is_some_and(crate::autoreply::is_null_path);
     from_daemon || null_return || msg.header_raw("X-Failed-Recipients").is_some()
 }
 
