@@ -369,3 +369,83 @@ fn queued(outcome: EnqueueOutcome, language: String) -> AckOutcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap is a failed test with its location.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// mail-parser keeps a bare CR inside a Message-ID; copied into our In-Reply-To and
+    /// References, it let a sender add header fields (here Reply-To) to our
+    /// acknowledgement.
+    #[test]
+    fn a_bare_cr_in_an_incoming_id_does_not_reach_our_headers() {
+        let raw = b"From: Ann <ann@customer.example>\r\n\
+To: support@desk.example\r\n\
+Subject: Help\r\n\
+Message-ID: <a\rReply-To: attacker@evil.example>\r\n\
+References: <root@customer.example> <b\rBcc: attacker@evil.example>\r\n\
+Date: Wed, 25 Nov 2026 08:59:00 +0000\r\n\
+\r\n\
+My printer is on fire.\r\n";
+        let parsed = qd_mail::parse(raw);
+        assert!(
+            parsed
+                .message_id
+                .as_deref()
+                .is_some_and(|id| id.contains('\r')),
+            "the parser keeps the CR: {:?}",
+            parsed.message_id
+        );
+        let cfg = AckConfig {
+            enabled: true,
+            from: "support@desk.example".into(),
+            from_name: None,
+            own_addresses: Vec::new(),
+            max_per_sender_per_day: 3,
+            only_new_tickets: true,
+            templates_dir: None,
+            default_language: "en".into(),
+            null_envelope_sender: true,
+        };
+        let settings = AckSettings::from_config(
+            &cfg,
+            TicketRefFormat::new("[#QD-{n}]").unwrap(),
+            "desk.example",
+        )
+        .unwrap();
+        let stored = StoredMessage {
+            index: 0,
+            message_db_id: 1,
+            ticket_id: 1,
+            ticket_number: 1,
+            ticket_status: qd_core::TicketStatus::Open,
+            new_ticket: true,
+        };
+        let now = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        let msg = plan_acknowledgement(
+            &parsed,
+            &LoopHeaders::from_raw(raw),
+            &stored,
+            false,
+            &settings,
+            now,
+        )
+        .unwrap();
+
+        let bare_cr = msg.raw.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n')
+            || msg.raw.last() == Some(&b'\r');
+        let text = String::from_utf8_lossy(&msg.raw);
+        assert!(!bare_cr, "{text:?}");
+        let header_block = text.split("\r\n\r\n").next().unwrap();
+        for line in header_block.split(['\r', '\n']) {
+            let name = line.split(':').next().unwrap().trim().to_ascii_lowercase();
+            assert!(name != "reply-to" && name != "bcc", "{text:?}");
+        }
+        // The unsafe ids are dropped; the clean one still threads.
+        assert_eq!(msg.in_reply_to, None);
+        assert_eq!(msg.references, vec!["root@customer.example".to_string()]);
+        assert!(header_block.contains("References: <root@customer.example>"));
+    }
+}

@@ -38,10 +38,11 @@ const MACHINE_LOCAL_PARTS: &[&str] = &[
 /// The header fields of one message that the loop rules look at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoopHeaders {
-    /// `Auto-Submitted` value, lowercased, comments and parameters dropped.
-    pub auto_submitted: Option<String>,
-    /// `Precedence` value, lowercased.
-    pub precedence: Option<String>,
+    /// Every `Auto-Submitted` value, lowercased, comments and parameters dropped. All
+    /// count: a sender cannot undo a marker by putting `no` above it.
+    pub auto_submitted: Vec<String>,
+    /// Every `Precedence` value, lowercased.
+    pub precedence: Vec<String>,
     /// Names (lowercase) of the list header fields present.
     pub list_headers: Vec<String>,
     /// The last `Return-Path` value as written (`<>` for a bounce).
@@ -67,12 +68,8 @@ impl LoopHeaders {
         for (name, value) in header_fields(raw) {
             let value = value.trim();
             match name.as_str() {
-                "auto-submitted" => {
-                    out.auto_submitted.get_or_insert_with(|| keyword(value));
-                }
-                "precedence" => {
-                    out.precedence.get_or_insert_with(|| keyword(value));
-                }
+                "auto-submitted" => out.auto_submitted.push(keyword(value)),
+                "precedence" => out.precedence.push(keyword(value)),
                 // The topmost one is the envelope sender of this delivery; lower ones
                 // come from earlier hops (a bounce forwarded on keeps its `<>` there).
                 "return-path" => {
@@ -186,23 +183,24 @@ pub fn may_auto_reply(
     own: &OwnIdentity,
     is_spam: bool,
 ) -> Result<(), NoAutoReply> {
-    if let Some(v) = &headers.auto_submitted {
-        if v != "no" {
-            return Err(NoAutoReply::AutoSubmitted(v.clone()));
-        }
+    // Any marker suppresses, not only the first field: a message may carry several
+    // (one per hop that added one), and RFC 3834 §2 asks us to err on the side of
+    // silence.
+    if let Some(v) = headers.auto_submitted.iter().find(|v| *v != "no") {
+        return Err(NoAutoReply::AutoSubmitted(v.clone()));
     }
-    if let Some(v) = &headers.precedence {
-        if matches!(v.as_str(), "bulk" | "list" | "junk") {
-            return Err(NoAutoReply::Precedence(v.clone()));
-        }
+    if let Some(v) = headers
+        .precedence
+        .iter()
+        .find(|v| matches!(v.as_str(), "bulk" | "list" | "junk"))
+    {
+        return Err(NoAutoReply::Precedence(v.clone()));
     }
     if let Some(h) = headers.list_headers.first() {
         return Err(NoAutoReply::MailingList(h.clone()));
     }
-    if let Some(rp) = &headers.return_path {
-        if qd_core::normalize_address(rp).is_empty() {
-            return Err(NoAutoReply::NullReturnPath);
-        }
+    if headers.return_path.as_deref().is_some_and(is_null_path) {
+        return Err(NoAutoReply::NullReturnPath);
     }
     if let Some(v) = &headers.auto_response_suppress {
         let suppressed = v
@@ -262,6 +260,42 @@ fn machine_local_part(addr: &str) -> Option<String> {
         || base.ends_with("-bounces")
         || base.starts_with("bounce-");
     hit.then_some(local)
+}
+
+/// Whether a `Return-Path` value is the null reverse-path `<>` (RFC 5321 §4.5.5).
+/// Comments are dropped first: RFC 5322 allows them around the path, and
+/// `<> (bounce)` is as null as `<>`.
+pub fn is_null_path(value: &str) -> bool {
+    qd_core::normalize_address(&without_comments(value)).is_empty()
+}
+
+/// `value` without its RFC 5322 comments (parenthesised, nestable, with quoted pairs);
+/// parentheses inside a quoted string are kept.
+fn without_comments(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut depth = 0usize;
+    let mut quoted = false;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let next = chars.next();
+                if depth == 0 {
+                    out.push(c);
+                    out.extend(next);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The first token of a structured value: `auto-replied; owner=x` → `auto-replied`,
@@ -375,6 +409,15 @@ mod tests {
                 "response_suppressed",
             ),
             ("X-Autoreply: yes", "autoresponder_marker"),
+            // Every Auto-Submitted and Precedence field counts, not only the first.
+            (
+                "Auto-Submitted: no\r\nAuto-Submitted: auto-replied",
+                "auto_submitted",
+            ),
+            ("Precedence: first-class\r\nPrecedence: bulk", "precedence"),
+            // Comments around the null path do not make it a sender.
+            ("Return-Path: <> (bounce)", "null_return_path"),
+            ("Return-Path: (daemon) <>", "null_return_path"),
             ("Message-ID: <abc@desk.example>", "own_message"),
         ];
         for (header, reason) in cases {
@@ -387,6 +430,20 @@ mod tests {
         );
         assert_eq!(
             check("X-Auto-Response-Suppress: OOF", "ann@customer.example"),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                "Auto-Submitted: no\r\nAuto-Submitted: No (checked)",
+                "ann@customer.example"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                "Return-Path: <ann@customer.example> (via relay)",
+                "ann@customer.example"
+            ),
             Ok(())
         );
     }

@@ -108,7 +108,7 @@ pub fn parse_bounce(raw: &[u8]) -> Option<Bounce> {
                     || l.contains("no mailbox")
             })
             .map(|l| l.chars().take(300).collect());
-        bounce.action = Some("failed".to_string());
+        bounce.action = Some(non_standard_action(&text, bounce.status.as_deref()).to_string());
     }
     if bounce.recipient.is_none() {
         bounce.recipient = msg
@@ -134,7 +134,7 @@ fn looks_like_bounce(msg: &mail_parser::Message<'_>) -> bool {
         .unwrap_or(false);
     let null_return = msg
         .header_raw("Return-Path")
-        .is_some_and(|v| qd_core::normalize_address(v).is_empty());
+        .is_some_and(crate::autoreply::is_null_path);
     from_daemon || null_return || msg.header_raw("X-Failed-Recipients").is_some()
 }
 
@@ -218,6 +218,72 @@ fn quoted_message_id(text: &[u8]) -> Option<String> {
         }
     }
     None
+}
+
+/// The action a bounce without a report states in words. Such a notice may be a delay
+/// warning ("delivery delayed (#4.4.7), will keep trying"), which must not fail the
+/// entry. Giving-up wording wins over the status: qmail's "not going to try again"
+/// notice quotes the last temporary error (`#4.4.1`). Then the status class decides
+/// (RFC 3463: 4 = persistent transient, 5 = permanent); without a status, wording that
+/// promises more attempts makes a delay, anything else stays a failure.
+fn non_standard_action(text: &str, status: Option<&str>) -> &'static str {
+    let notice = own_text(text).to_lowercase();
+    let says = |phrases: &[&str]| phrases.iter().any(|p| notice.contains(p));
+    if says(GIVEN_UP) {
+        return "failed";
+    }
+    match status.and_then(|s| s.chars().next()) {
+        Some('4') => "delayed",
+        Some('5') => "failed",
+        _ if says(STILL_TRYING) => "delayed",
+        _ => "failed",
+    }
+}
+
+/// Wording of a notice that the sending server stopped trying.
+const GIVEN_UP: &[&str] = &[
+    "not going to try again",
+    "will not try again",
+    "won't try again",
+    "giving up",
+    "gave up",
+    "retry timeout exceeded",
+];
+
+/// Wording of a notice that the sending server is still trying.
+const STILL_TRYING: &[&str] = &[
+    "will keep trying",
+    "will continue trying",
+    "will continue to try",
+    "will retry",
+    "will try again",
+    "still trying",
+    "delivery delayed",
+    "delivery has been delayed",
+    "delivery is delayed",
+    "not yet been delivered",
+    "no action is required",
+    "warning message only",
+    "do not need to resend",
+];
+
+/// The notice's own words: the text before the copy of our message, so that what a
+/// staff reply says ("we will keep trying") cannot decide the outcome. The copy starts
+/// at a separator line (`--- Below this line is a copy…`, Exim's `------ This is a
+/// copy…`) or at the quoted Message-ID.
+fn own_text(text: &str) -> &str {
+    let mut end = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start_matches(['>', ' ', '\t']);
+        if t.starts_with("---")
+            || t.get(..11)
+                .is_some_and(|h| h.eq_ignore_ascii_case("message-id:"))
+        {
+            break;
+        }
+        end += line.len();
+    }
+    text.get(..end).unwrap_or(text)
 }
 
 /// The first RFC 3463 status code (`[245].x.y`) in free text.
@@ -308,6 +374,76 @@ Subject: hello\r\n";
         assert_eq!(b.status.as_deref(), Some("5.1.1"));
         assert_eq!(b.recipient.as_deref(), Some("gone@customer.example"));
         assert!(!b.standard);
+    }
+
+    /// A plain-text delay notice counted as a permanent failure (the action was always
+    /// `failed`) and failed the outbox entry of a message that was still on its way.
+    #[test]
+    fn a_non_standard_delay_notice_is_not_a_permanent_failure() {
+        let qmail = |status: &str| {
+            format!(
+                "From: MAILER-DAEMON@old.example\r\n\
+Subject: failure notice\r\n\
+X-Failed-Recipients: gone@customer.example\r\n\
+\r\n\
+Hi. This is the qmail-send program at old.example.\r\n\
+<gone@customer.example>:\r\n\
+Sorry, no mailbox here by that name. (#{status})\r\n\
+\r\n\
+--- Below this line is a copy of the message.\r\n\
+\r\n\
+Message-ID: <qd.2.def@desk.example>\r\n\
+Subject: hello\r\n"
+            )
+        };
+        let delayed = parse_bounce(qmail("4.4.7").as_bytes()).expect("a bounce");
+        assert_eq!(delayed.status.as_deref(), Some("4.4.7"));
+        assert_eq!(delayed.action.as_deref(), Some("delayed"));
+        assert!(!delayed.is_permanent_failure());
+        let failed = parse_bounce(qmail("5.1.1").as_bytes()).expect("a bounce");
+        assert_eq!(failed.action.as_deref(), Some("failed"));
+        assert!(failed.is_permanent_failure());
+    }
+
+    /// Words decide where the status does not: giving up after temporary errors is a
+    /// failure, a promise to keep trying without a status is a delay, and the copy of
+    /// our message cannot speak for the notice.
+    #[test]
+    fn a_non_standard_notice_is_judged_by_its_own_words() {
+        let notice = |words: &str, copy: &str| {
+            format!(
+                "From: MAILER-DAEMON@old.example\r\n\
+Subject: mail delivery notice\r\n\
+\r\n\
+{words}\r\n\
+\r\n\
+--- Below this line is a copy of the message.\r\n\
+\r\n\
+Message-ID: <qd.4.jkl@desk.example>\r\n\
+Subject: hello\r\n\
+\r\n\
+{copy}\r\n"
+            )
+        };
+        let permanent = |words: &str, copy: &str| {
+            parse_bounce(notice(words, copy).as_bytes())
+                .expect("a bounce")
+                .is_permanent_failure()
+        };
+        assert!(permanent(
+            "Remote host said: 451 4.3.0 try later\r\n\
+I'm not going to try again; this message has been in the queue too long.",
+            ""
+        ));
+        assert!(!permanent(
+            "Your message has not yet been delivered. We will keep trying.",
+            ""
+        ));
+        assert!(permanent("Your message could not be delivered.", ""));
+        assert!(permanent(
+            "Your message could not be delivered.",
+            "Do not worry, we will keep trying."
+        ));
     }
 
     /// A non-standard bounce that attaches the original base64-encoded: its Message-ID

@@ -97,6 +97,7 @@ pub struct OutgoingMessage {
     pub kind: OutgoingKind,
     /// Our Message-ID, no angle brackets.
     pub message_id: String,
+    /// The threading ids as written (unsafe ones dropped, see [`is_sendable_id`]).
     pub in_reply_to: Option<String>,
     pub references: Vec<String>,
     pub from: String,
@@ -171,17 +172,28 @@ pub fn build(o: &Outgoing) -> Result<OutgoingMessage, OutgoingError> {
         o.to.iter()
             .map(Mailbox::to_builder)
             .collect::<Result<_, _>>()?;
+    // The ids we answer come from incoming mail, and mail-parser keeps a bare CR inside
+    // an id: written back, `<a\rReply-To: x@evil>` would add a header field to our
+    // message. An id that is not one token of visible characters is dropped; the
+    // ticket reference in the subject still threads the answer.
+    let in_reply_to = o.in_reply_to.clone().filter(|id| is_sendable_id(id));
+    let references: Vec<String> = o
+        .references
+        .iter()
+        .filter(|id| is_sendable_id(id))
+        .cloned()
+        .collect();
     let mut b = MessageBuilder::new()
         .from(o.from.to_builder()?)
         .to(MbAddress::new_list(to))
         .subject(o.subject.clone())
         .message_id(o.message_id.clone())
         .date(o.date.timestamp());
-    if let Some(parent) = &o.in_reply_to {
+    if let Some(parent) = &in_reply_to {
         b = b.in_reply_to(parent.clone());
     }
-    if !o.references.is_empty() {
-        b = b.references(MessageId::new_list(o.references.iter().cloned()));
+    if !references.is_empty() {
+        b = b.references(MessageId::new_list(references.iter().cloned()));
     }
     if let Some(lang) = &o.language {
         b = b.header("Content-Language", Raw::new(lang.clone()));
@@ -200,8 +212,8 @@ pub fn build(o: &Outgoing) -> Result<OutgoingMessage, OutgoingError> {
     Ok(OutgoingMessage {
         kind: o.kind,
         message_id: o.message_id.clone(),
-        in_reply_to: o.in_reply_to.clone(),
-        references: o.references.clone(),
+        in_reply_to,
+        references,
         from: o.from.addr.clone(),
         to: o.to.iter().map(|m| m.addr.clone()).collect(),
         envelope_from: o.envelope_from.clone(),
@@ -209,6 +221,16 @@ pub fn build(o: &Outgoing) -> Result<OutgoingMessage, OutgoingError> {
         language: o.language.clone(),
         raw,
     })
+}
+
+/// Whether a Message-ID (without angle brackets) may be written into a header of ours:
+/// not empty, and no control character, white space or angle bracket, any of which
+/// could end the id or the header field early.
+pub fn is_sendable_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>'))
 }
 
 /// Placeholders a template may use.

@@ -1,7 +1,8 @@
 //! The outbound worker: drains the store's outbox over SMTP, and files bounces.
 //!
-//! [`Worker`] owns one lettre transport (STARTTLS, implicit TLS or plain, optional
-//! AUTH, pooled connections) built from [`SmtpSettings`]. [`Worker::drain_once`] claims
+//! [`Worker`] holds the relay's connection settings (STARTTLS, implicit TLS or plain,
+//! optional AUTH) from [`SmtpSettings`] and opens one lettre SMTP connection per
+//! delivery, the whole of which is bounded in time. [`Worker::drain_once`] claims
 //! due outbox entries and sends each as its stored raw bytes with an explicit envelope:
 //! success marks the entry sent and records the message on its ticket (`direction =
 //! out`), a permanent `5xx` or an unusable address fails it at once, anything else
@@ -16,10 +17,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use qd_core::{Clock, Direction};
 use qd_mail::bounce::{parse_bounce, Bounce};
 use qd_store::{NewAttachment, NewMessage, OutboxEntry, PreparedBlob, Store};
@@ -75,7 +75,9 @@ pub struct SmtpSettings {
     /// Extra CA certificate (PEM) to trust, for a relay with a private CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// Per-command timeout, seconds.
+    /// Longest time one delivery may take, seconds: from connecting to the relay's answer
+    /// to the message, every command included. Capped at half of `lease_secs` (see
+    /// [`SmtpSettings::delivery_limit`]); a delivery that runs out is retried later.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     /// Default From address of our mail.
@@ -168,6 +170,13 @@ impl SmtpSettings {
         }
     }
 
+    /// How long one delivery may take: `timeout_secs` (at least 1 s), but never more
+    /// than half a lease, else no claim would ever be long enough to send within.
+    pub fn delivery_limit(&self) -> Duration {
+        let lease = Duration::from_secs(self.lease_secs.max(1));
+        Duration::from_secs(self.timeout_secs.max(1)).min(lease / 2)
+    }
+
     /// The delay before attempt `attempts + 1`: `base * 2^(attempts-1)`, capped at
     /// `max`, then spread by ±20% so that entries that failed together do not retry
     /// together.
@@ -211,7 +220,9 @@ enum Delivery {
 /// The outbox worker.
 pub struct Worker {
     settings: SmtpSettings,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    tls: Tls,
+    hello: ClientId,
+    credentials: Option<Credentials>,
 }
 
 impl Worker {
@@ -245,26 +256,13 @@ impl Worker {
             TlsMode::StartTls => Tls::Required(tls_params()?),
             TlsMode::Tls => Tls::Wrapper(tls_params()?),
         };
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
-            .port(settings.port)
-            .tls(tls)
-            .timeout(Some(Duration::from_secs(settings.timeout_secs.max(1))))
-            .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
-                settings.our_domain.clone(),
-            ))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(4)
-                    .idle_timeout(Duration::from_secs(60)),
-            );
-        if let Some(user) = &settings.username {
-            b = b.credentials(Credentials::new(
-                user.clone(),
-                settings.password.clone().unwrap_or_default(),
-            ));
-        }
+        let credentials = settings.username.as_ref().map(|user| {
+            Credentials::new(user.clone(), settings.password.clone().unwrap_or_default())
+        });
         Ok(Worker {
-            transport: b.build(),
+            tls,
+            hello: ClientId::Domain(settings.our_domain.clone()),
+            credentials,
             settings,
         })
     }
@@ -289,12 +287,9 @@ impl Worker {
     pub async fn drain(&self, store: &Store, clock: &dyn Clock) -> Result<Summary, Error> {
         let mut summary = Summary::default();
         let lease = Duration::from_secs(self.settings.lease_secs.max(1));
-        // How long a send may take: the SMTP timeout, but never more than half a lease
-        // (else no claim would ever be long enough).
-        let send_time = chrono::TimeDelta::from_std(
-            Duration::from_secs(self.settings.timeout_secs).min(lease / 2),
-        )
-        .unwrap_or(chrono::TimeDelta::seconds(30));
+        // How long a send may take: `deliver` gives up after this.
+        let send_time = chrono::TimeDelta::from_std(self.settings.delivery_limit())
+            .unwrap_or(chrono::TimeDelta::seconds(30));
         let start = clock.now();
         loop {
             let batch = u64::from(self.settings.batch.max(1));
@@ -307,7 +302,7 @@ impl Worker {
             for entry in claimed {
                 summary.claimed += 1;
                 // The claim covers the whole batch: slow sends before this one may have
-                // used most of it. A send must end (SMTP timeout) before the claim does,
+                // used most of it. A send must end (delivery limit) before the claim does,
                 // or another worker could take the entry and send it as well; a claim
                 // too short for that is handed back unused.
                 let now = clock.now();
@@ -390,8 +385,9 @@ impl Worker {
     }
 
     /// Drains the outbox every `poll_secs` until `shutdown` completes. A store error is
-    /// logged and the loop goes on (the database may be restarting); the send in flight
-    /// when shutdown comes finishes first (bounded by the SMTP timeout).
+    /// logged and the loop goes on (the database may be restarting); the drain in progress
+    /// when shutdown comes finishes first (each of its sends is bounded by
+    /// [`SmtpSettings::delivery_limit`]).
     pub async fn run(
         &self,
         store: &Store,
@@ -443,16 +439,67 @@ impl Worker {
             Ok(e) => e,
             Err(e) => return Delivery::Permanent(format!("bad envelope: {e}")),
         };
-        match self.transport.send_raw(&envelope, raw).await {
-            Ok(_) => Delivery::Sent,
-            Err(e) => classify(
+        // lettre's timeout covers only the TCP connect: a relay that greets and then
+        // falls silent would hold this send (and the worker, and shutdown) forever, and
+        // another instance would send the entry again once the lease ran out.
+        let limit = self.settings.delivery_limit();
+        match tokio::time::timeout(limit, self.send(&envelope, raw)).await {
+            Ok(Ok(())) => Delivery::Sent,
+            Ok(Err(e)) => classify(
                 e.is_permanent(),
                 e.status().map(|c| c.to_string()).as_deref(),
                 e.to_string(),
             ),
+            // If the relay had already taken the message and only its answer was late,
+            // the retry sends it twice; SMTP cannot tell (RFC 1047), and a late duplicate
+            // is better than a lost reply.
+            Err(_) => Delivery::Transient(format!(
+                "the relay did not finish the delivery within {} s (timed out)",
+                limit.as_secs()
+            )),
         }
     }
+
+    /// One delivery on a connection of its own. Not lettre's pool: a send cut short by
+    /// the time limit leaves its connection mid-transaction, and the pool would take it
+    /// back as healthy, so the next send would read the stale replies of this one (or
+    /// wait on the same silent relay). Here the connection is dropped with the future.
+    async fn send(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> Result<(), lettre::transport::smtp::Error> {
+        let s = &self.settings;
+        let wrapper = match &self.tls {
+            Tls::Wrapper(p) => Some(p.clone()),
+            _ => None,
+        };
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (s.host.as_str(), s.port),
+            Some(s.delivery_limit()),
+            &self.hello,
+            wrapper,
+            None,
+        )
+        .await?;
+        if let Tls::Required(p) = &self.tls {
+            conn.starttls(p.clone(), &self.hello).await?;
+        }
+        if let Some(credentials) = &self.credentials {
+            conn.auth(DEFAULT_MECHANISMS, credentials).await?;
+        }
+        conn.send(envelope, raw).await?;
+        // The message is taken; saying goodbye must not hold up the drain, nor turn a
+        // delivery into a failure.
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(QUIT_LIMIT, conn.quit()).await;
+        });
+        Ok(())
+    }
 }
+
+/// How long a QUIT after a delivery may wait for the relay's answer.
+const QUIT_LIMIT: Duration = Duration::from_secs(5);
 
 /// What an SMTP error means for the entry. A 5xx reply is a permanent refusal of the
 /// message, except the replies that refuse *us* (RFC 4954: 530 authentication

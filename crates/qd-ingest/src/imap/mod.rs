@@ -114,7 +114,10 @@ impl Arrived {
             let local = a.addr.split('@').next().unwrap_or_default();
             local.eq_ignore_ascii_case("mailer-daemon") || local.eq_ignore_ascii_case("postmaster")
         });
-        let null_sender = loop_headers.return_path.as_deref().map(str::trim) == Some("<>");
+        let null_sender = loop_headers
+            .return_path
+            .as_deref()
+            .is_some_and(qd_mail::autoreply::is_null_path);
         // Only mail that can be a bounce is parsed for one (a second parse).
         let bounce = if from_machine || null_sender {
             qd_mail::bounce::parse_bounce(raw)
@@ -311,4 +314,40 @@ pub async fn ingest_once(
         0.0
     };
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Return-Path: <> (bounce)` was not seen as a null sender (the comment was kept),
+    /// so a report from a sender that is not a mailer daemon was never read as a bounce.
+    #[test]
+    fn a_null_return_path_with_a_comment_is_read_for_a_bounce() {
+        let raw = "Return-Path: <> (bounce)\r\n\
+From: Delivery notices <notices@relay.example>\r\n\
+Subject: Undelivered mail\r\n\
+Message-ID: <dsn2@relay.example>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+\r\n\
+--B\r\n\
+Content-Type: message/delivery-status\r\n\
+\r\n\
+Reporting-MTA: dns; relay.example\r\n\
+\r\n\
+Final-Recipient: rfc822; gone@customer.example\r\n\
+Action: failed\r\n\
+Status: 5.1.1\r\n\
+\r\n\
+--B\r\n\
+Content-Type: text/rfc822-headers\r\n\
+\r\n\
+Message-ID: <qd.5.mno@desk.example>\r\n\
+\r\n\
+--B--\r\n";
+        let arrived = Arrived::of(raw.as_bytes(), &qd_mail::parse(raw.as_bytes()));
+        let bounce = arrived.bounce.expect("read as a bounce");
+        assert_eq!(bounce.original_message_id, "qd.5.mno@desk.example");
+    }
 }

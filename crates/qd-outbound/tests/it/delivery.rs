@@ -475,3 +475,116 @@ async fn a_claim_that_ran_out_is_not_sent(b: Backend) {
     assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
 }
 crate::both_backends!(a_claim_that_ran_out_is_not_sent);
+
+/// A relay on a free local port that greets and answers EHLO on every connection; the
+/// first `stalls` connections then read without ever answering again, later ones take
+/// mail. Returns its port and a count of the messages it took.
+async fn scripted_relay(stalls: usize) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let taken = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = taken.clone();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((sock, _)) = listener.accept().await {
+            n += 1;
+            let stall = n <= stalls;
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (rd, mut wr) = sock.into_split();
+                let mut rd = BufReader::new(rd);
+                let mut line = String::new();
+                wr.write_all(b"220 hi\r\n").await?;
+                rd.read_line(&mut line).await?;
+                wr.write_all(b"250 ok\r\n").await?;
+                if stall {
+                    // Reads whatever comes, answers nothing.
+                    let mut sink = Vec::new();
+                    rd.read_to_end(&mut sink).await?;
+                    return Ok::<(), std::io::Error>(());
+                }
+                loop {
+                    line.clear();
+                    if rd.read_line(&mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    match verb.as_str() {
+                        "DATA" => {
+                            wr.write_all(b"354 go on\r\n").await?;
+                            loop {
+                                line.clear();
+                                if rd.read_line(&mut line).await? == 0 {
+                                    return Ok(());
+                                }
+                                if line == ".\r\n" {
+                                    break;
+                                }
+                            }
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            wr.write_all(b"250 taken\r\n").await?;
+                        }
+                        "QUIT" => {
+                            wr.write_all(b"221 bye\r\n").await?;
+                            return Ok(());
+                        }
+                        _ => wr.write_all(b"250 ok\r\n").await?,
+                    }
+                }
+            });
+        }
+    });
+    (port, taken)
+}
+
+/// A relay that answered EHLO and then fell silent held the drain forever: lettre's
+/// timeout only covers the TCP connect. The delivery is now bounded, and its entry is
+/// retried later with the error kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_falls_silent_does_not_hold_the_drain() {
+    let b = crate::sqlite().await;
+    let (port, _) = scripted_relay(usize::MAX).await;
+    let (id, _) = enqueue_reply(&b.store, "kim@customer.example", None).await;
+    let mut settings = qd_outbound::SmtpSettings::new("127.0.0.1", port, SUPPORT, OUR_DOMAIN);
+    settings.tls = qd_outbound::TlsMode::None;
+    settings.timeout_secs = 1;
+    let worker = Worker::new(settings).unwrap();
+    let s = tokio::time::timeout(Duration::from_secs(10), worker.drain_once(&b.store, t0()))
+        .await
+        .expect("the drain ends although the relay never answers")
+        .unwrap();
+    assert_eq!((s.claimed, s.sent, s.retried, s.failed), (1, 0, 1, 0));
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Queued);
+    assert_eq!(e.attempts, 1);
+    assert!(e.next_attempt_at > t0());
+    let err = e.last_error.unwrap();
+    assert!(err.contains("timed out"), "{err}");
+}
+
+/// The connection of a send that ran out of time is not used again (a pooled one would
+/// be: mid-transaction, waiting on the same silent relay): the retry opens a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_after_a_timeout_uses_a_new_connection() {
+    let b = crate::sqlite().await;
+    let (port, taken) = scripted_relay(1).await;
+    let (id, _) = enqueue_reply(&b.store, "lee@customer.example", None).await;
+    let mut settings = qd_outbound::SmtpSettings::new("127.0.0.1", port, SUPPORT, OUR_DOMAIN);
+    settings.tls = qd_outbound::TlsMode::None;
+    settings.timeout_secs = 1;
+    let worker = Worker::new(settings).unwrap();
+    let drain = |at| tokio::time::timeout(Duration::from_secs(10), worker.drain_once(&b.store, at));
+    let s = drain(t0()).await.expect("bounded").unwrap();
+    assert_eq!(s.retried, 1);
+    let s = drain(t0() + TimeDelta::hours(1))
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert_eq!((s.sent, s.retried), (1, 0));
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Sent);
+}
