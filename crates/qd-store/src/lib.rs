@@ -341,8 +341,7 @@ impl Store {
             .await?;
         let busy = row
             .map(|r| r.try_get_by_index::<i64>(0))
-            .transpose()
-            .map_err(sea_orm::DbErr::from)?
+            .transpose()?
             .unwrap_or(0);
         if busy != 0 {
             tracing::warn!(
@@ -395,8 +394,7 @@ impl Store {
             ))
             .await?
             .map(|r| r.try_get_by_index::<String>(0))
-            .transpose()
-            .map_err(sea_orm::DbErr::from)?
+            .transpose()?
             .unwrap_or_default();
         let deadline = std::time::Instant::now() + limit;
         loop {
@@ -412,8 +410,7 @@ impl Store {
                 ))
                 .await?
                 .map(|r| r.try_get_by_index::<i64>(0))
-                .transpose()
-                .map_err(sea_orm::DbErr::from)?
+                .transpose()?
                 .unwrap_or(0);
             if open == 0 {
                 return Ok(());
@@ -450,8 +447,7 @@ impl Store {
             .await?;
         Ok(row
             .map(|r| r.try_get_by_index::<i64>(0))
-            .transpose()
-            .map_err(sea_orm::DbErr::from)?
+            .transpose()?
             .unwrap_or(0))
     }
 
