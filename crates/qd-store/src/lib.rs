@@ -379,18 +379,21 @@ impl Store {
     }
 
     /// PostgreSQL keeps a deleted row version while any transaction that might still see
-    /// it is open in the database (an autovacuum ANALYZE, a staff request, a `pg_dump`),
-    /// and VACUUM, even FULL, copies it along then. So this waits, up to `limit`, until
-    /// no other transaction of this database that began before the call is open. When one
-    /// outlasts the wait, the vacuum runs all the same and says what stays; the next
-    /// retention run (which vacuums the keys every time) takes it.
+    /// it is open, and VACUUM, even FULL, copies it along then. "Might see" is decided
+    /// cluster-wide: a snapshot's horizon is the oldest transaction running in any
+    /// database (another application's, an autovacuum ANALYZE, a `pg_dump`). So this
+    /// waits, up to `limit`, until every transaction that was running when it was called
+    /// has ended and no session holds a snapshot from before then. When one outlasts the
+    /// wait, the vacuum runs all the same and the log says what stays; the next retention
+    /// run (which vacuums the keys every time) takes it.
     async fn wait_for_older_transactions(&self, limit: Duration) -> Result<()> {
         let backend = sea_orm::DbBackend::Postgres;
-        let started = self
+        // Every transaction that committed before now has an id below this one.
+        let horizon = self
             .db
             .query_one_raw(sea_orm::Statement::from_string(
                 backend,
-                "SELECT clock_timestamp()::text",
+                "SELECT pg_snapshot_xmax(pg_current_snapshot())::text",
             ))
             .await?
             .map(|r| r.try_get_by_index::<String>(0))
@@ -398,33 +401,33 @@ impl Store {
             .unwrap_or_default();
         let deadline = std::time::Instant::now() + limit;
         loop {
-            let open = self
+            let older = self
                 .db
                 .query_one_raw(sea_orm::Statement::from_sql_and_values(
                     backend,
-                    "SELECT count(*) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                       AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) \
-                       AND xact_start < $1::timestamptz",
-                    [started.clone().into()],
+                    "SELECT (pg_snapshot_xmin(pg_current_snapshot()) < $1::xid8)::int \
+                     + (SELECT count(*) FROM pg_stat_activity \
+                        WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL \
+                          AND age(backend_xmin) \
+                            > age(($1::xid8::text::bigint % 4294967296)::text::xid))::int",
+                    [horizon.clone().into()],
                 ))
                 .await?
-                .map(|r| r.try_get_by_index::<i64>(0))
+                .map(|r| r.try_get_by_index::<i32>(0))
                 .transpose()?
                 .unwrap_or(0);
-            if open == 0 {
+            if older == 0 {
                 return Ok(());
             }
             if std::time::Instant::now() >= deadline {
                 tracing::warn!(
-                    transactions = open,
                     "transactions older than the deletion are still open: until they end, \
                      deleted rows (destroyed keys among them) stay in the database files; \
                      the next retention run removes them"
                 );
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
