@@ -454,18 +454,22 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Rewrites the database so that nothing deleted is left in its files: SQLite's
-    /// `VACUUM` (the file shrinks to what it holds), PostgreSQL's `VACUUM FULL`, which
-    /// locks each table while it copies it: run it in a quiet hour. Copies of old data
-    /// outside the database files (PostgreSQL's write-ahead log and its archive, file
-    /// system free blocks, backups) are not reached; see ARCHITECTURE.md.
+    /// Leaves nothing deleted in the database's files. PostgreSQL: `VACUUM FULL`, which
+    /// rewrites every table and locks each while it copies it (run it in a quiet hour).
+    /// SQLite overwrote deleted data as it deleted it (`secure_delete`) and reuses the
+    /// freed pages, so only its write-ahead log is checkpointed and truncated: its
+    /// `VACUUM` would build the copy in memory (`temp_store=memory`, which keeps pages
+    /// of mail out of temporary files outside the data dir), as large as the database.
+    /// Copies outside the database files (PostgreSQL's write-ahead log and its archive,
+    /// file-system free blocks, backups) are not reached; see ARCHITECTURE.md.
     pub async fn compact(&self) -> Result<()> {
         match self.backend {
             Backend::Sqlite => {
-                self.db.execute_unprepared("VACUUM").await?;
                 self.checkpoint_wal().await?;
             }
             Backend::Postgres => {
+                self.wait_for_older_transactions(OLDER_TRANSACTIONS_WAIT)
+                    .await?;
                 self.db.execute_unprepared("VACUUM FULL").await?;
             }
         }

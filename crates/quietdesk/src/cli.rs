@@ -60,8 +60,9 @@ pub enum Command {
     Keys(crate::keys_cmd::KeysCommand),
     /// Counts of what the store holds.
     Stats(JsonFlag),
-    /// Rewrite the database files so that nothing deleted (erased, expired) is left in
-    /// them. On PostgreSQL each table is locked while it is copied: run it in a quiet hour.
+    /// Leave nothing deleted (erased, expired) in the database files: on PostgreSQL a
+    /// rewrite that locks each table while it is copied (run it in a quiet hour); SQLite
+    /// overwrites deleted data as it deletes, and only its write-ahead log is truncated.
     Compact(JsonFlag),
     /// Benchmarks and their data generator.
     #[command(subcommand)]
