@@ -57,15 +57,8 @@ fn ticket_ref() -> TicketRefFormat {
 /// `desk.example`).
 fn live_steps(store: &Store, dns: Option<&str>) -> Arc<dyn AfterStore> {
     let ack = AckConfig {
-        enabled: true,
-        from: "support@desk.example".into(),
         from_name: Some("Support".into()),
-        own_addresses: Vec::new(),
-        max_per_sender_per_day: 3,
-        only_new_tickets: true,
-        templates_dir: None,
-        default_language: "en".into(),
-        null_envelope_sender: true,
+        ..AckConfig::new("support@desk.example")
     };
     let mut settings = FilterSettings::default();
     let mut steps = Steps::new(store.clone(), Arc::new(SystemClock))

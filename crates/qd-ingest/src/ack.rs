@@ -58,6 +58,24 @@ pub struct AckConfig {
     pub null_envelope_sender: bool,
 }
 
+impl AckConfig {
+    /// Acknowledgements from `from`, everything else as a config file that names only
+    /// `from` would set it.
+    pub fn new(from: &str) -> AckConfig {
+        AckConfig {
+            enabled: true,
+            from: from.to_string(),
+            from_name: None,
+            own_addresses: Vec::new(),
+            max_per_sender_per_day: default_max_per_day(),
+            only_new_tickets: true,
+            templates_dir: None,
+            default_language: default_language(),
+            null_envelope_sender: true,
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -398,17 +416,7 @@ My printer is on fire.\r\n";
             "the parser keeps the CR: {:?}",
             parsed.message_id
         );
-        let cfg = AckConfig {
-            enabled: true,
-            from: "support@desk.example".into(),
-            from_name: None,
-            own_addresses: Vec::new(),
-            max_per_sender_per_day: 3,
-            only_new_tickets: true,
-            templates_dir: None,
-            default_language: "en".into(),
-            null_envelope_sender: true,
-        };
+        let cfg = AckConfig::new("support@desk.example");
         let settings = AckSettings::from_config(
             &cfg,
             TicketRefFormat::new("[#QD-{n}]").unwrap(),

@@ -364,6 +364,12 @@ impl Store {
     ///   but until then their bytes can stay in the page; [`Store::compact`] rewrites
     ///   the tables so that nothing is left.
     pub async fn purge_freed(&self) -> Result<()> {
+        self.vacuum(&["VACUUM FULL blob_keys", "VACUUM"]).await
+    }
+
+    /// SQLite: the WAL checkpoint (`secure_delete` zeroed what was deleted). PostgreSQL:
+    /// `statements`, once no transaction older than the call can keep deleted rows.
+    async fn vacuum(&self, statements: &[&str]) -> Result<()> {
         match self.backend {
             Backend::Sqlite => {
                 self.checkpoint_wal().await?;
@@ -371,8 +377,9 @@ impl Store {
             Backend::Postgres => {
                 self.wait_for_older_transactions(OLDER_TRANSACTIONS_WAIT)
                     .await?;
-                self.db.execute_unprepared("VACUUM FULL blob_keys").await?;
-                self.db.execute_unprepared("VACUUM").await?;
+                for statement in statements {
+                    self.db.execute_unprepared(statement).await?;
+                }
             }
         }
         Ok(())
@@ -463,17 +470,7 @@ impl Store {
     /// Copies outside the database files (PostgreSQL's write-ahead log and its archive,
     /// file-system free blocks, backups) are not reached; see ARCHITECTURE.md.
     pub async fn compact(&self) -> Result<()> {
-        match self.backend {
-            Backend::Sqlite => {
-                self.checkpoint_wal().await?;
-            }
-            Backend::Postgres => {
-                self.wait_for_older_transactions(OLDER_TRANSACTIONS_WAIT)
-                    .await?;
-                self.db.execute_unprepared("VACUUM FULL").await?;
-            }
-        }
-        Ok(())
+        self.vacuum(&["VACUUM FULL"]).await
     }
 
     pub async fn close(self) -> Result<()> {

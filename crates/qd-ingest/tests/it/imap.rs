@@ -42,6 +42,32 @@ async fn ctx(dir: &std::path::Path, batch_size: usize) -> IngestContext {
     }
 }
 
+/// Dovecot behind a [`qd_testkit::StallProxy`], `n` synthetic messages (from `seed`) in
+/// the user's INBOX, and an ingest context on a fresh store.
+struct Proxied {
+    d: Dovecot,
+    proxy: qd_testkit::StallProxy,
+    msgs: Vec<qd_synth::SynthMessage>,
+    ctx: IngestContext,
+    _dir: tempfile::TempDir,
+}
+
+async fn proxied(seed: u64, n: u64) -> Proxied {
+    let d = Dovecot::start_plain().unwrap();
+    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
+    let msgs = synth(seed, n);
+    deliver_all(&d, "user", &msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    Proxied {
+        d,
+        proxy,
+        msgs,
+        ctx,
+        _dir: dir,
+    }
+}
+
 fn synth(seed: u64, n: u64) -> Vec<qd_synth::SynthMessage> {
     qd_synth::generate(&qd_synth::SynthConfig::new(seed, n)).collect()
 }
@@ -272,13 +298,14 @@ async fn a_silent_stalled_connection_is_detected_and_replaced() {
 /// the message, it is fetched anyway, and no later recovery moves it unstored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_size_answer_loses_nothing() {
-    let d = Dovecot::start_plain().unwrap();
-    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
+    let Proxied {
+        d,
+        proxy,
+        msgs,
+        ctx,
+        _dir,
+    } = proxied(77, 3).await;
     proxy.drop_server_lines("UID 2 RFC822.SIZE");
-    let msgs = synth(77, 3);
-    deliver_all(&d, "user", &msgs);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = ctx(dir.path(), 100).await;
     let m = through(&proxy, &d, "user");
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
     assert_eq!(s.errors, 0, "{:?}", s.folders);
@@ -560,15 +587,16 @@ async fn a_message_the_store_refuses_blocks_nothing() {
 /// reconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_mail_is_retried_on_a_connection_that_stays_up() {
-    let d = Dovecot::start_plain().unwrap();
-    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
-    let msgs = synth(14, 2);
-    deliver_all(&d, "user", &msgs);
+    let Proxied {
+        d,
+        proxy,
+        msgs: _,
+        mut ctx,
+        _dir,
+    } = proxied(14, 2).await;
     let poison = "From: Pat <pat@example.org>\r\nTo: support@example.com\r\nSubject: poison\r\n\
                   Message-ID: <poison2@example.org>\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nx\r\n";
     d.deliver("user", "INBOX", poison.as_bytes()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut ctx = ctx(dir.path(), 100).await;
     let hook = Arc::new(PoisonAcks::on());
     ctx.hook = Some(hook.clone());
     let mut m = through(&proxy, &d, "user");
@@ -612,13 +640,14 @@ async fn held_mail_is_retried_on_a_connection_that_stays_up() {
 /// sync (0.5-1 s each time) opens 5 or more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_idles_is_not_hammered() {
-    let d = Dovecot::start_plain().unwrap();
-    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
+    let Proxied {
+        d,
+        proxy,
+        msgs,
+        ctx,
+        _dir,
+    } = proxied(15, 2).await;
     proxy.drop_server_lines("+ idling");
-    let msgs = synth(15, 2);
-    deliver_all(&d, "user", &msgs);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = ctx(dir.path(), 100).await;
     let mut m = through(&proxy, &d, "user");
     m.stall_timeout_secs = 1;
     let shutdown = CancellationToken::new();

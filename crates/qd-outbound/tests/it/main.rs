@@ -76,15 +76,10 @@ pub fn ticket_ref() -> TicketRefFormat {
 
 pub fn ack_settings(max_per_day: u32) -> AckSettings {
     let cfg = AckConfig {
-        enabled: true,
-        from: SUPPORT.to_string(),
         from_name: Some("Desk Support".to_string()),
         own_addresses: vec!["help@desk.example".to_string()],
         max_per_sender_per_day: max_per_day,
-        only_new_tickets: true,
-        templates_dir: None,
-        default_language: "en".to_string(),
-        null_envelope_sender: true,
+        ..AckConfig::new(SUPPORT)
     };
     AckSettings::from_config(&cfg, ticket_ref(), OUR_DOMAIN).unwrap()
 }
