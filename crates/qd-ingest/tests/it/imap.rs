@@ -68,6 +68,19 @@ async fn proxied(seed: u64, n: u64) -> Proxied {
     }
 }
 
+/// Cancels a watcher started with `run` and waits for it to end cleanly.
+async fn stop(
+    shutdown: &CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), qd_ingest::imap::ImapError>>,
+) {
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the watcher stops on cancellation")
+        .unwrap()
+        .unwrap();
+}
+
 fn synth(seed: u64, n: u64) -> Vec<qd_synth::SynthMessage> {
     qd_synth::generate(&qd_synth::SynthConfig::new(seed, n)).collect()
 }
@@ -222,12 +235,7 @@ async fn idle_delivery_is_stored_within_two_seconds() {
         let took = wait_for_messages(&ctx.store, i as u64 + 1, Duration::from_secs(10)).await;
         assert!(took < Duration::from_secs(2), "delivery {i} took {took:?}");
     }
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("the watcher stops on cancellation")
-        .unwrap()
-        .unwrap();
+    stop(&shutdown, task).await;
     assert_exactly_once(&ctx.store, &msgs).await;
 }
 
@@ -284,12 +292,7 @@ async fn a_silent_stalled_connection_is_detected_and_replaced() {
         proxy.accepted() > before,
         "the watcher opened a new connection"
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .expect("the watcher stops on cancellation")
-        .unwrap()
-        .unwrap();
+    stop(&shutdown, task).await;
     assert_exactly_once(&ctx.store, &msgs).await;
 }
 
@@ -615,12 +618,7 @@ async fn held_mail_is_retried_on_a_connection_that_stays_up() {
     }
     hook.cure();
     wait_for_messages(&ctx.store, 3, Duration::from_secs(20)).await;
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .expect("the watcher stops on cancellation")
-        .unwrap()
-        .unwrap();
+    stop(&shutdown, task).await;
     assert_eq!(proxy.accepted(), 1, "one connection throughout");
     assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
     assert!(ctx
@@ -653,12 +651,7 @@ async fn a_server_that_never_idles_is_not_hammered() {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(ctx.clone(), vec![m], shutdown.clone()));
     tokio::time::sleep(Duration::from_secs(10)).await;
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .expect("the watcher stops on cancellation")
-        .unwrap()
-        .unwrap();
+    stop(&shutdown, task).await;
     let connections = proxy.accepted();
     assert!(
         (2..=4).contains(&connections),
