@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -285,6 +286,19 @@ impl Worker {
     /// true whoever holds the entry. A store error that is not about one entry (the
     /// database unavailable) ends the drain; claimed entries then wait for their lease.
     pub async fn drain(&self, store: &Store, clock: &dyn Clock) -> Result<Summary, Error> {
+        self.drain_until(store, clock, &AtomicBool::new(false))
+            .await
+    }
+
+    /// [`Worker::drain`], ending before the next entry once `stop` is set: a shutdown
+    /// waits for the send in progress (bounded by the delivery limit), not for every
+    /// entry that is due. Claimed entries not tried wait for their lease to run out.
+    async fn drain_until(
+        &self,
+        store: &Store,
+        clock: &dyn Clock,
+        stop: &AtomicBool,
+    ) -> Result<Summary, Error> {
         let mut summary = Summary::default();
         let lease = Duration::from_secs(self.settings.lease_secs.max(1));
         // How long a send may take: `deliver` gives up after this.
@@ -299,7 +313,17 @@ impl Worker {
             if claimed.is_empty() {
                 return Ok(summary);
             }
-            for entry in claimed {
+            let mut claimed = claimed.into_iter();
+            while let Some(entry) = claimed.next() {
+                if stop.load(Ordering::Acquire) {
+                    // Handed back, so the next start sends them at once rather than
+                    // after their lease.
+                    let now = clock.now();
+                    for e in std::iter::once(entry).chain(claimed) {
+                        store.outbox_release_claim(e.id, e.attempts, now).await?;
+                    }
+                    return Ok(summary);
+                }
                 summary.claimed += 1;
                 // The claim covers the whole batch: slow sends before this one may have
                 // used most of it. A send must end (delivery limit) before the claim does,
@@ -385,9 +409,9 @@ impl Worker {
     }
 
     /// Drains the outbox every `poll_secs` until `shutdown` completes. A store error is
-    /// logged and the loop goes on (the database may be restarting); the drain in progress
-    /// when shutdown comes finishes first (each of its sends is bounded by
-    /// [`SmtpSettings::delivery_limit`]).
+    /// logged and the loop goes on (the database may be restarting). When shutdown comes
+    /// during a drain, the send in progress finishes (bounded by
+    /// [`SmtpSettings::delivery_limit`]) and no further entry is tried.
     pub async fn run(
         &self,
         store: &Store,
@@ -398,8 +422,21 @@ impl Worker {
         let poll = Duration::from_secs(self.settings.poll_secs.max(1));
         let mut last_prune: Option<DateTime<Utc>> = None;
         loop {
-            if let Err(e) = self.drain(store, clock).await {
+            let stop = AtomicBool::new(false);
+            let drain = self.drain_until(store, clock, &stop);
+            tokio::pin!(drain);
+            let (result, stopping) = tokio::select! {
+                r = &mut drain => (r, false),
+                _ = &mut shutdown => {
+                    stop.store(true, Ordering::Release);
+                    (drain.await, true)
+                }
+            };
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "outbox round failed");
+            }
+            if stopping {
+                return Ok(());
             }
             let now = clock.now();
             if last_prune.is_none_or(|t| now - t > chrono::TimeDelta::hours(1)) {

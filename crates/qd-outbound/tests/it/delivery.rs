@@ -588,3 +588,49 @@ async fn the_retry_after_a_timeout_uses_a_new_connection() {
     let e = b.store.outbox_get(id).await.unwrap().unwrap();
     assert_eq!(e.status, OutboxStatus::Sent);
 }
+
+/// A shutdown during a drain waits for the send in progress, not for every due entry:
+/// with a relay that never answers, three due entries and a 1 s delivery limit, the
+/// worker stops after about one second, with one entry tried. Before, the drain sent
+/// on through all three (and through N times the limit for N entries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_waits_for_one_send_not_the_whole_drain() {
+    let b = crate::sqlite().await;
+    let (port, _) = scripted_relay(usize::MAX).await;
+    let mut ids = Vec::new();
+    for to in [
+        "a@customer.example",
+        "b@customer.example",
+        "c@customer.example",
+    ] {
+        ids.push(enqueue_reply(&b.store, to, None).await.0);
+    }
+    let mut settings = qd_outbound::SmtpSettings::new("127.0.0.1", port, SUPPORT, OUR_DOMAIN);
+    settings.tls = qd_outbound::TlsMode::None;
+    settings.timeout_secs = 1;
+    let worker = Worker::new(settings).unwrap();
+    let started = std::time::Instant::now();
+    let shutdown = tokio::time::sleep(Duration::from_millis(300));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        worker.run(&b.store, &qd_core::FixedClock(t0()), shutdown),
+    )
+    .await
+    .expect("the worker stops")
+    .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "stopping took {took:?}");
+    // The entry tried has its error; the others were handed back as they were: queued,
+    // unclaimed, their attempt not counted.
+    let mut tried = 0;
+    for id in ids {
+        let e = b.store.outbox_get(id).await.unwrap().unwrap();
+        assert_eq!(e.status, OutboxStatus::Queued);
+        if e.last_error.is_some() {
+            tried += 1;
+        } else {
+            assert_eq!(e.attempts, 0, "{e:?}");
+        }
+    }
+    assert_eq!(tried, 1);
+}
