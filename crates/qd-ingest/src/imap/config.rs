@@ -196,6 +196,11 @@ pub struct MailboxConfig {
     /// tried again, and left-over after-ingest actions are applied, this often.
     #[serde(default = "default_held_retry")]
     pub held_retry_secs: u64,
+    /// The name in the checkpoint key when it is not `name`: a mailbox given as a URL is
+    /// named in logs and errors without its user's address (`s…@mail.example.com`), and
+    /// keeps the checkpoint key it always had (`imap:<user>@<host>/<folder>`).
+    #[serde(skip)]
+    pub key_name: Option<String>,
 }
 
 impl MailboxConfig {
@@ -219,6 +224,7 @@ impl MailboxConfig {
             poll_interval_secs: default_poll(),
             stall_timeout_secs: default_stall(),
             held_retry_secs: default_held_retry(),
+            key_name: None,
         }
     }
 
@@ -247,7 +253,8 @@ impl MailboxConfig {
 
     /// The checkpoint key of one folder.
     pub fn source_key(&self, folder: &str) -> String {
-        format!("imap:{}/{}", self.name, folder)
+        let name = self.key_name.as_deref().unwrap_or(&self.name);
+        format!("imap:{name}/{folder}")
     }
 
     /// Checks what serde cannot: ranges and the plain-text rule.
@@ -375,12 +382,16 @@ pub fn parse_mailbox_url(url: &str, password: &str) -> Result<MailboxConfig, Ima
     } else {
         folder
     };
+    // The user is mostly an address (the support mailbox's): logs show its first
+    // character only.
+    let first = user.chars().next().map(String::from).unwrap_or_default();
     let mut cfg = MailboxConfig::new(
-        &format!("{user}@{host}"),
+        &format!("{first}\u{2026}@{host}"),
         &host,
         &user,
         Secret::Password(password.to_string()),
     );
+    cfg.key_name = Some(format!("{user}@{host}"));
     cfg.port = port;
     cfg.tls = if implicit {
         Tls::Implicit
@@ -432,6 +443,12 @@ mod tests {
         assert_eq!(c.tls, Tls::Implicit);
         assert_eq!(c.folders, ["Support/EU"]);
         assert_eq!(c.secret.resolve().unwrap(), "pw");
+        // Logs and errors name it without the address; the checkpoint key is unchanged.
+        assert_eq!(c.name, "s\u{2026}@mail.example.com");
+        assert_eq!(
+            c.source_key("Support/EU"),
+            "imap:support@example.com@mail.example.com/Support/EU"
+        );
 
         let c = parse_mailbox_url("imap://u@127.0.0.1:1143", "pw").unwrap();
         assert_eq!((c.port(), c.tls), (1143, Tls::None));
