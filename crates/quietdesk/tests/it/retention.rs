@@ -48,6 +48,16 @@ fn mail_files(qd: &Qd, name: &str, files: &[(&str, &str)]) -> PathBuf {
     src
 }
 
+/// Bob's message `kpwbobmarker` with `cc` in copy (`<cc-N@example.org>`).
+fn bob_with_in_copy(cc: &str, n: u32, body: &str) -> String {
+    format!(
+        "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Cc: {cc}\r\nSubject: kpwbobmarker\r\n\
+         Message-ID: <cc-{n}@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+         {body}\r\n"
+    )
+}
+
 /// `customer erase WHO --reason REASON --json`.
 fn erase_json(qd: &Qd, who: &str, reason: &str) -> Value {
     qd.json(&["customer", "erase", who, "--reason", reason, "--json"])
@@ -391,10 +401,12 @@ async fn erasing_a_recipient_leaves_no_old_document_in_the_index(qd: Qd) {
         &[
             (
                 "1.eml",
-                "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
-                 Cc: Carol Qvxcarol <carol@example.org>\r\nSubject: kpwbobmarker\r\n\
-                 Message-ID: <cc-2@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
-                 Carol reads along.\r\n",
+                bob_with_in_copy(
+                    "Carol Qvxcarol <carol@example.org>",
+                    2,
+                    "Carol reads along.",
+                )
+                .as_str(),
             ),
             // A message that stays as it is, in the same segment: a segment whose documents are
             // all deleted is dropped whole, which would hide what this test looks for.
@@ -430,10 +442,7 @@ async fn erasure_covers_addresses_from_before_a_rectification(qd: Qd) {
         "rectified",
         &[(
             "1.eml",
-            "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
-             Cc: Dora <dora@old.example>\r\nSubject: kpwbobmarker\r\n\
-             Message-ID: <cc-3@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
-             Dora reads along.\r\n",
+            bob_with_in_copy("Dora <dora@old.example>", 3, "Dora reads along.").as_str(),
         )],
     );
     qd.json(&["import", path_str(&src), "--json"]);
@@ -466,10 +475,7 @@ async fn an_address_only_named_by_others_can_be_erased(qd: Qd) {
         "named",
         &[(
             "1.eml",
-            "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
-             Cc: Erin <erin@example.org>\r\nSubject: kpwbobmarker\r\n\
-             Message-ID: <cc-4@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
-             Erin reads along.\r\n",
+            bob_with_in_copy("Erin <erin@example.org>", 4, "Erin reads along.").as_str(),
         )],
     );
     qd.json(&["import", path_str(&src), "--json"]);
