@@ -91,6 +91,14 @@ fn deliver_all(d: &Dovecot, user: &str, msgs: &[qd_synth::SynthMessage]) {
     }
 }
 
+/// Every message is stored exactly once and moved out of the user's INBOX into the
+/// processed folder.
+async fn assert_stored_and_moved(d: &Dovecot, store: &Store, msgs: &[qd_synth::SynthMessage]) {
+    assert_exactly_once(store, msgs).await;
+    assert_eq!(d.count("user", "INBOX"), 0);
+    assert_eq!(d.count("user", "quietdesk/processed"), msgs.len());
+}
+
 /// Every Message-ID is in the store, and the store holds exactly that many messages.
 async fn assert_exactly_once(store: &Store, msgs: &[qd_synth::SynthMessage]) {
     let stats = store.stats().await.unwrap();
@@ -316,9 +324,7 @@ async fn a_short_size_answer_loses_nothing() {
     // A second run (straight to Dovecot) recovers what the first left undone.
     let again = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();
     assert_eq!(again.errors, 0, "{:?}", again.folders);
-    assert_exactly_once(&ctx.store, &msgs).await;
-    assert_eq!(d.count("user", "INBOX"), 0);
-    assert_eq!(d.count("user", "quietdesk/processed"), 3);
+    assert_stored_and_moved(&d, &ctx.store, &msgs).await;
 }
 
 /// The size limit holds for the bytes that arrive, not only for the size the server
@@ -389,9 +395,7 @@ async fn dovecot_restarted_mid_batch_loses_and_doubles_nothing() {
         before < 3000,
         "the restart happened mid-ingest ({before} stored)"
     );
-    assert_exactly_once(&ctx.store, &msgs).await;
-    assert_eq!(d.count("user", "INBOX"), 0);
-    assert_eq!(d.count("user", "quietdesk/processed"), 3000);
+    assert_stored_and_moved(&d, &ctx.store, &msgs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
