@@ -709,18 +709,22 @@ async fn without_uidplus_nothing_unstored_is_expunged() {
     deliver_all(&d, "user", &msgs);
     d.deliver("user", "INBOX", &big_message(2, "refused@example.org"))
         .unwrap();
-    d.doveadm(&[
-        "flags",
-        "add",
-        "-u",
-        "user",
-        "\\Deleted",
-        "mailbox",
-        "INBOX",
-        "uid",
-        "3",
-    ])
-    .unwrap();
+    // A user's client marks the refused message (UID 3) deleted, and later unmarks it.
+    let deleted_flag = |op: &str| {
+        d.doveadm(&[
+            "flags",
+            op,
+            "-u",
+            "user",
+            "\\Deleted",
+            "mailbox",
+            "INBOX",
+            "uid",
+            "3",
+        ])
+        .unwrap();
+    };
+    deleted_flag("add");
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx(dir.path(), 100).await;
     let mut m = mailbox(&d, "user");
@@ -739,18 +743,7 @@ async fn without_uidplus_nothing_unstored_is_expunged() {
     );
     // The user takes the refused message back: the next run's recovery expunges the
     // stored ones, and only those.
-    d.doveadm(&[
-        "flags",
-        "remove",
-        "-u",
-        "user",
-        "\\Deleted",
-        "mailbox",
-        "INBOX",
-        "uid",
-        "3",
-    ])
-    .unwrap();
+    deleted_flag("remove");
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
     assert_eq!(s.errors, 0, "{:?}", s.folders);
     assert_eq!(d.count("user", "INBOX"), 1, "the stored ones expunged");
