@@ -325,11 +325,11 @@ impl Store {
 
     /// Flushes the SQLite write-ahead log into the main file and truncates it, so no
     /// stale page copies linger in the WAL (after an erasure, or before a backup).
-    /// Returns false when another connection's read kept the log from being truncated
-    /// (after SQLite's busy timeout); the next checkpoint does it then.
-    pub async fn checkpoint_wal(&self) -> Result<bool> {
+    /// When another connection's read kept the log from being truncated (after SQLite's
+    /// busy timeout), that is logged; the next checkpoint does it then.
+    pub async fn checkpoint_wal(&self) -> Result<()> {
         if self.backend != Backend::Sqlite {
-            return Ok(true);
+            return Ok(());
         }
         // One row: busy, frames in the log, frames checkpointed.
         let row = self
@@ -349,7 +349,7 @@ impl Store {
                  deleted pages stay in it until the next checkpoint"
             );
         }
-        Ok(busy == 0)
+        Ok(())
     }
 
     /// Makes what an erasure or a retention run deleted unreadable as far as the backend
