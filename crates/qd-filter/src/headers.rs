@@ -295,6 +295,12 @@ fn senders(view: &MessageView, our_domains: &[String], hits: &mut Hits) {
                         "Reply-To domain differs from From",
                     );
                 }
+            } else if is_freemail(rd) && !reply.addr.eq_ignore_ascii_case(&from.addr) {
+                // One provider, two mailboxes: the sender is not who answers.
+                hits.add(
+                    "REPLYTO_FREEMAIL_DIFFERS",
+                    "replies go to another free-mail mailbox",
+                );
             }
         }
     }
@@ -395,7 +401,46 @@ fn recipients(view: &MessageView, hits: &mut Hits) {
             .all(|w| domain_of(&w[0].addr) == domain_of(&w[1].addr));
         if same_domain && to.len() >= 5 {
             hits.add("TO_HARVESTED_LIST", "several To addresses at one domain");
+        } else if !same_domain
+            && to.len() >= 4
+            && shared_prefix(to.iter().map(|a| a.addr.as_str())) >= 3
+        {
+            // A dictionary walk across providers (`cpuma@…, cpumatt@…, cpun@…`).
+            hits.add(
+                "TO_HARVESTED_LIST",
+                "several To addresses at other domains whose local parts start alike",
+            );
         }
+    }
+}
+
+/// Length in characters of the start all these addresses' local parts share.
+fn shared_prefix<'a>(addrs: impl Iterator<Item = &'a str>) -> usize {
+    let mut first: Option<Vec<char>> = None;
+    let mut len = usize::MAX;
+    for addr in addrs {
+        let local: Vec<char> = addr
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_lowercase()
+            .chars()
+            .collect();
+        match &first {
+            None => {
+                len = local.len();
+                first = Some(local);
+            }
+            Some(f) => {
+                let common = f.iter().zip(&local).take_while(|(a, b)| a == b).count();
+                len = len.min(common);
+            }
+        }
+    }
+    if first.is_some() {
+        len
+    } else {
+        0
     }
 }
 

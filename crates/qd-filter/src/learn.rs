@@ -272,15 +272,22 @@ impl Learner {
                 t.push(format!("ohelos:{}", shape(h)));
             }
         }
-        t.push(format!(
-            "hops:{}",
-            view.headers_named("Received").count().min(12)
-        ));
-        for hop in view
+        // The hops above the border (the newest hop that received from a public address)
+        // were written by the receiving side: they describe us, not the sender. The
+        // border hop itself names the sender's last relay, in our words.
+        let hops: Vec<_> = view
             .headers_named("Received")
             .filter_map(|h| h.received.as_ref())
-        {
-            if let Some(by) = hop.by.as_deref() {
+            .collect();
+        let border = hops
+            .iter()
+            .position(|r| r.ip.is_some_and(|ip| !is_private_ip(&ip)))
+            .unwrap_or(0);
+        let theirs = hops.get(border..).unwrap_or_default();
+        t.push(format!("hops:{}", theirs.len().min(12)));
+        for (i, hop) in theirs.iter().enumerate() {
+            let ours = i == 0;
+            if let Some(by) = hop.by.as_deref().filter(|_| !ours) {
                 t.push(format!("rby:{}", registered_domain(by)));
             }
             if let Some(r) = hop.rdns.as_deref() {
@@ -289,7 +296,7 @@ impl Learner {
             if let Some(h) = hop.helo.as_deref() {
                 t.push(format!("rhelo:{}", shape(h)));
             }
-            if let Some(w) = hop.with.as_deref() {
+            if let Some(w) = hop.with.as_deref().filter(|_| !ours) {
                 t.push(format!("rwith:{}", w.to_ascii_lowercase()));
             }
             if let Some(ip) = hop.ip {

@@ -6,7 +6,10 @@ use qd_mail::view::ReceivedHop;
 use qd_mail::MessageView;
 use regex::Regex;
 
-use crate::util::{is_freemail, is_ip_literal, is_private_ip, registered_domain, Hits};
+use crate::util::{
+    domain_of, host_in_domain, is_freemail, is_ip_literal, is_private_ip, provider_of_address,
+    provider_of_host, registered_domain, Hits,
+};
 
 /// Compiled patterns, built once per filter.
 pub(crate) struct ReceivedRules {
@@ -169,9 +172,111 @@ pub(crate) fn check(view: &MessageView, rules: &ReceivedRules, hits: &mut Hits) 
         }
     }
 
+    message_id_maker(view, &public, hits);
+    provider_hops(view, &public, hits);
+
     if let Some(w) = view.header("X-Authentication-Warning") {
         if w.raw.contains("claimed to be") {
             hits.add("RCVD_CLAIMED_TO_BE", "a relay noted a false HELO");
+        }
+    }
+}
+
+/// The Message-ID's two sides, without angle brackets: (`left`, `host`).
+fn message_id_sides(view: &MessageView) -> Option<(&str, &str)> {
+    let raw = view.header("Message-ID")?.raw.trim();
+    let inner = raw
+        .strip_prefix('<')
+        .and_then(|r| r.split('>').next())
+        .unwrap_or(raw);
+    let (left, host) = inner.rsplit_once('@')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!left.is_empty() && !host.is_empty()).then_some((left, host))
+}
+
+/// Shortest queue id taken as evidence: shorter ones match by chance.
+const MIN_QUEUE_ID: usize = 5;
+
+/// Who wrote the Message-ID. Mail programs name their own messages (RFC 5322 §3.6.4);
+/// a relay that receives one without a Message-ID makes one up from its queue id and its
+/// own name (`<20020523001604.0823311410E@mx.example.net>`, `id 0823311410E`). A relay
+/// that did so after receiving the message from the network shows the sending program
+/// gave none, which real mail programs do not do and bulk-sending scripts do. The first
+/// server may add one for its own users (RFC 6409 §8.3), so that counts least, and not at
+/// all after authenticated submission.
+fn message_id_maker(view: &MessageView, public: &[&ReceivedHop], hits: &mut Hits) {
+    let Some((left, host)) = message_id_sides(view) else {
+        return;
+    };
+    let maker = public.iter().position(|hop| {
+        hop.by
+            .as_deref()
+            .is_some_and(|by| by.eq_ignore_ascii_case(host))
+            && hop
+                .id
+                .as_deref()
+                .is_some_and(|id| id.len() >= MIN_QUEUE_ID && left.contains(id))
+    });
+    let Some(position) = maker else { return };
+    let Some(hop) = public.get(position) else {
+        return;
+    };
+    let submission = hop.with.as_deref().is_some_and(|w| {
+        let w = w.to_ascii_uppercase();
+        w.contains("ESMTPA") || w.contains("ESMTPSA")
+    });
+    if position == 0 {
+        hits.add(
+            "MID_ADDED_AT_BORDER",
+            "the message arrived without a Message-ID; the receiving server made one",
+        );
+    } else if position + 1 < public.len() {
+        hits.add(
+            "MID_ADDED_BY_RELAY",
+            "a relay on the way made the Message-ID: the sender gave none",
+        );
+    } else if !submission {
+        hits.add(
+            "MID_ADDED_BY_FIRST_HOP",
+            "the sender's first server made the Message-ID: the sending program gave none",
+        );
+    }
+}
+
+/// Mail from a large provider's address (or with its Message-ID) that never passed
+/// through the provider's servers: their users' mail always does.
+fn provider_hops(view: &MessageView, public: &[&ReceivedHop], hits: &mut Hits) {
+    if public.is_empty() {
+        return; // no chain to compare with
+    }
+    let carried_by = |servers: &[&str]| {
+        view.headers_named("Received")
+            .filter_map(|h| h.received.as_ref())
+            .any(|hop| {
+                [hop.by.as_deref(), hop.rdns.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|host| servers.iter().any(|s| host_in_domain(host, s)))
+            })
+    };
+    let from_domain = view
+        .header("From")
+        .and_then(|h| h.addresses.iter().find(|a| !a.addr.is_empty()))
+        .and_then(|a| domain_of(&a.addr).map(str::to_owned));
+    if let Some(servers) = from_domain.as_deref().and_then(provider_of_address) {
+        if !carried_by(servers) {
+            hits.add(
+                "FROM_FREEMAIL_NO_PROVIDER_HOP",
+                "From is a large provider's address, but its servers never carried the message",
+            );
+        }
+    }
+    if let Some(servers) = message_id_sides(view).and_then(|(_, host)| provider_of_host(host)) {
+        if !carried_by(servers) {
+            hits.add(
+                "MID_FREEMAIL_NO_PROVIDER_HOP",
+                "the Message-ID names a large provider, but its servers never carried the message",
+            );
         }
     }
 }

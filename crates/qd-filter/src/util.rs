@@ -123,3 +123,83 @@ pub(crate) fn is_freemail(domain: &str) -> bool {
     let rd = registered_domain(domain);
     FREEMAIL.contains(&rd.as_str())
 }
+
+/// Large providers whose own servers carry every message their users send, as (the
+/// address domains, the domains their servers are named under). Only providers whose
+/// relays always write their own Received field are listed: a message claiming one of
+/// them that never passed through it was not sent by it.
+pub(crate) const PROVIDERS: &[(&[&str], &[&str])] = &[
+    (
+        &["gmail.com", "googlemail.com"],
+        &["google.com", "gmail.com", "googlemail.com"],
+    ),
+    (
+        &[
+            "yahoo.com",
+            "yahoo.co.uk",
+            "yahoo.fr",
+            "yahoo.de",
+            "ymail.com",
+            "rocketmail.com",
+        ],
+        &[
+            "yahoo.com",
+            "yahoo.net",
+            "yahoodns.net",
+            "yahoo.co.uk",
+            "yahoo.fr",
+            "yahoo.de",
+        ],
+    ),
+    // AOL's mail runs on Yahoo's servers since 2017.
+    (
+        &["aol.com", "aim.com"],
+        &["aol.com", "aol.net", "aim.com", "yahoo.com", "yahoodns.net"],
+    ),
+    (
+        &[
+            "hotmail.com",
+            "hotmail.co.uk",
+            "msn.com",
+            "outlook.com",
+            "live.com",
+        ],
+        &[
+            "hotmail.com",
+            "msn.com",
+            "outlook.com",
+            "live.com",
+            "phx.gbl",
+            "microsoft.com",
+        ],
+    ),
+    (
+        &["gmx.net", "gmx.de", "gmx.com", "web.de"],
+        &["gmx.net", "gmx.de", "gmx.com", "web.de"],
+    ),
+    (&["mail.ru"], &["mail.ru"]),
+    (
+        &["yandex.ru", "yandex.com"],
+        &["yandex.net", "yandex.ru", "yandex.com"],
+    ),
+    (
+        &["icloud.com", "me.com", "mac.com"],
+        &["icloud.com", "me.com", "mac.com", "apple.com"],
+    ),
+];
+
+/// The servers' domains of the provider an address domain belongs to.
+pub(crate) fn provider_of_address(domain: &str) -> Option<&'static [&'static str]> {
+    PROVIDERS
+        .iter()
+        .find(|(addresses, _)| addresses.iter().any(|a| domain.eq_ignore_ascii_case(a)))
+        .map(|(_, servers)| *servers)
+}
+
+/// The servers' domains of the provider a host name belongs to.
+pub(crate) fn provider_of_host(host: &str) -> Option<&'static [&'static str]> {
+    PROVIDERS
+        .iter()
+        .find(|(_, servers)| servers.iter().any(|s| host_in_domain(host, s)))
+        .map(|(_, servers)| *servers)
+}

@@ -215,6 +215,31 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
         "Message-ID host is a fragment of an address (ratware)",
     ),
     ("MID_HOST_NO_DOT", 0.3, "Message-ID host is not a domain"),
+    (
+        "MID_ADDED_AT_BORDER",
+        2.5,
+        "arrived without a Message-ID: the receiving server made one",
+    ),
+    (
+        "MID_ADDED_BY_RELAY",
+        2.0,
+        "a relay on the way made the Message-ID: the sender gave none",
+    ),
+    (
+        "MID_ADDED_BY_FIRST_HOP",
+        1.0,
+        "the sender's first server made the Message-ID: the program gave none",
+    ),
+    (
+        "MID_FREEMAIL_NO_PROVIDER_HOP",
+        2.0,
+        "Message-ID names a large provider whose servers never carried the message",
+    ),
+    (
+        "FROM_FREEMAIL_NO_PROVIDER_HOP",
+        2.0,
+        "From a large provider's address, but its servers never carried the message",
+    ),
     ("MID_SPACE", 1.0, "white space inside a Message-ID"),
     ("DATE_MISSING", 1.5, "no Date"),
     ("DATE_MALFORMED", 1.5, "Date is not an RFC 5322 date-time"),
@@ -273,7 +298,7 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
     (
         "REPLYTO_FREEMAIL_DIFFERS",
         1.5,
-        "replies go to a free-mail address elsewhere",
+        "replies go to another free-mail mailbox",
     ),
     ("TO_MISSING", 1.0, "no To or Cc"),
     ("TO_UNDISCLOSED", 2.0, "recipients withheld"),

@@ -63,6 +63,8 @@ pub struct ReceivedHop {
     pub by: Option<String>,
     /// The protocol (`SMTP`, `ESMTPS`, `LOCAL`, ...).
     pub with: Option<String>,
+    /// The receiving host's queue id for the message (`id 4C7C016F16`).
+    pub id: Option<String>,
     /// The time stamp after the `;`.
     pub date: Option<DateTime<Utc>>,
 }
@@ -563,6 +565,7 @@ fn top_headers(message: &Message<'_>, raw: &[u8], header_size: usize) -> Vec<Hea
                         ip: r.from_ip,
                         by: r.by.as_ref().map(host),
                         with: r.with.as_ref().map(|p| p.to_string()),
+                        id: r.id.as_deref().map(str::to_owned).filter(|i| !i.is_empty()),
                         date: r
                             .date
                             .as_ref()

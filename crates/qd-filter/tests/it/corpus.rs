@@ -9,14 +9,14 @@ use std::process::Command;
 
 use qd_filter::{evaluate, EvalOptions};
 
-/// Reached last (static: fpr 0.0024, recall 0.6152; online: fpr 0.0041, recall 0.9552).
+/// Reached last (static: fpr 0.0029, recall 0.6916; online: fpr 0.0046, recall 0.9531).
 /// The static figures are far BELOW the targets (1% / 85%): the honest
 /// header-only rules do not get there. The online run meets its targets (FPR <= 0.5%,
-/// recall >= 95%), and is held to them (the run is deterministic: 17 of the 20 false
-/// positives and 85 of the 94 misses allowed). Raise these when the filter improves;
+/// recall >= 95%), and is held to them (the run is deterministic: 19 of the 20 false
+/// positives and 89 of the 94 misses allowed). Raise these when the filter improves;
 /// never lower them to make a change pass.
 const STATIC_MAX_FPR: f64 = 0.004;
-const STATIC_MIN_RECALL: f64 = 0.60;
+const STATIC_MIN_RECALL: f64 = 0.68;
 const ONLINE_MAX_FPR: f64 = 0.005;
 const ONLINE_MIN_RECALL: f64 = 0.95;
 

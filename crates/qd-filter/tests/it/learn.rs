@@ -197,3 +197,42 @@ fn our_own_domains_are_never_learned() {
     );
     assert!(tokens.iter().any(|t| t.starts_with("xm:")));
 }
+
+#[test]
+fn our_own_hops_are_not_learned() {
+    // Two hops on our side (the MX behind a fetch), the border hop where our MX took the
+    // message from the sender's relay, and the sender's own submission hop.
+    let raw = b"Received: from localhost (localhost [127.0.0.1])\r\n\
+        \tby store.inside.example (Postfix) with LMTP id 1A2B3C4D5E;\r\n\
+        \tMon, 4 Mar 2024 10:00:07 +0000\r\n\
+        Received: from mx.inside.example (mx.inside.example [10.1.2.3])\r\n\
+        \tby store.inside.example (Postfix) with ESMTP id 2A2B3C4D5E;\r\n\
+        \tMon, 4 Mar 2024 10:00:06 +0000\r\n\
+        Received: from relay.sender.example (relay.sender.example [192.0.2.80])\r\n\
+        \tby mx.inside.example (Postfix) with ESMTPS id 3A2B3C4D5E;\r\n\
+        \tMon, 4 Mar 2024 10:00:05 +0000\r\n\
+        Received: from pc.sender.example (pc.sender.example [198.51.100.80])\r\n\
+        \tby relay.sender.example (Exim 4.96) with esmtpa id 1rhA2D-0005Ef-1B;\r\n\
+        \tMon, 4 Mar 2024 10:00:02 +0000\r\n\
+        From: Ivy <ivy@sender.example>\r\n\
+        To: help@quietdesk.example\r\n\
+        Subject: hello\r\n\
+        Date: Mon, 4 Mar 2024 10:00:00 +0000\r\n\
+        Message-ID: <ivy.1@sender.example>\r\n\r\nbody\r\n";
+    let tokens = Learner::new().tokens(&MessageView::from_raw(raw), &[]);
+    let has = |t: &str| tokens.iter().any(|x| x == t);
+    // What the receiving side wrote about itself says nothing about the sender.
+    assert!(
+        !has("rby:inside.example") && !has("rfrom:inside.example"),
+        "{tokens:?}"
+    );
+    assert!(!has("rwith:lmtp") && !has("rwith:esmtps"), "{tokens:?}");
+    assert!(!has("rip:127.0.0.0") && !tokens.iter().any(|t| t.starts_with("rip:10.")));
+    // The border hop still names the sender's relay; the sender's own hops count whole.
+    assert!(has("rfrom:sender.example"), "{tokens:?}");
+    assert!(
+        has("rby:sender.example") && has("rwith:esmtpa"),
+        "{tokens:?}"
+    );
+    assert!(has("hops:2"), "{tokens:?}");
+}
