@@ -694,6 +694,36 @@ async fn raising_the_size_limit_takes_the_refused_mail() {
     assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
 }
 
+/// Held mail a user deleted on the server is let go: the next connection finds it gone,
+/// stops holding it, and neither fetches nor fails anything for it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_mail_deleted_on_the_server_is_let_go() {
+    let d = Dovecot::start_plain().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, m) = one_too_large_between_two(&d, dir.path(), "gone@example.org").await;
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!((s.stored, s.failed), (2, 1), "{s:?}");
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
+
+    d.doveadm(&["expunge", "-u", "user", "mailbox", "INBOX", "all"])
+        .unwrap();
+    assert_eq!(d.count("user", "INBOX"), 0);
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(
+        (s.fetched, s.stored, s.failed, s.errors),
+        (0, 0, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
+    assert!(ctx
+        .store
+        .ticket_of_message_id("gone@example.org")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(d.count("user", "quietdesk/processed"), 2);
+}
+
 /// On a server without UID EXPUNGE (UIDPLUS), deleting ingested mail never expunges a
 /// message that was not stored: here a refused one a user's client marked \Deleted.
 /// The stored ones stay marked, and no later run moves or copies them again.
