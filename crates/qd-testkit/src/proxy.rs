@@ -3,7 +3,8 @@
 //! connection's state looks like to both ends. Connections opened after a
 //! [`StallProxy::stall_existing`] pass bytes normally. It can also leave out the
 //! server's lines that contain a given text ([`StallProxy::drop_server_lines`]): a server
-//! whose answer comes back short; and pass the server's bytes at a set rate
+//! whose answer comes back short; rewrite them ([`StallProxy::replace_in_server_lines`]):
+//! a server that answers otherwise; and pass the server's bytes at a set rate
 //! ([`StallProxy::throttle_server`]): a slow link.
 
 use std::io::{Read, Write};
@@ -24,14 +25,15 @@ pub struct StallProxy {
     /// One flag per connection: set = silent.
     conns: Connections,
     accepted: Arc<AtomicU64>,
-    /// Server lines holding any of these are not passed on.
+    /// Server lines holding any of these texts are left out, or have it replaced.
     dropped: Dropped,
     /// Bytes per second the server's side passes at; 0: as fast as they come.
     rate: Arc<AtomicU64>,
 }
 
-/// Texts whose lines the server-to-client direction leaves out.
-type Dropped = Arc<Mutex<Vec<Vec<u8>>>>;
+/// Texts whose lines the server-to-client direction leaves out (`None`), or rewrites with
+/// the text replaced (`Some`).
+type Dropped = Arc<Mutex<Vec<(Vec<u8>, Option<Vec<u8>>)>>>;
 
 impl StallProxy {
     /// Starts forwarding a free loopback port to `127.0.0.1:target`.
@@ -123,7 +125,15 @@ impl StallProxy {
     /// lines are those ending in LF; bytes wait until their line is complete).
     pub fn drop_server_lines(&self, text: &str) {
         if let Ok(mut list) = self.dropped.lock() {
-            list.push(text.as_bytes().to_vec());
+            list.push((text.as_bytes().to_vec(), None));
+        }
+    }
+
+    /// From now on, in every line the server sends, `text` is replaced by `with` (a
+    /// tagged `OK` turned into `NO`, say).
+    pub fn replace_in_server_lines(&self, text: &str, with: &str) {
+        if let Ok(mut list) = self.dropped.lock() {
+            list.push((text.as_bytes().to_vec(), Some(with.as_bytes().to_vec())));
         }
     }
 
@@ -158,12 +168,12 @@ fn pump(
                     if silent.load(Ordering::Relaxed) {
                         continue;
                     }
-                    let texts: Vec<Vec<u8>> = dropped
+                    let texts: Vec<(Vec<u8>, Option<Vec<u8>>)> = dropped
                         .as_ref()
                         .and_then(|d| {
                             d.lock()
                                 .ok()
-                                .map(|l| l.iter().filter(|t| !t.is_empty()).cloned().collect())
+                                .map(|l| l.iter().filter(|(t, _)| !t.is_empty()).cloned().collect())
                         })
                         .unwrap_or_default();
                     let out: Vec<u8> = if texts.is_empty() && pending.is_empty() {
@@ -178,13 +188,8 @@ fn pump(
                         let lines = std::mem::replace(&mut pending, rest);
                         lines
                             .split_inclusive(|&b| b == b'\n')
-                            .filter(|line| {
-                                !texts
-                                    .iter()
-                                    .any(|t| line.windows(t.len()).any(|w| w == t.as_slice()))
-                            })
+                            .filter_map(|line| rewrite(line, &texts))
                             .flatten()
-                            .copied()
                             .collect()
                     };
                     let rate = rate.as_ref().map_or(0, |r| r.load(Ordering::Relaxed));
@@ -210,6 +215,20 @@ fn pump(
             let _ = to.shutdown(Shutdown::Write);
         }
     });
+}
+
+/// One server line as passed on: `None` when a text it holds drops it, else the line with
+/// each replaced text's first occurrence rewritten.
+fn rewrite(line: &[u8], texts: &[(Vec<u8>, Option<Vec<u8>>)]) -> Option<Vec<u8>> {
+    let mut line = line.to_vec();
+    for (text, with) in texts {
+        let Some(at) = line.windows(text.len()).position(|w| w == text.as_slice()) else {
+            continue;
+        };
+        let with = with.as_ref()?;
+        line.splice(at..at + text.len(), with.iter().copied());
+    }
+    Some(line)
 }
 
 impl Drop for StallProxy {

@@ -312,6 +312,50 @@ async fn fetch_sizes(
     Ok(sizes)
 }
 
+/// UID SEARCH that believes only a complete answer. async-imap's own `uid_search` returns
+/// whatever came before the tagged reply without reading that reply's status, and an
+/// empty set when the connection ends first. A NO, a BAD or a dropped connection then
+/// read as "no such message": mail missing from a short FETCH was taken as expunged and
+/// skipped, and held mail was let go as gone. Here the answer counts only once the tagged
+/// OK arrives; anything else is an error that ends the pass before a checkpoint moves.
+pub(crate) async fn uid_search(
+    session: &mut super::conn::Session,
+    query: impl AsRef<str>,
+) -> async_imap::error::Result<HashSet<u32>> {
+    use async_imap::error::Error;
+    use async_imap::imap_proto::{MailboxDatum, Response, Status};
+    let id = session
+        .run_command(format!("UID SEARCH {}", query.as_ref()))
+        .await?;
+    let mut found = HashSet::new();
+    loop {
+        let Some(reply) = session.read_response().await? else {
+            return Err(Error::ConnectionLost);
+        };
+        match reply.parsed() {
+            Response::MailboxData(MailboxDatum::Search(uids)) => found.extend(uids.iter()),
+            Response::Done {
+                tag,
+                status,
+                outcome,
+            } if *tag == id => {
+                let said = outcome
+                    .information
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_owned();
+                return match status {
+                    Status::Ok => Ok(found),
+                    Status::No => Err(Error::No(said)),
+                    _ => Err(Error::Bad(said)),
+                };
+            }
+            // Unsolicited data (EXISTS, EXPUNGE, flag changes): nothing this search uses.
+            _ => {}
+        }
+    }
+}
+
 /// Which of `uids` the selected folder still holds.
 async fn search_uids(
     m: &MailboxConfig,
@@ -325,7 +369,7 @@ async fn search_uids(
             stall,
             &m.name,
             "UID SEARCH",
-            session.uid_search(format!("UID {set}")),
+            uid_search(session, format!("UID {set}")),
         )
         .await?
         .map_err(|e| proto(m, e))?;
@@ -505,10 +549,10 @@ pub(crate) async fn sync_folder(
             stall,
             &m.name,
             "UID SEARCH",
-            server
-                .conn
-                .session
-                .uid_search(format!("UID {}:{max_seen}", last.saturating_add(1))),
+            uid_search(
+                &mut server.conn.session,
+                format!("UID {}:{max_seen}", last.saturating_add(1)),
+            ),
         )
         .await?
         .map_err(|e| proto(m, e))?
@@ -1170,7 +1214,7 @@ async fn recover_after(
         stall,
         &m.name,
         "UID SEARCH",
-        server.conn.session.uid_search(&query),
+        uid_search(&mut server.conn.session, &query),
     )
     .await?
     .map_err(|e| proto(m, e))?;
@@ -1190,10 +1234,7 @@ async fn recover_after(
             stall,
             &m.name,
             "UID SEARCH",
-            server
-                .conn
-                .session
-                .uid_search(format!("UID 1:{last} DELETED")),
+            uid_search(&mut server.conn.session, format!("UID 1:{last} DELETED")),
         )
         .await?
         .map_err(|e| proto(m, e))?;
@@ -1296,7 +1337,7 @@ async fn expunge(
         // user's client marked that was never stored. Then the flags stay and nothing
         // is expunged: recovery (next connection) expunges the stored ones once the
         // others are gone.
-        let deleted = session.uid_search("DELETED").await?;
+        let deleted = uid_search(session, "DELETED").await?;
         if deleted.iter().any(|u| stored.binary_search(u).is_err()) {
             return Ok(false);
         }

@@ -356,6 +356,37 @@ async fn the_limit_applies_to_the_bytes_that_arrive() {
     assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
 }
 
+/// A UID SEARCH the server refuses (NO) ends the pass with an error instead of reading as
+/// an empty answer, and the next pass stores everything once. async-imap's own search
+/// read a NO (or a connection that ended) as "no such message"; after a short body FETCH
+/// that answer decides which missing mail is still in the folder, so mail never stored
+/// was taken as expunged and passed by the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_search_is_an_error_not_an_empty_answer() {
+    let d = Dovecot::start_plain().unwrap();
+    let proxy = qd_testkit::StallProxy::start(d.port()).unwrap();
+    proxy.drop_server_lines("UID 2 RFC822.SIZE");
+    proxy.replace_in_server_lines("OK Search completed", "NO Search failed");
+    let msgs = synth(79, 3);
+    for msg in &msgs {
+        d.deliver("user", "INBOX", &msg.raw).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let s = ingest_once(&ctx, &[through(&proxy, &d, "user")])
+        .await
+        .unwrap();
+    assert_eq!(s.errors, 1, "{s:?}");
+    assert!(s.folders[0]
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("Search failed")));
+
+    let s = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();
+    assert_eq!(s.errors, 0, "{s:?}");
+    assert_stored_and_moved(&d, &ctx.store, &msgs).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_restarted_mid_batch_loses_and_doubles_nothing() {
     let mut d = Dovecot::start_plain().unwrap();
