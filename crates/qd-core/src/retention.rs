@@ -293,7 +293,16 @@ pub fn evaluate_ticket(
             c.former_since
                 .map(|since| policy.customer_after_former.after(since).max(as_request)),
         ),
-        // Prospects never became customers.
+        // A prospect that was a customer before (billing moved a former customer to a
+        // new trial) keeps the former customer's term from when it stopped.
+        Some(CustomerFacts {
+            former_since: Some(since),
+            ..
+        }) => (
+            RetentionClass::CustomerCorrespondence,
+            Some(policy.customer_after_former.after(*since).max(as_request)),
+        ),
+        // Prospects that never became customers.
         _ => (RetentionClass::NonCustomer, Some(as_request)),
     };
     if facts.tax_evidence {
@@ -420,6 +429,17 @@ mod tests {
     }
 
     #[test]
+    fn a_former_customer_on_a_new_trial_keeps_the_former_customers_term() {
+        let p = RetentionPolicy::default();
+        let t = ticket(
+            Some(customer(CustomerStatus::Prospect, Some(day(2024, 1, 31)))),
+            day(2023, 6, 1),
+        );
+        assert!(!evaluate_ticket(&t, &p, day(2030, 1, 1)).is_delete());
+        assert!(evaluate_ticket(&t, &p, day(2031, 1, 31)).is_delete());
+    }
+
+    #[test]
     fn tax_evidence_outlives_the_customer_rule() {
         let p = RetentionPolicy::default();
         let mut t = ticket(
@@ -526,7 +546,7 @@ mod tests {
                 match class {
                     RetentionClass::CustomerCorrespondence => {
                         let c = f.customer.as_ref().unwrap();
-                        prop_assert_eq!(c.status, CustomerStatus::Former);
+                        prop_assert_ne!(c.status, CustomerStatus::Active);
                         prop_assert!(due >= p.customer_after_former.after(c.former_since.unwrap()));
                     }
                     RetentionClass::TaxEvidence => {
@@ -534,7 +554,7 @@ mod tests {
                         prop_assert!(due >= p.tax_evidence.after(f.last_activity_at));
                     }
                     RetentionClass::NonCustomer => {
-                        prop_assert!(f.customer.as_ref().is_none_or(|c| c.status == CustomerStatus::Prospect));
+                        prop_assert!(f.customer.as_ref().is_none_or(|c| c.status == CustomerStatus::Prospect && c.former_since.is_none()));
                     }
                     other => prop_assert!(false, "unexpected class {other}"),
                 }

@@ -585,7 +585,25 @@ async fn set_status_in<C: ConnectionTrait>(
                 am.former_since = Set(Some(since));
             }
         }
-        CustomerStatus::Prospect => {}
+        // An active customer moved back to prospect (a new trial after leaving) stopped
+        // being a customer: retention keeps its mail for the former customer's term
+        // from now. A former one keeps the date it left.
+        CustomerStatus::Prospect => {
+            if customer.status == CustomerStatus::Active.as_str() && customer.former_since.is_none()
+            {
+                changed |= record_change(
+                    txn,
+                    "customer",
+                    id,
+                    "former_since",
+                    None,
+                    day(Some(since)),
+                    actor,
+                )
+                .await?;
+                am.former_since = Set(Some(since));
+            }
+        }
     }
     if !created {
         if let Some(n) = name {

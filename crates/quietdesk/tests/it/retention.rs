@@ -657,6 +657,41 @@ async fn retention_follows_customer_status(qd: Qd) {
 }
 both_backends!(retention_follows_customer_status);
 
+/// A customer who left and came back as a prospect (billing's new trial) keeps the former
+/// customer's term for the mail from before: seven years from leaving, not a year of
+/// silence. Before, a prospect was a non-customer whatever it had been.
+async fn a_customer_back_on_trial_keeps_the_former_term(qd: Qd) {
+    let src = write_mail(
+        qd.dir.path(),
+        &[(
+            "gina@example.org",
+            "trialmarkerg",
+            "Fri, 1 Mar 2019 09:00:00 +0000",
+            1,
+        )],
+    );
+    qd.json(&["import", path_str(&src), "--json"]);
+    set_status(&qd, "gina@example.org", "active", Some("2010-01-01"));
+    set_status(&qd, "gina@example.org", "prospect", Some("2024-01-31"));
+    let run = qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert!(
+        run["classes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|c| c["due"] == 0),
+        "{run}"
+    );
+    assert_present(&qd, "trialmarkerg", 1);
+    let later = qd.json(&["retention", "run", "--now", "2031-02-01", "--json"]);
+    assert_eq!(
+        later["classes"]["customer_correspondence"]["deleted"]["messages"], 1,
+        "{later}"
+    );
+    assert_gone(&qd, "trialmarkerg");
+}
+both_backends!(a_customer_back_on_trial_keeps_the_former_term);
+
 #[test]
 fn legal_hold_and_tax_class_suspend_deletion() {
     let qd = Qd::sqlite();
