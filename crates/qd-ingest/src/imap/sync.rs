@@ -181,10 +181,22 @@ pub(crate) async fn once(
 /// The raw messages of one batch and the checkpoint that covers it.
 struct RawBatch {
     items: Vec<(u32, Vec<u8>)>,
+    /// When the server received each message (INTERNALDATE), where it said.
+    arrived: Arrivals,
     /// Highest UID handled once this batch is stored (refused UIDs included).
     checkpoint: u32,
     /// UIDs the checkpoint covers that are not stored, and why: recorded with it.
     held: Vec<(u32, &'static str)>,
+}
+
+/// UID → the server's INTERNALDATE: when the message reached the mailbox.
+type Arrivals = std::collections::HashMap<u32, chrono::DateTime<chrono::Utc>>;
+
+/// What [`fetch_bodies`] brought: the raw mail, and when the server received each.
+#[derive(Default)]
+struct Fetched {
+    items: Vec<(u32, Vec<u8>)>,
+    arrived: Arrivals,
 }
 
 /// One batch as planned from the sizes: the UIDs to fetch, the checkpoint once stored,
@@ -247,8 +259,9 @@ fn not_returned(asked: &[u32], items: &[(u32, Vec<u8>)]) -> Vec<u32> {
     asked.iter().copied().filter(|u| !got.contains(u)).collect()
 }
 
-/// Fetches the raw mail of `uids` (BODY.PEEK: the \\Seen flag stays as it was) into
-/// `items`; a UID the server does not return is simply absent. `wait` bounds the wait
+/// Fetches the raw mail of `uids` (BODY.PEEK: the \\Seen flag stays as it was), and
+/// when the server received each (INTERNALDATE), into `got`; a UID the server does not
+/// return is simply absent. `wait` bounds the wait
 /// for each message ([`body_wait`]).
 async fn fetch_bodies(
     m: &MailboxConfig,
@@ -257,14 +270,14 @@ async fn fetch_bodies(
     stall: Duration,
     wait: Duration,
     cancel: &CancellationToken,
-    items: &mut Vec<(u32, Vec<u8>)>,
+    got: &mut Fetched,
 ) -> Result<(), ImapError> {
     for set in uid_sets(uids) {
         let mut stream = timed(
             stall,
             &m.name,
             "UID FETCH",
-            session.uid_fetch(&set, "(UID BODY.PEEK[])"),
+            session.uid_fetch(&set, "(UID INTERNALDATE BODY.PEEK[])"),
         )
         .await?
         .map_err(|e| proto(m, e))?;
@@ -279,7 +292,10 @@ async fn fetch_bodies(
             let Some(item) = next else { break };
             let f = item.map_err(|e| proto(m, e))?;
             if let (Some(uid), Some(body)) = (f.uid, f.body()) {
-                items.push((uid, body.to_vec()));
+                got.items.push((uid, body.to_vec()));
+                if let Some(at) = f.internal_date() {
+                    got.arrived.insert(uid, at.with_timezone(&chrono::Utc));
+                }
             }
         }
     }
@@ -685,8 +701,11 @@ async fn fetch_and_store(
         } in plan
         {
             let wait = body_wait(stall, largest);
-            let mut items: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
-            fetch_bodies(m, session, &uids, stall, wait, cancel, &mut items).await?;
+            let mut got = Fetched {
+                items: Vec::with_capacity(uids.len()),
+                arrived: Arrivals::new(),
+            };
+            fetch_bodies(m, session, &uids, stall, wait, cancel, &mut got).await?;
             // A server may answer a UID FETCH with fewer messages than asked and a NO
             // that async-imap does not report (Gmail: "Some messages could not be
             // FETCHed"). Those still there are asked for once more; what still does not
@@ -695,21 +714,22 @@ async fn fetch_and_store(
             // another client: nothing to keep.
             let mut held: Vec<(u32, &'static str)> =
                 refused.into_iter().map(|u| (u, TOO_LARGE)).collect();
-            let missing = not_returned(&uids, &items);
+            let missing = not_returned(&uids, &got.items);
             if !missing.is_empty() {
                 let still_there = search_uids(m, session, &missing, stall).await?;
                 if !still_there.is_empty() {
                     warn!(mailbox = %m.name, folder, messages = still_there.len(),
                         "the server did not return some messages; asking once more");
-                    fetch_bodies(m, session, &still_there, stall, wait, cancel, &mut items).await?;
-                    for uid in not_returned(&still_there, &items) {
+                    fetch_bodies(m, session, &still_there, stall, wait, cancel, &mut got).await?;
+                    for uid in not_returned(&still_there, &got.items) {
                         held.push((uid, NOT_RETURNED));
                     }
                 }
             }
             if tx
                 .send(RawBatch {
-                    items,
+                    items: got.items,
+                    arrived: got.arrived,
                     checkpoint,
                     held,
                 })
@@ -760,7 +780,8 @@ async fn store_one(
     let handled: Vec<u32> = batch.items.iter().map(|i| i.0).collect();
     // The raw mail stays until the batch is stored: if the store refuses the batch,
     // each message is prepared again and stored alone (see below).
-    let (prepared, raws) = prepare_on_pool(ctx, m, &source, uv, batch.items).await?;
+    let (prepared, raws) =
+        prepare_on_pool(ctx, m, &source, uv, batch.items, batch.arrived.clone()).await?;
     let PreparedBatch {
         mut messages,
         mut parsed,
@@ -832,7 +853,9 @@ async fn store_one(
                 let Some(raw) = by_uid.remove(&uid) else {
                     continue;
                 };
-                let (single, _) = prepare_on_pool(ctx, m, &source, uv, vec![(uid, raw)]).await?;
+                let (single, _) =
+                    prepare_on_pool(ctx, m, &source, uv, vec![(uid, raw)], batch.arrived.clone())
+                        .await?;
                 let PreparedBatch {
                     mut messages,
                     parsed,
@@ -897,6 +920,7 @@ async fn prepare_on_pool(
     source: &str,
     uv: u32,
     items: Vec<(u32, Vec<u8>)>,
+    arrived: Arrivals,
 ) -> Result<(PreparedBatch, Vec<(u32, Vec<u8>)>), ImapError> {
     let team = m.team.clone().or_else(|| ctx.settings.team.clone());
     let hook = ctx.hook.clone();
@@ -913,6 +937,7 @@ async fn prepare_on_pool(
     tokio::task::spawn_blocking(move || {
         let prepared = prepare(
             &items,
+            &arrived,
             &auths,
             &src,
             uv,
@@ -992,6 +1017,7 @@ async fn commit_part(
 #[allow(clippy::too_many_arguments)]
 fn prepare(
     items: &[(u32, Vec<u8>)],
+    arrived: &Arrivals,
     auths: &[Option<qd_filter::AuthOutcome>],
     source: &str,
     uv: u32,
@@ -1033,6 +1059,10 @@ fn prepare(
                 team.clone(),
                 now,
             );
+            // Live mail arrived when the server received it, whatever its Date says (a
+            // forwarded old mail, a wrong clock, spam dated last year): retention and
+            // quarantine age it from then. Without an INTERNALDATE, from now.
+            msg.received_at = arrived.get(&uid).map_or(now, |at| (*at).min(now));
             // A bounce of our mail threads to the sent copy on its ticket (a DSN rarely
             // carries In-Reply-To).
             if let Some(b) = keep.as_ref().and_then(|a| a.bounce.as_ref()) {
@@ -1150,7 +1180,7 @@ async fn retry_held(
     let mut committed: Vec<u32> = Vec::new();
     if !wanted.is_empty() {
         info!(mailbox = %m.name, folder, messages = wanted.len(), "trying held mail again");
-        let mut items = Vec::with_capacity(wanted.len());
+        let mut got = Fetched::default();
         let largest = sizes
             .iter()
             .map(|s| u64::from(s.1))
@@ -1165,11 +1195,12 @@ async fn retry_held(
             stall,
             body_wait(stall, largest),
             cancel,
-            &mut items,
+            &mut got,
         )
         .await?;
         let batch = RawBatch {
-            items,
+            items: got.items,
+            arrived: got.arrived,
             checkpoint: last,
             held: Vec::new(),
         };

@@ -827,6 +827,45 @@ fn big_message(mib: usize, id: &str) -> Vec<u8> {
     raw
 }
 
+/// Live mail is received when the server received it (its INTERNALDATE), whatever its
+/// Date says: retention and quarantine age it from there. Before, a forwarded old mail,
+/// a wrong clock or spam dated last year started its retention clock at its Date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mail_ages_from_when_the_server_received_it() {
+    let d = Dovecot::start_plain().unwrap();
+    let raw = b"From: Old Clock <old@example.org>\r\nTo: support@example.com\r\n\
+        Subject: still broken\r\nMessage-ID: <old-clock@example.org>\r\n\
+        Date: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nhello\r\n";
+    d.deliver("user", "INBOX", raw).unwrap();
+    // Maildir keeps the time of arrival as the file's modification time.
+    let arrived = chrono::Utc::now() - chrono::TimeDelta::days(3);
+    let new_dir = d.folder_dir("user", "INBOX").join("new");
+    for entry in std::fs::read_dir(&new_dir).unwrap() {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(entry.unwrap().path())
+            .unwrap();
+        file.set_modified(std::time::SystemTime::from(arrived))
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 100).await;
+    let s = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();
+    assert_eq!(s.stored, 1, "{s:?}");
+    let stored = ctx
+        .store
+        .find_message("old-clock@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    let off = (stored.received_at - arrived).num_seconds().abs();
+    assert!(
+        off <= 1,
+        "received {} for an arrival at {arrived}",
+        stored.received_at
+    );
+}
+
 /// A big message over a slow link is not taken for a stall: its body may take the stall
 /// timeout plus its size at 128 KiB/s. Here 1 MiB arrives at 400 KiB/s (2.5 s) under a
 /// 1 s stall timeout; waiting only the stall timeout for it, every attempt failed.
