@@ -453,7 +453,22 @@ pub(crate) async fn sync_folder(
     // then. Up to it, mail whose Message-ID is stored counts as a duplicate; it is kept
     // in the checkpoint so a rescan cut short keeps that guard when it resumes.
     let (last, mut rescan_upto) = match &cp {
-        Some(c) if c.uidvalidity == Some(i64::from(uv)) => decode_position(&c.position),
+        Some(c) if c.uidvalidity == Some(i64::from(uv)) => {
+            let (last, upto) = decode_position(&c.position);
+            match mb.uid_next {
+                // UIDs only grow while UIDVALIDITY stays (RFC 3501 2.3.1.1). A next UID at
+                // or below what was read means the server reused UIDs (a mailbox restored
+                // from a backup under the old UIDVALIDITY): mail there may be new, and
+                // recovery would move or delete it as if stored. Read the folder again,
+                // guarded like after a UIDVALIDITY change.
+                Some(next) if next <= last => {
+                    warn!(mailbox = %m.name, folder, checkpoint = last, uid_next = next,
+                        "the server's next UID is below the checkpoint under the same UIDVALIDITY: reading the folder again from UID 1 (duplicates are skipped)");
+                    (0, Some(next.saturating_sub(1)))
+                }
+                _ => (last, upto),
+            }
+        }
         Some(c) => {
             warn!(mailbox = %m.name, folder, old = ?c.uidvalidity, new = uv,
                 "UIDVALIDITY changed: reading the folder again from UID 1 (duplicates are skipped)");

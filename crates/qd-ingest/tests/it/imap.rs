@@ -516,6 +516,51 @@ async fn an_interrupted_rescan_keeps_its_message_id_guard() {
     assert_eq!(cp.position, "100", "the rescan is over");
 }
 
+/// A server whose next UID falls below the checkpoint under the same UIDVALIDITY (a
+/// mailbox restored from a backup) has reused UIDs: the folder is read again, new mail
+/// is stored and what was stored before counts as a duplicate. Before, the pass saw
+/// "nothing new" for good, and recovery moved or deleted the new mail unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_uids_under_the_same_uidvalidity_are_read_again() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(81, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 10).await;
+    let m = mailbox(&d, "user");
+    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s.stored, 1, "{s:?}");
+
+    // The mailbox comes back from an old backup: the stored message is there again, two
+    // new ones arrive, all under UIDs at or below the checkpoint.
+    let uv = d.uidvalidity("user", "INBOX").unwrap();
+    let cp = qd_store::Checkpoint {
+        source: "imap:test/INBOX".into(),
+        uidvalidity: Some(i64::from(uv)),
+        position: "500".into(),
+        held: Vec::new(),
+    };
+    let bs = qd_store::BatchSettings {
+        ticket_ref: &ctx.settings.ticket_ref,
+        now: chrono::Utc::now(),
+    };
+    ctx.store
+        .store_batch(&mut [], Some(&cp), &bs)
+        .await
+        .unwrap();
+    for msg in &msgs {
+        d.deliver("user", "INBOX", &msg.raw).unwrap();
+    }
+
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!((s.stored, s.duplicates, s.errors), (2, 1, 0), "{s:?}");
+    assert!(s.folders[0].rescanned, "{s:?}");
+    assert_exactly_once(&ctx.store, &msgs).await;
+    assert_eq!(d.count("user", "INBOX"), 0);
+    // The first message twice: its first copy, and the one the backup brought back.
+    assert_eq!(d.count("user", "quietdesk/processed"), 4);
+}
+
 /// A hook whose acknowledgement plan breaks the outbox's unique index for messages whose
 /// subject says "poison": a message the database refuses, as a value it cannot store
 /// would make it.
