@@ -115,7 +115,7 @@ fn ticket_facts(r: &qd_store::RetentionRow) -> TicketFacts {
             legal_hold: r.customer_hold.unwrap_or(false),
         }),
         last_activity_at: r.last_activity_at,
-        legal_hold: r.legal_hold,
+        legal_hold: r.legal_hold || r.participant_hold,
         tax_evidence: r.retention_class.as_deref() == Some(RetentionClass::TaxEvidence.as_str()),
     }
 }

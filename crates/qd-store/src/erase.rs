@@ -76,6 +76,29 @@ pub struct RetentionRow {
     pub customer_status: Option<String>,
     pub former_since: Option<DateTime<Utc>>,
     pub customer_hold: Option<bool>,
+    /// A customer under legal hold wrote in this ticket (one of its contacts), though
+    /// the ticket is someone else's: the hold covers all of that customer's mail.
+    pub participant_hold: bool,
+}
+
+/// The ids of tickets in which a contact of a customer under legal hold wrote.
+fn tickets_with_held_participants() -> sea_orm::sea_query::SelectStatement {
+    let (m, ct, cu) = (messages::Entity, contacts::Entity, customers::Entity);
+    Query::select()
+        .column((m, messages::Column::TicketId))
+        .from(m)
+        .join(
+            JoinType::InnerJoin,
+            ct,
+            Expr::col((ct, contacts::Column::Id)).equals((m, messages::Column::ContactId)),
+        )
+        .join(
+            JoinType::InnerJoin,
+            cu,
+            Expr::col((cu, customers::Column::Id)).equals((ct, contacts::Column::CustomerId)),
+        )
+        .and_where(Expr::col((cu, customers::Column::LegalHold)).eq(true))
+        .to_owned()
 }
 
 /// One quarantined message with the holds that may protect it.
@@ -110,6 +133,10 @@ impl Store {
             .expr_as(
                 Expr::col((c, customers::Column::LegalHold)),
                 Alias::new("customer_hold"),
+            )
+            .expr_as(
+                Expr::col((t, tickets::Column::Id)).in_subquery(tickets_with_held_participants()),
+                Alias::new("participant_hold"),
             )
             .from(t)
             .join(
@@ -191,7 +218,8 @@ impl Store {
                 .filter(
                     sea_orm::Condition::any()
                         .add(tickets::Column::LegalHold.eq(true))
-                        .add(tickets::Column::CustomerId.in_subquery(held_customers)),
+                        .add(tickets::Column::CustomerId.in_subquery(held_customers))
+                        .add(tickets::Column::Id.in_subquery(tickets_with_held_participants())),
                 )
                 .into_tuple::<i64>()
                 .all(&txn)

@@ -692,6 +692,58 @@ async fn a_customer_back_on_trial_keeps_the_former_term(qd: Qd) {
 }
 both_backends!(a_customer_back_on_trial_keeps_the_former_term);
 
+/// A customer's legal hold covers its mail on other people's tickets: Carol (held)
+/// answered in Dave's old request, so the ticket stays past Dave's year. Before, only
+/// the ticket's own customer's hold counted, and Carol's message went with Dave's.
+async fn a_hold_covers_the_customers_mail_on_others_tickets(qd: Qd) {
+    let src = mail_files(
+        &qd,
+        "thread",
+        &[
+            (
+                "1.eml",
+                "From: Dave <dave@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Subject: davemarker printer\r\nMessage-ID: <dave-1@example.org>\r\n\
+                 Date: Wed, 1 Apr 2020 09:00:00 +0000\r\n\r\nhello\r\n",
+            ),
+            (
+                "2.eml",
+                "From: Carol <carol@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Subject: Re: davemarker printer\r\nMessage-ID: <carol-1@example.org>\r\n\
+                 In-Reply-To: <dave-1@example.org>\r\n\
+                 Date: Thu, 2 Apr 2020 09:00:00 +0000\r\n\r\ncarolmarker here\r\n",
+            ),
+        ],
+    );
+    let imported = qd.json(&["import", path_str(&src), "--json"]);
+    assert_eq!(imported["tickets"], 1, "{imported}");
+    set_status(&qd, "carol@example.org", "former", Some("2015-01-01"));
+    assert!(qd
+        .run(&["customer", "hold", "carol@example.org"])
+        .status
+        .success());
+    let run = qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert!(
+        run["classes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|c| c["due"] == 0),
+        "{run}"
+    );
+    assert_present(&qd, "carolmarker", 1);
+    assert_present(&qd, "davemarker", 2);
+    // Lifted, the request goes after its year of silence, Carol's answer with it.
+    assert!(qd
+        .run(&["customer", "hold", "carol@example.org", "--off"])
+        .status
+        .success());
+    qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert_gone(&qd, "carolmarker");
+    assert_gone(&qd, "davemarker");
+}
+both_backends!(a_hold_covers_the_customers_mail_on_others_tickets);
+
 #[test]
 fn legal_hold_and_tax_class_suspend_deletion() {
     let qd = Qd::sqlite();
