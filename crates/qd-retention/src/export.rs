@@ -1,10 +1,15 @@
 //! Access and portability export: everything we hold about one person, in a zip.
 //!
 //! - `summary.html`: a readable overview (profile, change history, tickets, who of our
-//!   staff looked at them, how many internal notes were withheld);
+//!   staff looked at them, how many internal notes and other people's messages were
+//!   withheld);
 //! - `data.json`: the same data, machine-readable, with every message's text;
 //! - `messages/<ticket>-<id>.eml`: each message as we received or sent it;
-//! - staff notes (`direction = note`) are withheld unless the caller includes them.
+//! - staff notes (`direction = note`) are withheld unless the caller includes them;
+//! - other people's mail on the person's tickets (a colleague, a third party writing
+//!   with the ticket's reference) is withheld and counted (GDPR Art. 15(4)): a message
+//!   is theirs when one of their contacts sent it or it names one of their addresses in
+//!   To or Cc (our replies to them, mail they were copied on).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -106,6 +111,8 @@ pub struct ExportData {
     pub other_messages: Vec<MessageOut>,
     pub staff_accesses: Vec<AccessOut>,
     pub withheld_notes: u64,
+    /// Messages on the person's tickets by and to other people only.
+    pub withheld_messages: u64,
 }
 
 /// What the export contained (for the CLI's summary).
@@ -117,10 +124,24 @@ pub struct ExportSummary {
     pub changes: usize,
     pub staff_accesses: usize,
     pub withheld_notes: u64,
+    pub withheld_messages: u64,
 }
 
 fn list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Whether a message on the person's tickets is theirs to have: one of their contacts
+/// sent it, or its To or Cc names one of their addresses (our reply to them, mail they
+/// were copied on: they received it). Anything else is another person's mail.
+fn is_theirs(m: &messages::Model, contact_ids: &[i64], addresses: &[String]) -> bool {
+    let names = |mailbox: &str| addresses.iter().any(|a| qd_core::mailbox_is(mailbox, a));
+    m.contact_id.is_some_and(|id| contact_ids.contains(&id))
+        || m.from_addr.as_deref().is_some_and(names)
+        || list(&m.to_addrs)
+            .iter()
+            .chain(list(&m.cc_addrs).iter())
+            .any(|r| names(r))
 }
 
 /// Gathers everything about `subject`, writes the archive to `out` and records the export
@@ -170,6 +191,10 @@ pub async fn export(
         Subject::Address(a) => return Err(crate::Error::UnknownSubject(a.clone())),
     };
     let contact_ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
+    let mut addresses: Vec<String> = contacts.iter().map(|c| c.address.clone()).collect();
+    if let Subject::Customer(c) = subject {
+        addresses.push(c.email.clone());
+    }
     let changes = store
         .changes_of(customer_id.unwrap_or(-1), &contact_ids)
         .await?;
@@ -178,12 +203,17 @@ pub async fn export(
     let number_of: HashMap<i64, i64> = tickets.iter().map(|t| (t.id, t.number)).collect();
 
     let mut withheld = 0u64;
+    let mut withheld_messages = 0u64;
     let mut all_msgs: Vec<messages::Model> = Vec::new();
     let mut per_ticket: HashMap<i64, Vec<messages::Model>> = HashMap::new();
     for t in &tickets {
         for m in store.ticket_messages(t.id).await? {
             if m.direction == "note" && !opts.include_notes {
                 withheld += 1;
+                continue;
+            }
+            if m.direction != "note" && !is_theirs(&m, &contact_ids, &addresses) {
+                withheld_messages += 1;
                 continue;
             }
             per_ticket.entry(t.id).or_default().push(m.clone());
@@ -302,6 +332,7 @@ pub async fn export(
         other_messages: other,
         staff_accesses: accesses,
         withheld_notes: withheld,
+        withheld_messages,
     };
     zip.start_file("data.json", options)?;
     zip.write_all(&serde_json::to_vec_pretty(&data)?)?;
@@ -317,6 +348,7 @@ pub async fn export(
         changes: data.changes.len(),
         staff_accesses: data.staff_accesses.len(),
         withheld_notes: withheld,
+        withheld_messages,
     };
     store
         .audit(
@@ -429,6 +461,11 @@ pub fn summary_html(d: &ExportData) -> String {
             );
         }
     }
+    let _ = write!(
+        h,
+        "<p>{} messages by other people on your tickets were withheld from this export.</p>",
+        d.withheld_messages
+    );
     if !d.other_messages.is_empty() {
         let _ = write!(
             h,

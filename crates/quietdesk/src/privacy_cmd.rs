@@ -284,14 +284,15 @@ pub async fn customer(
                 out!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 out!(
-                    "wrote {}: {} tickets, {} messages ({} .eml), {} changes, {} staff accesses, {} notes withheld",
+                    "wrote {}: {} tickets, {} messages ({} .eml), {} changes, {} staff accesses, {} notes and {} messages by other people withheld",
                     a.out.display(),
                     summary.tickets,
                     summary.messages,
                     summary.eml_files,
                     summary.changes,
                     summary.staff_accesses,
-                    summary.withheld_notes
+                    summary.withheld_notes,
+                    summary.withheld_messages
                 );
             }
         }

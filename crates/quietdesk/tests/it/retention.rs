@@ -1076,6 +1076,160 @@ fn export_holds_everything_about_the_person() {
     assert!(!html.contains("<script"));
 }
 
+/// A third party's mail threaded onto the person's ticket (the ticket's reference in its
+/// subject) is that party's, not the person's: the export leaves it out, text and raw
+/// mail, and counts it (GDPR Art. 15(4)). The person's own mail, our reply to them and
+/// mail that copied them stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_withholds_other_peoples_mail_on_the_ticket() {
+    let qd = Qd::sqlite();
+    let first = mail_files(
+        &qd,
+        "first",
+        &[(
+            "1.eml",
+            "From: Ann <ann@example.org>\r\nTo: support@quietdesk.example\r\n\
+             Subject: printer xqannmarker\r\nMessage-ID: <ann-1@example.org>\r\n\
+             Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nMy printer xqannmarker jams.\r\n",
+        )],
+    );
+    qd.json(&["import", path_str(&first), "--json"]);
+    let ticket = qd.search("xqannmarker", 1)[0]["ticket"].as_i64().unwrap();
+
+    // Bob writes with Ann's ticket reference (threaded onto it); Carol writes on it too,
+    // with Ann in copy.
+    let bob = format!(
+        "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Subject: [#QD-{ticket}] xqbobmarker\r\nMessage-ID: <bob-1@example.org>\r\n\
+         Date: Mon, 1 Jan 2024 11:00:00 +0000\r\n\r\nMy own xqbobmarker trouble.\r\n"
+    );
+    let carol = format!(
+        "From: Carol <carol@example.org>\r\nTo: support@quietdesk.example\r\n\
+         Cc: Ann <ann@example.org>\r\nSubject: [#QD-{ticket}] xqcopymarker\r\n\
+         Message-ID: <carol-1@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+         Ann, see xqcopymarker.\r\n"
+    );
+    let second = mail_files(&qd, "second", &[("1.eml", &bob), ("2.eml", &carol)]);
+    let imported = qd.json(&["import", path_str(&second), "--json"]);
+    assert_eq!(imported["tickets"], 0, "both thread onto Ann's: {imported}");
+
+    // Our reply to Ann, filed on her ticket as sent mail.
+    let reply = format!(
+        "From: Support <support@quietdesk.example>\r\nTo: Ann <ann@example.org>\r\n\
+         Subject: Re: [#QD-{ticket}] printer\r\nMessage-ID: <reply-1@quietdesk.example>\r\n\
+         In-Reply-To: <ann-1@example.org>\r\nDate: Mon, 1 Jan 2024 13:00:00 +0000\r\n\r\n\
+         Try xqreplymarker.\r\n"
+    );
+    let store = crate::imap::open_sealed_store(&qd).await;
+    let raw = reply.as_bytes();
+    let now = chrono::Utc::now();
+    let mut msg = qd_ingest::new_message(
+        qd_mail::parse(raw),
+        qd_store::PreparedBlob::prepare(raw).unwrap(),
+        Some("outbox".into()),
+        None,
+        None,
+        now,
+    );
+    msg.direction = qd_core::Direction::Out;
+    let fmt = qd_core::TicketRefFormat::new("[#QD-{n}]").unwrap();
+    store
+        .store_batch(
+            &mut [msg],
+            None,
+            &qd_store::BatchSettings {
+                ticket_ref: &fmt,
+                now,
+            },
+        )
+        .await
+        .unwrap();
+    let on_ticket = store
+        .ticket_of_message_id("ann-1@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.ticket_messages(on_ticket).await.unwrap().len(), 4);
+    store.close().await.unwrap();
+
+    let out = qd.dir.path().join("ann.zip");
+    let summary = qd.json(&[
+        "customer",
+        "export",
+        "ann@example.org",
+        "--out",
+        path_str(&out),
+        "--json",
+    ]);
+    assert_eq!(summary["tickets"], 1, "{summary}");
+    assert_eq!(summary["messages"], 3, "{summary}");
+    assert_eq!(summary["eml_files"], 3, "{summary}");
+    assert_eq!(summary["withheld_messages"], 1, "{summary}");
+    assert_eq!(summary["withheld_notes"], 0, "{summary}");
+
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let mut everything = String::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut text = String::new();
+        f.read_to_string(&mut text).unwrap();
+        everything.push_str(&text);
+    }
+    // Nothing of Bob's own message, neither its text nor its raw mail.
+    assert!(!everything.contains("xqbobmarker"), "{everything}");
+    assert!(!everything.contains("bob@example.org"), "{everything}");
+    assert!(!everything.contains("bob-1@example.org"));
+    let emls: Vec<String> = zip
+        .file_names()
+        .filter(|n| n.ends_with(".eml"))
+        .map(String::from)
+        .collect();
+    assert_eq!(emls.len(), 3, "{emls:?}");
+    let mut data = String::new();
+    zip.by_name("data.json")
+        .unwrap()
+        .read_to_string(&mut data)
+        .unwrap();
+    let data: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(data["withheld_messages"], 1);
+    let msgs = data["tickets"][0]["messages"].as_array().unwrap();
+    let ids: Vec<&str> = msgs
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "ann-1@example.org",
+            "carol-1@example.org",
+            "reply-1@quietdesk.example"
+        ]
+    );
+    assert_eq!(msgs[2]["direction"], "out");
+    // Ann's own mail, the mail she was copied on and our reply to her: text and raw.
+    for (m, marker) in msgs
+        .iter()
+        .zip(["xqannmarker", "xqcopymarker", "xqreplymarker"])
+    {
+        assert!(m["text"].as_str().unwrap().contains(marker), "{m}");
+        let mut eml = String::new();
+        zip.by_name(m["eml"].as_str().unwrap())
+            .unwrap()
+            .read_to_string(&mut eml)
+            .unwrap();
+        assert!(eml.contains(marker), "{eml}");
+    }
+    let mut html = String::new();
+    zip.by_name("summary.html")
+        .unwrap()
+        .read_to_string(&mut html)
+        .unwrap();
+    assert!(
+        html.contains("1 messages by other people on your tickets were withheld"),
+        "{html}"
+    );
+}
+
 #[test]
 fn billing_sync_creates_links_and_records_history() {
     let qd = Qd::sqlite();
