@@ -91,6 +91,24 @@ fn deliver_all(d: &Dovecot, user: &str, msgs: &[qd_synth::SynthMessage]) {
     }
 }
 
+/// Writes the INBOX checkpoint of mailbox `test` directly, as an earlier run would have.
+async fn set_checkpoint(ctx: &IngestContext, uidvalidity: u32, position: &str) {
+    let cp = qd_store::Checkpoint {
+        source: "imap:test/INBOX".into(),
+        uidvalidity: Some(i64::from(uidvalidity)),
+        position: position.into(),
+        held: Vec::new(),
+    };
+    let bs = qd_store::BatchSettings {
+        ticket_ref: &ctx.settings.ticket_ref,
+        now: chrono::Utc::now(),
+    };
+    ctx.store
+        .store_batch(&mut [], Some(&cp), &bs)
+        .await
+        .unwrap();
+}
+
 /// Every message is stored exactly once and moved out of the user's INBOX into the
 /// processed folder.
 async fn assert_stored_and_moved(d: &Dovecot, store: &Store, msgs: &[qd_synth::SynthMessage]) {
@@ -485,20 +503,7 @@ async fn an_interrupted_rescan_keeps_its_message_id_guard() {
     let old = d.uidvalidity("user", "INBOX").unwrap();
     d.set_uidvalidity("user", "INBOX", old + 1000).unwrap();
     // A rescan that stored through UID 75 of 51..100 and was then cut off.
-    let cp = qd_store::Checkpoint {
-        source: "imap:test/INBOX".into(),
-        uidvalidity: Some(i64::from(old + 1000)),
-        position: "75/rescan:100".into(),
-        held: Vec::new(),
-    };
-    let bs = qd_store::BatchSettings {
-        ticket_ref: &ctx.settings.ticket_ref,
-        now: chrono::Utc::now(),
-    };
-    ctx.store
-        .store_batch(&mut [], Some(&cp), &bs)
-        .await
-        .unwrap();
+    set_checkpoint(&ctx, old + 1000, "75/rescan:100").await;
 
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
     assert_eq!(
@@ -534,20 +539,7 @@ async fn reused_uids_under_the_same_uidvalidity_are_read_again() {
     // The mailbox comes back from an old backup: the stored message is there again, two
     // new ones arrive, all under UIDs at or below the checkpoint.
     let uv = d.uidvalidity("user", "INBOX").unwrap();
-    let cp = qd_store::Checkpoint {
-        source: "imap:test/INBOX".into(),
-        uidvalidity: Some(i64::from(uv)),
-        position: "500".into(),
-        held: Vec::new(),
-    };
-    let bs = qd_store::BatchSettings {
-        ticket_ref: &ctx.settings.ticket_ref,
-        now: chrono::Utc::now(),
-    };
-    ctx.store
-        .store_batch(&mut [], Some(&cp), &bs)
-        .await
-        .unwrap();
+    set_checkpoint(&ctx, uv, "500").await;
     for msg in &msgs {
         d.deliver("user", "INBOX", &msg.raw).unwrap();
     }

@@ -184,18 +184,7 @@ async fn index_follows_the_store_after_a_crash(qd: Qd) {
     let blob = qd_store::PreparedBlob::prepare(raw).unwrap();
     let now = chrono::Utc::now();
     let msg = qd_ingest::new_message(parsed, blob, None, None, None, now);
-    let fmt = qd_core::TicketRefFormat::new("[#QD-{n}]").unwrap();
-    store
-        .store_batch(
-            &mut [msg],
-            None,
-            &qd_store::BatchSettings {
-                ticket_ref: &fmt,
-                now,
-            },
-        )
-        .await
-        .unwrap();
+    crate::store_directly(&store, msg, now).await;
     store.close().await.unwrap();
     let hits = qd.search("zanzibarquux", 10);
     assert_eq!(

@@ -152,3 +152,24 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// Files one message straight into the store at `now` (as a component other than the
+/// CLI would), with the default ticket reference.
+pub async fn store_directly(
+    store: &qd_store::Store,
+    msg: qd_store::NewMessage,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let fmt = qd_core::TicketRefFormat::new("[#QD-{n}]").unwrap();
+    store
+        .store_batch(
+            &mut [msg],
+            None,
+            &qd_store::BatchSettings {
+                ticket_ref: &fmt,
+                now,
+            },
+        )
+        .await
+        .unwrap();
+}
