@@ -276,7 +276,7 @@ impl AfterStore for Steps {
             .iter()
             .filter_map(|stored| {
                 let message = messages.get(stored.index)?;
-                let arrived = arrived.get(stored.index)?;
+                let arrived = arrived.get(stored.index).filter(|a| !a.reread_old)?;
                 let verdict_is_spam = message
                     .verdict
                     .as_ref()

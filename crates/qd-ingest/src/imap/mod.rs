@@ -104,7 +104,15 @@ pub struct Arrived {
     /// A delivery status notification (a bounce), read when the message comes from a
     /// null sender or a mailer daemon.
     pub bounce: Option<qd_mail::bounce::Bounce>,
+    /// Read again in a rescan after a UIDVALIDITY change, and received more than
+    /// [`REREAD_ACK_WINDOW`] ago: answered when it first came, or deleted from the store
+    /// since (retention, erasure) while it stayed on the server. Never acknowledged.
+    pub reread_old: bool,
 }
+
+/// Mail a rescan reads again is still acknowledged when it arrived this recently: it may
+/// have come between the last pass and the server's change.
+pub const REREAD_ACK_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 impl Arrived {
     /// What the steps after the store need of a raw message and its parse.
@@ -128,6 +136,7 @@ impl Arrived {
             parsed: parsed.without_bodies(),
             loop_headers,
             bounce,
+            reread_old: false,
         }
     }
 }

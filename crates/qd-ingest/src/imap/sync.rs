@@ -827,6 +827,10 @@ async fn store_one(
             parsed.retain(|_| *it.next().unwrap_or(&true));
         }
         out.duplicates += keep.iter().filter(|k| !**k).count() as u64;
+        let recent = ctx.clock.now() - super::REREAD_ACK_WINDOW;
+        for ((arrived, msg), uid) in parsed.iter_mut().zip(&messages).zip(&uids) {
+            arrived.reread_old = *uid <= upto && msg.received_at < recent;
+        }
     }
 
     let checkpoint = |failed: &[(u32, String)], store_refused: &[u32]| Checkpoint {

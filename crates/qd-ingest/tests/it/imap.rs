@@ -553,6 +553,101 @@ async fn reused_uids_under_the_same_uidvalidity_are_read_again() {
     assert_eq!(d.count("user", "quietdesk/processed"), 4);
 }
 
+/// Sets the arrival time (INTERNALDATE) of the mail in the user's INBOX `new/`: Maildir
+/// keeps it as the file's modification time.
+fn backdate_new_mail(d: &Dovecot, arrived: chrono::DateTime<chrono::Utc>) {
+    let new_dir = d.folder_dir("user", "INBOX").join("new");
+    for entry in std::fs::read_dir(&new_dir).unwrap() {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(entry.unwrap().path())
+            .unwrap();
+        file.set_modified(std::time::SystemTime::from(arrived))
+            .unwrap();
+    }
+}
+
+/// A hook that acknowledges what the live pipeline would: it counts the stored messages
+/// it is offered to answer.
+#[derive(Default)]
+struct CountAcks(std::sync::atomic::AtomicUsize);
+
+impl qd_ingest::imap::AfterStore for CountAcks {
+    fn runs_before_store(&self) -> bool {
+        false
+    }
+
+    fn ack_limit(&self) -> Option<u32> {
+        Some(100)
+    }
+
+    fn plan_acks(
+        &self,
+        outcome: &qd_store::BatchOutcome,
+        _messages: &[qd_store::NewMessage],
+        arrived: &[qd_ingest::imap::Arrived],
+    ) -> Vec<(qd_store::NewOutboxEntry, String)> {
+        let answerable = outcome
+            .stored
+            .iter()
+            .filter(|s| arrived.get(s.index).is_some_and(|a| !a.reread_old))
+            .count();
+        self.0
+            .fetch_add(answerable, std::sync::atomic::Ordering::SeqCst);
+        Vec::new()
+    }
+
+    fn after_store<'a>(
+        &'a self,
+        _batch: qd_ingest::imap::StoredBatch<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), qd_ingest::imap::HookError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A rescan after a UIDVALIDITY change reads old mail again that the store no longer
+/// holds (retention deleted it; the server kept it): it is stored again but never
+/// acknowledged again. Mail that came in the last day is still answered: it may have
+/// arrived between the last pass and the server's change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescan_does_not_acknowledge_old_mail_again() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(83, 2);
+    d.deliver("user", "INBOX", &msgs[0].raw).unwrap();
+    backdate_new_mail(&d, chrono::Utc::now() - chrono::TimeDelta::days(3));
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = ctx(dir.path(), 10).await;
+    let acks = Arc::new(CountAcks::default());
+    ctx.hook = Some(acks.clone());
+    let mut m = mailbox(&d, "user");
+    m.after = AfterIngest::Keep;
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s.stored, 1, "{s:?}");
+    let count = || acks.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(count(), 1, "new mail is answered");
+
+    // Retention deletes the old ticket; the server keeps the mail. A new message comes,
+    // then the server changes UIDVALIDITY.
+    let old_ticket = ctx
+        .store
+        .ticket_of_message_id(msgs[0].message_id.trim_matches(|c| c == '<' || c == '>'))
+        .await
+        .unwrap()
+        .unwrap();
+    ctx.store
+        .delete_tickets(&[old_ticket], chrono::Utc::now())
+        .await
+        .unwrap();
+    d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
+    let uv = d.uidvalidity("user", "INBOX").unwrap();
+    d.set_uidvalidity("user", "INBOX", uv + 1000).unwrap();
+
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert!(s.folders[0].rescanned, "{s:?}");
+    assert_eq!(s.stored, 2, "{s:?}");
+    assert_eq!(count(), 2, "only the mail of the last day is answered");
+}
+
 /// A hook whose acknowledgement plan breaks the outbox's unique index for messages whose
 /// subject says "poison": a message the database refuses, as a value it cannot store
 /// would make it.
@@ -874,17 +969,8 @@ async fn live_mail_ages_from_when_the_server_received_it() {
         Subject: still broken\r\nMessage-ID: <old-clock@example.org>\r\n\
         Date: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nhello\r\n";
     d.deliver("user", "INBOX", raw).unwrap();
-    // Maildir keeps the time of arrival as the file's modification time.
     let arrived = chrono::Utc::now() - chrono::TimeDelta::days(3);
-    let new_dir = d.folder_dir("user", "INBOX").join("new");
-    for entry in std::fs::read_dir(&new_dir).unwrap() {
-        let file = std::fs::File::options()
-            .write(true)
-            .open(entry.unwrap().path())
-            .unwrap();
-        file.set_modified(std::time::SystemTime::from(arrived))
-            .unwrap();
-    }
+    backdate_new_mail(&d, arrived);
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx(dir.path(), 100).await;
     let s = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();

@@ -360,6 +360,53 @@ async fn a_batch_is_acknowledged_in_its_transaction(b: Backend) {
 }
 crate::both_backends!(a_batch_is_acknowledged_in_its_transaction);
 
+/// Old mail a rescan read again (`Arrived::reread_old`) is never acknowledged; mail
+/// beside it is.
+async fn mail_read_again_is_not_acknowledged_again(b: Backend) {
+    let mails = [
+        customer_mail("hank@customer.example", "h1@x", "old question", ""),
+        customer_mail("ivy@customer.example", "i1@x", "new question", ""),
+    ];
+    let parsed: Vec<qd_mail::ParsedMail> = mails.iter().map(|r| qd_mail::parse(r)).collect();
+    let mut arrived: Vec<Arrived> = mails
+        .iter()
+        .zip(&parsed)
+        .map(|(raw, p)| Arrived::of(raw, p))
+        .collect();
+    arrived[0].reread_old = true;
+    let mut batch: Vec<NewMessage> = mails
+        .iter()
+        .zip(parsed)
+        .map(|(raw, p)| {
+            let blob = PreparedBlob::prepare(raw).unwrap();
+            qd_ingest::new_message(p, blob, Some("test".into()), None, None, t0())
+        })
+        .collect();
+    let steps = Steps::new(b.store.clone(), Arc::new(FixedClock(t0()))).with_ack(ack_settings(2));
+    let plan = |o: &BatchOutcome, m: &[NewMessage]| steps.plan_acks(o, m, &arrived);
+    let acks = BatchAcks {
+        plan: &plan,
+        max_per_day: steps.ack_limit().unwrap(),
+    };
+    let tr = crate::ticket_ref();
+    let settings = BatchSettings {
+        ticket_ref: &tr,
+        now: t0(),
+    };
+    let (outcome, enqueued) = b
+        .store
+        .store_batch_with_acks(&mut batch, None, &settings, Some(&acks))
+        .await
+        .unwrap();
+    assert_eq!(outcome.stored.len(), 2);
+    assert_eq!(enqueued.len(), 1, "{enqueued:?}");
+    for (s, want) in outcome.stored.iter().zip([0, 1]) {
+        let entries = b.store.outbox_for_ticket(s.ticket_id).await.unwrap();
+        assert_eq!(entries.len(), want, "message {}", s.index);
+    }
+}
+crate::both_backends!(mail_read_again_is_not_acknowledged_again);
+
 /// The template language follows Content-Language / Accept-Language, falling back to
 /// English.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
