@@ -195,7 +195,8 @@ pub async fn run_with(
     }
 
     // 2. Tickets.
-    let mut due_tickets: BTreeMap<RetentionClass, Vec<i64>> = BTreeMap::new();
+    // Each due ticket with the last activity it was judged by (see `delete_due_tickets`).
+    let mut due_tickets: BTreeMap<RetentionClass, Vec<(i64, DateTime<Utc>)>> = BTreeMap::new();
     let mut after = 0;
     loop {
         let rows = store.retention_rows(after, PAGE).await?;
@@ -223,7 +224,10 @@ pub async fn run_with(
             }
             match decision {
                 Decision::Delete { class, due } => {
-                    due_tickets.entry(class).or_default().push(r.ticket_id);
+                    due_tickets
+                        .entry(class)
+                        .or_default()
+                        .push((r.ticket_id, r.last_activity_at));
                     if report.items.len() < opts.list_limit {
                         report.items.push(DueItem {
                             kind: "ticket",
@@ -239,7 +243,7 @@ pub async fn run_with(
         }
     }
     if !opts.dry_run && !due_tickets.is_empty() {
-        let all: Vec<i64> = due_tickets.values().flatten().copied().collect();
+        let all: Vec<i64> = due_tickets.values().flatten().map(|d| d.0).collect();
         before_ticket_deletes(store.message_ids_of_tickets(&all).await?);
     }
     for (class, ids) in &due_tickets {
@@ -247,7 +251,7 @@ pub async fn run_with(
         entry.due += ids.len() as u64;
         if !opts.dry_run {
             for chunk in ids.chunks(DELETE_BATCH) {
-                let c = store.delete_tickets(chunk, now).await?;
+                let c = store.delete_due_tickets(chunk, now).await?;
                 entry.deleted.add(&c);
             }
         }

@@ -199,6 +199,28 @@ impl Store {
         ticket_ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<DeletionCounts> {
+        self.delete_tickets_if(ticket_ids, None, now).await
+    }
+
+    /// Deletes the tickets a retention run found due, each given with the last activity
+    /// it was judged by: one that has seen activity since (a reply stored while the run
+    /// went on) is skipped, like a held one, and waits for the next run's judgement.
+    pub async fn delete_due_tickets(
+        &self,
+        due: &[(i64, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Result<DeletionCounts> {
+        let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
+        let judged: std::collections::HashMap<i64, DateTime<Utc>> = due.iter().copied().collect();
+        self.delete_tickets_if(&ids, Some(&judged), now).await
+    }
+
+    async fn delete_tickets_if(
+        &self,
+        ticket_ids: &[i64],
+        judged: Option<&std::collections::HashMap<i64, DateTime<Utc>>>,
+        now: DateTime<Utc>,
+    ) -> Result<DeletionCounts> {
         let txn = self.begin_write().await?;
         let mut counts = DeletionCounts::default();
         let mut touched_contacts = HashSet::new();
@@ -211,7 +233,7 @@ impl Store {
                 .from(customers::Entity)
                 .and_where(Expr::col(customers::Column::LegalHold).eq(true))
                 .to_owned();
-            let held: HashSet<i64> = tickets::Entity::find()
+            let mut held: HashSet<i64> = tickets::Entity::find()
                 .select_only()
                 .column(tickets::Column::Id)
                 .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
@@ -226,6 +248,23 @@ impl Store {
                 .await?
                 .into_iter()
                 .collect();
+            // So does activity since the run judged the ticket (a reply stored meanwhile).
+            if let Some(judged) = judged {
+                let now_active: Vec<(i64, DateTime<Utc>)> = tickets::Entity::find()
+                    .select_only()
+                    .column(tickets::Column::Id)
+                    .column(tickets::Column::LastActivityAt)
+                    .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
+                    .into_tuple()
+                    .all(&txn)
+                    .await?;
+                held.extend(
+                    now_active
+                        .into_iter()
+                        .filter(|(id, at)| judged.get(id).is_some_and(|j| j != at))
+                        .map(|(id, _)| id),
+                );
+            }
             if !held.is_empty() {
                 let kept: Vec<i64> = ids_where::<messages::Entity, _>(
                     &txn,

@@ -619,6 +619,42 @@ async fn a_hold_set_meanwhile_stops_the_deletion(b: Backend) {
 }
 both_backends!(a_hold_set_meanwhile_stops_the_deletion);
 
+/// A ticket that saw activity after the retention run judged it (a reply stored while the
+/// run went on) is not deleted with the others: the next run judges it again.
+async fn activity_since_the_judgement_stops_the_deletion(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let mut batch = vec![
+        msg("busy@x", "a@example.com", "kept", &[]),
+        msg("quiet@x", "b@example.com", "gone", &[]),
+    ];
+    let out = b
+        .store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let ticket = |i: usize| {
+        let store = b.store.clone();
+        let number = out.stored[i].ticket_number;
+        async move { store.ticket_by_number(number).await.unwrap() }
+    };
+    let (busy, quiet) = (ticket(0).await.unwrap(), ticket(1).await.unwrap());
+    // The run judged the busy ticket by its activity of an hour before.
+    let judged_busy = busy.last_activity_at - chrono::TimeDelta::hours(1);
+    let counts = b
+        .store
+        .delete_due_tickets(
+            &[(busy.id, judged_busy), (quiet.id, quiet.last_activity_at)],
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts.tickets, 1, "{counts:?}");
+    assert!(ticket(0).await.is_some());
+    assert!(ticket(1).await.is_none());
+    assert_eq!(b.store.ticket_messages(busy.id).await.unwrap().len(), 1);
+}
+both_backends!(activity_since_the_judgement_stops_the_deletion);
+
 /// Search hits are dressed with their texts whatever their number: `search --limit 70000`
 /// asks for more ids than either backend takes as parameters of one statement (SQLite
 /// 32,766, PostgreSQL 65,535).
