@@ -241,8 +241,9 @@ fn commit_blocking(writer: &mut SearchWriter) -> Result<(), Error> {
     }
 }
 
-/// Rebuilds the index from the store: every message is re-read and re-added, and queue
-/// entries older than the rebuild are dropped. Returns the number of documents.
+/// Rebuilds the index from the store: every message is re-read and re-added, and the
+/// queue entries committed before the rebuild began are dropped (see
+/// [`Store::search_queue_ids`]). Returns the number of documents.
 pub async fn reindex(
     store: &Store,
     index: &SearchIndex,
@@ -250,7 +251,7 @@ pub async fn reindex(
     threads: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64, SyncError> {
-    let queue_max = store.search_queue_max_id().await?;
+    let queued = store.search_queue_ids().await?;
     let mut writer = index.writer(heap_bytes, threads)?;
     writer.delete_all()?;
     let mut after = 0i64;
@@ -268,7 +269,7 @@ pub async fn reindex(
     commit_blocking(&mut writer)?;
     drop(writer);
     index.reload()?;
-    store.search_queue_delete_upto(queue_max).await?;
+    store.search_queue_delete(&queued).await?;
     Ok(total)
 }
 

@@ -142,24 +142,19 @@ impl Store {
         Ok(())
     }
 
-    /// The highest queue id, 0 when the queue is empty.
-    pub async fn search_queue_max_id(&self) -> Result<i64> {
-        let max: Option<Option<i64>> = search_queue::Entity::find()
+    /// The ids of every queue entry committed now. A full reindex drops exactly these
+    /// once it is done: their changes are in the store it reads. An entry committed
+    /// later stays for the indexer, even with a lower id (PostgreSQL hands out sequence
+    /// values in no commit order: an erasure that took id 100 may commit after an
+    /// import's 101, and dropping everything up to 101 lost its delete).
+    pub async fn search_queue_ids(&self) -> Result<Vec<i64>> {
+        Ok(search_queue::Entity::find()
             .select_only()
-            .column_as(search_queue::Column::Id.max(), "m")
+            .column(search_queue::Column::Id)
+            .order_by_asc(search_queue::Column::Id)
             .into_tuple()
-            .one(&self.db)
-            .await?;
-        Ok(max.flatten().unwrap_or(0))
-    }
-
-    /// Drops every queue entry up to `max_id` (after a full reindex made them moot).
-    pub async fn search_queue_delete_upto(&self, max_id: i64) -> Result<()> {
-        search_queue::Entity::delete_many()
-            .filter(search_queue::Column::Id.lte(max_id))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+            .all(&self.db)
+            .await?)
     }
 
     /// The highest message id, if any message is stored.
