@@ -401,8 +401,13 @@ fn recipients(view: &MessageView, hits: &mut Hits) {
             .all(|w| domain_of(&w[0].addr) == domain_of(&w[1].addr));
         if same_domain && to.len() >= 5 {
             hits.add("TO_HARVESTED_LIST", "several To addresses at one domain");
-        } else if !same_domain
-            && to.len() >= 4
+        } else if to.len() >= 4
+            && to
+                .iter()
+                .filter_map(|a| domain_of(&a.addr).map(str::to_ascii_lowercase))
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                >= 3
             && shared_prefix(to.iter().map(|a| a.addr.as_str())) >= 3
         {
             // A dictionary walk across providers (`cpuma@…, cpumatt@…, cpun@…`).

@@ -225,6 +225,10 @@ fn message_id_maker(view: &MessageView, public: &[&ReceivedHop], hits: &mut Hits
         let w = w.to_ascii_uppercase();
         w.contains("ESMTPA") || w.contains("ESMTPSA")
     });
+    if submission && position + 1 == public.len() {
+        // The sender's own server, after a login: allowed to name the message.
+        return;
+    }
     if position == 0 {
         hits.add(
             "MID_ADDED_AT_BORDER",
@@ -235,7 +239,7 @@ fn message_id_maker(view: &MessageView, public: &[&ReceivedHop], hits: &mut Hits
             "MID_ADDED_BY_RELAY",
             "a relay on the way made the Message-ID: the sender gave none",
         );
-    } else if !submission {
+    } else {
         hits.add(
             "MID_ADDED_BY_FIRST_HOP",
             "the sender's first server made the Message-ID: the sending program gave none",
@@ -263,7 +267,8 @@ fn provider_hops(view: &MessageView, public: &[&ReceivedHop], hits: &mut Hits) {
         .header("From")
         .and_then(|h| h.addresses.iter().find(|a| !a.addr.is_empty()))
         .and_then(|a| domain_of(&a.addr).map(str::to_owned));
-    if let Some(servers) = from_domain.as_deref().and_then(provider_of_address) {
+    let from_servers = from_domain.as_deref().and_then(provider_of_address);
+    if let Some(servers) = from_servers {
         if !carried_by(servers) {
             hits.add(
                 "FROM_FREEMAIL_NO_PROVIDER_HOP",
@@ -271,7 +276,12 @@ fn provider_hops(view: &MessageView, public: &[&ReceivedHop], hits: &mut Hits) {
             );
         }
     }
-    if let Some(servers) = message_id_sides(view).and_then(|(_, host)| provider_of_host(host)) {
+    // A mail program names the Message-ID after the From domain: with the same provider
+    // as From, it is the same evidence, counted once.
+    if let Some(servers) = message_id_sides(view)
+        .and_then(|(_, host)| provider_of_host(host))
+        .filter(|s| from_servers != Some(*s))
+    {
         if !carried_by(servers) {
             hits.add(
                 "MID_FREEMAIL_NO_PROVIDER_HOP",

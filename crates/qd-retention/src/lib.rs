@@ -164,7 +164,9 @@ pub async fn run_with(
             let facts = QuarantineFacts {
                 virus: r.verdict_class.as_deref() == Some("virus"),
                 received_at: r.received_at,
-                legal_hold: r.ticket_hold || r.customer_hold.unwrap_or(false),
+                legal_hold: r.ticket_hold
+                    || r.customer_hold.unwrap_or(false)
+                    || r.contact_hold.unwrap_or(false),
             };
             match evaluate_quarantined(&facts, policy, now) {
                 Decision::Delete { class, due } => {
@@ -269,11 +271,12 @@ pub async fn run_with(
                 c.former_since
                     .is_some_and(|s| policy.customer_after_former.after(s) <= now)
             })
-            .chain(
-                prospects
-                    .iter()
-                    .filter(|c| policy.non_customer_after_activity.after(c.status_since) <= now),
-            )
+            .chain(prospects.iter().filter(|c| {
+                // A prospect that was a customer keeps its record as a former one would.
+                policy.non_customer_after_activity.after(c.status_since) <= now
+                    && c.former_since
+                        .is_none_or(|s| policy.customer_after_former.after(s) <= now)
+            }))
             .filter(|c| !c.legal_hold)
             .map(|c| c.id)
             .collect();

@@ -111,6 +111,11 @@ pub struct Checkpoint {
     pub held: Vec<HeldPosition>,
 }
 
+/// The PostgreSQL lock a storing batch holds for its transaction (SQLite's write lock
+/// serialises writers by itself): whoever else must not interleave with a batch (a
+/// retention delete re-checking a ticket's activity) takes it too.
+pub(crate) const STORE_LOCK: &str = "SELECT pg_advisory_xact_lock(7166390)";
+
 /// A UID the checkpoint moves past without storing its mail: over the size limit, not
 /// returned by the server, or not preparable. Recorded with the checkpoint so that the
 /// after-ingest action (move, delete) re-applied after a crash never touches it.
@@ -267,8 +272,7 @@ impl Store {
             // Dedup and threading read, then write: two batches at READ COMMITTED (two
             // watched folders receiving the same mail) would each miss the other's
             // rows. One batch at a time, as SQLite's write lock gives.
-            txn.execute_unprepared("SELECT pg_advisory_xact_lock(7166390)")
-                .await?;
+            txn.execute_unprepared(STORE_LOCK).await?;
         }
         let mut pending = PendingKeys::default();
         let outcome = self

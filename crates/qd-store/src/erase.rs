@@ -110,6 +110,8 @@ pub struct QuarantineRow {
     pub received_at: DateTime<Utc>,
     pub ticket_hold: bool,
     pub customer_hold: Option<bool>,
+    /// The sender is a contact of a customer under legal hold (`None`: no contact).
+    pub contact_hold: Option<bool>,
 }
 
 impl Store {
@@ -173,6 +175,24 @@ impl Store {
                 Expr::col((c, customers::Column::LegalHold)),
                 Alias::new("customer_hold"),
             )
+            .expr_as(
+                Expr::col((m, messages::Column::ContactId)).in_subquery(
+                    Query::select()
+                        .column((contacts::Entity, contacts::Column::Id))
+                        .from(contacts::Entity)
+                        .join(
+                            JoinType::InnerJoin,
+                            customers::Entity,
+                            Expr::col((customers::Entity, customers::Column::Id))
+                                .equals((contacts::Entity, contacts::Column::CustomerId)),
+                        )
+                        .and_where(
+                            Expr::col((customers::Entity, customers::Column::LegalHold)).eq(true),
+                        )
+                        .to_owned(),
+                ),
+                Alias::new("contact_hold"),
+            )
             .from(m)
             .join(
                 JoinType::InnerJoin,
@@ -222,6 +242,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<DeletionCounts> {
         let txn = self.begin_write().await?;
+        if judged.is_some() && self.backend == crate::Backend::Postgres {
+            // A batch storing a reply updates its ticket's activity before it commits:
+            // without its lock, the re-check below would read the old time, and the
+            // delete would wait for the batch and then take the reply along.
+            txn.execute_unprepared(crate::batch::STORE_LOCK).await?;
+        }
         let mut counts = DeletionCounts::default();
         let mut touched_contacts = HashSet::new();
         for chunk in ticket_ids.chunks(IN_CHUNK) {

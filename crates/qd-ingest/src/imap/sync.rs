@@ -805,6 +805,8 @@ async fn store_one(
     } = prepared;
     out.fetched += handled.len() as u64;
 
+    // Old mail a rescan reads again: never acknowledged (see `Arrived::reread_old`).
+    let mut reread_old: HashSet<u32> = HashSet::new();
     // After a UIDVALIDITY change the content hash guards the store; the Message-ID adds
     // a guard for servers that hand back the same mail with rewritten headers.
     if let Some(upto) = rescan_upto {
@@ -828,8 +830,15 @@ async fn store_one(
         }
         out.duplicates += keep.iter().filter(|k| !**k).count() as u64;
         let recent = ctx.clock.now() - super::REREAD_ACK_WINDOW;
-        for ((arrived, msg), uid) in parsed.iter_mut().zip(&messages).zip(&uids) {
-            arrived.reread_old = *uid <= upto && msg.received_at < recent;
+        reread_old.extend(
+            messages
+                .iter()
+                .zip(&uids)
+                .filter(|(msg, uid)| **uid <= upto && msg.received_at < recent)
+                .map(|(_, uid)| *uid),
+        );
+        for (arrived, uid) in parsed.iter_mut().zip(&uids) {
+            arrived.reread_old = reread_old.contains(uid);
         }
     }
 
@@ -877,10 +886,13 @@ async fn store_one(
                         .await?;
                 let PreparedBatch {
                     mut messages,
-                    parsed,
+                    mut parsed,
                     failed: prepare_failed,
                     ..
                 } = single;
+                for arrived in &mut parsed {
+                    arrived.reread_old = reread_old.contains(&uid);
+                }
                 failed.extend(prepare_failed);
                 if messages.is_empty() {
                     continue;

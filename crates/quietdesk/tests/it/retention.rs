@@ -676,11 +676,17 @@ async fn a_customer_back_on_trial_keeps_the_former_term(qd: Qd) {
         )],
     );
     qd.json(&["import", path_str(&src), "--json"]);
-    set_status(&qd, "gina@example.org", "active", Some("2010-01-01"));
-    set_status(&qd, "gina@example.org", "prospect", Some("2024-01-31"));
+    // Hugo left the same day and has no mail with us: his record stays as a former
+    // customer's would.
+    for who in ["gina@example.org", "hugo@example.org"] {
+        set_status(&qd, who, "active", Some("2010-01-01"));
+        set_status(&qd, who, "prospect", Some("2024-01-31"));
+    }
     let run = qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
     assert_nothing_due(&run);
     assert_present(&qd, "trialmarkerg", 1);
+    assert_eq!(run["customers_deleted"], 0, "{run}");
+    assert_eq!(qd.json(&["stats", "--json"])["customers"], 2);
     let later = qd.json(&["retention", "run", "--now", "2031-02-01", "--json"]);
     assert_eq!(
         later["classes"]["customer_correspondence"]["deleted"]["messages"], 1,
