@@ -259,6 +259,46 @@ async fn at_most_n_acks_per_sender_per_day(b: Backend) {
 }
 crate::both_backends!(at_most_n_acks_per_sender_per_day);
 
+/// Stores `mails` as one live batch whose acknowledgements `Steps` plans in its
+/// transaction (at most 2 per sender a day), after `mark` has changed what the pipeline
+/// knows of them.
+async fn store_acknowledged(
+    store: &Store,
+    mails: &[Vec<u8>],
+    mark: impl FnOnce(&mut [Arrived]),
+) -> (BatchOutcome, Vec<EnqueueOutcome>) {
+    let parsed: Vec<qd_mail::ParsedMail> = mails.iter().map(|r| qd_mail::parse(r)).collect();
+    let mut arrived: Vec<Arrived> = mails
+        .iter()
+        .zip(&parsed)
+        .map(|(raw, p)| Arrived::of(raw, p))
+        .collect();
+    mark(&mut arrived);
+    let mut batch: Vec<NewMessage> = mails
+        .iter()
+        .zip(parsed)
+        .map(|(raw, p)| {
+            let blob = PreparedBlob::prepare(raw).unwrap();
+            qd_ingest::new_message(p, blob, Some("test".into()), None, None, t0())
+        })
+        .collect();
+    let steps = Steps::new(store.clone(), Arc::new(FixedClock(t0()))).with_ack(ack_settings(2));
+    let plan = |o: &BatchOutcome, m: &[NewMessage]| steps.plan_acks(o, m, &arrived);
+    let acks = BatchAcks {
+        plan: &plan,
+        max_per_day: steps.ack_limit().unwrap(),
+    };
+    let tr = crate::ticket_ref();
+    let settings = BatchSettings {
+        ticket_ref: &tr,
+        now: t0(),
+    };
+    store
+        .store_batch_with_acks(&mut batch, None, &settings, Some(&acks))
+        .await
+        .unwrap()
+}
+
 /// The live pipeline's acknowledgements: `Steps` plans them inside the batch's own
 /// transaction. The daily limit counts the batch's earlier ones, replies and
 /// auto-replies get none, and the outcomes come back in order.
@@ -289,36 +329,7 @@ async fn a_batch_is_acknowledged_in_its_transaction(b: Backend) {
         ),
         customer_mail("gina@customer.example", "g1@x", "question", ""),
     ];
-    let parsed: Vec<qd_mail::ParsedMail> = mails.iter().map(|r| qd_mail::parse(r)).collect();
-    let arrived: Vec<Arrived> = mails
-        .iter()
-        .zip(&parsed)
-        .map(|(raw, p)| Arrived::of(raw, p))
-        .collect();
-    let mut batch: Vec<NewMessage> = mails
-        .iter()
-        .zip(parsed)
-        .map(|(raw, p)| {
-            let blob = PreparedBlob::prepare(raw).unwrap();
-            qd_ingest::new_message(p, blob, Some("test".into()), None, None, t0())
-        })
-        .collect();
-    let steps = Steps::new(b.store.clone(), Arc::new(FixedClock(t0()))).with_ack(ack_settings(2));
-    let plan = |o: &BatchOutcome, m: &[NewMessage]| steps.plan_acks(o, m, &arrived);
-    let acks = BatchAcks {
-        plan: &plan,
-        max_per_day: steps.ack_limit().unwrap(),
-    };
-    let tr = crate::ticket_ref();
-    let settings = BatchSettings {
-        ticket_ref: &tr,
-        now: t0(),
-    };
-    let (outcome, enqueued) = b
-        .store
-        .store_batch_with_acks(&mut batch, None, &settings, Some(&acks))
-        .await
-        .unwrap();
+    let (outcome, enqueued) = store_acknowledged(&b.store, &mails, |_| {}).await;
     assert_eq!(outcome.stored.len(), 5);
     // Planned: Dave's two and Gina's; the reply and the auto-reply are not.
     assert_eq!(enqueued.len(), 3, "{enqueued:?}");
@@ -367,37 +378,8 @@ async fn mail_read_again_is_not_acknowledged_again(b: Backend) {
         customer_mail("hank@customer.example", "h1@x", "old question", ""),
         customer_mail("ivy@customer.example", "i1@x", "new question", ""),
     ];
-    let parsed: Vec<qd_mail::ParsedMail> = mails.iter().map(|r| qd_mail::parse(r)).collect();
-    let mut arrived: Vec<Arrived> = mails
-        .iter()
-        .zip(&parsed)
-        .map(|(raw, p)| Arrived::of(raw, p))
-        .collect();
-    arrived[0].reread_old = true;
-    let mut batch: Vec<NewMessage> = mails
-        .iter()
-        .zip(parsed)
-        .map(|(raw, p)| {
-            let blob = PreparedBlob::prepare(raw).unwrap();
-            qd_ingest::new_message(p, blob, Some("test".into()), None, None, t0())
-        })
-        .collect();
-    let steps = Steps::new(b.store.clone(), Arc::new(FixedClock(t0()))).with_ack(ack_settings(2));
-    let plan = |o: &BatchOutcome, m: &[NewMessage]| steps.plan_acks(o, m, &arrived);
-    let acks = BatchAcks {
-        plan: &plan,
-        max_per_day: steps.ack_limit().unwrap(),
-    };
-    let tr = crate::ticket_ref();
-    let settings = BatchSettings {
-        ticket_ref: &tr,
-        now: t0(),
-    };
-    let (outcome, enqueued) = b
-        .store
-        .store_batch_with_acks(&mut batch, None, &settings, Some(&acks))
-        .await
-        .unwrap();
+    let (outcome, enqueued) =
+        store_acknowledged(&b.store, &mails, |arrived| arrived[0].reread_old = true).await;
     assert_eq!(outcome.stored.len(), 2);
     assert_eq!(enqueued.len(), 1, "{enqueued:?}");
     for (s, want) in outcome.stored.iter().zip([0, 1]) {
