@@ -741,6 +741,70 @@ async fn a_hold_covers_the_customers_mail_on_others_tickets(qd: Qd) {
 }
 both_backends!(a_hold_covers_the_customers_mail_on_others_tickets);
 
+/// The hold covers quarantined mail too: Carol's message, quarantined as spam by mistake
+/// on Dave's ticket, stays past the quarantine term while her customer is held. Before,
+/// only the ticket's own customer's hold counted.
+async fn a_hold_covers_the_customers_quarantined_mail_on_others_tickets(qd: Qd) {
+    let src = mail_files(
+        &qd,
+        "thread",
+        &[(
+            "1.eml",
+            "From: Dave <dave@example.org>\r\nTo: support@quietdesk.example\r\n\
+             Subject: printer\r\nMessage-ID: <dave-1@example.org>\r\n\
+             Date: Mon, 15 Dec 2025 09:00:00 +0000\r\n\r\nhello\r\n",
+        )],
+    );
+    qd.json(&["import", path_str(&src), "--json"]);
+    set_status(&qd, "carol@example.org", "active", Some("2015-01-01"));
+    assert!(qd
+        .run(&["customer", "hold", "carol@example.org"])
+        .status
+        .success());
+    let raw = b"From: Carol <carol@example.org>\r\nTo: support@quietdesk.example\r\n\
+        Subject: Re: printer\r\nMessage-ID: <carol-q@example.org>\r\n\
+        In-Reply-To: <dave-1@example.org>\r\nDate: Sun, 1 Jun 2025 09:00:00 +0000\r\n\r\n\
+        here is the log\r\n";
+    let store = crate::imap::open_sealed_store(&qd).await;
+    let now = chrono::Utc::now();
+    let mut msg = qd_ingest::new_message(
+        qd_mail::parse(raw),
+        qd_store::PreparedBlob::prepare(raw).unwrap(),
+        Some("imap:test/INBOX".into()),
+        None,
+        None,
+        now,
+    );
+    msg.verdict = Some(qd_store::MessageVerdict {
+        class: "spam".into(),
+        score: 6.0,
+        tags_json: "[]".into(),
+        quarantined: true,
+    });
+    crate::store_directly(&store, msg, now).await;
+    let dave_ticket = store
+        .ticket_of_message_id("dave-1@example.org")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .ticket_of_message_id("carol-q@example.org")
+            .await
+            .unwrap(),
+        dave_ticket
+    );
+
+    let run = qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert_nothing_due(&run);
+    assert!(store
+        .find_message("carol-q@example.org")
+        .await
+        .unwrap()
+        .is_some());
+    store.close().await.unwrap();
+}
+both_backends!(a_hold_covers_the_customers_quarantined_mail_on_others_tickets);
+
 #[test]
 fn legal_hold_and_tax_class_suspend_deletion() {
     let qd = Qd::sqlite();
