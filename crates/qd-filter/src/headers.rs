@@ -7,7 +7,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use qd_mail::MessageView;
 use regex::Regex;
 
-use crate::util::{domain_of, host_in_domain, is_freemail, registered_domain, Hits};
+use crate::util::{
+    domain_of, host_in_domain, is_freemail, message_id_inner, registered_domain, Hits,
+};
 
 /// X-Mailer values of mass-mailing programs (lowercase substrings). Ordinary mail
 /// clients are not listed: a bulk mailer is evidence, a mail client is not.
@@ -100,10 +102,7 @@ fn message_id(view: &MessageView, hits: &mut Hits) {
         return;
     };
     let raw = mid.raw.trim();
-    let inner = raw
-        .strip_prefix('<')
-        .and_then(|r| r.split('>').next())
-        .unwrap_or(raw);
+    let inner = message_id_inner(raw);
     if !raw.starts_with('<') || !raw.contains('>') {
         hits.add("MID_NO_BRACKETS", "Message-ID without angle brackets");
     }
@@ -421,32 +420,18 @@ fn recipients(view: &MessageView, hits: &mut Hits) {
 
 /// Length in characters of the start all these addresses' local parts share.
 fn shared_prefix<'a>(addrs: impl Iterator<Item = &'a str>) -> usize {
-    let mut first: Option<Vec<char>> = None;
-    let mut len = usize::MAX;
-    for addr in addrs {
-        let local: Vec<char> = addr
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_lowercase()
-            .chars()
-            .collect();
-        match &first {
-            None => {
-                len = local.len();
-                first = Some(local);
-            }
-            Some(f) => {
-                let common = f.iter().zip(&local).take_while(|(a, b)| a == b).count();
-                len = len.min(common);
-            }
-        }
-    }
-    if first.is_some() {
-        len
-    } else {
-        0
-    }
+    let locals: Vec<Vec<char>> = addrs
+        .map(|a| {
+            let local = a.split('@').next().unwrap_or_default();
+            local.to_lowercase().chars().collect()
+        })
+        .collect();
+    let Some((first, rest)) = locals.split_first() else {
+        return 0;
+    };
+    rest.iter()
+        .map(|l| first.iter().zip(l).take_while(|(a, b)| a == b).count())
+        .fold(first.len(), usize::min)
 }
 
 fn mailer(view: &MessageView, hits: &mut Hits) {

@@ -7,8 +7,8 @@ use qd_mail::MessageView;
 use regex::Regex;
 
 use crate::util::{
-    domain_of, host_in_domain, is_freemail, is_ip_literal, is_private_ip, provider_of_address,
-    provider_of_host, registered_domain, Hits,
+    domain_of, host_in_domain, is_freemail, is_ip_literal, is_private_ip, message_id_inner,
+    provider_of_address, provider_of_host, registered_domain, Hits,
 };
 
 /// Compiled patterns, built once per filter.
@@ -36,6 +36,14 @@ impl ReceivedRules {
     pub(crate) fn is_dynamic(&self, name: &str) -> bool {
         self.dynamic.is_match(name) || self.embedded_ip.is_match(name)
     }
+}
+
+/// The hop's client logged in to send (RFC 3848 `ESMTPA`, `ESMTPSA`): a submission.
+fn authenticated(hop: &ReceivedHop) -> bool {
+    hop.with.as_deref().is_some_and(|w| {
+        let w = w.to_ascii_uppercase();
+        w.contains("ESMTPA") || w.contains("ESMTPSA")
+    })
 }
 
 /// Public hops, oldest last (header order).
@@ -94,13 +102,12 @@ pub(crate) fn check(view: &MessageView, rules: &ReceivedRules, hits: &mut Hits) 
         // A residential host handing mail to its own provider's relay, or submitting
         // with authentication, is how people send mail; going straight to someone
         // else's server is how bots do.
-        let submission = origin.with.as_deref().is_some_and(|w| {
-            w.to_ascii_uppercase().contains("ESMTPA") || w.eq_ignore_ascii_case("ESMTPSA")
-        }) || (rdns_known
-            && origin
-                .by
-                .as_deref()
-                .is_some_and(|by| registered_domain(by) == registered_domain(rdns)));
+        let submission = authenticated(origin)
+            || (rdns_known
+                && origin
+                    .by
+                    .as_deref()
+                    .is_some_and(|by| registered_domain(by) == registered_domain(rdns)));
         if !rdns_known {
             hits.add("RCVD_NO_RDNS", "origin address has no reverse DNS");
         } else if rules.is_dynamic(rdns) && !submission {
@@ -184,12 +191,7 @@ pub(crate) fn check(view: &MessageView, rules: &ReceivedRules, hits: &mut Hits) 
 
 /// The Message-ID's two sides, without angle brackets: (`left`, `host`).
 fn message_id_sides(view: &MessageView) -> Option<(&str, &str)> {
-    let raw = view.header("Message-ID")?.raw.trim();
-    let inner = raw
-        .strip_prefix('<')
-        .and_then(|r| r.split('>').next())
-        .unwrap_or(raw);
-    let (left, host) = inner.rsplit_once('@')?;
+    let (left, host) = message_id_inner(&view.header("Message-ID")?.raw).rsplit_once('@')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     (!left.is_empty() && !host.is_empty()).then_some((left, host))
 }
@@ -221,11 +223,7 @@ fn message_id_maker(view: &MessageView, public: &[&ReceivedHop], hits: &mut Hits
     let Some(hop) = public.get(position) else {
         return;
     };
-    let submission = hop.with.as_deref().is_some_and(|w| {
-        let w = w.to_ascii_uppercase();
-        w.contains("ESMTPA") || w.contains("ESMTPSA")
-    });
-    if submission && position + 1 == public.len() {
+    if authenticated(hop) && position + 1 == public.len() {
         // The sender's own server, after a login: allowed to name the message.
         return;
     }

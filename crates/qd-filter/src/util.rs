@@ -124,6 +124,15 @@ pub(crate) fn is_freemail(domain: &str) -> bool {
     FREEMAIL.contains(&rd.as_str())
 }
 
+/// A Message-ID field's value without its angle brackets (`<a@b> (comment)` → `a@b`);
+/// the value itself when it has none.
+pub(crate) fn message_id_inner(raw: &str) -> &str {
+    let raw = raw.trim();
+    raw.strip_prefix('<')
+        .and_then(|r| r.split('>').next())
+        .unwrap_or(raw)
+}
+
 /// Large providers whose own servers carry every message their users send, as (the
 /// address domains, the domains their servers are named under). Only providers whose
 /// relays always write their own Received field are listed: a message claiming one of

@@ -265,17 +265,15 @@ pub async fn run_with(
     if !opts.dry_run {
         let former = store.customers_with_status("former").await?;
         let prospects = store.customers_with_status("prospect").await?;
+        let former_term_over =
+            |since: DateTime<Utc>| policy.customer_after_former.after(since) <= now;
         let gone: Vec<i64> = former
             .iter()
-            .filter(|c| {
-                c.former_since
-                    .is_some_and(|s| policy.customer_after_former.after(s) <= now)
-            })
+            .filter(|c| c.former_since.is_some_and(former_term_over))
             .chain(prospects.iter().filter(|c| {
                 // A prospect that was a customer keeps its record as a former one would.
                 policy.non_customer_after_activity.after(c.status_since) <= now
-                    && c.former_since
-                        .is_none_or(|s| policy.customer_after_former.after(s) <= now)
+                    && c.former_since.is_none_or(former_term_over)
             }))
             .filter(|c| !c.legal_hold)
             .map(|c| c.id)

@@ -81,23 +81,27 @@ pub struct RetentionRow {
     pub participant_hold: bool,
 }
 
-/// The ids of tickets in which a contact of a customer under legal hold wrote.
-fn tickets_with_held_participants() -> sea_orm::sea_query::SelectStatement {
-    let (m, ct, cu) = (messages::Entity, contacts::Entity, customers::Entity);
+/// The ids of the contacts of customers under legal hold.
+fn contacts_of_held_customers() -> sea_orm::sea_query::SelectStatement {
+    let (ct, cu) = (contacts::Entity, customers::Entity);
     Query::select()
-        .column((m, messages::Column::TicketId))
-        .from(m)
-        .join(
-            JoinType::InnerJoin,
-            ct,
-            Expr::col((ct, contacts::Column::Id)).equals((m, messages::Column::ContactId)),
-        )
+        .column((ct, contacts::Column::Id))
+        .from(ct)
         .join(
             JoinType::InnerJoin,
             cu,
             Expr::col((cu, customers::Column::Id)).equals((ct, contacts::Column::CustomerId)),
         )
         .and_where(Expr::col((cu, customers::Column::LegalHold)).eq(true))
+        .to_owned()
+}
+
+/// The ids of tickets in which a contact of a customer under legal hold wrote.
+fn tickets_with_held_participants() -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(messages::Column::TicketId)
+        .from(messages::Entity)
+        .and_where(Expr::col(messages::Column::ContactId).in_subquery(contacts_of_held_customers()))
         .to_owned()
 }
 
@@ -176,21 +180,8 @@ impl Store {
                 Alias::new("customer_hold"),
             )
             .expr_as(
-                Expr::col((m, messages::Column::ContactId)).in_subquery(
-                    Query::select()
-                        .column((contacts::Entity, contacts::Column::Id))
-                        .from(contacts::Entity)
-                        .join(
-                            JoinType::InnerJoin,
-                            customers::Entity,
-                            Expr::col((customers::Entity, customers::Column::Id))
-                                .equals((contacts::Entity, contacts::Column::CustomerId)),
-                        )
-                        .and_where(
-                            Expr::col((customers::Entity, customers::Column::LegalHold)).eq(true),
-                        )
-                        .to_owned(),
-                ),
+                Expr::col((m, messages::Column::ContactId))
+                    .in_subquery(contacts_of_held_customers()),
                 Alias::new("contact_hold"),
             )
             .from(m)

@@ -881,9 +881,14 @@ async fn store_one(
                 let Some(raw) = by_uid.remove(&uid) else {
                     continue;
                 };
+                let arrived: Arrivals = batch
+                    .arrived
+                    .get(&uid)
+                    .map(|at| (uid, *at))
+                    .into_iter()
+                    .collect();
                 let (single, _) =
-                    prepare_on_pool(ctx, m, &source, uv, vec![(uid, raw)], batch.arrived.clone())
-                        .await?;
+                    prepare_on_pool(ctx, m, &source, uv, vec![(uid, raw)], arrived).await?;
                 let PreparedBatch {
                     mut messages,
                     mut parsed,
