@@ -15,6 +15,7 @@ mod m20261203_000007_lookup_keys;
 mod m20261205_000008_ingest_held;
 mod m20261205_000009_ticket_anonymised;
 pub mod m20261205_000010_blob_mentions;
+mod m20261205_000011_forgotten_mail;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000008_ingest_held::Migration),
             Box::new(m20261205_000009_ticket_anonymised::Migration),
             Box::new(m20261205_000010_blob_mentions::Migration),
+            Box::new(m20261205_000011_forgotten_mail::Migration),
         ]
     }
 }

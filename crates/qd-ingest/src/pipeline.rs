@@ -52,6 +52,8 @@ pub struct ImportSummary {
     pub imported: u64,
     /// Messages already in the store (same content hash).
     pub duplicates: u64,
+    /// Messages the store deleted before (retention or erasure), not taken back.
+    pub forgotten: u64,
     /// Items refused (too large, unreadable).
     pub failed: u64,
     /// Files in a directory that are not mail (no header block).
@@ -190,6 +192,7 @@ pub async fn import_path(
             .store_batch(&mut messages, Some(&checkpoint), &batch_settings)
             .await?;
         summary.duplicates += outcome.duplicates.len() as u64;
+        summary.forgotten += outcome.forgotten.len() as u64;
         summary.tickets += outcome.new_tickets;
         for s in &outcome.stored {
             let m = &messages[s.index];

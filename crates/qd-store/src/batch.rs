@@ -37,7 +37,7 @@ use crate::{Error, Result, Store};
 /// message row has 28 columns.
 const CHUNK: usize = 500;
 /// Values per `IN (…)` list.
-const IN_CHUNK: usize = 900;
+pub(crate) const IN_CHUNK: usize = 900;
 /// The longest mailbox address SMTP carries (RFC 5321 4.5.3.1: a 256-octet path less
 /// its angle brackets).
 pub const MAX_ADDRESS_LEN: usize = 254;
@@ -149,6 +149,9 @@ pub struct BatchOutcome {
     pub stored: Vec<StoredMessage>,
     /// Indexes into the batch of messages that were already stored.
     pub duplicates: Vec<usize>,
+    /// Indexes into the batch of messages the store deleted before (retention,
+    /// erasure): the same bytes again, not stored.
+    pub forgotten: Vec<usize>,
     pub new_tickets: u64,
     /// Already-indexed messages re-queued because their ticket changed status.
     pub requeued: u64,
@@ -330,9 +333,14 @@ impl Store {
                 .await?;
             seen.extend(rows);
         }
+        // Mail deleted before (retention, quarantine expiry, erasure) and read again: a
+        // rescan of a folder that keeps its mail, an archive imported twice.
+        let forgotten = crate::forgotten::among(txn, &keys).await?;
         let mut keep = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
-            if seen.insert(m.content_hash.clone()) {
+            if forgotten.contains(&m.content_hash) {
+                outcome.forgotten.push(i);
+            } else if seen.insert(m.content_hash.clone()) {
                 keep.push(i);
             } else {
                 outcome.duplicates.push(i);

@@ -1167,6 +1167,7 @@ async fn delete_messages_in(
         .into_iter()
         .collect();
         crate::learning::forget_people(txn, chunk, now).await?;
+        crate::forgotten::remember(txn, chunk, now).await?;
         counts.attachments += attachments::Entity::delete_many()
             .filter(attachments::Column::MessageId.is_in(chunk.iter().copied()))
             .exec(txn)

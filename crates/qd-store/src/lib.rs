@@ -13,6 +13,7 @@ pub mod blob;
 pub mod crypto;
 pub mod entity;
 mod erase;
+mod forgotten;
 pub mod fts;
 mod keys;
 mod learning;

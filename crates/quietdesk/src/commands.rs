@@ -577,6 +577,12 @@ async fn import(settings: &Settings, args: &ImportArgs) -> Result<ExitCode> {
             summary.seconds,
             summary.messages_per_sec
         );
+        if summary.forgotten > 0 {
+            out!(
+                "  {} not taken back: the store deleted them before (retention or erasure)",
+                summary.forgotten
+            );
+        }
         for f in &summary.failures {
             out!("  failed {}: {}", f.position, f.reason);
         }

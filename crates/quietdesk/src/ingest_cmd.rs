@@ -161,6 +161,12 @@ pub async fn ingest(
             summary.seconds,
             summary.messages_per_sec
         );
+        if summary.forgotten > 0 {
+            out!(
+                "  {} not taken back: the store deleted them before (retention or erasure)",
+                summary.forgotten
+            );
+        }
         for f in &summary.failures {
             out!("  failed {}: {}", f.position, f.reason);
         }

@@ -223,10 +223,13 @@ pub struct FolderSummary {
     pub last_uid: Option<u32>,
     /// The UIDVALIDITY changed and the folder was read again from UID 1.
     pub rescanned: bool,
-    /// New messages found (`stored + duplicates + failed`).
+    /// New messages found (`stored + duplicates + forgotten + failed`).
     pub fetched: u64,
     pub stored: u64,
     pub duplicates: u64,
+    /// Mail the store deleted before (retention or erasure) read again, e.g. by a rescan
+    /// of a folder that keeps its mail: not stored again.
+    pub forgotten: u64,
     /// Refused (over the size limit) or unstorable.
     pub failed: u64,
     pub tickets: u64,
@@ -247,6 +250,8 @@ pub struct IngestSummary {
     pub fetched: u64,
     pub stored: u64,
     pub duplicates: u64,
+    /// Mail deleted before (retention or erasure) read again, not stored.
+    pub forgotten: u64,
     pub failed: u64,
     pub tickets: u64,
     pub defective: u64,
@@ -266,6 +271,7 @@ impl IngestSummary {
         self.fetched += f.fetched;
         self.stored += f.stored;
         self.duplicates += f.duplicates;
+        self.forgotten += f.forgotten;
         self.failed += f.failed;
         self.tickets += f.tickets;
         self.defective += f.defective;

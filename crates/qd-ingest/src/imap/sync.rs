@@ -811,11 +811,22 @@ async fn store_one(
     // a guard for servers that hand back the same mail with rewritten headers.
     if let Some(upto) = rescan_upto {
         let mut keep = Vec::with_capacity(messages.len());
+        let mut forgotten = 0u64;
         for (msg, uid) in messages.iter().zip(uids.iter()) {
             // Only the mail the old UIDVALIDITY covered is rescanned; what arrived since
-            // is new, even when the same mail came to another watched folder too.
+            // is new, even when the same mail came to another watched folder too. Mail
+            // the store deleted since (retention, erasure) stays deleted.
             let known = match &msg.message_id {
-                Some(id) if *uid <= upto => ctx.store.ticket_of_message_id(id).await?.is_some(),
+                Some(id) if *uid <= upto => {
+                    if ctx.store.ticket_of_message_id(id).await?.is_some() {
+                        true
+                    } else if ctx.store.forgot_message_id(id).await? {
+                        forgotten += 1;
+                        true
+                    } else {
+                        false
+                    }
+                }
                 _ => false,
             };
             keep.push(!known);
@@ -828,7 +839,8 @@ async fn store_one(
             let mut it = keep.iter();
             parsed.retain(|_| *it.next().unwrap_or(&true));
         }
-        out.duplicates += keep.iter().filter(|k| !**k).count() as u64;
+        out.duplicates += keep.iter().filter(|k| !**k).count() as u64 - forgotten;
+        out.forgotten += forgotten;
         let recent = ctx.clock.now() - super::REREAD_ACK_WINDOW;
         reread_old.extend(
             messages
@@ -1023,6 +1035,7 @@ async fn commit_part(
         .await?;
     out.stored += outcome.stored.len() as u64;
     out.duplicates += outcome.duplicates.len() as u64;
+    out.forgotten += outcome.forgotten.len() as u64;
     out.tickets += outcome.new_tickets;
     for s in &outcome.stored {
         out.bytes += sizes.get(s.index).copied().unwrap_or(0).max(0) as u64;

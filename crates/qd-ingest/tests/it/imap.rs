@@ -133,8 +133,8 @@ async fn assert_exactly_once(store: &Store, msgs: &[qd_synth::SynthMessage]) {
 fn assert_consistent(s: &IngestSummary) {
     assert_eq!(
         s.fetched,
-        s.stored + s.duplicates + s.failed,
-        "fetched = stored + duplicates + failed: {s:?}"
+        s.stored + s.duplicates + s.forgotten + s.failed,
+        "fetched = stored + duplicates + forgotten + failed: {s:?}"
     );
 }
 
@@ -605,10 +605,11 @@ impl qd_ingest::imap::AfterStore for CountAcks {
     }
 }
 
-/// A rescan after a UIDVALIDITY change reads old mail again that the store no longer
-/// holds (retention deleted it; the server kept it): it is stored again but never
-/// acknowledged again. Mail that came in the last day is still answered: it may have
-/// arrived between the last pass and the server's change.
+/// A rescan after a UIDVALIDITY change reads old mail again that the store never held
+/// (the database was restored from a backup older than the mail; the server kept it): it
+/// is stored but not acknowledged, since its sender was most likely answered long ago.
+/// Mail that came in the last day is still answered: it may have arrived between the
+/// last pass and the server's change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rescan_does_not_acknowledge_old_mail_again() {
     let d = Dovecot::start_plain().unwrap();
@@ -621,31 +622,67 @@ async fn a_rescan_does_not_acknowledge_old_mail_again() {
     ctx.hook = Some(acks.clone());
     let mut m = mailbox(&d, "user");
     m.after = AfterIngest::Keep;
-    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
-    assert_eq!(s.stored, 1, "{s:?}");
-    let count = || acks.0.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(count(), 1, "new mail is answered");
-
-    // Retention deletes the old ticket; the server keeps the mail. A new message comes,
-    // then the server changes UIDVALIDITY.
-    let old_ticket = ctx
-        .store
-        .ticket_of_message_id(msgs[0].message_id.trim_matches(|c| c == '<' || c == '>'))
-        .await
-        .unwrap()
-        .unwrap();
-    ctx.store
-        .delete_tickets(&[old_ticket], chrono::Utc::now())
-        .await
-        .unwrap();
-    d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
+    // The restored database's checkpoint covers the old mail it does not hold.
     let uv = d.uidvalidity("user", "INBOX").unwrap();
+    set_checkpoint(&ctx, uv, "1").await;
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s.fetched, 0, "{s:?}");
+    // A new message comes, then the server changes UIDVALIDITY.
+    d.deliver("user", "INBOX", &msgs[1].raw).unwrap();
     d.set_uidvalidity("user", "INBOX", uv + 1000).unwrap();
 
     let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
     assert!(s.folders[0].rescanned, "{s:?}");
     assert_eq!(s.stored, 2, "{s:?}");
-    assert_eq!(count(), 2, "only the mail of the last day is answered");
+    let count = acks.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(count, 1, "only the mail of the last day is answered");
+}
+
+/// Mail the store deleted (retention here; erasure and quarantine expiry go the same way)
+/// stays deleted when a rescan after a UIDVALIDITY change finds it still on a server that
+/// keeps its mail: the rescan's Message-ID guard knows it as forgotten. Before, it was
+/// stored again as new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescan_does_not_bring_deleted_mail_back() {
+    let d = Dovecot::start_plain().unwrap();
+    let msgs = synth(84, 3);
+    deliver_all(&d, "user", &msgs);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path(), 10).await;
+    let mut m = mailbox(&d, "user");
+    m.after = AfterIngest::Keep;
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!(s.stored, 3, "{s:?}");
+    let id = |i: usize| {
+        msgs[i]
+            .message_id
+            .trim_matches(|c| c == '<' || c == '>')
+            .to_string()
+    };
+    let expired = ctx
+        .store
+        .ticket_of_message_id(&id(0))
+        .await
+        .unwrap()
+        .unwrap();
+    let counts = ctx
+        .store
+        .delete_tickets(&[expired], chrono::Utc::now())
+        .await
+        .unwrap();
+    let remaining = ctx.store.stats().await.unwrap().messages;
+    assert_eq!(remaining, 3 - counts.messages, "{counts:?}");
+    let uv = d.uidvalidity("user", "INBOX").unwrap();
+    d.set_uidvalidity("user", "INBOX", uv + 1000).unwrap();
+
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert!(s.folders[0].rescanned, "{s:?}");
+    assert_eq!(s.fetched, 3, "{s:?}");
+    assert_eq!(s.stored, 0, "nothing comes back: {s:?}");
+    assert_eq!(s.forgotten, counts.messages, "{s:?}");
+    assert_consistent(&s);
+    assert_eq!(ctx.store.stats().await.unwrap().messages, remaining);
+    assert_eq!(ctx.store.ticket_of_message_id(&id(0)).await.unwrap(), None);
 }
 
 /// A hook whose acknowledgement plan breaks the outbox's unique index for messages whose

@@ -14,6 +14,7 @@ pub mod customers;
 pub mod filter_feedback;
 pub mod filter_model;
 pub mod filter_tokens;
+pub mod forgotten_mail;
 pub mod ingest_checkpoints;
 pub mod ingest_held;
 pub mod messages;

@@ -679,3 +679,57 @@ async fn texts_for_any_number_of_hits(b: Backend) {
     assert!(texts.iter().all(|t| t.ticket_number > 0));
 }
 both_backends!(texts_for_any_number_of_hits);
+
+/// Mail the store deleted (a retention run, quarantine expiry) is not taken back when the
+/// same bytes come again (a rescan of a folder that keeps its mail, an archive imported
+/// twice): the batch reports it as forgotten and stores nothing. Its Message-ID is
+/// remembered hashed, for the rescan's guard. Mail that merely resembles it is stored.
+async fn deleted_mail_is_not_taken_back(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let mut batch = vec![
+        msg("old@x", "a@example.com", "expired", &[]),
+        msg("spam@x", "s@example.net", "quarantined", &[]),
+    ];
+    let out = b
+        .store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let (ticket, spam) = (out.stored[0].ticket_id, out.stored[1].message_db_id);
+    assert!(!b.store.forgot_message_id("old@x").await.unwrap());
+    b.store.delete_tickets(&[ticket], Utc::now()).await.unwrap();
+    b.store.delete_messages(&[spam], Utc::now()).await.unwrap();
+    assert_eq!(b.store.stats().await.unwrap().messages, 0);
+    assert!(b.store.forgot_message_id("old@x").await.unwrap());
+    assert!(b.store.forgot_message_id("spam@x").await.unwrap());
+    assert!(!b.store.forgot_message_id("other@x").await.unwrap());
+
+    let mut again = vec![
+        msg("old@x", "a@example.com", "expired", &[]),
+        msg("spam@x", "s@example.net", "quarantined", &[]),
+        msg("new@x", "a@example.com", "new", &[]),
+    ];
+    let out = b
+        .store
+        .store_batch(&mut again, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out.forgotten, vec![0, 1]);
+    assert!(out.duplicates.is_empty());
+    assert_eq!(out.stored.len(), 1);
+    assert_eq!(out.stored[0].index, 2);
+    assert_eq!(b.store.stats().await.unwrap().messages, 1);
+    assert_eq!(b.store.ticket_of_message_id("old@x").await.unwrap(), None);
+
+    // Deleting the new one as well leaves one record per message, not two.
+    let t = out.stored[0].ticket_id;
+    b.store.delete_tickets(&[t], Utc::now()).await.unwrap();
+    let mut third = vec![msg("new@x", "a@example.com", "new", &[])];
+    let out = b
+        .store
+        .store_batch(&mut third, None, &settings(&fmt))
+        .await
+        .unwrap();
+    assert_eq!(out.forgotten, vec![0]);
+}
+both_backends!(deleted_mail_is_not_taken_back);

@@ -321,6 +321,14 @@ async fn erasure_is_complete(qd: Qd) {
     ]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("no customer or contact"));
+    // The same archive imported again does not bring Alice back: her mail is known as
+    // deleted, Bob's (his reply-all redacted) as stored.
+    let reimported = qd.json(&["import", path_str(&src), "--json"]);
+    assert_eq!(reimported["imported"], 0, "{reimported}");
+    assert_eq!(reimported["forgotten"], 4, "{reimported}");
+    assert_eq!(reimported["duplicates"], 4, "{reimported}");
+    assert_gone(&qd, "zqxalicemarker");
+    assert_gone(&qd, "alice@example.org");
 }
 both_backends!(erasure_is_complete);
 
