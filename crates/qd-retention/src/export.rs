@@ -5,6 +5,8 @@
 //!   withheld);
 //! - `data.json`: the same data, machine-readable, with every message's text;
 //! - `messages/<ticket>-<id>.eml`: each message as we received or sent it;
+//! - `outgoing/<id>.eml`: mail to them in the outbox that is on no ticket yet (waiting,
+//!   failed), when it went to them alone; listed in `data.json` either way;
 //! - staff notes (`direction = note`) are withheld unless the caller includes them;
 //! - other people's mail on the person's tickets (a colleague, a third party writing
 //!   with the ticket's reference) is withheld and counted (GDPR Art. 15(4)): a message
@@ -99,6 +101,29 @@ pub struct AccessOut {
     pub ticket: Option<i64>,
 }
 
+/// Mail we are sending or tried to send to the person that has no copy on a ticket yet
+/// (waiting, failed, or sent without a ticket).
+#[derive(Debug, Clone, Serialize)]
+pub struct OutgoingOut {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    /// Their ticket it belongs to, if any.
+    pub ticket: Option<i64>,
+    /// Their own addresses among the recipients (others' are withheld).
+    pub to: Vec<String>,
+    pub subject: String,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    /// The delivery error, when the mail went to them alone (an error may quote
+    /// another recipient).
+    pub last_error: Option<String>,
+    /// Path of the message inside the archive, when it went to them alone and its bytes
+    /// are still held.
+    pub eml: Option<String>,
+}
+
 /// `data.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportData {
@@ -110,6 +135,8 @@ pub struct ExportData {
     /// Messages the person sent on tickets that are not theirs.
     pub other_messages: Vec<MessageOut>,
     pub staff_accesses: Vec<AccessOut>,
+    /// Mail to them in the outbox that is on no ticket yet.
+    pub outgoing: Vec<OutgoingOut>,
     pub withheld_notes: u64,
     /// Messages on the person's tickets by and to other people only.
     pub withheld_messages: u64,
@@ -123,6 +150,7 @@ pub struct ExportSummary {
     pub eml_files: usize,
     pub changes: usize,
     pub staff_accesses: usize,
+    pub outgoing: usize,
     pub withheld_notes: u64,
     pub withheld_messages: u64,
 }
@@ -314,6 +342,39 @@ pub async fn export(
             ticket: e.object_id.and_then(|id| number_of.get(&id).copied()),
         })
         .collect();
+    let mut outgoing = Vec::new();
+    for e in store.outbox_unrecorded_to(&addresses).await? {
+        let theirs: Vec<String> = e
+            .rcpt_to
+            .iter()
+            .filter(|r| addresses.iter().any(|a| qd_core::mailbox_is(r, a)))
+            .cloned()
+            .collect();
+        let only_theirs = theirs.len() == e.rcpt_to.len();
+        let eml = match (&e.raw, only_theirs) {
+            (Some(bytes), true) => {
+                let name = format!("outgoing/{}.eml", e.id);
+                zip.start_file(name.as_str(), options)?;
+                zip.write_all(bytes)?;
+                eml_files += 1;
+                Some(name)
+            }
+            _ => None,
+        };
+        outgoing.push(OutgoingOut {
+            id: e.id,
+            kind: e.kind.as_str().to_string(),
+            status: e.status.as_str().to_string(),
+            ticket: e.ticket_id.and_then(|id| number_of.get(&id).copied()),
+            to: theirs,
+            subject: e.subject,
+            created_at: e.created_at,
+            sent_at: e.sent_at,
+            failed_at: e.failed_at,
+            last_error: e.last_error.filter(|_| only_theirs),
+            eml,
+        });
+    }
     let data = ExportData {
         generated_at: actor.now,
         profile,
@@ -331,6 +392,7 @@ pub async fn export(
         tickets: tickets_out,
         other_messages: other,
         staff_accesses: accesses,
+        outgoing,
         withheld_notes: withheld,
         withheld_messages,
     };
@@ -347,6 +409,7 @@ pub async fn export(
         eml_files,
         changes: data.changes.len(),
         staff_accesses: data.staff_accesses.len(),
+        outgoing: data.outgoing.len(),
         withheld_notes: withheld,
         withheld_messages,
     };
@@ -376,6 +439,11 @@ fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+/// "1 message", "2 messages".
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn opt(s: &Option<String>) -> String {
@@ -461,11 +529,18 @@ pub fn summary_html(d: &ExportData) -> String {
             );
         }
     }
-    let _ = write!(
-        h,
-        "<p>{} messages by other people on your tickets were withheld from this export.</p>",
-        d.withheld_messages
-    );
+    if d.withheld_messages > 0 {
+        let _ = write!(
+            h,
+            "<p>{} by other people on your tickets {} withheld from this export.</p>",
+            count(d.withheld_messages, "message", "messages"),
+            if d.withheld_messages == 1 {
+                "was"
+            } else {
+                "were"
+            }
+        );
+    }
     if !d.other_messages.is_empty() {
         let _ = write!(
             h,
@@ -482,11 +557,39 @@ pub fn summary_html(d: &ExportData) -> String {
             );
         }
     }
-    let _ = write!(
-        h,
-        "<h2>Who of our staff looked at your tickets</h2><p>{} internal staff notes were withheld from this export.</p>",
-        d.withheld_notes
-    );
+    if !d.outgoing.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Mail to you not yet on a ticket ({})</h2><p>Mail we are sending or could not deliver.</p>\
+             <table><tr><th>Created</th><th>Kind</th><th>Status</th><th>Subject</th><th>Error</th></tr>",
+            d.outgoing.len()
+        );
+        for o in &d.outgoing {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                o.created_at.format("%Y-%m-%d %H:%M"),
+                esc(&o.kind),
+                esc(&o.status),
+                esc(&o.subject),
+                opt(&o.last_error)
+            );
+        }
+        h.push_str("</table>");
+    }
+    let _ = write!(h, "<h2>Who of our staff looked at your tickets</h2>");
+    if d.withheld_notes > 0 {
+        let _ = write!(
+            h,
+            "<p>{} {} withheld from this export.</p>",
+            count(
+                d.withheld_notes,
+                "internal staff note",
+                "internal staff notes"
+            ),
+            if d.withheld_notes == 1 { "was" } else { "were" }
+        );
+    }
     if d.staff_accesses.is_empty() {
         h.push_str("<p>No recorded accesses.</p>");
     } else {

@@ -652,6 +652,43 @@ impl Store {
             .transpose()
     }
 
+    /// Entries addressed to any of `addresses` (an envelope recipient, case-insensitive)
+    /// that have no copy on a ticket yet: mail waiting, being sent, failed, or sent
+    /// without a ticket. Sent mail with a copy is exported with its ticket. Oldest first.
+    pub async fn outbox_unrecorded_to(&self, addresses: &[String]) -> Result<Vec<OutboxEntry>> {
+        use sea_orm::sea_query::{Func, LikeExpr};
+        use sea_orm::QueryOrder;
+        let mut out: Vec<OutboxEntry> = Vec::new();
+        for address in addresses {
+            let escaped = address
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let rows = outbox::Entity::find()
+                .filter(outbox::Column::SentMessageDbId.is_null())
+                .filter(
+                    Expr::expr(Func::lower(Expr::col(outbox::Column::RcptTo)))
+                        .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+                )
+                .order_by_asc(outbox::Column::Id)
+                .all(&self.db)
+                .await?;
+            for row in rows {
+                let entry = OutboxEntry::of(row)?;
+                let theirs = entry
+                    .rcpt_to
+                    .iter()
+                    .any(|r| qd_core::mailbox_is(r, address));
+                if theirs && !out.iter().any(|e| e.id == entry.id) {
+                    out.push(entry);
+                }
+            }
+        }
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
     /// Entries of a ticket, oldest first (for the staff view and tests).
     pub async fn outbox_for_ticket(&self, ticket_id: i64) -> Result<Vec<OutboxEntry>> {
         use sea_orm::QueryOrder;

@@ -1208,6 +1208,41 @@ async fn export_withholds_other_peoples_mail_on_the_ticket() {
         .unwrap()
         .unwrap();
     assert_eq!(store.ticket_messages(on_ticket).await.unwrap().len(), 4);
+    // Two mails in the outbox, on no ticket yet: an acknowledgement waiting to go to Ann
+    // alone, and a reply to Ann and Dave that bounced for Dave.
+    let entry = |n: u32, rcpt: &[&str], marker: &str| {
+        qd_store::NewOutboxEntry {
+        kind: qd_store::OutboxKind::Ack,
+        ticket_id: Some(on_ticket),
+        message_id: format!("out-{n}@quietdesk.example"),
+        in_reply_to: None,
+        references: vec![],
+        mail_from: "support@quietdesk.example".into(),
+        rcpt_to: rcpt.iter().map(|r| r.to_string()).collect(),
+        subject: format!("outgoing {marker}"),
+        language: None,
+        raw: format!(
+            "From: support@quietdesk.example\r\nTo: {}\r\nSubject: outgoing {marker}\r\n\r\n{marker}\r\n",
+            rcpt.join(", ")
+        )
+        .into_bytes(),
+    }
+    };
+    store
+        .outbox_enqueue(&entry(1, &["ann@example.org"], "xqackmarker"), now)
+        .await
+        .unwrap();
+    let both = store
+        .outbox_enqueue(
+            &entry(2, &["Ann@Example.org", "dave@example.org"], "xqbothmarker"),
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .outbox_record_bounce(both, "550 <dave@example.org> unknown", None, now)
+        .await
+        .unwrap();
     store.close().await.unwrap();
 
     let out = qd.dir.path().join("ann.zip");
@@ -1221,7 +1256,8 @@ async fn export_withholds_other_peoples_mail_on_the_ticket() {
     ]);
     assert_eq!(summary["tickets"], 1, "{summary}");
     assert_eq!(summary["messages"], 3, "{summary}");
-    assert_eq!(summary["eml_files"], 3, "{summary}");
+    assert_eq!(summary["eml_files"], 4, "{summary}");
+    assert_eq!(summary["outgoing"], 2, "{summary}");
     assert_eq!(summary["withheld_messages"], 1, "{summary}");
     assert_eq!(summary["withheld_notes"], 0, "{summary}");
 
@@ -1237,12 +1273,14 @@ async fn export_withholds_other_peoples_mail_on_the_ticket() {
     assert!(!everything.contains("xqbobmarker"), "{everything}");
     assert!(!everything.contains("bob@example.org"), "{everything}");
     assert!(!everything.contains("bob-1@example.org"));
+    // Nor of Dave, a co-recipient of our bounced reply.
+    assert!(!everything.contains("dave@example.org"), "{everything}");
     let emls: Vec<String> = zip
         .file_names()
         .filter(|n| n.ends_with(".eml"))
         .map(String::from)
         .collect();
-    assert_eq!(emls.len(), 3, "{emls:?}");
+    assert_eq!(emls.len(), 4, "{emls:?}");
     let mut data = String::new();
     zip.by_name("data.json")
         .unwrap()
@@ -1283,7 +1321,27 @@ async fn export_withholds_other_peoples_mail_on_the_ticket() {
         .read_to_string(&mut html)
         .unwrap();
     assert!(
-        html.contains("1 messages by other people on your tickets were withheld"),
+        html.contains("1 message by other people on your tickets was withheld"),
+        "{html}"
+    );
+    // The outbox: the waiting acknowledgement whole, the bounced reply as far as it is
+    // Ann's (her address, its subject and status; not Dave's address, error or raw mail).
+    let outgoing = data["outgoing"].as_array().unwrap();
+    assert_eq!(outgoing.len(), 2, "{outgoing:?}");
+    assert_eq!(outgoing[0]["status"], "queued", "{outgoing:?}");
+    assert_eq!(outgoing[0]["ticket"], ticket);
+    let mut eml = String::new();
+    zip.by_name(outgoing[0]["eml"].as_str().unwrap())
+        .unwrap()
+        .read_to_string(&mut eml)
+        .unwrap();
+    assert!(eml.contains("xqackmarker"), "{eml}");
+    assert_eq!(outgoing[1]["status"], "failed", "{outgoing:?}");
+    assert_eq!(outgoing[1]["to"], serde_json::json!(["Ann@Example.org"]));
+    assert_eq!(outgoing[1]["subject"], "outgoing xqbothmarker");
+    assert!(outgoing[1]["eml"].is_null() && outgoing[1]["last_error"].is_null());
+    assert!(
+        html.contains("xqackmarker") && html.contains("xqbothmarker"),
         "{html}"
     );
 }
