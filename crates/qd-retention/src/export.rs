@@ -11,7 +11,9 @@
 //! - other people's mail on the person's tickets (a colleague, a third party writing
 //!   with the ticket's reference) is withheld and counted (GDPR Art. 15(4)): a message
 //!   is theirs when one of their contacts sent it or it names one of their addresses in
-//!   To or Cc (our replies to them, mail they were copied on).
+//!   To or Cc (our replies to them, mail they were copied on);
+//! - on other people's tickets, the person's own mail and mail sent to them or copied
+//!   them is theirs (`other_messages`, without the ticket's number).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -132,7 +134,8 @@ pub struct ExportData {
     pub contacts: Vec<ContactOut>,
     pub changes: Vec<Change>,
     pub tickets: Vec<TicketOut>,
-    /// Messages the person sent on tickets that are not theirs.
+    /// Messages the person sent, or that were sent to them or copied them, on tickets
+    /// that are not theirs.
     pub other_messages: Vec<MessageOut>,
     pub staff_accesses: Vec<AccessOut>,
     /// Mail to them in the outbox that is on no ticket yet.
@@ -248,9 +251,20 @@ pub async fn export(
             all_msgs.push(m);
         }
     }
-    let elsewhere = store
+    let mut elsewhere = store
         .messages_by_contacts_elsewhere(&contact_ids, &ticket_ids)
         .await?;
+    // Mail on other people's tickets that was sent to them or copied them: they
+    // received it. (Bcc is not recorded on a message, so nobody else's secret shows.)
+    for m in store
+        .messages_naming_elsewhere(&addresses, &ticket_ids)
+        .await?
+    {
+        if !elsewhere.iter().any(|e| e.id == m.id) && is_theirs(&m, &contact_ids, &addresses) {
+            elsewhere.push(m);
+        }
+    }
+    elsewhere.sort_by_key(|m| m.id);
     all_msgs.extend(elsewhere.iter().cloned());
     let ids: Vec<i64> = all_msgs.iter().map(|m| m.id).collect();
     let mut atts: HashMap<i64, Vec<attachments::Model>> = HashMap::new();
@@ -544,7 +558,7 @@ pub fn summary_html(d: &ExportData) -> String {
     if !d.other_messages.is_empty() {
         let _ = write!(
             h,
-            "<h2>Your messages on other tickets ({})</h2>",
+            "<h2>Messages from or to you on other tickets ({})</h2>",
             d.other_messages.len()
         );
         for m in &d.other_messages {

@@ -1295,6 +1295,49 @@ impl Store {
         Ok(out)
     }
 
+    /// Messages on tickets that are not the person's whose To or Cc may name one of
+    /// `addresses` (a text match, case-insensitive: the caller checks each recipient),
+    /// staff notes left out. Oldest first.
+    pub async fn messages_naming_elsewhere(
+        &self,
+        addresses: &[String],
+        own_tickets: &[i64],
+    ) -> Result<Vec<messages::Model>> {
+        use sea_orm::sea_query::{Func, LikeExpr};
+        let mut out: Vec<messages::Model> = Vec::new();
+        for address in addresses {
+            let escaped = address
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let pattern = || LikeExpr::new(format!("%{escaped}%")).escape('\\');
+            let rows = messages::Entity::find()
+                .filter(messages::Column::Direction.ne("note"))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(
+                            Expr::expr(Func::lower(Expr::col(messages::Column::ToAddrs)))
+                                .like(pattern()),
+                        )
+                        .add(
+                            Expr::expr(Func::lower(Expr::col(messages::Column::CcAddrs)))
+                                .like(pattern()),
+                        ),
+                )
+                .order_by_asc(messages::Column::Id)
+                .all(&self.db)
+                .await?;
+            for m in rows {
+                if !own_tickets.contains(&m.ticket_id) && !out.iter().any(|o| o.id == m.id) {
+                    out.push(m);
+                }
+            }
+        }
+        out.sort_by_key(|m| m.id);
+        Ok(out)
+    }
+
     /// Attachments of messages, in message order.
     pub async fn attachments_of(&self, message_ids: &[i64]) -> Result<Vec<attachments::Model>> {
         let mut out = Vec::new();

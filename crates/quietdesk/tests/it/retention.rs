@@ -1181,6 +1181,27 @@ async fn export_withholds_other_peoples_mail_on_the_ticket() {
     let second = mail_files(&qd, "second", &[("1.eml", &bob), ("2.eml", &carol)]);
     let imported = qd.json(&["import", path_str(&second), "--json"]);
     assert_eq!(imported["tickets"], 0, "both thread onto Ann's: {imported}");
+    // Erin opens her own ticket with Ann in copy, and writes once more without her.
+    let erin = |n: u32, cc: &str, marker: &str| {
+        format!(
+            "From: Erin <erin@example.org>\r\nTo: support@quietdesk.example\r\n\
+             {cc}Subject: erin {n}\r\nMessage-ID: <erin-{n}@example.org>\r\n\
+             Date: Mon, 1 Jan 2024 14:00:0{n} +0000\r\n\r\nThe {marker} question.\r\n"
+        )
+    };
+    let third = mail_files(
+        &qd,
+        "third",
+        &[
+            (
+                "1.eml",
+                &erin(1, "Cc: ANN@example.org\r\n", "xqerincopymarker"),
+            ),
+            ("2.eml", &erin(2, "", "xqerinonlymarker")),
+        ],
+    );
+    let imported = qd.json(&["import", path_str(&third), "--json"]);
+    assert_eq!(imported["imported"], 2, "{imported}");
 
     // Our reply to Ann, filed on her ticket as sent mail.
     let reply = format!(
@@ -1255,8 +1276,8 @@ async fn export_withholds_other_peoples_mail_on_the_ticket() {
         "--json",
     ]);
     assert_eq!(summary["tickets"], 1, "{summary}");
-    assert_eq!(summary["messages"], 3, "{summary}");
-    assert_eq!(summary["eml_files"], 4, "{summary}");
+    assert_eq!(summary["messages"], 4, "{summary}");
+    assert_eq!(summary["eml_files"], 5, "{summary}");
     assert_eq!(summary["outgoing"], 2, "{summary}");
     assert_eq!(summary["withheld_messages"], 1, "{summary}");
     assert_eq!(summary["withheld_notes"], 0, "{summary}");
@@ -1280,7 +1301,9 @@ async fn export_withholds_other_peoples_mail_on_the_ticket() {
         .filter(|n| n.ends_with(".eml"))
         .map(String::from)
         .collect();
-    assert_eq!(emls.len(), 4, "{emls:?}");
+    assert_eq!(emls.len(), 5, "{emls:?}");
+    // Erin's mail that copied Ann is Ann's to have; her other mail is not.
+    assert!(!everything.contains("xqerinonlymarker"), "{everything}");
     let mut data = String::new();
     zip.by_name("data.json")
         .unwrap()
@@ -1344,6 +1367,11 @@ async fn export_withholds_other_peoples_mail_on_the_ticket() {
         html.contains("xqackmarker") && html.contains("xqbothmarker"),
         "{html}"
     );
+    let other = data["other_messages"].as_array().unwrap();
+    assert_eq!(other.len(), 1, "{other:?}");
+    assert_eq!(other[0]["message_id"], "erin-1@example.org");
+    assert_eq!(other[0]["ticket"], 0, "the number of Erin's ticket is hers");
+    assert!(html.contains("xqerincopymarker"), "{html}");
 }
 
 #[test]
