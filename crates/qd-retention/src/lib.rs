@@ -197,8 +197,8 @@ pub async fn run_with(
     }
 
     // 2. Tickets.
-    // Each due ticket with the last activity it was judged by (see `delete_due_tickets`).
-    let mut due_tickets: BTreeMap<RetentionClass, Vec<(i64, DateTime<Utc>)>> = BTreeMap::new();
+    // Each due ticket with the facts it was judged by (see `delete_due_tickets`).
+    let mut due_tickets: BTreeMap<RetentionClass, Vec<qd_store::RetentionRow>> = BTreeMap::new();
     let mut after = 0;
     loop {
         let rows = store.retention_rows(after, PAGE).await?;
@@ -226,10 +226,7 @@ pub async fn run_with(
             }
             match decision {
                 Decision::Delete { class, due } => {
-                    due_tickets
-                        .entry(class)
-                        .or_default()
-                        .push((r.ticket_id, r.last_activity_at));
+                    due_tickets.entry(class).or_default().push(r.clone());
                     if report.items.len() < opts.list_limit {
                         report.items.push(DueItem {
                             kind: "ticket",
@@ -245,7 +242,11 @@ pub async fn run_with(
         }
     }
     if !opts.dry_run && !due_tickets.is_empty() {
-        let all: Vec<i64> = due_tickets.values().flatten().map(|d| d.0).collect();
+        let all: Vec<i64> = due_tickets
+            .values()
+            .flatten()
+            .map(|d| d.ticket_id)
+            .collect();
         before_ticket_deletes(store.message_ids_of_tickets(&all).await?);
     }
     for (class, ids) in &due_tickets {

@@ -81,6 +81,19 @@ pub struct RetentionRow {
     pub participant_hold: bool,
 }
 
+impl RetentionRow {
+    /// Whether `other` (the same ticket read again) would be judged on the same facts.
+    /// Holds are left out: the deletion checks them on their own.
+    fn same_facts(&self, other: &RetentionRow) -> bool {
+        self.last_activity_at == other.last_activity_at
+            && self.customer_id == other.customer_id
+            && self.requester_id == other.requester_id
+            && self.retention_class == other.retention_class
+            && self.customer_status == other.customer_status
+            && self.former_since == other.former_since
+    }
+}
+
 /// The ids of the contacts of customers under legal hold.
 fn contacts_of_held_customers() -> sea_orm::sea_query::SelectStatement {
     let (ct, cu) = (contacts::Entity, customers::Entity);
@@ -105,6 +118,40 @@ fn tickets_with_held_participants() -> sea_orm::sea_query::SelectStatement {
         .to_owned()
 }
 
+/// Tickets joined with their customer's retention facts ([`RetentionRow`]).
+fn retention_query() -> sea_orm::sea_query::SelectStatement {
+    let t = tickets::Entity;
+    let c = customers::Entity;
+    Query::select()
+        .expr_as(Expr::col((t, tickets::Column::Id)), Alias::new("ticket_id"))
+        .column((t, tickets::Column::Number))
+        .column((t, tickets::Column::RequesterId))
+        .column((t, tickets::Column::CustomerId))
+        .column((t, tickets::Column::LastActivityAt))
+        .column((t, tickets::Column::LegalHold))
+        .column((t, tickets::Column::RetentionClass))
+        .expr_as(
+            Expr::col((c, customers::Column::Status)),
+            Alias::new("customer_status"),
+        )
+        .column((c, customers::Column::FormerSince))
+        .expr_as(
+            Expr::col((c, customers::Column::LegalHold)),
+            Alias::new("customer_hold"),
+        )
+        .expr_as(
+            Expr::col((t, tickets::Column::Id)).in_subquery(tickets_with_held_participants()),
+            Alias::new("participant_hold"),
+        )
+        .from(t)
+        .join(
+            JoinType::LeftJoin,
+            c,
+            Expr::col((c, customers::Column::Id)).equals((t, tickets::Column::CustomerId)),
+        )
+        .to_owned()
+}
+
 /// One quarantined message with the holds that may protect it.
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct QuarantineRow {
@@ -122,34 +169,7 @@ impl Store {
     /// Tickets with id > `after`, in id order, with their customer's facts.
     pub async fn retention_rows(&self, after: i64, limit: u64) -> Result<Vec<RetentionRow>> {
         let t = tickets::Entity;
-        let c = customers::Entity;
-        let q = Query::select()
-            .expr_as(Expr::col((t, tickets::Column::Id)), Alias::new("ticket_id"))
-            .column((t, tickets::Column::Number))
-            .column((t, tickets::Column::RequesterId))
-            .column((t, tickets::Column::CustomerId))
-            .column((t, tickets::Column::LastActivityAt))
-            .column((t, tickets::Column::LegalHold))
-            .column((t, tickets::Column::RetentionClass))
-            .expr_as(
-                Expr::col((c, customers::Column::Status)),
-                Alias::new("customer_status"),
-            )
-            .column((c, customers::Column::FormerSince))
-            .expr_as(
-                Expr::col((c, customers::Column::LegalHold)),
-                Alias::new("customer_hold"),
-            )
-            .expr_as(
-                Expr::col((t, tickets::Column::Id)).in_subquery(tickets_with_held_participants()),
-                Alias::new("participant_hold"),
-            )
-            .from(t)
-            .join(
-                JoinType::LeftJoin,
-                c,
-                Expr::col((c, customers::Column::Id)).equals((t, tickets::Column::CustomerId)),
-            )
+        let q = retention_query()
             .and_where(Expr::col((t, tickets::Column::Id)).gt(after))
             .order_by((t, tickets::Column::Id), Order::Asc)
             .limit(limit)
@@ -213,23 +233,25 @@ impl Store {
         self.delete_tickets_if(ticket_ids, None, now).await
     }
 
-    /// Deletes the tickets a retention run found due, each given with the last activity
-    /// it was judged by: one that has seen activity since (a reply stored while the run
+    /// Deletes the tickets a retention run found due, each given with the facts it was
+    /// judged by: one whose facts changed since (a reply stored, its customer's status or
+    /// dates set, the ticket filed under another customer or given a class while the run
     /// went on) is skipped, like a held one, and waits for the next run's judgement.
     pub async fn delete_due_tickets(
         &self,
-        due: &[(i64, DateTime<Utc>)],
+        due: &[RetentionRow],
         now: DateTime<Utc>,
     ) -> Result<DeletionCounts> {
-        let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
-        let judged: std::collections::HashMap<i64, DateTime<Utc>> = due.iter().copied().collect();
+        let ids: Vec<i64> = due.iter().map(|d| d.ticket_id).collect();
+        let judged: std::collections::HashMap<i64, &RetentionRow> =
+            due.iter().map(|d| (d.ticket_id, d)).collect();
         self.delete_tickets_if(&ids, Some(&judged), now).await
     }
 
     async fn delete_tickets_if(
         &self,
         ticket_ids: &[i64],
-        judged: Option<&std::collections::HashMap<i64, DateTime<Utc>>>,
+        judged: Option<&std::collections::HashMap<i64, &RetentionRow>>,
         now: DateTime<Utc>,
     ) -> Result<DeletionCounts> {
         let txn = self.begin_write().await?;
@@ -265,21 +287,22 @@ impl Store {
                 .await?
                 .into_iter()
                 .collect();
-            // So does activity since the run judged the ticket (a reply stored meanwhile).
+            // So does any change since the run judged the ticket (a reply stored, the
+            // customer's status set meanwhile): the facts are read again here.
             if let Some(judged) = judged {
-                let now_active: Vec<(i64, DateTime<Utc>)> = tickets::Entity::find()
-                    .select_only()
-                    .column(tickets::Column::Id)
-                    .column(tickets::Column::LastActivityAt)
-                    .filter(tickets::Column::Id.is_in(chunk.iter().copied()))
-                    .into_tuple()
-                    .all(&txn)
-                    .await?;
+                let q = retention_query()
+                    .and_where(
+                        Expr::col((tickets::Entity, tickets::Column::Id))
+                            .is_in(chunk.iter().copied()),
+                    )
+                    .to_owned();
+                let stmt = txn.get_database_backend().build(&q);
+                let now_facts = RetentionRow::find_by_statement(stmt).all(&txn).await?;
                 held.extend(
-                    now_active
-                        .into_iter()
-                        .filter(|(id, at)| judged.get(id).is_some_and(|j| j != at))
-                        .map(|(id, _)| id),
+                    now_facts
+                        .iter()
+                        .filter(|r| judged.get(&r.ticket_id).is_some_and(|j| !j.same_facts(r)))
+                        .map(|r| r.ticket_id),
                 );
             }
             if !held.is_empty() {

@@ -637,15 +637,19 @@ async fn activity_since_the_judgement_stops_the_deletion(b: Backend) {
         let number = out.stored[i].ticket_number;
         async move { store.ticket_by_number(number).await.unwrap() }
     };
-    let (busy, quiet) = (ticket(0).await.unwrap(), ticket(1).await.unwrap());
+    let busy = ticket(0).await.unwrap();
+    assert!(ticket(1).await.is_some());
     // The run judged the busy ticket by its activity of an hour before.
-    let judged_busy = busy.last_activity_at - chrono::TimeDelta::hours(1);
+    let mut judged = b.store.retention_rows(0, 10).await.unwrap();
+    assert_eq!(judged.len(), 2);
+    for row in &mut judged {
+        if row.ticket_id == busy.id {
+            row.last_activity_at = busy.last_activity_at - chrono::TimeDelta::hours(1);
+        }
+    }
     let counts = b
         .store
-        .delete_due_tickets(
-            &[(busy.id, judged_busy), (quiet.id, quiet.last_activity_at)],
-            Utc::now(),
-        )
+        .delete_due_tickets(&judged, Utc::now())
         .await
         .unwrap();
     assert_eq!(counts.tickets, 1, "{counts:?}");
@@ -733,3 +737,62 @@ async fn deleted_mail_is_not_taken_back(b: Backend) {
     assert_eq!(out.forgotten, vec![0]);
 }
 both_backends!(deleted_mail_is_not_taken_back);
+
+/// A customer whose status changes while a retention run goes on (back from former to
+/// active) keeps the tickets the run judged by the old status: the deletion reads the
+/// facts again in its transaction. Before, only the last activity was checked.
+async fn a_status_set_since_the_judgement_stops_the_deletion(b: Backend) {
+    use qd_core::CustomerStatus;
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let mut batch = vec![
+        msg("back@x", "a@example.com", "returning customer", &[]),
+        msg("gone@x", "b@example.com", "former customer", &[]),
+    ];
+    let out = b
+        .store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let actor = qd_store::Actor {
+        name: "billing",
+        reason: None,
+        now: Utc::now(),
+    };
+    let long_ago = Utc.with_ymd_and_hms(2010, 1, 1, 0, 0, 0).unwrap();
+    for who in ["a@example.com", "b@example.com"] {
+        let who = qd_store::SubjectRef::Email(who.into());
+        for status in [CustomerStatus::Active, CustomerStatus::Former] {
+            b.store
+                .set_customer_status(&who, status, long_ago, &actor)
+                .await
+                .unwrap();
+        }
+    }
+    let judged = b.store.retention_rows(0, 10).await.unwrap();
+    assert!(
+        judged
+            .iter()
+            .all(|r| r.customer_status.as_deref() == Some("former")),
+        "{judged:?}"
+    );
+    // The run found both due; meanwhile A signs up again.
+    b.store
+        .set_customer_status(
+            &qd_store::SubjectRef::Email("a@example.com".into()),
+            CustomerStatus::Active,
+            Utc::now(),
+            &actor,
+        )
+        .await
+        .unwrap();
+    let counts = b
+        .store
+        .delete_due_tickets(&judged, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(counts.tickets, 1, "{counts:?}");
+    let (kept, gone) = (out.stored[0].ticket_number, out.stored[1].ticket_number);
+    assert!(b.store.ticket_by_number(kept).await.unwrap().is_some());
+    assert!(b.store.ticket_by_number(gone).await.unwrap().is_none());
+}
+both_backends!(a_status_set_since_the_judgement_stops_the_deletion);
