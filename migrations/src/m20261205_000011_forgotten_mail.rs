@@ -1,16 +1,16 @@
 //! `forgotten_mail`: the content hash and the hashed Message-ID of every message the
-//! store deleted (retention, quarantine expiry, erasure). A message is known by the
-//! SHA-256 of its raw bytes, so once its row is gone the duplicate check no longer
+//! store deleted or anonymised (retention, quarantine expiry, erasure). A message is
+//! known by its content hash (SHA-256 over its identity headers and body,
+//! computed by `qd_mail`), so once its row is gone the duplicate check no longer
 //! recognises it: a rescan of a mailbox that keeps its mail (`after = keep` or a flag)
 //! after a UIDVALIDITY change, or the same archive imported again, brought deleted mail
 //! back. The store refuses a message whose content hash is listed here; a rescan also
 //! refuses one whose Message-ID is (a server may hand mail back with rewritten headers).
 //!
-//! Nothing readable is kept: a SHA-256 over a whole message (its headers carry
-//! timestamps and relay queue ids) cannot be turned back into the message, the
-//! Message-ID is kept only as its SHA-256, and only someone who holds the very mail can
-//! match either. The rows are kept for good, ~150 bytes each, because a server may keep
-//! the mail for good too.
+//! Nothing readable is kept: the content hash cannot be turned back into the mail, and
+//! the Message-ID is kept only as its SHA-256. Someone who already holds a message, or
+//! its Message-ID, can confirm that we once had it; nobody can learn more. The rows are
+//! kept for good, ~150 bytes each, because a server may keep the mail for good too.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;

@@ -64,9 +64,39 @@ pub fn header_fields(raw: &[u8]) -> HeaderBlock<'_> {
     HeaderBlock { fields, body_start }
 }
 
+/// `raw` without the header fields named `names` (case-insensitive), every other byte
+/// as it was.
+pub fn without_fields(raw: &[u8], names: &[&str]) -> Vec<u8> {
+    let block = header_fields(raw);
+    let mut out = Vec::with_capacity(raw.len());
+    for field in &block.fields {
+        let name = field
+            .iter()
+            .position(|&b| b == b':')
+            .map(|colon| field[..colon].trim_ascii());
+        if name.is_some_and(|n| names.iter().any(|w| n.eq_ignore_ascii_case(w.as_bytes()))) {
+            continue;
+        }
+        out.extend_from_slice(field);
+    }
+    out.extend_from_slice(&raw[block.body_start..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_fields_go_and_the_rest_stays_byte_for_byte() {
+        let raw = b"From: a@x\r\nBcc: hidden@y,\r\n\tother@z\r\nTo: b@x\r\nresent-bcc : r@y\r\n\r\nBcc: in the body\r\n";
+        assert_eq!(
+            without_fields(raw, &["bcc", "Resent-Bcc"]),
+            b"From: a@x\r\nTo: b@x\r\n\r\nBcc: in the body\r\n"
+        );
+        let plain = b"From: a@x\n\nbody";
+        assert_eq!(without_fields(plain, &["bcc"]), plain);
+    }
 
     #[test]
     fn fields_keep_their_folding_and_the_body_its_blank_line() {

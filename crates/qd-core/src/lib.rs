@@ -21,7 +21,9 @@ pub use erase_address::{
     erase_address_in_headers, erase_address_in_text, mailbox_is, mentioned_addresses,
     names_address, ERASED_MAILBOX,
 };
-pub use header_block::{blank_line_len, header_block_end, header_fields, HeaderBlock};
+pub use header_block::{
+    blank_line_len, header_block_end, header_fields, without_fields, HeaderBlock,
+};
 pub use ip::anonymise_ip;
 pub use lookup_key::lookup_key;
 pub use redacted::Redacted;

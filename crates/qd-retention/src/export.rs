@@ -281,6 +281,18 @@ pub async fn export(
                            zip: &mut zip::ZipWriter<std::fs::File>,
                            raw: Option<Vec<u8>>|
      -> Result<MessageOut> {
+        // Blind copies are the sender's secret: only mail the person sent keeps them
+        // (a copy from a sender's own archive may carry them).
+        let sent_by_them = m.contact_id.is_some_and(|id| contact_ids.contains(&id))
+            || m.from_addr
+                .as_deref()
+                .is_some_and(|f| addresses.iter().any(|a| qd_core::mailbox_is(f, a)));
+        let raw = match raw {
+            Some(bytes) if !sent_by_them => {
+                Some(qd_core::without_fields(&bytes, &["bcc", "resent-bcc"]))
+            }
+            other => other,
+        };
         let eml = match raw {
             Some(bytes) => {
                 let name = format!("messages/{ticket}-{}.eml", m.id);

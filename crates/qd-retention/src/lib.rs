@@ -153,7 +153,8 @@ pub async fn run_with(
     let mut customers: BTreeMap<i64, CustomerDue> = BTreeMap::new();
 
     // 1. Quarantined messages first: a spam ticket then empties and goes with them.
-    let mut due_msgs: BTreeMap<RetentionClass, Vec<i64>> = BTreeMap::new();
+    // Each due message with the facts it was judged by (see `delete_due_quarantined`).
+    let mut due_msgs: BTreeMap<RetentionClass, Vec<qd_store::QuarantineRow>> = BTreeMap::new();
     let mut after = 0;
     loop {
         let rows = store.quarantine_rows(after, PAGE).await?;
@@ -170,7 +171,7 @@ pub async fn run_with(
             };
             match evaluate_quarantined(&facts, policy, now) {
                 Decision::Delete { class, due } => {
-                    due_msgs.entry(class).or_default().push(r.message_db_id);
+                    due_msgs.entry(class).or_default().push(r.clone());
                     if report.items.len() < opts.list_limit {
                         report.items.push(DueItem {
                             kind: "message",
@@ -190,7 +191,7 @@ pub async fn run_with(
         entry.due += ids.len() as u64;
         if !opts.dry_run {
             for chunk in ids.chunks(DELETE_BATCH) {
-                let c = store.delete_messages(chunk, now).await?;
+                let c = store.delete_due_quarantined(chunk, now).await?;
                 entry.deleted.add(&c);
             }
         }

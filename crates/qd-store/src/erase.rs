@@ -165,6 +165,58 @@ pub struct QuarantineRow {
     pub contact_hold: Option<bool>,
 }
 
+/// Quarantined messages with the holds that may protect them ([`QuarantineRow`]).
+fn quarantine_query() -> sea_orm::sea_query::SelectStatement {
+    let m = messages::Entity;
+    let t = tickets::Entity;
+    let c = customers::Entity;
+    Query::select()
+        .expr_as(
+            Expr::col((m, messages::Column::Id)),
+            Alias::new("message_db_id"),
+        )
+        .column((m, messages::Column::TicketId))
+        .column((m, messages::Column::VerdictClass))
+        .column((m, messages::Column::ReceivedAt))
+        .expr_as(
+            Expr::col((t, tickets::Column::LegalHold)),
+            Alias::new("ticket_hold"),
+        )
+        .expr_as(
+            Expr::col((c, customers::Column::LegalHold)),
+            Alias::new("customer_hold"),
+        )
+        .expr_as(
+            Expr::col((m, messages::Column::ContactId)).in_subquery(contacts_of_held_customers()),
+            Alias::new("contact_hold"),
+        )
+        .from(m)
+        .join(
+            JoinType::InnerJoin,
+            t,
+            Expr::col((t, tickets::Column::Id)).equals((m, messages::Column::TicketId)),
+        )
+        .join(
+            JoinType::LeftJoin,
+            c,
+            Expr::col((c, customers::Column::Id)).equals((t, tickets::Column::CustomerId)),
+        )
+        .and_where(Expr::col((m, messages::Column::Quarantined)).eq(true))
+        .to_owned()
+}
+
+impl QuarantineRow {
+    /// Whether `other` (the same message read again) would be judged on the same facts.
+    fn same_facts(&self, other: &QuarantineRow) -> bool {
+        self.ticket_id == other.ticket_id
+            && self.verdict_class == other.verdict_class
+            && self.received_at == other.received_at
+            && self.ticket_hold == other.ticket_hold
+            && self.customer_hold == other.customer_hold
+            && self.contact_hold == other.contact_hold
+    }
+}
+
 impl Store {
     /// Tickets with id > `after`, in id order, with their customer's facts.
     pub async fn retention_rows(&self, after: i64, limit: u64) -> Result<Vec<RetentionRow>> {
@@ -181,47 +233,49 @@ impl Store {
     /// Quarantined messages with id > `after`, in id order.
     pub async fn quarantine_rows(&self, after: i64, limit: u64) -> Result<Vec<QuarantineRow>> {
         let m = messages::Entity;
-        let t = tickets::Entity;
-        let c = customers::Entity;
-        let q = Query::select()
-            .expr_as(
-                Expr::col((m, messages::Column::Id)),
-                Alias::new("message_db_id"),
-            )
-            .column((m, messages::Column::TicketId))
-            .column((m, messages::Column::VerdictClass))
-            .column((m, messages::Column::ReceivedAt))
-            .expr_as(
-                Expr::col((t, tickets::Column::LegalHold)),
-                Alias::new("ticket_hold"),
-            )
-            .expr_as(
-                Expr::col((c, customers::Column::LegalHold)),
-                Alias::new("customer_hold"),
-            )
-            .expr_as(
-                Expr::col((m, messages::Column::ContactId))
-                    .in_subquery(contacts_of_held_customers()),
-                Alias::new("contact_hold"),
-            )
-            .from(m)
-            .join(
-                JoinType::InnerJoin,
-                t,
-                Expr::col((t, tickets::Column::Id)).equals((m, messages::Column::TicketId)),
-            )
-            .join(
-                JoinType::LeftJoin,
-                c,
-                Expr::col((c, customers::Column::Id)).equals((t, tickets::Column::CustomerId)),
-            )
-            .and_where(Expr::col((m, messages::Column::Quarantined)).eq(true))
+        let q = quarantine_query()
             .and_where(Expr::col((m, messages::Column::Id)).gt(after))
             .order_by((m, messages::Column::Id), Order::Asc)
             .limit(limit)
             .to_owned();
         let stmt = self.db.get_database_backend().build(&q);
         Ok(QuarantineRow::find_by_statement(stmt).all(&self.db).await?)
+    }
+
+    /// Deletes the quarantined messages a retention run found due, each given with the
+    /// facts it was judged by. One released from quarantine, put under a hold or
+    /// otherwise changed since is skipped: the facts are read again in the deleting
+    /// transaction.
+    pub async fn delete_due_quarantined(
+        &self,
+        due: &[QuarantineRow],
+        now: DateTime<Utc>,
+    ) -> Result<DeletionCounts> {
+        let txn = self.begin_serialized().await?;
+        let judged: std::collections::HashMap<i64, &QuarantineRow> =
+            due.iter().map(|d| (d.message_db_id, d)).collect();
+        let mut still_due: Vec<i64> = Vec::with_capacity(due.len());
+        let ids: Vec<i64> = due.iter().map(|d| d.message_db_id).collect();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let q = quarantine_query()
+                .and_where(
+                    Expr::col((messages::Entity, messages::Column::Id))
+                        .is_in(chunk.iter().copied()),
+                )
+                .to_owned();
+            let stmt = txn.get_database_backend().build(&q);
+            for now_row in QuarantineRow::find_by_statement(stmt).all(&txn).await? {
+                if judged
+                    .get(&now_row.message_db_id)
+                    .is_some_and(|j| j.same_facts(&now_row))
+                {
+                    still_due.push(now_row.message_db_id);
+                }
+            }
+        }
+        let counts = self.delete_messages_txn(&txn, &still_due, now).await?;
+        txn.commit().await?;
+        Ok(counts)
     }
 
     /// Deletes whole tickets (everything in them) in one transaction.
@@ -254,13 +308,11 @@ impl Store {
         judged: Option<&std::collections::HashMap<i64, &RetentionRow>>,
         now: DateTime<Utc>,
     ) -> Result<DeletionCounts> {
-        let txn = self.begin_write().await?;
-        if judged.is_some() && self.backend == crate::Backend::Postgres {
-            // A batch storing a reply updates its ticket's activity before it commits:
-            // without its lock, the re-check below would read the old time, and the
-            // delete would wait for the batch and then take the reply along.
-            txn.execute_unprepared(crate::batch::STORE_LOCK).await?;
-        }
+        // A batch storing a reply updates its ticket's activity before it commits:
+        // without its lock, the re-check below would read the old time, and the delete
+        // would wait for the batch and then take the reply along (by cascade, without
+        // its index delete or its record in `forgotten_mail`).
+        let txn = self.begin_serialized().await?;
         let mut counts = DeletionCounts::default();
         let mut touched_contacts = HashSet::new();
         for chunk in ticket_ids.chunks(IN_CHUNK) {
@@ -360,7 +412,18 @@ impl Store {
         message_ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<DeletionCounts> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
+        let counts = self.delete_messages_txn(&txn, message_ids, now).await?;
+        txn.commit().await?;
+        Ok(counts)
+    }
+
+    async fn delete_messages_txn(
+        &self,
+        txn: &DatabaseTransaction,
+        message_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<DeletionCounts> {
         let mut counts = DeletionCounts::default();
         let mut tickets_touched = HashSet::new();
         let mut contacts_touched = HashSet::new();
@@ -371,19 +434,19 @@ impl Store {
                 .column(messages::Column::ContactId)
                 .filter(messages::Column::Id.is_in(chunk.iter().copied()))
                 .into_tuple()
-                .all(&txn)
+                .all(txn)
                 .await?;
             for (t, c) in rows {
                 tickets_touched.insert(t);
                 contacts_touched.extend(c);
             }
-            counts.add(&delete_messages_in(&txn, chunk, now).await?);
+            counts.add(&delete_messages_in(txn, chunk, now).await?);
         }
         // Tickets left without messages go too.
         let touched: Vec<i64> = tickets_touched.into_iter().collect();
         for chunk in touched.chunks(IN_CHUNK) {
             let still: HashSet<i64> = ids_where::<messages::Entity, _>(
-                &txn,
+                txn,
                 messages::Column::TicketId,
                 messages::Column::TicketId,
                 chunk,
@@ -398,19 +461,18 @@ impl Store {
                 .collect();
             if !empty.is_empty() {
                 let requesters: Vec<i64> = ids_where::<tickets::Entity, _>(
-                    &txn,
+                    txn,
                     tickets::Column::RequesterId,
                     tickets::Column::Id,
                     &empty,
                 )
                 .await?;
                 contacts_touched.extend(requesters);
-                counts.add(&delete_ticket_rows(&txn, &empty).await?);
+                counts.add(&delete_ticket_rows(txn, &empty).await?);
             }
         }
         let contacts: Vec<i64> = contacts_touched.into_iter().collect();
-        counts.add(&self.delete_empty_contacts(&txn, &contacts, now).await?);
-        txn.commit().await?;
+        counts.add(&self.delete_empty_contacts(txn, &contacts, now).await?);
         Ok(counts)
     }
 
@@ -544,7 +606,7 @@ impl Store {
         }
         let now = actor.now;
         self.record_mentions().await?;
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let mut counts = DeletionCounts::default();
         counts.redacted += redact_recipients(
             &txn,
@@ -586,7 +648,7 @@ impl Store {
         let now = actor.now;
         // Mail stored before mentions were recorded must be findable too.
         self.record_mentions().await?;
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let mut counts = DeletionCounts::default();
         // Their tickets, whole.
         let cond = tickets_of_person(customer_id, contact_ids);
@@ -647,7 +709,7 @@ impl Store {
         ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<DeletionCounts> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let mut counts = DeletionCounts::default();
         for chunk in ids.chunks(IN_CHUNK) {
             let busy: HashSet<i64> = ids_where::<tickets::Entity, _>(
@@ -1389,7 +1451,7 @@ impl Store {
     ) -> Result<DeletionCounts> {
         let now = actor.now;
         self.record_mentions().await?;
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let mut counts = DeletionCounts::default();
         let cond = tickets_of_person(customer_id, contact_ids);
         let ticket_ids: Vec<i64> = tickets::Entity::find()
@@ -1436,6 +1498,9 @@ impl Store {
             .into_iter()
             .collect();
             crate::learning::forget_people(&txn, chunk, now).await?;
+            // The Message-ID goes below: remember it (hashed) so a rescan does not take
+            // the mail back as new.
+            crate::forgotten::remember(&txn, chunk, now).await?;
             counts.messages += messages::Entity::update_many()
                 .col_expr(messages::Column::Subject, Expr::value("[erased]"))
                 .col_expr(messages::Column::BodyText, Expr::value(""))

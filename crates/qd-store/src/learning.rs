@@ -235,7 +235,7 @@ impl Store {
         message_db_id: i64,
         actor: &Actor<'_>,
     ) -> Result<messages::Model> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let m = messages::Entity::find_by_id(message_db_id)
             .one(&txn)
             .await?

@@ -318,6 +318,20 @@ impl Store {
             .await?)
     }
 
+    /// A write transaction that also excludes the storing batches on PostgreSQL (their
+    /// advisory lock; SQLite's write lock does that already). Every transaction that
+    /// deletes mail, or changes the facts retention judges by (status, holds, classes,
+    /// quarantine), takes it: a batch threading a reply onto a ticket being deleted, or
+    /// a status set while a deletion re-reads it, then waits its turn instead of racing.
+    pub(crate) async fn begin_serialized(&self) -> Result<sea_orm::DatabaseTransaction> {
+        use sea_orm::ConnectionTrait;
+        let txn = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            txn.execute_unprepared(crate::batch::STORE_LOCK).await?;
+        }
+        Ok(txn)
+    }
+
     /// Cheap liveness check of the database connection.
     pub async fn ping(&self) -> Result<()> {
         self.db.ping().await?;

@@ -130,7 +130,7 @@ impl Store {
         since: DateTime<Utc>,
         actor: &Actor<'_>,
     ) -> Result<StatusOutcome> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let outcome = set_status_in(&txn, who, None, status, since, None, actor).await?;
         txn.commit().await?;
         Ok(outcome)
@@ -143,7 +143,7 @@ impl Store {
         rows: &[CustomerRecord],
         actor: &Actor<'_>,
     ) -> Result<Vec<StatusOutcome>> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let who = SubjectRef::Email(normalize_address(&r.email));
@@ -175,7 +175,7 @@ impl Store {
         value: Option<&str>,
         actor: &Actor<'_>,
     ) -> Result<bool> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let new = value.map(str::to_string);
         let changed = match (entity, field) {
             ("customer", "name" | "email" | "language") => {
@@ -255,7 +255,7 @@ impl Store {
         hold: bool,
         actor: &Actor<'_>,
     ) -> Result<bool> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let c = customers::Entity::find_by_id(customer_id)
             .one(&txn)
             .await?
@@ -289,7 +289,7 @@ impl Store {
         class: Option<Option<String>>,
         actor: &Actor<'_>,
     ) -> Result<()> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let t = tickets::Entity::find()
             .filter(tickets::Column::Number.eq(number))
             .one(&txn)

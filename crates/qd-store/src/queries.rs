@@ -420,13 +420,13 @@ impl Store {
         ))
     }
 
-    /// The ticket that holds the message with this Message-ID, if any.
-    /// Whether the store deleted a message with this Message-ID (retention, quarantine
-    /// expiry, erasure): a rescan must not take it back.
+    /// Whether the store deleted or anonymised a message with this Message-ID
+    /// (retention, quarantine expiry, erasure): a rescan must not take it back.
     pub async fn forgot_message_id(&self, message_id: &str) -> Result<bool> {
         crate::forgotten::has_message_id(&self.db, message_id).await
     }
 
+    /// The ticket that holds the message with this Message-ID, if any.
     pub async fn ticket_of_message_id(&self, message_id: &str) -> Result<Option<i64>> {
         Ok(messages::Entity::find()
             .select_only()

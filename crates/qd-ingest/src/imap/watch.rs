@@ -132,7 +132,8 @@ async fn session_loop(
             sync_folder(ctx, m, &mut server, folder, recover, shutdown, &mut summary).await;
         if summary.fetched > 0 {
             info!(mailbox = %m.name, folder, fetched = summary.fetched, stored = summary.stored,
-                duplicates = summary.duplicates, failed = summary.failed, "IMAP mail ingested");
+                duplicates = summary.duplicates, forgotten = summary.forgotten,
+                failed = summary.failed, "IMAP mail ingested");
         }
         if shutdown.is_cancelled() {
             return Ok(());

@@ -796,3 +796,88 @@ async fn a_status_set_since_the_judgement_stops_the_deletion(b: Backend) {
     assert!(b.store.ticket_by_number(gone).await.unwrap().is_none());
 }
 both_backends!(a_status_set_since_the_judgement_stops_the_deletion);
+
+/// Quarantined mail released (or put under a hold) while a retention run goes on is not
+/// deleted with the rest: the deletion reads the facts again in its transaction. Before,
+/// quarantine expiry deleted by id whatever the message had become meanwhile.
+async fn a_release_since_the_judgement_stops_the_expiry(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let spam = |id: &str| {
+        let mut m = msg(id, "s@example.net", id, &[]);
+        m.verdict = Some(qd_store::MessageVerdict {
+            class: "spam".into(),
+            score: 9.0,
+            tags_json: "[]".into(),
+            quarantined: true,
+        });
+        m
+    };
+    let mut batch = vec![spam("released@x"), spam("expired@x")];
+    let out = b
+        .store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let judged = b.store.quarantine_rows(0, 10).await.unwrap();
+    assert_eq!(judged.len(), 2, "{judged:?}");
+    // Staff release the first while the run goes on.
+    let actor = qd_store::Actor {
+        name: "agent",
+        reason: None,
+        now: Utc::now(),
+    };
+    b.store
+        .release_message(out.stored[0].message_db_id, &actor)
+        .await
+        .unwrap();
+    let counts = b
+        .store
+        .delete_due_quarantined(&judged, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(counts.messages, 1, "{counts:?}");
+    assert!(b
+        .store
+        .ticket_of_message_id("released@x")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(b
+        .store
+        .ticket_of_message_id("expired@x")
+        .await
+        .unwrap()
+        .is_none());
+}
+both_backends!(a_release_since_the_judgement_stops_the_expiry);
+
+/// An anonymised person's mail keeps its rows (statistics) but loses its Message-ID:
+/// the Message-ID is remembered hashed, so a rescan that meets the mail again (with
+/// rewritten headers, so another content hash) does not take it back as new.
+async fn anonymised_mail_is_remembered_as_forgotten(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let mut batch = vec![msg("anon@x", "a@example.com", "anonymise me", &[])];
+    b.store
+        .store_batch(&mut batch, None, &settings(&fmt))
+        .await
+        .unwrap();
+    let contact = b
+        .store
+        .find_contact("a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let actor = qd_store::Actor {
+        name: "dpo",
+        reason: Some("request"),
+        now: Utc::now(),
+    };
+    b.store
+        .anonymise_people(None, &[contact.id], &actor)
+        .await
+        .unwrap();
+    assert_eq!(b.store.stats().await.unwrap().messages, 1, "the row stays");
+    assert_eq!(b.store.ticket_of_message_id("anon@x").await.unwrap(), None);
+    assert!(b.store.forgot_message_id("anon@x").await.unwrap());
+}
+both_backends!(anonymised_mail_is_remembered_as_forgotten);

@@ -1174,7 +1174,8 @@ async fn export_withholds_other_peoples_mail_on_the_ticket() {
     );
     let carol = format!(
         "From: Carol <carol@example.org>\r\nTo: support@quietdesk.example\r\n\
-         Cc: Ann <ann@example.org>\r\nSubject: [#QD-{ticket}] xqcopymarker\r\n\
+         Cc: Ann <ann@example.org>\r\nBcc: Zed <zed@example.org>\r\n\
+         Subject: [#QD-{ticket}] xqcopymarker\r\n\
          Message-ID: <carol-1@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
          Ann, see xqcopymarker.\r\n"
     );
@@ -1294,6 +1295,8 @@ async fn export_withholds_other_peoples_mail_on_the_ticket() {
     assert!(!everything.contains("xqbobmarker"), "{everything}");
     assert!(!everything.contains("bob@example.org"), "{everything}");
     assert!(!everything.contains("bob-1@example.org"));
+    // Nor Carol's blind copy to Zed (Ann got her mail without it).
+    assert!(!everything.contains("zed@example.org"), "{everything}");
     // Nor of Dave, a co-recipient of our bounced reply.
     assert!(!everything.contains("dave@example.org"), "{everything}");
     let emls: Vec<String> = zip
