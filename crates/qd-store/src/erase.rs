@@ -1056,18 +1056,12 @@ async fn redact_recipients(
     addresses: &[String],
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    use sea_orm::sea_query::{Func, LikeExpr};
+    use sea_orm::sea_query::Func;
     let mut changed = 0u64;
     let mut requeue: Vec<i64> = Vec::new();
     let mut mentioned: Vec<i64> = Vec::new();
     for address in addresses {
-        let pattern = || {
-            let escaped = address
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            LikeExpr::new(format!("%{escaped}%")).escape('\\')
-        };
+        let pattern = || contains_lowercase(address);
         let rows: Vec<(i64, String, String)> = messages::Entity::find()
             .select_only()
             .column(messages::Column::Id)
@@ -1177,6 +1171,18 @@ async fn redact_recipients(
     )
     .await?;
     Ok(changed)
+}
+
+/// A LIKE pattern for text that contains `address`, lowercased, its wildcards escaped:
+/// to match against `lower(column)` (ASCII case-folding on SQLite), the caller then
+/// checking each hit exactly.
+pub(crate) fn contains_lowercase(address: &str) -> sea_orm::sea_query::LikeExpr {
+    let escaped = address
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    sea_orm::sea_query::LikeExpr::new(format!("%{escaped}%")).escape('\\')
 }
 
 /// A JSON list of recipients (`Name <addr>` or `addr`) with every entry for `address`
@@ -1388,15 +1394,10 @@ impl Store {
         addresses: &[String],
         own_tickets: &[i64],
     ) -> Result<Vec<messages::Model>> {
-        use sea_orm::sea_query::{Func, LikeExpr};
+        use sea_orm::sea_query::Func;
         let mut out: Vec<messages::Model> = Vec::new();
         for address in addresses {
-            let escaped = address
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let pattern = || LikeExpr::new(format!("%{escaped}%")).escape('\\');
+            let pattern = || contains_lowercase(address);
             let rows = messages::Entity::find()
                 .filter(messages::Column::Direction.ne("note"))
                 .filter(

@@ -656,20 +656,15 @@ impl Store {
     /// that have no copy on a ticket yet: mail waiting, being sent, failed, or sent
     /// without a ticket. Sent mail with a copy is exported with its ticket. Oldest first.
     pub async fn outbox_unrecorded_to(&self, addresses: &[String]) -> Result<Vec<OutboxEntry>> {
-        use sea_orm::sea_query::{Func, LikeExpr};
+        use sea_orm::sea_query::Func;
         use sea_orm::QueryOrder;
         let mut out: Vec<OutboxEntry> = Vec::new();
         for address in addresses {
-            let escaped = address
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
             let rows = outbox::Entity::find()
                 .filter(outbox::Column::SentMessageDbId.is_null())
                 .filter(
                     Expr::expr(Func::lower(Expr::col(outbox::Column::RcptTo)))
-                        .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+                        .like(crate::erase::contains_lowercase(address)),
                 )
                 .order_by_asc(outbox::Column::Id)
                 .all(&self.db)

@@ -40,6 +40,27 @@ pub fn settings(fmt: &TicketRefFormat) -> BatchSettings<'_> {
     }
 }
 
+/// Stores `batch` with the default settings.
+async fn store_all(
+    b: &Backend,
+    batch: &mut [NewMessage],
+    fmt: &TicketRefFormat,
+) -> qd_store::BatchOutcome {
+    b.store
+        .store_batch(batch, None, &settings(fmt))
+        .await
+        .unwrap()
+}
+
+/// A staff member acting now, without a reason.
+fn actor(name: &str) -> qd_store::Actor<'_> {
+    qd_store::Actor {
+        name,
+        reason: None,
+        now: Utc::now(),
+    }
+}
+
 async fn threads_deduplicates_and_checkpoints(b: Backend) {
     let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
     let store = &b.store;
@@ -276,11 +297,7 @@ async fn only_the_opening_message_is_new(b: Backend) {
         msg("o2@x", "olga@example.com", "Re: Disk full", &["o1@x"]),
         msg("p1@x", "paul@example.com", "Login", &[]),
     ];
-    let out = b
-        .store
-        .store_batch(&mut batch, None, &settings(&fmt))
-        .await
-        .unwrap();
+    let out = store_all(&b, &mut batch, &fmt).await;
     assert_eq!(out.new_tickets, 2);
     assert_eq!(out.stored[0].ticket_id, out.stored[1].ticket_id);
     let new: Vec<bool> = out.stored.iter().map(|s| s.new_ticket).collect();
@@ -531,11 +548,7 @@ async fn an_absurdly_long_sender_address_does_not_block_a_batch(b: Backend) {
         msg("long@x", &long, "Hello", &[]),
         msg("fine@x", "kim@example.com", "Fine", &[]),
     ];
-    let out = b
-        .store
-        .store_batch(&mut batch, None, &settings(&fmt))
-        .await
-        .unwrap();
+    let out = store_all(&b, &mut batch, &fmt).await;
     assert_eq!(out.stored.len(), 2);
     assert_eq!(
         b.store.stats().await.unwrap().contacts,
@@ -585,18 +598,10 @@ async fn a_hold_set_meanwhile_stops_the_deletion(b: Backend) {
         msg("held@x", "a@example.com", "kept", &[]),
         msg("free@x", "b@example.com", "gone", &[]),
     ];
-    let out = b
-        .store
-        .store_batch(&mut batch, None, &settings(&fmt))
-        .await
-        .unwrap();
+    let out = store_all(&b, &mut batch, &fmt).await;
     let (held, free) = (out.stored[0].ticket_id, out.stored[1].ticket_id);
     let number = out.stored[0].ticket_number;
-    let actor = qd_store::Actor {
-        name: "dpo",
-        reason: None,
-        now: Utc::now(),
-    };
+    let actor = actor("dpo");
     b.store
         .set_ticket_retention(number, Some(true), None, &actor)
         .await
@@ -627,11 +632,7 @@ async fn activity_since_the_judgement_stops_the_deletion(b: Backend) {
         msg("busy@x", "a@example.com", "kept", &[]),
         msg("quiet@x", "b@example.com", "gone", &[]),
     ];
-    let out = b
-        .store
-        .store_batch(&mut batch, None, &settings(&fmt))
-        .await
-        .unwrap();
+    let out = store_all(&b, &mut batch, &fmt).await;
     let ticket = |i: usize| {
         let store = b.store.clone();
         let number = out.stored[i].ticket_number;
@@ -694,11 +695,7 @@ async fn deleted_mail_is_not_taken_back(b: Backend) {
         msg("old@x", "a@example.com", "expired", &[]),
         msg("spam@x", "s@example.net", "quarantined", &[]),
     ];
-    let out = b
-        .store
-        .store_batch(&mut batch, None, &settings(&fmt))
-        .await
-        .unwrap();
+    let out = store_all(&b, &mut batch, &fmt).await;
     let (ticket, spam) = (out.stored[0].ticket_id, out.stored[1].message_db_id);
     assert!(!b.store.forgot_message_id("old@x").await.unwrap());
     b.store.delete_tickets(&[ticket], Utc::now()).await.unwrap();
@@ -713,11 +710,7 @@ async fn deleted_mail_is_not_taken_back(b: Backend) {
         msg("spam@x", "s@example.net", "quarantined", &[]),
         msg("new@x", "a@example.com", "new", &[]),
     ];
-    let out = b
-        .store
-        .store_batch(&mut again, None, &settings(&fmt))
-        .await
-        .unwrap();
+    let out = store_all(&b, &mut again, &fmt).await;
     assert_eq!(out.forgotten, vec![0, 1]);
     assert!(out.duplicates.is_empty());
     assert_eq!(out.stored.len(), 1);
@@ -729,11 +722,7 @@ async fn deleted_mail_is_not_taken_back(b: Backend) {
     let t = out.stored[0].ticket_id;
     b.store.delete_tickets(&[t], Utc::now()).await.unwrap();
     let mut third = vec![msg("new@x", "a@example.com", "new", &[])];
-    let out = b
-        .store
-        .store_batch(&mut third, None, &settings(&fmt))
-        .await
-        .unwrap();
+    let out = store_all(&b, &mut third, &fmt).await;
     assert_eq!(out.forgotten, vec![0]);
 }
 both_backends!(deleted_mail_is_not_taken_back);
@@ -748,16 +737,8 @@ async fn a_status_set_since_the_judgement_stops_the_deletion(b: Backend) {
         msg("back@x", "a@example.com", "returning customer", &[]),
         msg("gone@x", "b@example.com", "former customer", &[]),
     ];
-    let out = b
-        .store
-        .store_batch(&mut batch, None, &settings(&fmt))
-        .await
-        .unwrap();
-    let actor = qd_store::Actor {
-        name: "billing",
-        reason: None,
-        now: Utc::now(),
-    };
+    let out = store_all(&b, &mut batch, &fmt).await;
+    let actor = actor("billing");
     let long_ago = Utc.with_ymd_and_hms(2010, 1, 1, 0, 0, 0).unwrap();
     for who in ["a@example.com", "b@example.com"] {
         let who = qd_store::SubjectRef::Email(who.into());
@@ -813,19 +794,11 @@ async fn a_release_since_the_judgement_stops_the_expiry(b: Backend) {
         m
     };
     let mut batch = vec![spam("released@x"), spam("expired@x")];
-    let out = b
-        .store
-        .store_batch(&mut batch, None, &settings(&fmt))
-        .await
-        .unwrap();
+    let out = store_all(&b, &mut batch, &fmt).await;
     let judged = b.store.quarantine_rows(0, 10).await.unwrap();
     assert_eq!(judged.len(), 2, "{judged:?}");
     // Staff release the first while the run goes on.
-    let actor = qd_store::Actor {
-        name: "agent",
-        reason: None,
-        now: Utc::now(),
-    };
+    let actor = actor("agent");
     b.store
         .release_message(out.stored[0].message_db_id, &actor)
         .await
