@@ -16,6 +16,7 @@ mod m20261205_000008_ingest_held;
 mod m20261205_000009_ticket_anonymised;
 pub mod m20261205_000010_blob_mentions;
 mod m20261205_000011_forgotten_mail;
+mod m20261205_000012_former_since_backfill;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000009_ticket_anonymised::Migration),
             Box::new(m20261205_000010_blob_mentions::Migration),
             Box::new(m20261205_000011_forgotten_mail::Migration),
+            Box::new(m20261205_000012_former_since_backfill::Migration),
         ]
     }
 }

@@ -6,7 +6,7 @@ use migration::{Alias, Expr, Migrator, MigratorTrait, Query};
 use sea_orm::sea_query::ExprTrait;
 use sea_orm::{ConnectionTrait, Database};
 
-async fn insert_returning_id(
+pub(crate) async fn insert_returning_id(
     db: &sea_orm::DatabaseConnection,
     table: &str,
     cols: &[(&str, sea_orm::Value)],

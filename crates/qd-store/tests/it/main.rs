@@ -5,6 +5,7 @@
 
 mod anonymised_backfill;
 mod batch;
+mod former_backfill;
 mod keys;
 mod learning;
 mod lookup_keys;
