@@ -153,6 +153,19 @@ pub fn erase_address_in_text(text: &str, address: &str) -> Option<String> {
     String::from_utf8(replace_address(text.as_bytes(), address)).ok()
 }
 
+/// `raw` with each standing-alone occurrence of `address` replaced by
+/// [`ERASED_MAILBOX`] anywhere, body included, or `None` when it has none: for mail
+/// that holds nobody's own text, such as a delivery report quoting the undelivered
+/// mail's recipients. Text in an encoded part (base64, quoted-printable) is not reached.
+pub fn erase_address_everywhere(raw: &[u8], address: &str) -> Option<Vec<u8>> {
+    let address = address.trim().as_bytes();
+    if address.is_empty() {
+        return None;
+    }
+    find_address(raw, address, 0)?;
+    Some(replace_address(raw, address))
+}
+
 /// Whether `text` holds `address` standing alone (as [`erase_address_in_headers`]
 /// would find it), ASCII case aside.
 pub fn names_address(text: &str, address: &str) -> bool {
@@ -608,6 +621,23 @@ fn find_address(text: &[u8], address: &[u8], from: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_loses_the_address_in_its_body_too_and_only_standing_alone() {
+        let raw = b"From: MAILER-DAEMON@mx.example\r\n\r\n<Erin@Example.org>: 550 unknown\r\n\
+                    Cc: erin@example.org, xerin@example.org\r\n";
+        let out = erase_address_everywhere(raw, "erin@example.org").unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            "From: MAILER-DAEMON@mx.example\r\n\r\n<erased@erased.invalid>: 550 unknown\r\n\
+             Cc: erased@erased.invalid, xerin@example.org\r\n"
+        );
+        assert_eq!(
+            erase_address_everywhere(b"To: xerin@example.org\r\n", "erin@example.org"),
+            None
+        );
+    }
 
     fn erase(raw: &str, address: &str) -> Option<String> {
         erase_address_in_headers(raw.as_bytes(), address).map(|v| String::from_utf8(v).unwrap())

@@ -18,8 +18,8 @@ mod ticket_ref;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use erase_address::{
-    erase_address_in_headers, erase_address_in_text, mailbox_is, mentioned_addresses,
-    names_address, ERASED_MAILBOX,
+    erase_address_everywhere, erase_address_in_headers, erase_address_in_text, mailbox_is,
+    mentioned_addresses, names_address, ERASED_MAILBOX,
 };
 pub use header_block::{
     blank_line_len, header_block_end, header_fields, without_fields, HeaderBlock,

@@ -956,7 +956,8 @@ async fn addresses_of<C: ConnectionTrait>(
     Ok(out)
 }
 
-/// Erases `addresses` from the header blocks of the raw mail of `message_ids`. A blob
+/// Erases `addresses` from the header blocks of the raw mail of `message_ids` (and from
+/// the whole of it when `everywhere`: delivery reports). A blob
 /// is rewritten in place under its scope (sealed again with the scope's key when it was
 /// sealed); when the rewritten mail already exists in that scope, its messages point at
 /// the existing blob and the old one goes.
@@ -966,6 +967,7 @@ async fn redact_blobs(
     ring: Option<&crate::crypto::KeyRing>,
     mut blob_ids: Vec<i64>,
     addresses: &[String],
+    everywhere: bool,
     now: DateTime<Utc>,
 ) -> Result<u64> {
     let mut rewritten = 0u64;
@@ -982,6 +984,12 @@ async fn redact_blobs(
             if let Some(r) = qd_core::erase_address_in_headers(&raw, a) {
                 raw = r;
                 changed = true;
+            }
+            if everywhere {
+                if let Some(r) = qd_core::erase_address_everywhere(&raw, a) {
+                    raw = r;
+                    changed = true;
+                }
             }
         }
         if !changed {
@@ -1038,6 +1046,16 @@ async fn blobs_mentioning(txn: &DatabaseTransaction, address: &str) -> Result<Ve
         .await?)
 }
 
+/// Messages from a mail system's own mailbox (`MAILER-DAEMON@…`, `postmaster@…`): the
+/// senders of delivery reports.
+fn is_report_sender() -> sea_orm::Condition {
+    use sea_orm::sea_query::{Func, LikeExpr};
+    let from = || Expr::expr(Func::lower(Expr::col(messages::Column::FromAddr)));
+    sea_orm::Condition::any()
+        .add(from().like(LikeExpr::new("mailer-daemon@%")))
+        .add(from().like(LikeExpr::new("postmaster@%")))
+}
+
 /// An outbox entry as an erasure rewrites it: id, recipients, raw bytes, last error.
 type OutboxRecipientRow = (i64, String, Option<Vec<u8>>, Option<String>);
 
@@ -1060,6 +1078,7 @@ async fn redact_recipients(
     let mut changed = 0u64;
     let mut requeue: Vec<i64> = Vec::new();
     let mut mentioned: Vec<i64> = Vec::new();
+    let mut reports: Vec<i64> = Vec::new();
     for address in addresses {
         let pattern = || contains_lowercase(address);
         let rows: Vec<(i64, String, String)> = messages::Entity::find()
@@ -1097,6 +1116,30 @@ async fn redact_recipients(
             requeue.push(id);
         }
         mentioned.extend(blobs_mentioning(txn, address).await?);
+        // Delivery reports (bounces) quote the undelivered mail's recipients in their
+        // body, which is nobody's own text: there the address goes everywhere.
+        let rows: Vec<(i64, String)> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::Id)
+            .column(messages::Column::BodyText)
+            .filter(Expr::expr(Func::lower(Expr::col(messages::Column::BodyText))).like(pattern()))
+            .filter(is_report_sender())
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (id, body) in rows {
+            let Some(body) = qd_core::erase_address_in_text(&body, address) else {
+                continue;
+            };
+            messages::Entity::update_many()
+                .col_expr(messages::Column::BodyText, Expr::value(body))
+                .filter(messages::Column::Id.eq(id))
+                .exec(txn)
+                .await?;
+            changed += 1;
+            requeue.push(id);
+            reports.push(id);
+        }
         let rows: Vec<OutboxRecipientRow> = outbox::Entity::find()
             .select_only()
             .column(outbox::Column::Id)
@@ -1125,14 +1168,22 @@ async fn redact_recipients(
             }
         }
     }
-    let recipients_of = ids_where::<messages::Entity, _>(
+    let report_blobs = ids_where::<messages::Entity, _>(
+        txn,
+        messages::Column::BlobId,
+        messages::Column::Id,
+        &reports,
+    )
+    .await?;
+    let mut recipients_of = ids_where::<messages::Entity, _>(
         txn,
         messages::Column::BlobId,
         messages::Column::Id,
         &requeue,
     )
     .await?;
-    mentioned.retain(|id| !recipients_of.contains(id));
+    recipients_of.retain(|id| !report_blobs.contains(id));
+    mentioned.retain(|id| !recipients_of.contains(id) && !report_blobs.contains(id));
     // Other people's mail kept as evidence (a hold, tax evidence) is not rewritten
     // either: the erasure yields, as it does for the person's own tickets.
     let mut touched: Vec<i64> = ids_where::<messages::Entity, _>(
@@ -1154,10 +1205,11 @@ async fn redact_recipients(
     touched.sort_unstable();
     touched.dedup();
     refuse_if_tickets_held(txn, Vec::new(), &touched).await?;
-    redact_blobs(txn, ring, recipients_of, addresses, now).await?;
+    redact_blobs(txn, ring, recipients_of, addresses, false, now).await?;
+    redact_blobs(txn, ring, report_blobs, addresses, true, now).await?;
     // Raw mail that names them only outside To and Cc (Reply-To, Bcc, Delivered-To,
     // Received `for`, ...): found through the mentions recorded with each blob.
-    changed += redact_blobs(txn, ring, mentioned, addresses, now).await?;
+    changed += redact_blobs(txn, ring, mentioned, addresses, false, now).await?;
     requeue.sort_unstable();
     requeue.dedup();
     insert_rows(

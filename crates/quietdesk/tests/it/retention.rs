@@ -514,6 +514,80 @@ async fn an_address_only_named_by_others_can_be_erased(qd: Qd) {
 }
 both_backends!(an_address_only_named_by_others_can_be_erased);
 
+/// A delivery report (bounce) on someone else's ticket quotes an erased person's address
+/// in its body: the report holds nobody's own text, so the address goes from its text,
+/// its index document and its raw mail. Before, erasure rewrote header blocks only, and
+/// the report kept the address, searchable.
+async fn a_bounce_loses_the_erased_address_in_its_body(qd: Qd) {
+    let dsn = "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n\
+               To: support@quietdesk.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+               Message-ID: <dsn-1@mx.example.net>\r\nReferences: <cc-6@example.org>\r\n\
+               Date: Mon, 1 Jan 2024 12:05:00 +0000\r\nMIME-Version: 1.0\r\n\
+               Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\r\n\r\n\
+               --r\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n\
+               <Erin@example.org>: host mx.example.org said: 550 xqdsnmarker unknown user\r\n\
+               --r\r\nContent-Type: message/delivery-status\r\n\r\n\
+               Reporting-MTA: dns; mx.example.net\r\n\r\n\
+               Final-Recipient: rfc822; erin@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+               --r\r\nContent-Type: text/rfc822-headers\r\n\r\n\
+               From: Bob <bob@example.org>\r\nCc: erin@example.org\r\nSubject: kpwbobmarker\r\n\
+               --r--\r\n";
+    let src = mail_files(
+        &qd,
+        "bounced",
+        &[
+            (
+                "1.eml",
+                bob_with_in_copy("erin@example.org", 6, "Bob writes.").as_str(),
+            ),
+            ("2.eml", dsn),
+        ],
+    );
+    let imported = qd.json(&["import", path_str(&src), "--json"]);
+    assert_eq!(
+        imported["tickets"], 1,
+        "the report joins Bob's ticket: {imported}"
+    );
+    assert_eq!(qd.search("xqdsnmarker", 10).len(), 1);
+    assert!(!qd.search("\"erin@example.org\"", 10).is_empty());
+
+    let erased = erase_json(&qd, "erin@example.org", "request 22");
+    assert_eq!(
+        erased["counts"]["redacted"], 2,
+        "Bob's mail and the report: {erased}"
+    );
+    assert_gone(&qd, "erin@example.org");
+    assert_present(&qd, "xqdsnmarker", 1);
+    let store = crate::imap::open_sealed_store(&qd).await;
+    let ticket = store
+        .ticket_of_message_id("dsn-1@mx.example.net")
+        .await
+        .unwrap()
+        .unwrap();
+    let messages = store.ticket_messages(ticket).await.unwrap();
+    let report = messages
+        .iter()
+        .find(|m| m.message_id.as_deref() == Some("dsn-1@mx.example.net"))
+        .unwrap();
+    assert!(
+        report.body_text.contains("<erased@erased.invalid>: host"),
+        "{}",
+        report.body_text
+    );
+    let raw = store.raw_message(report.id).await.unwrap().unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(
+        !raw.to_ascii_lowercase().contains("erin@example.org"),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("Final-Recipient: rfc822; erased@erased.invalid"),
+        "{raw}"
+    );
+    store.close().await.unwrap();
+}
+both_backends!(a_bounce_loses_the_erased_address_in_its_body);
+
 /// A customer's email rectified to an address that already wrote to us takes that
 /// mail over: it is kept as the customer's, not deleted as a non-customer's request.
 async fn rectifying_an_email_files_its_mail_under_the_customer(qd: Qd) {
