@@ -167,12 +167,19 @@ fn list(text: &str) -> Vec<String> {
 /// were copied on: they received it). Anything else is another person's mail.
 fn is_theirs(m: &messages::Model, contact_ids: &[i64], addresses: &[String]) -> bool {
     let names = |mailbox: &str| addresses.iter().any(|a| qd_core::mailbox_is(mailbox, a));
-    m.contact_id.is_some_and(|id| contact_ids.contains(&id))
-        || m.from_addr.as_deref().is_some_and(names)
+    sent_by(m, contact_ids, addresses)
         || list(&m.to_addrs)
             .iter()
             .chain(list(&m.cc_addrs).iter())
             .any(|r| names(r))
+}
+
+/// Whether one of the person's contacts, or one of their addresses, sent the message.
+fn sent_by(m: &messages::Model, contact_ids: &[i64], addresses: &[String]) -> bool {
+    m.contact_id.is_some_and(|id| contact_ids.contains(&id))
+        || m.from_addr
+            .as_deref()
+            .is_some_and(|f| addresses.iter().any(|a| qd_core::mailbox_is(f, a)))
 }
 
 /// Gathers everything about `subject`, writes the archive to `out` and records the export
@@ -283,12 +290,8 @@ pub async fn export(
      -> Result<MessageOut> {
         // Blind copies are the sender's secret: only mail the person sent keeps them
         // (a copy from a sender's own archive may carry them).
-        let sent_by_them = m.contact_id.is_some_and(|id| contact_ids.contains(&id))
-            || m.from_addr
-                .as_deref()
-                .is_some_and(|f| addresses.iter().any(|a| qd_core::mailbox_is(f, a)));
         let raw = match raw {
-            Some(bytes) if !sent_by_them => {
+            Some(bytes) if !sent_by(m, &contact_ids, &addresses) => {
                 Some(qd_core::without_fields(&bytes, &["bcc", "resent-bcc"]))
             }
             other => other,

@@ -1122,8 +1122,9 @@ async fn redact_recipients(
             .select_only()
             .column(messages::Column::Id)
             .column(messages::Column::BodyText)
-            .filter(Expr::expr(Func::lower(Expr::col(messages::Column::BodyText))).like(pattern()))
+            // The sender first: bodies are long, and only reports' are read.
             .filter(is_report_sender())
+            .filter(Expr::expr(Func::lower(Expr::col(messages::Column::BodyText))).like(pattern()))
             .into_tuple()
             .all(txn)
             .await?;

@@ -1,6 +1,7 @@
-//! Mail the store deleted and must not take back: the content hashes of deleted messages
-//! (`forgotten_mail`). Every deletion of message rows records them in its transaction;
-//! every batch checks them beside the duplicate check.
+//! Mail the store deleted or anonymised and must not take back: the content hashes of
+//! such messages and their hashed Message-IDs (`forgotten_mail`). Every deletion of message
+//! rows, and every anonymisation, records them in its transaction; every batch checks
+//! them beside the duplicate check.
 
 use std::collections::HashSet;
 
