@@ -243,6 +243,7 @@ fn decode_position(position: &str) -> (u32, Option<u32>) {
 /// Reasons recorded for held UIDs: fixed texts, never anything from the mail.
 const TOO_LARGE: &str = "over the size limit";
 const NOT_RETURNED: &str = "the server did not return it";
+const UNREADABLE: &str = "the server's reply for it could not be read";
 const NOT_PREPARED: &str = "could not be prepared for storage";
 const NOT_STORED: &str = "the database refused to store it (the error is logged at debug level)";
 
@@ -259,38 +260,69 @@ fn not_returned(asked: &[u32], items: &[(u32, Vec<u8>)]) -> Vec<u32> {
     asked.iter().copied().filter(|u| !got.contains(u)).collect()
 }
 
+/// What a body fetch asks for; [`BODY_ONLY`] when the server's answer to it cannot be
+/// read (the trouble may be in the INTERNALDATE or in flags sent along).
+const BODY_ITEMS: &str = "(UID INTERNALDATE BODY.PEEK[])";
+const BODY_ONLY: &str = "(UID BODY.PEEK[])";
+
+/// Why a body fetch ended early.
+enum FetchFailure {
+    /// The server sent a reply async-imap cannot parse. The connection cannot go on:
+    /// its reader keeps the bytes it failed on and fails on them again at every read,
+    /// so every later command on it, and every later pass that asks for the same mail,
+    /// would fail the same way.
+    Unreadable,
+    Failed(ImapError),
+}
+
+impl From<ImapError> for FetchFailure {
+    fn from(e: ImapError) -> Self {
+        FetchFailure::Failed(e)
+    }
+}
+
+/// A reply the library could not parse (see [`FetchFailure::Unreadable`]).
+fn is_unreadable(e: &async_imap::error::Error) -> bool {
+    match e {
+        async_imap::error::Error::Parse(_) => true,
+        async_imap::error::Error::Io(io) => io.to_string().contains("during parsing of"),
+        _ => false,
+    }
+}
+
 /// Fetches the raw mail of `uids` (BODY.PEEK: the \\Seen flag stays as it was), and
-/// when the server received each (INTERNALDATE), into `got`; a UID the server does not
-/// return is simply absent. `wait` bounds the wait
-/// for each message ([`body_wait`]).
+/// when the server received each (INTERNALDATE) where `items` asks for it, into `got`;
+/// a UID the server does not return is simply absent. `wait` bounds the wait for each
+/// message ([`body_wait`]).
+#[allow(clippy::too_many_arguments)]
 async fn fetch_bodies(
     m: &MailboxConfig,
     session: &mut super::conn::Session,
     uids: &[u32],
+    items: &str,
     stall: Duration,
     wait: Duration,
     cancel: &CancellationToken,
     got: &mut Fetched,
-) -> Result<(), ImapError> {
+) -> Result<(), FetchFailure> {
     for set in uid_sets(uids) {
-        let mut stream = timed(
-            stall,
-            &m.name,
-            "UID FETCH",
-            session.uid_fetch(&set, "(UID INTERNALDATE BODY.PEEK[])"),
-        )
-        .await?
-        .map_err(|e| proto(m, e))?;
+        let mut stream = timed(stall, &m.name, "UID FETCH", session.uid_fetch(&set, items))
+            .await?
+            .map_err(|e| proto(m, e))?;
         loop {
             let next = tokio::select! {
                 n = timed(wait, &m.name, "UID FETCH", stream.next()) => n?,
                 _ = cancel.cancelled() => return Err(ImapError::Protocol {
                     mailbox: m.name.clone(),
                     reason: "stopped".into(),
-                }),
+                }.into()),
             };
             let Some(item) = next else { break };
-            let f = item.map_err(|e| proto(m, e))?;
+            let f = match item {
+                Ok(f) => f,
+                Err(e) if is_unreadable(&e) => return Err(FetchFailure::Unreadable),
+                Err(e) => return Err(proto(m, e).into()),
+            };
             if let (Some(uid), Some(body)) = (f.uid, f.body()) {
                 got.items.push((uid, body.to_vec()));
                 if let Some(at) = f.internal_date() {
@@ -302,6 +334,107 @@ async fn fetch_bodies(
     Ok(())
 }
 
+/// [`fetch_bodies`] past replies that cannot be read. After one, the connection is
+/// replaced (see [`FetchFailure::Unreadable`]) and the first UID not yet fetched is
+/// asked for alone, then alone without INTERNALDATE; the rest is fetched together
+/// again, and so on until every UID was asked for. Returns the UIDs whose reply could
+/// not be read either way: the caller holds them (left on the server, reported), so one
+/// such message never blocks the folder. The connection is usable when this returns.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_readable(
+    m: &MailboxConfig,
+    server: &mut Server,
+    folder: &str,
+    uv: u32,
+    uids: &[u32],
+    wait: Duration,
+    cancel: &CancellationToken,
+    got: &mut Fetched,
+) -> Result<Vec<u32>, ImapError> {
+    let stall = m.stall_timeout();
+    let mut rest = uids.to_vec();
+    let mut unreadable = Vec::new();
+    loop {
+        match fetch_bodies(
+            m,
+            &mut server.conn.session,
+            &rest,
+            BODY_ITEMS,
+            stall,
+            wait,
+            cancel,
+            got,
+        )
+        .await
+        {
+            Ok(()) => return Ok(unreadable),
+            Err(FetchFailure::Failed(e)) => return Err(e),
+            Err(FetchFailure::Unreadable) => {}
+        }
+        rest = not_returned(&rest, &got.items);
+        rest.sort_unstable();
+        warn!(mailbox = %m.name, folder, messages = rest.len(),
+            "the server sent a reply that could not be read; reconnecting and asking for the rest one message at a time");
+        reopen(m, server, folder, uv).await?;
+        let Some((&first, after)) = rest.split_first() else {
+            return Ok(unreadable);
+        };
+        let mut read = false;
+        for items in [BODY_ITEMS, BODY_ONLY] {
+            match fetch_bodies(
+                m,
+                &mut server.conn.session,
+                &[first],
+                items,
+                stall,
+                wait,
+                cancel,
+                got,
+            )
+            .await
+            {
+                Ok(()) => {
+                    read = true;
+                    break;
+                }
+                Err(FetchFailure::Failed(e)) => return Err(e),
+                Err(FetchFailure::Unreadable) => reopen(m, server, folder, uv).await?,
+            }
+        }
+        if !read {
+            warn!(mailbox = %m.name, folder, uid = first,
+                "the server's reply for this message could not be read; it stays on the server, held");
+            unreadable.push(first);
+        }
+        rest = after.to_vec();
+        if rest.is_empty() {
+            return Ok(unreadable);
+        }
+    }
+}
+
+/// Replaces the connection with a new one on which `folder` is selected again. The
+/// UIDs in hand are only good under `uv`: a folder whose UIDVALIDITY changed meanwhile
+/// ends the pass (the next one rescans it).
+async fn reopen(
+    m: &MailboxConfig,
+    server: &mut Server,
+    folder: &str,
+    uv: u32,
+) -> Result<(), ImapError> {
+    let stall = m.stall_timeout();
+    let mut fresh = open(m).await?;
+    let name = server_name(folder, fresh.delimiter.as_deref());
+    let mb = timed(stall, &m.name, "SELECT", fresh.conn.session.select(&name))
+        .await?
+        .map_err(|e| folder_err(m, folder, e))?;
+    if mb.uid_validity != Some(uv) {
+        return Err(folder_err(m, folder, "UIDVALIDITY changed during the pass"));
+    }
+    *server = fresh;
+    Ok(())
+}
+
 /// `(UID, RFC822.SIZE)` of the messages in the UID set `set`. A FETCH line without a
 /// size (an unsolicited FETCH of flags) says nothing here.
 async fn fetch_sizes(
@@ -309,7 +442,7 @@ async fn fetch_sizes(
     session: &mut super::conn::Session,
     set: &str,
     stall: Duration,
-) -> Result<Vec<(u32, u32)>, ImapError> {
+) -> Result<Vec<(u32, u32)>, FetchFailure> {
     let mut sizes = Vec::new();
     let mut stream = timed(
         stall,
@@ -320,7 +453,11 @@ async fn fetch_sizes(
     .await?
     .map_err(|e| proto(m, e))?;
     while let Some(item) = timed(stall, &m.name, "UID FETCH (sizes)", stream.next()).await? {
-        let f = item.map_err(|e| proto(m, e))?;
+        let f = match item {
+            Ok(f) => f,
+            Err(e) if is_unreadable(&e) => return Err(FetchFailure::Unreadable),
+            Err(e) => return Err(proto(m, e).into()),
+        };
         if let (Some(uid), Some(size)) = (f.uid, f.size) {
             sizes.push((uid, size));
         }
@@ -543,13 +680,29 @@ pub(crate) async fn sync_folder(
     }
 
     // Sizes first: an oversized message is refused without downloading it.
-    let mut sizes = fetch_sizes(
-        m,
-        &mut server.conn.session,
-        &format!("{}:*", last.saturating_add(1)),
-        stall,
-    )
-    .await?;
+    let range = format!("{}:*", last.saturating_add(1));
+    let mut sizes = match fetch_sizes(m, &mut server.conn.session, &range, stall).await {
+        Ok(sizes) => sizes,
+        Err(FetchFailure::Failed(e)) => return Err(e),
+        // Without sizes, every message is fetched with its size unknown (as below for
+        // one the answer left out): the limit is checked on the bytes that arrive.
+        Err(FetchFailure::Unreadable) => {
+            warn!(mailbox = %m.name, folder,
+                "the server's answer with message sizes could not be read; reconnecting and fetching without sizes");
+            reopen(m, server, folder, uv).await?;
+            timed(
+                stall,
+                &m.name,
+                "UID SEARCH",
+                uid_search(&mut server.conn.session, format!("UID {range}")),
+            )
+            .await?
+            .map_err(|e| proto(m, e))?
+            .into_iter()
+            .map(|u| (u, 0))
+            .collect()
+        }
+    };
     // `n:*` also names the highest UID when n is above it (RFC 3501 6.4.8).
     sizes.retain(|s| s.0 > last);
     // The largest size a UID was reported with counts.
@@ -706,7 +859,6 @@ async fn fetch_and_store(
 ) -> (Vec<u32>, Result<(), ImapError>) {
     let stall = m.stall_timeout();
     let (tx, mut rx) = mpsc::channel::<RawBatch>(2);
-    let session = &mut server.conn.session;
     let producer = async move {
         for Planned {
             uids,
@@ -720,7 +872,8 @@ async fn fetch_and_store(
                 items: Vec::with_capacity(uids.len()),
                 arrived: Arrivals::new(),
             };
-            fetch_bodies(m, session, &uids, stall, wait, cancel, &mut got).await?;
+            let mut unreadable =
+                fetch_readable(m, server, folder, uv, &uids, wait, cancel, &mut got).await?;
             // A server may answer a UID FETCH with fewer messages than asked and a NO
             // that async-imap does not report (Gmail: "Some messages could not be
             // FETCHed"). Those still there are asked for once more; what still does not
@@ -729,18 +882,25 @@ async fn fetch_and_store(
             // another client: nothing to keep.
             let mut held: Vec<(u32, &'static str)> =
                 refused.into_iter().map(|u| (u, TOO_LARGE)).collect();
-            let missing = not_returned(&uids, &got.items);
+            let mut missing = not_returned(&uids, &got.items);
+            missing.retain(|u| !unreadable.contains(u));
             if !missing.is_empty() {
-                let still_there = search_uids(m, session, &missing, stall).await?;
+                let still_there = search_uids(m, &mut server.conn.session, &missing, stall).await?;
                 if !still_there.is_empty() {
                     warn!(mailbox = %m.name, folder, messages = still_there.len(),
                         "the server did not return some messages; asking once more");
-                    fetch_bodies(m, session, &still_there, stall, wait, cancel, &mut got).await?;
+                    unreadable.extend(
+                        fetch_readable(m, server, folder, uv, &still_there, wait, cancel, &mut got)
+                            .await?,
+                    );
                     for uid in not_returned(&still_there, &got.items) {
-                        held.push((uid, NOT_RETURNED));
+                        if !unreadable.contains(&uid) {
+                            held.push((uid, NOT_RETURNED));
+                        }
                     }
                 }
             }
+            held.extend(unreadable.iter().map(|&u| (u, UNREADABLE)));
             if tx
                 .send(RawBatch {
                     items: got.items,
@@ -936,10 +1096,20 @@ async fn store_one(
         }
     }
     out.last_uid = Some(batch.checkpoint);
+    // Held for what the server sent (not for their size: those were counted when the
+    // batches were planned) count as fetched and failed, like those that failed here.
+    let unfetched: Vec<(u32, String)> = batch
+        .held
+        .iter()
+        .filter(|(_, reason)| *reason != TOO_LARGE)
+        .map(|&(uid, reason)| (uid, reason.to_string()))
+        .collect();
+    out.fetched += unfetched.len() as u64;
     let reasons = failed
         .iter()
         .map(|(uid, reason)| (*uid, reason.clone()))
-        .chain(store_refused.iter().map(|&u| (u, NOT_STORED.to_string())));
+        .chain(store_refused.iter().map(|&u| (u, NOT_STORED.to_string())))
+        .chain(unfetched);
     for (uid, reason) in reasons {
         out.failed += 1;
         warn!(mailbox = %m.name, folder, uid, %reason, "message could not be stored; left on the server");
@@ -1191,7 +1361,16 @@ async fn retry_held(
     uids.sort_unstable();
     let mut sizes: Vec<(u32, u32)> = Vec::new();
     for set in uid_sets(&uids) {
-        sizes.extend(fetch_sizes(m, &mut server.conn.session, &set, stall).await?);
+        match fetch_sizes(m, &mut server.conn.session, &set, stall).await {
+            Ok(found) => sizes.extend(found),
+            Err(FetchFailure::Failed(e)) => return Err(e),
+            // Unread sizes: all of them are looked for by search and fetched unsized.
+            Err(FetchFailure::Unreadable) => {
+                reopen(m, server, folder, uv).await?;
+                sizes.clear();
+                break;
+            }
+        }
     }
     let sized: HashSet<u32> = sizes.iter().map(|s| s.0).collect();
     // A UID missing from the size answer may still be there (the FETCH came back
@@ -1237,11 +1416,13 @@ async fn retry_held(
             .chain(still_there.iter().map(|_| limit))
             .max()
             .unwrap_or(0);
-        fetch_bodies(
+        // What still cannot be read stays held, as it was.
+        fetch_readable(
             m,
-            &mut server.conn.session,
+            server,
+            folder,
+            uv,
             &wanted,
-            stall,
             body_wait(stall, largest),
             cancel,
             &mut got,

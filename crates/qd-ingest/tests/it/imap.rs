@@ -405,6 +405,93 @@ async fn a_refused_search_is_an_error_not_an_empty_answer() {
     assert_stored_and_moved(&d, &ctx.store, &msgs).await;
 }
 
+/// A reply async-imap cannot parse (here the server's line for message 2 is garbled on
+/// the way) used to stop the folder for good: the library's reader keeps the bytes it
+/// failed on, the pass ended with an error, and every later pass asked for the same
+/// message again. Now the connection is replaced and the message is asked for alone,
+/// then without INTERNALDATE, which here reads; everything is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_fetch_reply_is_asked_for_again() {
+    let Proxied {
+        d,
+        proxy,
+        msgs,
+        ctx,
+        _dir,
+    } = proxied(93, 3).await;
+    proxy.replace_in_server_lines("UID 2 INTERNALDATE \"", "UID 2 INTERNALDATE (\"");
+    let s = ingest_once(&ctx, &[through(&proxy, &d, "user")])
+        .await
+        .unwrap();
+    assert_eq!((s.stored, s.failed, s.errors), (3, 0, 0), "{s:?}");
+    assert_consistent(&s);
+    assert_stored_and_moved(&d, &ctx.store, &msgs).await;
+    assert!(proxy.accepted() >= 2, "the stuck connection was replaced");
+}
+
+/// A message whose reply cannot be read either way is held (left on the server, reported
+/// as failed) and the rest of the folder goes on: the messages around it are stored, the
+/// next pass takes new mail, and once the server answers readably the held one comes in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_message_is_held_and_the_folder_goes_on() {
+    let Proxied {
+        d,
+        proxy,
+        mut msgs,
+        ctx,
+        _dir,
+    } = proxied(94, 3).await;
+    proxy.replace_in_server_lines("UID 2 INTERNALDATE \"", "UID 2 INTERNALDATE (\"");
+    proxy.replace_in_server_lines("UID 2 BODY[] {", "UID 2 INTERNALDATE (BODY[] {");
+    let m = through(&proxy, &d, "user");
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!((s.stored, s.failed, s.errors), (2, 1, 0), "{s:?}");
+    assert_consistent(&s);
+    assert!(
+        s.failures[0].reason.contains("could not be read"),
+        "{:?}",
+        s.failures
+    );
+    assert_eq!(d.count("user", "INBOX"), 1, "the unreadable one stays");
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
+
+    // New mail is not blocked behind it (the held one is tried again and stays held).
+    let more = synth(95, 1);
+    deliver_all(&d, "user", &more);
+    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    assert_eq!((s.stored, s.errors), (1, 0), "{s:?}");
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
+    assert_eq!(ctx.store.stats().await.unwrap().messages, 3);
+
+    // Straight to Dovecot, the reply reads: the held message is stored and released.
+    let s = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();
+    assert_eq!((s.stored, s.errors), (1, 0), "{s:?}");
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
+    msgs.extend(more);
+    assert_stored_and_moved(&d, &ctx.store, &msgs).await;
+}
+
+/// An answer with the message sizes that cannot be read does not stop the folder either:
+/// the connection is replaced and the mail is fetched without sizes, the limit checked on
+/// the bytes that arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_size_answer_is_done_without() {
+    let Proxied {
+        d,
+        proxy,
+        msgs,
+        ctx,
+        _dir,
+    } = proxied(96, 3).await;
+    proxy.replace_in_server_lines("UID 2 RFC822.SIZE ", "UID 2 RFC822.SIZE (");
+    let s = ingest_once(&ctx, &[through(&proxy, &d, "user")])
+        .await
+        .unwrap();
+    assert_eq!((s.stored, s.failed, s.errors), (3, 0, 0), "{s:?}");
+    assert_consistent(&s);
+    assert_stored_and_moved(&d, &ctx.store, &msgs).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_restarted_mid_batch_loses_and_doubles_nothing() {
     let mut d = Dovecot::start_plain().unwrap();
