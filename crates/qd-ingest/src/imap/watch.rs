@@ -174,7 +174,7 @@ async fn session_loop(
             .await?
             .map_err(|e| ImapError::Protocol {
                 mailbox: m.name.clone(),
-                reason: format!("IDLE: {e}"),
+                reason: format!("IDLE: {}", super::sync::describe(e)),
             })?;
         let wake = {
             let (fut, _stop) = handle.wait_with_timeout(cycle);
@@ -184,7 +184,7 @@ async fn session_loop(
                     Ok(Ok(_)) | Err(_) => Wake::Renew,
                     Ok(Err(e)) => return Err(ImapError::Protocol {
                         mailbox: m.name.clone(),
-                        reason: format!("during IDLE: {e}"),
+                        reason: format!("during IDLE: {}", super::sync::describe(e)),
                     }),
                 },
                 _ = shutdown.cancelled() => Wake::Shutdown,
@@ -200,7 +200,7 @@ async fn session_loop(
             .await?
             .map_err(|e| ImapError::Protocol {
                 mailbox: m.name.clone(),
-                reason: format!("ending IDLE: {e}"),
+                reason: format!("ending IDLE: {}", super::sync::describe(e)),
             })?;
         *attempt = 0;
         server = Server {

@@ -492,6 +492,40 @@ async fn an_unreadable_size_answer_is_done_without() {
     assert_stored_and_moved(&d, &ctx.store, &msgs).await;
 }
 
+/// A body FETCH that comes back without a message still in the folder (Gmail: "Some
+/// messages could not be FETCHed", with a NO async-imap does not report): it is asked for
+/// once more, then held and reported as failed, never passed by the checkpoint as stored;
+/// a later connection that gets it stores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_server_does_not_return_is_held_and_reported() {
+    let Proxied {
+        d,
+        proxy,
+        msgs,
+        ctx,
+        _dir,
+    } = proxied(97, 3).await;
+    // Without its UID the answer for message 2 is not taken for it.
+    proxy.replace_in_server_lines("FETCH (UID 2 INTERNALDATE", "FETCH (INTERNALDATE");
+    let s = ingest_once(&ctx, &[through(&proxy, &d, "user")])
+        .await
+        .unwrap();
+    assert_eq!((s.stored, s.failed, s.errors), (2, 1, 0), "{s:?}");
+    assert_consistent(&s);
+    assert!(
+        s.failures[0].reason.contains("did not return"),
+        "{:?}",
+        s.failures
+    );
+    assert_eq!(d.count("user", "INBOX"), 1);
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
+
+    let s = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();
+    assert_eq!((s.stored, s.errors), (1, 0), "{s:?}");
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
+    assert_stored_and_moved(&d, &ctx.store, &msgs).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_restarted_mid_batch_loses_and_doubles_nothing() {
     let mut d = Dovecot::start_plain().unwrap();
