@@ -197,6 +197,8 @@ type Arrivals = std::collections::HashMap<u32, chrono::DateTime<chrono::Utc>>;
 struct Fetched {
     items: Vec<(u32, Vec<u8>)>,
     arrived: Arrivals,
+    /// The UIDs in `items`: a message asked for again is not taken twice.
+    seen: HashSet<u32>,
 }
 
 /// One batch as planned from the sizes: the UIDs to fetch, the checkpoint once stored,
@@ -244,6 +246,7 @@ fn decode_position(position: &str) -> (u32, Option<u32>) {
 const TOO_LARGE: &str = "over the size limit";
 const NOT_RETURNED: &str = "the server did not return it";
 const UNREADABLE: &str = "the server's reply for it could not be read";
+const NOT_ASKED: &str = "not fetched yet: too many replies from the server could not be read";
 const NOT_PREPARED: &str = "could not be prepared for storage";
 const NOT_STORED: &str = "the database refused to store it (the error is logged at debug level)";
 
@@ -324,6 +327,9 @@ async fn fetch_bodies(
                 Err(e) => return Err(proto(m, e).into()),
             };
             if let (Some(uid), Some(body)) = (f.uid, f.body()) {
+                if !got.seen.insert(uid) {
+                    continue;
+                }
                 got.items.push((uid, body.to_vec()));
                 if let Some(at) = f.internal_date() {
                     got.arrived.insert(uid, at.with_timezone(&chrono::Utc));
@@ -334,12 +340,20 @@ async fn fetch_bodies(
     Ok(())
 }
 
+/// Reconnections one [`fetch_readable`] may make; each unreadable message costs about
+/// three. Past them the UIDs not yet asked for are held, to be tried by a later pass: a
+/// server whose every reply is unreadable costs a bounded number of logins per pass, not
+/// three per message (providers lock accounts that log in too often).
+const MAX_RECONNECTS: u32 = 10;
+
 /// [`fetch_bodies`] past replies that cannot be read. After one, the connection is
 /// replaced (see [`FetchFailure::Unreadable`]) and the first UID not yet fetched is
 /// asked for alone, then alone without INTERNALDATE; the rest is fetched together
-/// again, and so on until every UID was asked for. Returns the UIDs whose reply could
-/// not be read either way: the caller holds them (left on the server, reported), so one
-/// such message never blocks the folder. The connection is usable when this returns.
+/// again, and so on until every UID was asked for or [`MAX_RECONNECTS`] is reached.
+/// Returns the UIDs to hold and why: those whose reply could not be read either way
+/// ([`UNREADABLE`]) and those left for a later pass ([`NOT_ASKED`]). The caller holds
+/// them (left on the server, reported), so one such message never blocks the folder.
+/// The connection is usable when this returns.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_readable(
     m: &MailboxConfig,
@@ -350,10 +364,11 @@ async fn fetch_readable(
     wait: Duration,
     cancel: &CancellationToken,
     got: &mut Fetched,
-) -> Result<Vec<u32>, ImapError> {
+) -> Result<Vec<(u32, &'static str)>, ImapError> {
     let stall = m.stall_timeout();
     let mut rest = uids.to_vec();
-    let mut unreadable = Vec::new();
+    let mut held = Vec::new();
+    let mut reconnects = 0u32;
     loop {
         match fetch_bodies(
             m,
@@ -367,19 +382,19 @@ async fn fetch_readable(
         )
         .await
         {
-            Ok(()) => return Ok(unreadable),
+            Ok(()) => return Ok(held),
             Err(FetchFailure::Failed(e)) => return Err(e),
             Err(FetchFailure::Unreadable) => {}
         }
-        rest = not_returned(&rest, &got.items);
+        rest.retain(|u| !got.seen.contains(u));
         rest.sort_unstable();
         warn!(mailbox = %m.name, folder, messages = rest.len(),
             "the server sent a reply that could not be read; reconnecting and asking for the rest one message at a time");
         reopen(m, server, folder, uv).await?;
+        reconnects += 1;
         let Some((&first, after)) = rest.split_first() else {
-            return Ok(unreadable);
+            return Ok(held);
         };
-        let mut read = false;
         for items in [BODY_ITEMS, BODY_ONLY] {
             match fetch_bodies(
                 m,
@@ -393,36 +408,54 @@ async fn fetch_readable(
             )
             .await
             {
-                Ok(()) => {
-                    read = true;
-                    break;
-                }
+                Ok(()) => break,
                 Err(FetchFailure::Failed(e)) => return Err(e),
-                Err(FetchFailure::Unreadable) => reopen(m, server, folder, uv).await?,
+                Err(FetchFailure::Unreadable) => {
+                    reopen(m, server, folder, uv).await?;
+                    reconnects += 1;
+                    // The message itself read; what failed came after it.
+                    if got.seen.contains(&first) {
+                        break;
+                    }
+                    if items == BODY_ONLY {
+                        warn!(mailbox = %m.name, folder, uid = first,
+                            "the server's reply for this message could not be read; it stays on the server, held");
+                        held.push((first, UNREADABLE));
+                    }
+                }
             }
-        }
-        if !read {
-            warn!(mailbox = %m.name, folder, uid = first,
-                "the server's reply for this message could not be read; it stays on the server, held");
-            unreadable.push(first);
         }
         rest = after.to_vec();
         if rest.is_empty() {
-            return Ok(unreadable);
+            return Ok(held);
+        }
+        if reconnects >= MAX_RECONNECTS {
+            warn!(mailbox = %m.name, folder, messages = rest.len(),
+                "too many replies from the server could not be read; the rest is held for a later pass");
+            held.extend(rest.iter().map(|&u| (u, NOT_ASKED)));
+            return Ok(held);
         }
     }
 }
 
 /// Replaces the connection with a new one on which `folder` is selected again. The
-/// UIDs in hand are only good under `uv`: a folder whose UIDVALIDITY changed meanwhile
-/// ends the pass (the next one rescans it).
+/// stuck one is closed first, so an account at its connection limit still gets the new
+/// one. The UIDs in hand are only good under `uv`: a folder whose UIDVALIDITY changed
+/// meanwhile ends the pass (the next one rescans it).
 async fn reopen(
     m: &MailboxConfig,
     server: &mut Server,
     folder: &str,
     uv: u32,
 ) -> Result<(), ImapError> {
+    use tokio::io::AsyncWriteExt;
     let stall = m.stall_timeout();
+    // Closing our side ends the server's session (no LOGOUT: nothing can be read on it).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        server.conn.session.get_mut().shutdown(),
+    )
+    .await;
     let mut fresh = open(m).await?;
     let name = server_name(folder, fresh.delimiter.as_deref());
     let mb = timed(stall, &m.name, "SELECT", fresh.conn.session.select(&name))
@@ -781,7 +814,8 @@ pub(crate) async fn sync_folder(
     let mut largest = 0u64;
     for (i, &(uid, size)) in accepted.iter().enumerate() {
         current.push(uid);
-        bytes += u64::from(size);
+        // Size 0: the server gave none; it may take up to the limit.
+        bytes += if size == 0 { limit } else { u64::from(size) };
         // Size 0: the server gave none (see above).
         largest = largest.max(if size == 0 { limit } else { u64::from(size) });
         let next = accepted.get(i + 1).map(|a| a.0);
@@ -870,9 +904,9 @@ async fn fetch_and_store(
             let wait = body_wait(stall, largest);
             let mut got = Fetched {
                 items: Vec::with_capacity(uids.len()),
-                arrived: Arrivals::new(),
+                ..Fetched::default()
             };
-            let mut unreadable =
+            let mut unfetched =
                 fetch_readable(m, server, folder, uv, &uids, wait, cancel, &mut got).await?;
             // A server may answer a UID FETCH with fewer messages than asked and a NO
             // that async-imap does not report (Gmail: "Some messages could not be
@@ -883,24 +917,24 @@ async fn fetch_and_store(
             let mut held: Vec<(u32, &'static str)> =
                 refused.into_iter().map(|u| (u, TOO_LARGE)).collect();
             let mut missing = not_returned(&uids, &got.items);
-            missing.retain(|u| !unreadable.contains(u));
+            missing.retain(|u| !unfetched.iter().any(|h| h.0 == *u));
             if !missing.is_empty() {
                 let still_there = search_uids(m, &mut server.conn.session, &missing, stall).await?;
                 if !still_there.is_empty() {
                     warn!(mailbox = %m.name, folder, messages = still_there.len(),
                         "the server did not return some messages; asking once more");
-                    unreadable.extend(
+                    unfetched.extend(
                         fetch_readable(m, server, folder, uv, &still_there, wait, cancel, &mut got)
                             .await?,
                     );
                     for uid in not_returned(&still_there, &got.items) {
-                        if !unreadable.contains(&uid) {
+                        if !unfetched.iter().any(|h| h.0 == uid) {
                             held.push((uid, NOT_RETURNED));
                         }
                     }
                 }
             }
-            held.extend(unreadable.iter().map(|&u| (u, UNREADABLE)));
+            held.extend(unfetched);
             if tx
                 .send(RawBatch {
                     items: got.items,
@@ -1364,11 +1398,12 @@ async fn retry_held(
         match fetch_sizes(m, &mut server.conn.session, &set, stall).await {
             Ok(found) => sizes.extend(found),
             Err(FetchFailure::Failed(e)) => return Err(e),
-            // Unread sizes: all of them are looked for by search and fetched unsized.
+            // Without sizes a message over the limit would be downloaded whole: held
+            // mail waits for a later pass.
             Err(FetchFailure::Unreadable) => {
-                reopen(m, server, folder, uv).await?;
-                sizes.clear();
-                break;
+                warn!(mailbox = %m.name, folder,
+                    "the server's answer with the sizes of held mail could not be read; trying it again later");
+                return reopen(m, server, folder, uv).await;
             }
         }
     }
