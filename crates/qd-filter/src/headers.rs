@@ -395,10 +395,21 @@ fn recipients(view: &MessageView, hits: &mut Hits) {
     if to.len() > 1 {
         // Ratware sorts harvested lists: many recipients sharing one local part prefix or
         // one domain that is not the sender's.
+        let lower = |a: &str| domain_of(a).map(str::to_ascii_lowercase);
         let same_domain = to
             .windows(2)
-            .all(|w| domain_of(&w[0].addr) == domain_of(&w[1].addr));
-        if same_domain && to.len() >= 5 {
+            .all(|w| lower(&w[0].addr) == lower(&w[1].addr));
+        // Mail among colleagues (From and To at one organisation) is not a harvested list.
+        let senders = first_address(view, "From")
+            .and_then(|f| lower(&f.addr))
+            .map(|d| registered_domain(&d));
+        let senders_own = senders.is_some()
+            && to
+                .first()
+                .and_then(|a| lower(&a.addr))
+                .map(|d| registered_domain(&d))
+                == senders;
+        if same_domain && !senders_own && to.len() >= 5 {
             hits.add("TO_HARVESTED_LIST", "several To addresses at one domain");
         } else if to.len() >= 4
             && to

@@ -93,9 +93,15 @@ pub(crate) fn check(view: &MessageView, rules: &ReceivedRules, hits: &mut Hits) 
         let helo = origin.helo.as_deref().unwrap_or_default();
         let rdns = origin.rdns.as_deref().unwrap_or_default();
         let rdns_known = !rdns.is_empty() && !rdns.eq_ignore_ascii_case("unknown");
-        if !helo.is_empty() && is_ip_literal(helo) {
+        // A mail client that logs in to submit greets with whatever it has: its LAN
+        // address in brackets (Thunderbird) or its computer name (Outlook). Only a host
+        // handing mail to someone else's server must name itself properly.
+        let judged = if authenticated(origin) { "" } else { helo };
+        if !judged.is_empty() && is_ip_literal(judged) {
             hits.add("RCVD_HELO_BARE_IP", "origin HELO is an address");
-        } else if !helo.is_empty() && !helo.contains('.') && !helo.eq_ignore_ascii_case("localhost")
+        } else if !judged.is_empty()
+            && !judged.contains('.')
+            && !judged.eq_ignore_ascii_case("localhost")
         {
             hits.add("RCVD_HELO_NO_FQDN", "origin HELO is not a domain name");
         }

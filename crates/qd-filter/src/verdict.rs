@@ -295,13 +295,16 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
         0.0,
         "replies go to another domain",
     ),
+    // Web contact forms (From the site, Reply-To the customer's free-mail address) and
+    // lists that rewrite From for DMARC do this too: a helpdesk's everyday mail.
     (
         "REPLYTO_FREEMAIL_DIFFERS",
-        1.5,
+        0.5,
         "replies go to another free-mail mailbox",
     ),
     ("TO_MISSING", 1.0, "no To or Cc"),
-    ("TO_UNDISCLOSED", 2.0, "recipients withheld"),
+    // Announcements sent to oneself with the list in Bcc are ordinary mail.
+    ("TO_UNDISCLOSED", 1.0, "recipients withheld"),
     ("TO_NO_ADDRESS", 1.0, "To without a usable address"),
     ("TO_MANY", 1.5, "many recipients"),
     ("CC_EMPTY", 1.0, "an empty Cc field"),
@@ -332,7 +335,7 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
         2.0,
         "a priority field but no X-Mailer or User-Agent",
     ),
-    ("FROM_EQUALS_TO", 1.5, "From is the recipient's own address"),
+    ("FROM_EQUALS_TO", 1.0, "From is the recipient's own address"),
     (
         "MAILER_FORGED_OUTLOOK",
         1.0,
@@ -358,9 +361,11 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
     // upstream
     ("UPSTREAM_SPAM", 6.0, "our relay's filter said spam"),
     ("UPSTREAM_HAM", -1.0, "our relay's filter said ham"),
-    ("LIST_ID", -1.0, "a mailing list (RFC 2919)"),
-    ("LIST_UNSUBSCRIBE", -0.5, "offers unsubscription (RFC 2369)"),
-    ("PRECEDENCE_LIST", -0.5, "Precedence list/bulk"),
+    // List headers cost a sender nothing, and bulk senders must send List-Unsubscribe
+    // (Gmail's and Yahoo's rules since 2024): shown, but only List-Id leans to ham.
+    ("LIST_ID", -0.5, "a mailing list (RFC 2919)"),
+    ("LIST_UNSUBSCRIBE", 0.0, "offers unsubscription (RFC 2369)"),
+    ("PRECEDENCE_LIST", 0.0, "Precedence list/bulk"),
     // mime
     ("MIME_HTML_ONLY", 2.5, "HTML without a text alternative"),
     (
@@ -372,7 +377,8 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
     ("MIME_NO_VERSION", 1.5, "MIME without MIME-Version"),
     ("MIME_MALFORMED", 1.0, "a part does not decode as declared"),
     ("MIME_DEEP_NESTING", 1.5, "deep MIME nesting"),
-    ("MIME_BASE64_TEXT", 2.0, "body text in base64"),
+    // Exchange, Gmail and many libraries base64 UTF-8 text as a matter of course.
+    ("MIME_BASE64_TEXT", 0.5, "body text in base64"),
     ("MIME_HTML_NO_CHARSET", 1.0, "HTML without a charset"),
     ("MIME_BAD_CHARSET", 1.0, "a charset that is not a name"),
     (
