@@ -405,6 +405,44 @@ async fn a_refused_search_is_an_error_not_an_empty_answer() {
     assert_stored_and_moved(&d, &ctx.store, &msgs).await;
 }
 
+/// One pass through `proxy` that stores `stored` messages and holds `held`, one of them
+/// for a reason that contains `reason`: reported, left in INBOX, counted as held.
+async fn pass_holding(
+    ctx: &IngestContext,
+    proxy: &qd_testkit::StallProxy,
+    d: &Dovecot,
+    stored: u64,
+    held: u64,
+    reason: &str,
+) {
+    let s = ingest_once(ctx, &[through(proxy, d, "user")])
+        .await
+        .unwrap();
+    assert_eq!((s.stored, s.failed, s.errors), (stored, held, 0), "{s:?}");
+    assert_consistent(&s);
+    assert!(
+        s.failures.iter().any(|f| f.reason.contains(reason)),
+        "{:?}",
+        s.failures
+    );
+    assert_eq!(d.count("user", "INBOX"), held as usize);
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, held);
+}
+
+/// One pass straight to Dovecot (its replies read) that stores the `held` messages and
+/// releases them; then every one of `msgs` is stored once and moved.
+async fn pass_taking_held(
+    ctx: &IngestContext,
+    d: &Dovecot,
+    held: u64,
+    msgs: &[qd_synth::SynthMessage],
+) {
+    let s = ingest_once(ctx, &[mailbox(d, "user")]).await.unwrap();
+    assert_eq!((s.stored, s.errors), (held, 0), "{s:?}");
+    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
+    assert_stored_and_moved(d, &ctx.store, msgs).await;
+}
+
 /// A reply async-imap cannot parse (here the server's line for message 2 is garbled on
 /// the way) used to stop the folder for good: the library's reader keeps the bytes it
 /// failed on, the pass ended with an error, and every later pass asked for the same
@@ -445,32 +483,20 @@ async fn an_unreadable_message_is_held_and_the_folder_goes_on() {
     } = proxied(94, 3).await;
     proxy.replace_in_server_lines("UID 2 INTERNALDATE \"", "UID 2 INTERNALDATE (\"");
     proxy.replace_in_server_lines("UID 2 BODY[] {", "UID 2 INTERNALDATE (BODY[] {");
-    let m = through(&proxy, &d, "user");
-    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
-    assert_eq!((s.stored, s.failed, s.errors), (2, 1, 0), "{s:?}");
-    assert_consistent(&s);
-    assert!(
-        s.failures[0].reason.contains("could not be read"),
-        "{:?}",
-        s.failures
-    );
-    assert_eq!(d.count("user", "INBOX"), 1, "the unreadable one stays");
-    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
+    pass_holding(&ctx, &proxy, &d, 2, 1, "could not be read").await;
 
     // New mail is not blocked behind it (the held one is tried again and stays held).
     let more = synth(95, 1);
     deliver_all(&d, "user", &more);
-    let s = ingest_once(&ctx, std::slice::from_ref(&m)).await.unwrap();
+    let s = ingest_once(&ctx, &[through(&proxy, &d, "user")])
+        .await
+        .unwrap();
     assert_eq!((s.stored, s.errors), (1, 0), "{s:?}");
     assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
     assert_eq!(ctx.store.stats().await.unwrap().messages, 3);
 
-    // Straight to Dovecot, the reply reads: the held message is stored and released.
-    let s = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();
-    assert_eq!((s.stored, s.errors), (1, 0), "{s:?}");
-    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
     msgs.extend(more);
-    assert_stored_and_moved(&d, &ctx.store, &msgs).await;
+    pass_taking_held(&ctx, &d, 1, &msgs).await;
 }
 
 /// A server whose every FETCH reply is unreadable costs a bounded number of logins per
@@ -487,26 +513,10 @@ async fn unreadable_replies_cost_a_bounded_number_of_logins() {
     } = proxied(98, 12).await;
     proxy.replace_in_server_lines(" INTERNALDATE \"", " INTERNALDATE (\"");
     proxy.replace_in_server_lines(" BODY[] {", " INTERNALDATE (BODY[] {");
-    let s = ingest_once(&ctx, &[through(&proxy, &d, "user")])
-        .await
-        .unwrap();
-    assert_eq!((s.stored, s.failed, s.errors), (0, 12, 0), "{s:?}");
-    assert_consistent(&s);
-    assert!(
-        s.failures
-            .iter()
-            .any(|f| f.reason.contains("not fetched yet")),
-        "{:?}",
-        s.failures
-    );
+    pass_holding(&ctx, &proxy, &d, 0, 12, "not fetched yet").await;
     let logins = proxy.accepted();
     assert!(logins <= 14, "{logins} connections for one pass");
-    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 12);
-
-    let s = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();
-    assert_eq!((s.stored, s.errors), (12, 0), "{s:?}");
-    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
-    assert_stored_and_moved(&d, &ctx.store, &msgs).await;
+    pass_taking_held(&ctx, &d, 12, &msgs).await;
 }
 
 /// An answer with the message sizes that cannot be read does not stop the folder either:
@@ -545,23 +555,8 @@ async fn a_message_the_server_does_not_return_is_held_and_reported() {
     } = proxied(97, 3).await;
     // Without its UID the answer for message 2 is not taken for it.
     proxy.replace_in_server_lines("FETCH (UID 2 INTERNALDATE", "FETCH (INTERNALDATE");
-    let s = ingest_once(&ctx, &[through(&proxy, &d, "user")])
-        .await
-        .unwrap();
-    assert_eq!((s.stored, s.failed, s.errors), (2, 1, 0), "{s:?}");
-    assert_consistent(&s);
-    assert!(
-        s.failures[0].reason.contains("did not return"),
-        "{:?}",
-        s.failures
-    );
-    assert_eq!(d.count("user", "INBOX"), 1);
-    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 1);
-
-    let s = ingest_once(&ctx, &[mailbox(&d, "user")]).await.unwrap();
-    assert_eq!((s.stored, s.errors), (1, 0), "{s:?}");
-    assert_eq!(ctx.store.stats().await.unwrap().held_on_server, 0);
-    assert_stored_and_moved(&d, &ctx.store, &msgs).await;
+    pass_holding(&ctx, &proxy, &d, 2, 1, "did not return").await;
+    pass_taking_held(&ctx, &d, 1, &msgs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
