@@ -21,7 +21,8 @@ pub struct Bounce {
     pub recipient: Option<String>,
     /// RFC 3463 status code such as `5.1.1`.
     pub status: Option<String>,
-    /// `failed`, `delayed`, `delivered`, `relayed` or `expanded`.
+    /// `failed`, `delayed`, `delivered`, `relayed` or `expanded`; `unknown` for a notice
+    /// without a report whose words say neither failure nor delay.
     pub action: Option<String>,
     /// `Diagnostic-Code` without its type, or the best line of a non-standard bounce.
     pub diagnostic: Option<String>,
@@ -81,6 +82,9 @@ pub fn parse_bounce(raw: &[u8]) -> Option<Bounce> {
             ("text", "rfc822-headers") if original.is_none() => {
                 original = quoted_message_id(part.contents());
             }
+            // A read receipt (RFC 8098) or an abuse report (RFC 5965) quotes our message
+            // and comes from a null sender too, but says nothing about its delivery.
+            ("message", "disposition-notification" | "feedback-report") => return None,
             _ => {}
         }
     }
@@ -108,7 +112,11 @@ pub fn parse_bounce(raw: &[u8]) -> Option<Bounce> {
                     || l.contains("no mailbox")
             })
             .map(|l| l.chars().take(300).collect());
-        bounce.action = Some(non_standard_action(&text, bounce.status.as_deref()).to_string());
+        let subject = msg.subject().unwrap_or_default();
+        bounce.action = Some(
+            non_standard_action(&format!("{subject}\n{text}"), bounce.status.as_deref())
+                .to_string(),
+        );
     }
     if bounce.recipient.is_none() {
         bounce.recipient = msg
@@ -220,12 +228,14 @@ fn quoted_message_id(text: &[u8]) -> Option<String> {
     None
 }
 
-/// The action a bounce without a report states in words. Such a notice may be a delay
-/// warning ("delivery delayed (#4.4.7), will keep trying"), which must not fail the
-/// entry. Giving-up wording wins over the status: qmail's "not going to try again"
-/// notice quotes the last temporary error (`#4.4.1`). Then the status class decides
-/// (RFC 3463: 4 = persistent transient, 5 = permanent); without a status, wording that
-/// promises more attempts makes a delay, anything else stays a failure.
+/// The action a bounce without a report states in words (its subject and its own text).
+/// Such a notice may be a delay warning ("delivery delayed (#4.4.7), will keep
+/// trying"), which must not fail the entry. Giving-up wording wins over the status:
+/// qmail's "not going to try again" notice quotes the last temporary error (`#4.4.1`).
+/// Then the status class decides (RFC 3463: 4 = persistent transient, 5 = permanent);
+/// without a status, wording that promises more attempts makes a delay and wording of
+/// failure a failure. A notice that says neither (an auto-reply from a null sender that
+/// quotes our message) is `unknown`: it sits on the ticket and fails nothing.
 fn non_standard_action(text: &str, status: Option<&str>) -> &'static str {
     let notice = own_text(text).to_lowercase();
     let says = |phrases: &[&str]| phrases.iter().any(|p| notice.contains(p));
@@ -236,9 +246,40 @@ fn non_standard_action(text: &str, status: Option<&str>) -> &'static str {
         Some('4') => "delayed",
         Some('5') => "failed",
         _ if says(STILL_TRYING) => "delayed",
-        _ => "failed",
+        _ if says(NOT_DELIVERED) => "failed",
+        _ => "unknown",
     }
 }
+
+/// Wording of a notice that a message could not be delivered.
+const NOT_DELIVERED: &[&str] = &[
+    "undeliverable",
+    "undelivered",
+    "not delivered",
+    "could not be delivered",
+    "couldn't be delivered",
+    "cannot be delivered",
+    "can't be delivered",
+    "unable to deliver",
+    "wasn't able to deliver",
+    "was not able to deliver",
+    "delivery failed",
+    "delivery has failed",
+    "delivery to the following recipient",
+    "failure notice",
+    "delivery failure",
+    "permanent error",
+    "permanent fatal error",
+    "returned mail",
+    "user unknown",
+    "unknown user",
+    "no such user",
+    "does not exist",
+    "mailbox unavailable",
+    "mailbox not found",
+    "address rejected",
+    "recipient rejected",
+];
 
 /// Wording of a notice that the sending server stopped trying.
 const GIVEN_UP: &[&str] = &[
@@ -247,6 +288,7 @@ const GIVEN_UP: &[&str] = &[
     "won't try again",
     "giving up",
     "gave up",
+    "given up",
     "retry timeout exceeded",
 ];
 
@@ -467,6 +509,59 @@ RnJvbTogc3VwcG9ydEBkZXNrLmV4YW1wbGUNCk1lc3NhZ2UtSUQ6IDxxZC4zLmdoaUBkZXNrLmV4YW1w
         let b = parse_bounce(raw.as_bytes()).expect("a bounce");
         assert_eq!(b.original_message_id, "qd.3.ghi@desk.example");
         assert!(!b.standard);
+    }
+
+    /// A read receipt comes from a null sender and quotes our Message-ID, but reports a
+    /// delivery that happened: it is no bounce and fails nothing.
+    #[test]
+    fn a_read_receipt_is_not_a_bounce() {
+        let raw = "Return-Path: <>\r\n\
+From: Ann <ann@customer.example>\r\n\
+Subject: Read: [#QD-7] your invoice\r\n\
+Content-Type: multipart/report; report-type=disposition-notification; boundary=R\r\n\
+\r\n\
+--R\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+Your message was displayed.\r\n\
+--R\r\n\
+Content-Type: message/disposition-notification\r\n\
+\r\n\
+Final-Recipient: rfc822; ann@customer.example\r\n\
+Original-Message-ID: <qd.7.abc@desk.example>\r\n\
+Disposition: manual-action/MDN-sent-manually; displayed\r\n\
+--R\r\n\
+Content-Type: text/rfc822-headers\r\n\
+\r\n\
+Message-ID: <qd.7.abc@desk.example>\r\n\
+Subject: [#QD-7] your invoice\r\n\
+--R--\r\n";
+        assert_eq!(parse_bounce(raw.as_bytes()), None);
+        let report = raw
+            .replace("disposition-notification", "feedback-report")
+            .replace(
+                "Disposition: manual-action/MDN-sent-manually; displayed",
+                "Feedback-Type: abuse",
+            );
+        assert_eq!(parse_bounce(report.as_bytes()), None);
+    }
+
+    /// An auto-reply from a null sender that quotes our message without a word of failure
+    /// is kept as a notice (it reaches the ticket) but fails nothing.
+    #[test]
+    fn a_notice_without_failure_words_fails_nothing() {
+        let raw = "Return-Path: <>\r\n\
+From: Ann <ann@customer.example>\r\n\
+Subject: Out of office\r\n\
+\r\n\
+I am away until Monday.\r\n\
+\r\n\
+> Message-ID: <qd.8.abc@desk.example>\r\n\
+> Subject: [#QD-8] your invoice\r\n";
+        let b = parse_bounce(raw.as_bytes()).expect("a notice");
+        assert_eq!(b.original_message_id, "qd.8.abc@desk.example");
+        assert_eq!(b.action.as_deref(), Some("unknown"));
+        assert!(!b.is_permanent_failure());
     }
 
     #[test]
