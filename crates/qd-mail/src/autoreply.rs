@@ -192,7 +192,7 @@ pub fn may_auto_reply(
     if let Some(v) = headers
         .precedence
         .iter()
-        .find(|v| matches!(v.as_str(), "bulk" | "list" | "junk"))
+        .find(|v| matches!(v.as_str(), "bulk" | "list" | "junk" | "auto_reply"))
     {
         return Err(NoAutoReply::Precedence(v.clone()));
     }
@@ -254,7 +254,11 @@ fn machine_local_part(addr: &str) -> Option<String> {
         .chars()
         .filter(|c| !matches!(c, '-' | '_' | '.'))
         .collect();
+    // `noreply-aws@`, `notifications-noreply@`, `do-not-reply.billing@`: the words
+    // anywhere in the name.
     let hit = MACHINE_LOCAL_PARTS.contains(&squashed.as_str())
+        || squashed.contains("noreply")
+        || squashed.contains("donotreply")
         || base.starts_with("owner-")
         || base.ends_with("-request")
         || base.ends_with("-bounces")
@@ -396,6 +400,8 @@ mod tests {
             ("Precedence: bulk", "precedence"),
             ("Precedence: list", "precedence"),
             ("Precedence: junk", "precedence"),
+            // What our own acknowledgements (and other responders) carry.
+            ("Precedence: auto_reply", "precedence"),
             ("List-Id: <news.lists.example>", "mailing_list"),
             ("List-Unsubscribe: <mailto:u@lists.example>", "mailing_list"),
             ("Return-Path: <>", "null_return_path"),
@@ -459,6 +465,9 @@ mod tests {
             "bounces+123@mail.example",
             "owner-users@lists.example",
             "users-request@lists.example",
+            "noreply-aws@cloud.example",
+            "notifications-noreply@forge.example",
+            "do-not-reply.billing@shop.example",
         ] {
             assert!(
                 matches!(check("Subject: x", s), Err(NoAutoReply::MachineSender(_))),

@@ -4,7 +4,8 @@
 //! bytes plus the envelope and threading facts the outbox stores. Threading headers
 //! follow RFC 5322 §3.6.4 (In-Reply-To the parent, References the parent's References
 //! plus the parent); acknowledgements carry `Auto-Submitted: auto-replied` (RFC 3834 §5)
-//! and `X-Auto-Response-Suppress: All` so that other responders stay quiet.
+//! and `X-Auto-Response-Suppress: All` so that other responders stay quiet; staff replies
+//! ask only auto-replies to stay quiet (`OOF, AutoReply`), so bounces still come back.
 //! [`Templates`] renders the acknowledgement text per language from
 //! `config/templates/ack.<lang>.txt`, falling back to English.
 
@@ -206,7 +207,9 @@ pub fn build(o: &Outgoing) -> Result<OutgoingMessage, OutgoingError> {
             .header("X-Auto-Response-Suppress", Raw::new("All"))
             .header("Precedence", Raw::new("auto_reply"));
     } else {
-        b = b.header("X-Auto-Response-Suppress", Raw::new("All"));
+        // Out-of-office and other auto-replies only; `All` would also ask Exchange not
+        // to send the delivery reports (NDR) that mark an outbox entry failed.
+        b = b.header("X-Auto-Response-Suppress", Raw::new("OOF, AutoReply"));
     }
     let raw = b.text_body(o.body.clone()).write_to_vec()?;
     Ok(OutgoingMessage {
@@ -466,6 +469,37 @@ mod tests {
         assert_eq!(out.len(), MAX_REFERENCES);
         assert_eq!(out[0], "m0@x");
         assert_eq!(out.last().map(String::as_str), Some("parent@x"));
+    }
+
+    /// A staff reply asks Exchange for no out-of-office answer but still for its delivery
+    /// reports; an acknowledgement asks for nothing at all.
+    #[test]
+    fn staff_replies_still_ask_for_delivery_reports() {
+        let msg = |kind| {
+            let out = build(&Outgoing {
+                kind,
+                from: Mailbox::new("support@desk.example"),
+                to: vec![Mailbox::new("ann@customer.example")],
+                subject: "Re: printer [#QD-1]".into(),
+                body: "Done.\n".into(),
+                language: None,
+                in_reply_to: None,
+                references: Vec::new(),
+                message_id: "qd.1.a@desk.example".into(),
+                date: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+                envelope_from: None,
+            })
+            .expect("builds");
+            String::from_utf8_lossy(&out.raw).into_owned()
+        };
+        let reply = msg(OutgoingKind::Reply);
+        assert!(
+            reply.contains("X-Auto-Response-Suppress: OOF, AutoReply\r\n"),
+            "{reply}"
+        );
+        assert!(!reply.contains("Auto-Submitted"));
+        let ack = msg(OutgoingKind::Ack);
+        assert!(ack.contains("X-Auto-Response-Suppress: All\r\n"), "{ack}");
     }
 
     #[test]

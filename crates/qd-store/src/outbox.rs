@@ -199,12 +199,38 @@ impl WriteTxn {
 }
 
 /// The key of a sender in `ack_log`: SHA-256 (hex) of the normalised address, so the
-/// log can count per sender without holding an address.
+/// log can count per sender without holding an address. A `+tag` is left out: a
+/// responder that answers from a fresh `support+<id>@…` each time is one sender.
 pub fn sender_hash(addr: &str) -> String {
+    let addr = qd_core::normalize_address(addr);
+    let key = match addr.rsplit_once('@') {
+        Some((local, domain)) => match local.split_once('+') {
+            Some((base, _)) if !base.is_empty() => format!("{base}@{domain}"),
+            _ => addr.clone(),
+        },
+        None => addr.clone(),
+    };
     let mut h = Sha256::new();
     h.update(b"quietdesk-ack-log\0");
-    h.update(qd_core::normalize_address(addr).as_bytes());
+    h.update(key.as_bytes());
     hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod sender_hash_tests {
+    use super::sender_hash;
+
+    #[test]
+    fn a_plus_tag_does_not_make_another_sender() {
+        let base = sender_hash("support@vendor.example");
+        assert_eq!(sender_hash("Support+4711@Vendor.example"), base);
+        assert_eq!(sender_hash("support+4712@vendor.example"), base);
+        assert_ne!(sender_hash("sales@vendor.example"), base);
+        assert_ne!(
+            sender_hash("+x@vendor.example"),
+            sender_hash("@vendor.example")
+        );
+    }
 }
 
 fn day_before(now: DateTime<Utc>) -> DateTime<Utc> {
