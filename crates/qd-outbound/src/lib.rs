@@ -349,7 +349,7 @@ impl Worker {
                 let now = clock.now();
                 let held = match delivery {
                     Delivery::Sent => {
-                        record_sent(store, &entry, now).await?;
+                        record_sent_within_claim(store, &entry, now).await?;
                         tracing::info!(outbox = entry.id, kind = entry.kind.as_str(), "sent");
                         summary.sent += 1;
                         true
@@ -565,6 +565,43 @@ pub async fn drain_once(
 /// Marks a sent entry sent, with its copy filed on the ticket. When the copy cannot be
 /// filed (anything but an unavailable database), the entry is still marked sent, its
 /// raw bytes kept in the outbox: otherwise it would be sent again at every lease.
+/// [`record_sent`], tried again while the database is unavailable (a restart, a
+/// failover) for as long as the entry's claim lasts, less a margin: the relay has the
+/// mail, and an entry left `sending` is claimed and sent again once its lease runs out.
+async fn record_sent_within_claim(
+    store: &Store,
+    entry: &OutboxEntry,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    const MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+    let budget = entry
+        .claimed_until
+        .map(|until| until - now - MARGIN)
+        .and_then(|left| left.to_std().ok())
+        .unwrap_or_default();
+    let deadline = std::time::Instant::now() + budget;
+    let mut pause = Duration::from_millis(250);
+    let mut at = now;
+    loop {
+        match record_sent(store, entry, at).await {
+            Err(Error::Store(e))
+                if e.is_unavailable() && std::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(
+                    outbox = entry.id,
+                    error = %e,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "sent, but the database is unavailable; recording it again"
+                );
+                tokio::time::sleep(pause).await;
+                at += chrono::TimeDelta::from_std(pause).unwrap_or_default();
+                pause = (pause * 2).min(Duration::from_secs(15));
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn record_sent(store: &Store, entry: &OutboxEntry, now: DateTime<Utc>) -> Result<(), Error> {
     let record = || entry.raw.as_deref().map(|raw| sent_record(raw, now));
     let has_record = entry.raw.is_some();

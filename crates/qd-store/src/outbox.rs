@@ -514,7 +514,7 @@ impl Store {
         now: DateTime<Utc>,
         record: Option<NewMessage>,
     ) -> Result<Option<i64>> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let mut pending = PendingKeys::default();
         // Update first: on PostgreSQL the row lock makes a concurrent mark wait, then
         // find the entry sent.
@@ -734,7 +734,7 @@ impl Store {
         dsn: Option<NewMessage>,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let mut pending = PendingKeys::default();
         let entry = outbox::Entity::find_by_id(id)
             .one(&txn)
@@ -771,7 +771,7 @@ impl Store {
         mut message: NewMessage,
         now: DateTime<Utc>,
     ) -> Result<i64> {
-        let txn = self.begin_write().await?;
+        let txn = self.begin_serialized().await?;
         let mut pending = PendingKeys::default();
         let id = attach_in(self, &txn, ticket_id, &mut message, now, &mut pending).await?;
         txn.commit().await?;
