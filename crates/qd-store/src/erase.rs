@@ -1116,6 +1116,70 @@ async fn redact_recipients(
             requeue.push(id);
         }
         mentioned.extend(blobs_mentioning(txn, address).await?);
+        // Subjects that name them ("Refund for carol@…" on someone else's ticket): the
+        // message's (shown and indexed), the ticket's and an outbox entry's. The raw
+        // mail's Subject goes with its header block (found through the mentions).
+        let rows: Vec<(i64, String)> = messages::Entity::find()
+            .select_only()
+            .column(messages::Column::Id)
+            .column(messages::Column::Subject)
+            .filter(Expr::expr(Func::lower(Expr::col(messages::Column::Subject))).like(pattern()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (id, subject) in rows {
+            let Some(subject) = qd_core::erase_address_in_text(&subject, address) else {
+                continue;
+            };
+            messages::Entity::update_many()
+                .col_expr(messages::Column::Subject, Expr::value(subject))
+                .filter(messages::Column::Id.eq(id))
+                .exec(txn)
+                .await?;
+            changed += 1;
+            requeue.push(id);
+        }
+        let rows: Vec<(i64, String)> = tickets::Entity::find()
+            .select_only()
+            .column(tickets::Column::Id)
+            .column(tickets::Column::Subject)
+            .filter(Expr::expr(Func::lower(Expr::col(tickets::Column::Subject))).like(pattern()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (id, subject) in rows {
+            let Some(subject) = qd_core::erase_address_in_text(&subject, address) else {
+                continue;
+            };
+            tickets::Entity::update_many()
+                .col_expr(tickets::Column::Subject, Expr::value(subject))
+                .filter(tickets::Column::Id.eq(id))
+                .exec(txn)
+                .await?;
+            changed += 1;
+        }
+        let rows: Vec<(i64, String, Option<Vec<u8>>)> = outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Id)
+            .column(outbox::Column::Subject)
+            .column(outbox::Column::Raw)
+            .filter(Expr::expr(Func::lower(Expr::col(outbox::Column::Subject))).like(pattern()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        for (id, subject, raw) in rows {
+            let Some(subject) = qd_core::erase_address_in_text(&subject, address) else {
+                continue;
+            };
+            let raw = raw.map(|r| qd_core::erase_address_in_headers(&r, address).unwrap_or(r));
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::Subject, Expr::value(subject))
+                .col_expr(outbox::Column::Raw, Expr::value(raw))
+                .filter(outbox::Column::Id.eq(id))
+                .exec(txn)
+                .await?;
+            changed += 1;
+        }
         // Delivery reports (bounces) quote the undelivered mail's recipients in their
         // body, which is nobody's own text: there the address goes everywhere.
         let rows: Vec<(i64, String)> = messages::Entity::find()

@@ -588,6 +588,60 @@ async fn a_bounce_loses_the_erased_address_in_its_body(qd: Qd) {
 }
 both_backends!(a_bounce_loses_the_erased_address_in_its_body);
 
+/// A subject on someone else's ticket that names the erased person ("refund for
+/// gina@…") loses the address: in the message, in the ticket's title, in the raw mail and
+/// in the index. Before, only To, Cc and the raw header block were rewritten, and the
+/// ticket list and a search still showed it.
+async fn a_subject_naming_the_erased_person_loses_the_address(qd: Qd) {
+    let src = mail_files(
+        &qd,
+        "subjects",
+        &[
+            (
+                "1.eml",
+                "From: Bob <bob@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Subject: kpwbobmarker refund for gina@example.org\r\n\
+                 Message-ID: <subj-1@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+                 Bob asks.\r\n",
+            ),
+            (
+                "2.eml",
+                "From: Gina <gina@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Subject: my own question\r\n\
+                 Message-ID: <subj-2@example.org>\r\nDate: Mon, 1 Jan 2024 13:00:00 +0000\r\n\r\n\
+                 Gina asks.\r\n",
+            ),
+        ],
+    );
+    let imported = qd.json(&["import", path_str(&src), "--json"]);
+    assert_eq!(imported["tickets"], 2, "{imported}");
+    assert!(!qd.search("\"gina@example.org\"", 10).is_empty());
+
+    let erased = erase_json(&qd, "gina@example.org", "request 23");
+    assert_eq!(
+        erased["counts"]["redacted"], 2,
+        "message and ticket: {erased}"
+    );
+    assert_gone(&qd, "gina@example.org");
+    assert_present(&qd, "kpwbobmarker", 1);
+    let store = crate::imap::open_sealed_store(&qd).await;
+    let ticket = store
+        .ticket_of_message_id("subj-1@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    let messages = store.ticket_messages(ticket).await.unwrap();
+    assert!(
+        messages[0]
+            .subject
+            .contains("refund for erased@erased.invalid"),
+        "{}",
+        messages[0].subject
+    );
+    store.close().await.unwrap();
+}
+both_backends!(a_subject_naming_the_erased_person_loses_the_address);
+
 /// A customer's email rectified to an address that already wrote to us takes that
 /// mail over: it is kept as the customer's, not deleted as a non-customer's request.
 async fn rectifying_an_email_files_its_mail_under_the_customer(qd: Qd) {
