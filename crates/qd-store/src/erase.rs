@@ -1057,7 +1057,7 @@ fn is_report_sender() -> sea_orm::Condition {
 }
 
 /// An outbox entry as an erasure rewrites it: id, recipients, raw bytes, last error.
-type OutboxRecipientRow = (i64, String, Option<Vec<u8>>, Option<String>);
+type OutboxRecipientRow = (i64, String, String, Option<Vec<u8>>, Option<String>);
 
 /// What stays of an erased person as a recipient of other people's mail.
 const ERASED_RECIPIENT: &str = "[erased]";
@@ -1208,6 +1208,7 @@ async fn redact_recipients(
         let rows: Vec<OutboxRecipientRow> = outbox::Entity::find()
             .select_only()
             .column(outbox::Column::Id)
+            .column(outbox::Column::Status)
             .column(outbox::Column::RcptTo)
             .column(outbox::Column::Raw)
             .column(outbox::Column::LastError)
@@ -1215,9 +1216,24 @@ async fn redact_recipients(
             .into_tuple()
             .all(txn)
             .await?;
-        for (id, rcpt, raw, last_error) in rows {
-            let (rcpt, rcpt_changed) = without_recipient(&rcpt, address);
-            if rcpt_changed {
+        for (id, status, rcpt, raw, last_error) in rows {
+            // Mail still to be sent no longer goes to them: `[erased]` is no address, and
+            // the relay would refuse the whole entry for it. With nobody left, it goes.
+            let waiting = status == crate::OutboxStatus::Queued.as_str()
+                || status == crate::OutboxStatus::Sending.as_str();
+            let (rcpt, rcpt_changed, left) = if waiting {
+                dropping_recipient(&rcpt, address)
+            } else {
+                let (rcpt, changed) = without_recipient(&rcpt, address);
+                (rcpt, changed, 1)
+            };
+            if rcpt_changed && left == 0 {
+                outbox::Entity::delete_many()
+                    .filter(outbox::Column::Id.eq(id))
+                    .exec(txn)
+                    .await?;
+                changed += 1;
+            } else if rcpt_changed {
                 let raw = raw.map(|r| qd_core::erase_address_in_headers(&r, address).unwrap_or(r));
                 // A delivery error quotes the recipient (`550 <carl@…> unknown`).
                 let last_error =
@@ -1323,6 +1339,22 @@ fn without_recipient(json: &str, address: &str) -> (String, bool) {
         .collect();
     let out = serde_json::to_string(&list).unwrap_or_else(|_| json.to_string());
     (out, changed)
+}
+
+/// A JSON list of recipients without the entries for `address`; whether anything
+/// changed, and how many entries are left. A value that is not such a list is left alone.
+fn dropping_recipient(json: &str, address: &str) -> (String, bool, usize) {
+    let Ok(list) = serde_json::from_str::<Vec<String>>(json) else {
+        return (json.to_string(), false, 1);
+    };
+    let before = list.len();
+    let list: Vec<String> = list
+        .into_iter()
+        .filter(|entry| !qd_core::mailbox_is(entry, address))
+        .collect();
+    let left = list.len();
+    let out = serde_json::to_string(&list).unwrap_or_else(|_| json.to_string());
+    (out, left != before, left)
 }
 
 fn tickets_of_person(customer_id: Option<i64>, contact_ids: &[i64]) -> sea_orm::Condition {

@@ -450,6 +450,30 @@ async fn an_erasure_redacts_the_delivery_error(b: Backend) {
 }
 crate::both_backends!(an_erasure_redacts_the_delivery_error);
 
+/// A reply still waiting in the outbox when someone in copy is erased goes to the others
+/// only: before, their address became `[erased]` in the envelope, the relay refused it,
+/// and the whole entry failed for good. A reply to the erased person alone goes.
+async fn an_erased_recipient_leaves_the_envelope_of_waiting_mail(b: Backend) {
+    let sink = SmtpSink::start().unwrap();
+    let (id, _) = reply_to_gus_with_alice_in_copy(&b, "q4-gus", "q4-alice").await;
+    let (alone, _) = enqueue_reply_to(&b.store, &["alice@customer.example"], None).await;
+    erase_alice(&b).await;
+    assert!(b.store.outbox_get(alone).await.unwrap().is_none());
+    let worker = Worker::new(smtp_settings(&sink)).unwrap();
+    let s = worker
+        .drain(&b.store, &qd_core::FixedClock(t0()))
+        .await
+        .unwrap();
+    assert_eq!((s.sent, s.failed), (1, 0), "{s:?}");
+    let sent = sink.messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].rcpt_to, vec!["gus@customer.example".to_string()]);
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Sent);
+    assert_eq!(e.rcpt_to, vec!["gus@customer.example".to_string()]);
+}
+crate::both_backends!(an_erased_recipient_leaves_the_envelope_of_waiting_mail);
+
 /// A claim that ran out (or is about to) while earlier entries of the batch were being
 /// sent is not used: another worker may take the entry while it is being sent.
 async fn a_claim_that_ran_out_is_not_sent(b: Backend) {
