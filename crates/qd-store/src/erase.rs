@@ -1431,30 +1431,43 @@ async fn delete_messages_in(
                 .collect(),
         )
         .await?;
-        if !blob_ids.is_empty() {
-            let still: HashSet<i64> = ids_where::<messages::Entity, _>(
-                txn,
-                messages::Column::BlobId,
-                messages::Column::BlobId,
-                &blob_ids.iter().copied().collect::<Vec<_>>(),
-            )
-            .await?
-            .into_iter()
-            .collect();
-            let unused: Vec<i64> = blob_ids
-                .into_iter()
-                .filter(|b| !still.contains(b))
-                .collect();
-            if !unused.is_empty() {
-                counts.blobs += blobs::Entity::delete_many()
-                    .filter(blobs::Column::Id.is_in(unused))
-                    .exec(txn)
-                    .await?
-                    .rows_affected;
-            }
-        }
+        counts.blobs += delete_unreferenced_blobs(txn, blob_ids).await?;
     }
     Ok(counts)
+}
+
+/// Deletes those of `blob_ids` no message refers to any more (raw mail is shared when
+/// two messages' bytes are the same, or became the same after a redaction); returns how
+/// many went.
+async fn delete_unreferenced_blobs(
+    txn: &DatabaseTransaction,
+    blob_ids: impl IntoIterator<Item = i64>,
+) -> Result<u64> {
+    let blob_ids: Vec<i64> = blob_ids.into_iter().collect();
+    if blob_ids.is_empty() {
+        return Ok(0);
+    }
+    let still: HashSet<i64> = ids_where::<messages::Entity, _>(
+        txn,
+        messages::Column::BlobId,
+        messages::Column::BlobId,
+        &blob_ids,
+    )
+    .await?
+    .into_iter()
+    .collect();
+    let unused: Vec<i64> = blob_ids
+        .into_iter()
+        .filter(|b| !still.contains(b))
+        .collect();
+    if unused.is_empty() {
+        return Ok(0);
+    }
+    Ok(blobs::Entity::delete_many()
+        .filter(blobs::Column::Id.is_in(unused))
+        .exec(txn)
+        .await?
+        .rows_affected)
 }
 
 /// Deletes ticket rows and their dependants (the messages must be gone already).
@@ -1723,13 +1736,8 @@ impl Store {
                     .collect(),
             )
             .await?;
-            if !blob_ids.is_empty() {
-                counts.blobs += blobs::Entity::delete_many()
-                    .filter(blobs::Column::Id.is_in(blob_ids))
-                    .exec(&txn)
-                    .await?
-                    .rows_affected;
-            }
+            // After the messages let go of them (blob_id NULL above).
+            counts.blobs += delete_unreferenced_blobs(&txn, blob_ids).await?;
         }
         for chunk in ticket_ids.chunks(IN_CHUNK) {
             tickets::Entity::update_many()
