@@ -660,17 +660,24 @@ impl Store {
             .all(&txn)
             .await?;
         refuse_if_held(&txn, customer_id, &ticket_ids, contact_ids).await?;
+        // Others who wrote only on their tickets (a colleague in copy, a third party):
+        // with that mail gone, their contact rows hold an address for nothing.
+        let mut others: HashSet<i64> = HashSet::new();
         for chunk in ticket_ids.chunks(IN_CHUNK) {
-            let ids: Vec<i64> = ids_where::<messages::Entity, _>(
-                &txn,
-                messages::Column::Id,
-                messages::Column::TicketId,
-                chunk,
-            )
-            .await?;
+            let rows: Vec<(i64, Option<i64>)> = messages::Entity::find()
+                .select_only()
+                .column(messages::Column::Id)
+                .column(messages::Column::ContactId)
+                .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            others.extend(rows.iter().filter_map(|(_, c)| *c));
+            let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
             counts.add(&delete_messages_in(&txn, &ids, now).await?);
             counts.add(&delete_ticket_rows(&txn, chunk).await?);
         }
+        others.retain(|c| !contact_ids.contains(c));
         // Their messages on other people's tickets.
         for chunk in contact_ids.chunks(IN_CHUNK) {
             let ids: Vec<i64> = ids_where::<messages::Entity, _>(
@@ -685,6 +692,8 @@ impl Store {
         let addresses = addresses_of(&txn, customer_id, contact_ids).await?;
         counts.redacted += redact_recipients(&txn, self.keys.as_deref(), &addresses, now).await?;
         counts.add(&self.delete_contact_rows(&txn, contact_ids, now).await?);
+        let others: Vec<i64> = others.into_iter().collect();
+        counts.add(&self.delete_empty_contacts(&txn, &others, now).await?);
         if let Some(cid) = customer_id {
             counts.changes += changes::Entity::delete_many()
                 .filter(changes::Column::EntityType.eq("customer"))

@@ -216,23 +216,6 @@ pub fn sender_hash(addr: &str) -> String {
     hex::encode(h.finalize())
 }
 
-#[cfg(test)]
-mod sender_hash_tests {
-    use super::sender_hash;
-
-    #[test]
-    fn a_plus_tag_does_not_make_another_sender() {
-        let base = sender_hash("support@vendor.example");
-        assert_eq!(sender_hash("Support+4711@Vendor.example"), base);
-        assert_eq!(sender_hash("support+4712@vendor.example"), base);
-        assert_ne!(sender_hash("sales@vendor.example"), base);
-        assert_ne!(
-            sender_hash("+x@vendor.example"),
-            sender_hash("@vendor.example")
-        );
-    }
-}
-
 fn day_before(now: DateTime<Utc>) -> DateTime<Utc> {
     now - chrono::TimeDelta::hours(24)
 }
@@ -952,4 +935,21 @@ async fn attach_in(
             .await?;
     }
     Ok(message_db_id)
+}
+
+#[cfg(test)]
+mod sender_hash_tests {
+    use super::sender_hash;
+
+    #[test]
+    fn a_plus_tag_does_not_make_another_sender() {
+        let base = sender_hash("support@vendor.example");
+        assert_eq!(sender_hash("Support+4711@Vendor.example"), base);
+        assert_eq!(sender_hash("support+4712@vendor.example"), base);
+        assert_ne!(sender_hash("sales@vendor.example"), base);
+        assert_ne!(
+            sender_hash("+x@vendor.example"),
+            sender_hash("@vendor.example")
+        );
+    }
 }

@@ -642,6 +642,44 @@ async fn a_subject_naming_the_erased_person_loses_the_address(qd: Qd) {
 }
 both_backends!(a_subject_naming_the_erased_person_loses_the_address);
 
+/// Someone who wrote only on the erased person's ticket (a colleague answering in the
+/// thread) keeps no contact row: their mail went with the ticket, and the row held
+/// their address and name for nothing, out of retention's reach.
+async fn an_erasure_leaves_no_empty_contacts_behind(qd: Qd) {
+    let src = mail_files(
+        &qd,
+        "thread",
+        &[
+            (
+                "1.eml",
+                "From: Hana <hana@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Subject: printer\r\n\
+                 Message-ID: <thread-1@example.org>\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n\
+                 Hana asks.\r\n",
+            ),
+            (
+                "2.eml",
+                "From: Dirk Qvtmarker <dirk@example.net>\r\nTo: support@quietdesk.example\r\n\
+                 Subject: Re: printer\r\nIn-Reply-To: <thread-1@example.org>\r\n\
+                 Message-ID: <thread-2@example.net>\r\nDate: Mon, 1 Jan 2024 13:00:00 +0000\r\n\r\n\
+                 Dirk adds.\r\n",
+            ),
+        ],
+    );
+    let imported = qd.json(&["import", path_str(&src), "--json"]);
+    assert_eq!(imported["tickets"], 1, "{imported}");
+    let before = qd.json(&["stats", "--json"]);
+    assert_eq!(before["contacts"], 2, "{before}");
+
+    let erased = erase_json(&qd, "hana@example.org", "request 24");
+    assert_eq!(erased["counts"]["contacts"], 2, "{erased}");
+    let after = qd.json(&["stats", "--json"]);
+    assert_eq!(after["contacts"], 0, "{after}");
+    assert_gone(&qd, "dirk@example.net");
+    assert_gone(&qd, "Qvtmarker");
+}
+both_backends!(an_erasure_leaves_no_empty_contacts_behind);
+
 /// A customer's email rectified to an address that already wrote to us takes that
 /// mail over: it is kept as the customer's, not deleted as a non-customer's request.
 async fn rectifying_an_email_files_its_mail_under_the_customer(qd: Qd) {
