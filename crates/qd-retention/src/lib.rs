@@ -269,7 +269,7 @@ pub async fn run_with(
         let prospects = store.customers_with_status("prospect").await?;
         let former_term_over =
             |since: DateTime<Utc>| policy.customer_after_former.after(since) <= now;
-        let gone: Vec<i64> = former
+        let gone: Vec<_> = former
             .iter()
             .filter(|c| c.former_since.is_some_and(former_term_over))
             .chain(prospects.iter().filter(|c| {
@@ -278,7 +278,7 @@ pub async fn run_with(
                     && c.former_since.is_none_or(former_term_over)
             }))
             .filter(|c| !c.legal_hold)
-            .map(|c| c.id)
+            .cloned()
             .collect();
         if !gone.is_empty() {
             report.customers_deleted = store

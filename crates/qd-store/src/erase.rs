@@ -712,15 +712,35 @@ impl Store {
         Ok(counts)
     }
 
-    /// Deletes customers (former, past their retention, with no ticket left).
+    /// Deletes customers a retention run judged past their retention (`judged`, as the
+    /// run read them), with no ticket left. Each is read again in the deleting
+    /// transaction: one whose status, its dates or its legal hold changed since (a
+    /// billing sync made it active again, staff set a hold) stays until the next run.
     pub async fn delete_customers_without_tickets(
         &self,
-        ids: &[i64],
+        judged: &[customers::Model],
         now: DateTime<Utc>,
     ) -> Result<DeletionCounts> {
         let txn = self.begin_serialized().await?;
         let mut counts = DeletionCounts::default();
-        for chunk in ids.chunks(IN_CHUNK) {
+        for rows in judged.chunks(IN_CHUNK) {
+            let current: Vec<customers::Model> = customers::Entity::find()
+                .filter(customers::Column::Id.is_in(rows.iter().map(|c| c.id)))
+                .all(&txn)
+                .await?;
+            let same = |c: &customers::Model| {
+                current.iter().any(|n| {
+                    n.id == c.id
+                        && !n.legal_hold
+                        && n.legal_hold == c.legal_hold
+                        && n.status == c.status
+                        && n.status_since == c.status_since
+                        && n.active_since == c.active_since
+                        && n.former_since == c.former_since
+                })
+            };
+            let chunk: Vec<i64> = rows.iter().filter(|c| same(c)).map(|c| c.id).collect();
+            let chunk = chunk.as_slice();
             let busy: HashSet<i64> = ids_where::<tickets::Entity, _>(
                 &txn,
                 tickets::Column::CustomerId,

@@ -778,6 +778,49 @@ async fn a_status_set_since_the_judgement_stops_the_deletion(b: Backend) {
 }
 both_backends!(a_status_set_since_the_judgement_stops_the_deletion);
 
+/// A former customer whose record a retention run judged past its term, but who signs up
+/// again before the deletion, keeps the record: the deletion reads the facts again in its
+/// transaction. Before, the ids the run read were deleted whatever they had become.
+async fn a_status_set_since_the_judgement_keeps_the_customer(b: Backend) {
+    use qd_core::CustomerStatus;
+    let actor = actor("billing");
+    let long_ago = Utc.with_ymd_and_hms(2010, 1, 1, 0, 0, 0).unwrap();
+    for who in ["back@example.com", "gone@example.com"] {
+        let who = qd_store::SubjectRef::Email(who.into());
+        for status in [CustomerStatus::Active, CustomerStatus::Former] {
+            b.store
+                .set_customer_status(&who, status, long_ago, &actor)
+                .await
+                .unwrap();
+        }
+    }
+    let judged = b.store.customers_with_status("former").await.unwrap();
+    assert_eq!(judged.len(), 2);
+    b.store
+        .set_customer_status(
+            &qd_store::SubjectRef::Email("back@example.com".into()),
+            CustomerStatus::Active,
+            Utc::now(),
+            &actor,
+        )
+        .await
+        .unwrap();
+    let counts = b
+        .store
+        .delete_customers_without_tickets(&judged, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(counts.customers, 1, "{counts:?}");
+    let find = |who: &str| {
+        let who = qd_store::SubjectRef::Email(who.into());
+        let store = b.store.clone();
+        async move { store.find_customer(&who).await.unwrap() }
+    };
+    assert!(find("back@example.com").await.is_some());
+    assert!(find("gone@example.com").await.is_none());
+}
+both_backends!(a_status_set_since_the_judgement_keeps_the_customer);
+
 /// Quarantined mail released (or put under a hold) while a retention run goes on is not
 /// deleted with the rest: the deletion reads the facts again in its transaction. Before,
 /// quarantine expiry deleted by id whatever the message had become meanwhile.
