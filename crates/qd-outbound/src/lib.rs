@@ -304,6 +304,9 @@ impl Worker {
         // How long a send may take: `deliver` gives up after this.
         let send_time = chrono::TimeDelta::from_std(self.settings.delivery_limit())
             .unwrap_or(chrono::TimeDelta::seconds(30));
+        let margin = chrono::TimeDelta::from_std(lease / 4)
+            .unwrap_or(CLAIM_MARGIN)
+            .min(CLAIM_MARGIN);
         let start = clock.now();
         loop {
             let batch = u64::from(self.settings.batch.max(1));
@@ -330,9 +333,11 @@ impl Worker {
                 // or another worker could take the entry and send it as well; a claim
                 // too short for that is handed back unused.
                 let now = clock.now();
+                // A margin for recording the outcome, and for clocks that differ between
+                // two workers' machines (claims are written with the claimer's clock).
                 if entry
                     .claimed_until
-                    .is_some_and(|until| until <= now + send_time)
+                    .is_some_and(|until| until <= now + send_time + margin)
                 {
                     let released = store
                         .outbox_release_claim(entry.id, entry.attempts, now)
@@ -601,6 +606,10 @@ async fn record_sent_within_claim(
         }
     }
 }
+
+/// Time a claim must still have beyond the delivery limit for a send to start; a quarter
+/// of the lease at most (the delivery limit is half of it at most).
+const CLAIM_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 async fn record_sent(store: &Store, entry: &OutboxEntry, now: DateTime<Utc>) -> Result<(), Error> {
     let record = || entry.raw.as_deref().map(|raw| sent_record(raw, now));

@@ -125,8 +125,8 @@ pub async fn run(store: &Store, policy: &RetentionPolicy, opts: &RunOptions) -> 
     run_with(store, policy, opts, &mut |_| {}).await
 }
 
-/// [`run`], telling `before_ticket_deletes` which messages the ticket deletes will take,
-/// before they start (not on a dry run). The binary uses it to drop them from the search
+/// [`run`], telling `before_ticket_deletes` which messages each batch of ticket deletes
+/// will take, before it starts (not on a dry run). The binary uses it to drop them from the search
 /// index on another thread while the store deletes them; the deletes queued in the same
 /// transactions still reach the index afterwards and find nothing left.
 pub async fn run_with(
@@ -242,19 +242,16 @@ pub async fn run_with(
             }
         }
     }
-    if !opts.dry_run && !due_tickets.is_empty() {
-        let all: Vec<i64> = due_tickets
-            .values()
-            .flatten()
-            .map(|d| d.ticket_id)
-            .collect();
-        before_ticket_deletes(store.message_ids_of_tickets(&all).await?);
-    }
     for (class, ids) in &due_tickets {
         let entry = report.classes.entry(*class).or_default();
         entry.due += ids.len() as u64;
         if !opts.dry_run {
             for chunk in ids.chunks(DELETE_BATCH) {
+                // Chunk by chunk: a run that stops half-way has taken out of the index
+                // only what it was about to delete (a ticket kept by the re-check in the
+                // transaction is queued for the index again there).
+                let tickets: Vec<i64> = chunk.iter().map(|d| d.ticket_id).collect();
+                before_ticket_deletes(store.message_ids_of_tickets(&tickets).await?);
                 let c = store.delete_due_tickets(chunk, now).await?;
                 entry.deleted.add(&c);
             }

@@ -1779,6 +1779,12 @@ impl Store {
                 .filter(thread_refs::Column::TicketId.is_in(chunk.iter().copied()))
                 .exec(&txn)
                 .await?;
+            // The acknowledgement log keys senders by an unkeyed hash of their address:
+            // anyone who knows the address would find the anonymised tickets again.
+            ack_log::Entity::delete_many()
+                .filter(ack_log::Column::TicketId.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?;
             counts.outbox += outbox::Entity::delete_many()
                 .filter(outbox::Column::TicketId.is_in(chunk.iter().copied()))
                 .exec(&txn)

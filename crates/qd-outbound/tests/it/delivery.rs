@@ -474,6 +474,60 @@ async fn an_erased_recipient_leaves_the_envelope_of_waiting_mail(b: Backend) {
 }
 crate::both_backends!(an_erased_recipient_leaves_the_envelope_of_waiting_mail);
 
+/// Anonymisation leaves no acknowledgement log behind: its rows key senders by a hash
+/// of the address, so anyone who knows the address could find the anonymised tickets.
+/// Seen from outside, the daily limit starts over.
+async fn anonymisation_drops_the_acknowledgement_log(b: Backend) {
+    let (_, asked) = crate::ingest(
+        &b.store,
+        &crate::customer_mail("dora@customer.example", "q5@customer.example", "Help", ""),
+        t0(),
+    )
+    .await;
+    let ack = |n: u32| NewOutboxEntry {
+        kind: OutboxKind::Ack,
+        ticket_id: Some(asked.ticket_id),
+        message_id: format!("ack-{n}@{OUR_DOMAIN}"),
+        in_reply_to: None,
+        references: Vec::new(),
+        mail_from: String::new(),
+        rcpt_to: vec!["dora@customer.example".into()],
+        subject: "We received your message".into(),
+        language: None,
+        raw: b"Subject: ack\r\n\r\nack\r\n".to_vec(),
+    };
+    let hash = qd_store::sender_hash("dora@customer.example");
+    let first = b.store.enqueue_ack(&ack(1), &hash, 1, t0()).await.unwrap();
+    assert!(matches!(first, qd_store::EnqueueOutcome::Queued(_)));
+    let limited = b.store.enqueue_ack(&ack(2), &hash, 1, t0()).await.unwrap();
+    assert!(matches!(
+        limited,
+        qd_store::EnqueueOutcome::LimitReached { .. }
+    ));
+
+    let dora = b
+        .store
+        .find_contact("dora@customer.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let actor = qd_store::Actor {
+        name: "dpo",
+        reason: Some("request"),
+        now: t0(),
+    };
+    b.store
+        .anonymise_people(None, &[dora.id], &actor)
+        .await
+        .unwrap();
+    let again = b.store.enqueue_ack(&ack(3), &hash, 1, t0()).await.unwrap();
+    assert!(
+        matches!(again, qd_store::EnqueueOutcome::Queued(_)),
+        "{again:?}"
+    );
+}
+crate::both_backends!(anonymisation_drops_the_acknowledgement_log);
+
 /// A claim that ran out (or is about to) while earlier entries of the batch were being
 /// sent is not used: another worker may take the entry while it is being sent.
 async fn a_claim_that_ran_out_is_not_sent(b: Backend) {
