@@ -217,6 +217,12 @@ pub struct TicketFacts {
     pub last_activity_at: DateTime<Utc>,
     pub legal_hold: bool,
     pub tax_evidence: bool,
+    /// Another customer's contact wrote in the ticket (a colleague in the thread), and
+    /// that customer is active: the mail is their correspondence too.
+    pub participant_active: bool,
+    /// The latest date a customer whose contact wrote in the ticket stopped being one
+    /// (former, or a prospect again): their term runs from it.
+    pub participant_former_since: Option<DateTime<Utc>>,
 }
 
 /// The facts about one quarantined message.
@@ -305,6 +311,19 @@ pub fn evaluate_ticket(
         // Prospects that never became customers.
         _ => (RetentionClass::NonCustomer, Some(as_request)),
     };
+    // Mail another customer's contact wrote in the ticket is kept as that customer's
+    // own would be: while they are one, and their term after they stop.
+    let (class, due) = if facts.participant_active {
+        (RetentionClass::CustomerCorrespondence, None)
+    } else if let Some(since) = facts.participant_former_since {
+        let theirs = policy.customer_after_former.after(since).max(as_request);
+        (
+            RetentionClass::CustomerCorrespondence,
+            due.map(|d| d.max(theirs)),
+        )
+    } else {
+        (class, due)
+    };
     if facts.tax_evidence {
         let tax_due = policy.tax_evidence.after(facts.last_activity_at);
         // Kept for the later of the two; an active customer keeps everything anyway.
@@ -363,7 +382,36 @@ mod tests {
             last_activity_at: last,
             legal_hold: false,
             tax_evidence: false,
+            participant_active: false,
+            participant_former_since: None,
         }
+    }
+
+    /// A non-customer's request in which an active customer's contact wrote is kept while
+    /// that customer is one, and for a former customer's term after they stop; before,
+    /// the ticket went after 12 months with that customer's mail in it.
+    #[test]
+    fn another_customers_contact_in_the_thread_keeps_it_as_theirs() {
+        let p = RetentionPolicy::default();
+        let mut t = ticket(None, day(2020, 1, 1));
+        assert!(evaluate_ticket(&t, &p, day(2021, 6, 1)).is_delete());
+        t.participant_active = true;
+        assert_eq!(
+            evaluate_ticket(&t, &p, day(2030, 1, 1)),
+            Decision::Keep {
+                class: RetentionClass::CustomerCorrespondence,
+                due: None
+            }
+        );
+        t.participant_active = false;
+        t.participant_former_since = Some(day(2022, 1, 1));
+        assert_eq!(
+            evaluate_ticket(&t, &p, day(2021, 6, 1)),
+            Decision::Keep {
+                class: RetentionClass::CustomerCorrespondence,
+                due: Some(day(2029, 1, 1))
+            }
+        );
     }
 
     #[test]
@@ -497,6 +545,8 @@ mod tests {
             any::<bool>(),
         )
             .prop_map(|(c, last, hold, tax)| TicketFacts {
+                participant_active: false,
+                participant_former_since: None,
                 customer: c.map(|(status, former_since, legal_hold)| CustomerFacts {
                     status,
                     former_since,

@@ -117,6 +117,8 @@ fn ticket_facts(r: &qd_store::RetentionRow) -> TicketFacts {
         last_activity_at: r.last_activity_at,
         legal_hold: r.legal_hold || r.participant_hold,
         tax_evidence: r.retention_class.as_deref() == Some(RetentionClass::TaxEvidence.as_str()),
+        participant_active: r.participant_active,
+        participant_former_since: r.participant_former_since,
     }
 }
 

@@ -79,6 +79,11 @@ pub struct RetentionRow {
     /// A customer under legal hold wrote in this ticket (one of its contacts), though
     /// the ticket is someone else's: the hold covers all of that customer's mail.
     pub participant_hold: bool,
+    /// An active customer's contact wrote in this ticket.
+    pub participant_active: bool,
+    /// The latest `former_since` of the other customers (not active) whose contacts
+    /// wrote in this ticket.
+    pub participant_former_since: Option<DateTime<Utc>>,
 }
 
 impl RetentionRow {
@@ -91,6 +96,8 @@ impl RetentionRow {
             && self.retention_class == other.retention_class
             && self.customer_status == other.customer_status
             && self.former_since == other.former_since
+            && self.participant_active == other.participant_active
+            && self.participant_former_since == other.participant_former_since
     }
 }
 
@@ -118,6 +125,46 @@ fn tickets_with_held_participants() -> sea_orm::sea_query::SelectStatement {
         .to_owned()
 }
 
+/// The contacts of customers that match `cond`, as a subquery of ids.
+fn contacts_of_customers_where(cond: sea_orm::Condition) -> sea_orm::sea_query::SelectStatement {
+    let (ct, cu) = (contacts::Entity, customers::Entity);
+    Query::select()
+        .column((ct, contacts::Column::Id))
+        .from(ct)
+        .join(
+            JoinType::InnerJoin,
+            cu,
+            Expr::col((cu, customers::Column::Id)).equals((ct, contacts::Column::CustomerId)),
+        )
+        .cond_where(cond)
+        .to_owned()
+}
+
+/// The latest date a customer whose contact wrote in the ticket of the outer query
+/// stopped being one (a correlated subquery).
+fn participant_former_since() -> sea_orm::sea_query::SelectStatement {
+    let (m, ct, cu) = (messages::Entity, contacts::Entity, customers::Entity);
+    Query::select()
+        .expr(Expr::col((cu, customers::Column::FormerSince)).max())
+        .from(m)
+        .join(
+            JoinType::InnerJoin,
+            ct,
+            Expr::col((ct, contacts::Column::Id)).equals((m, messages::Column::ContactId)),
+        )
+        .join(
+            JoinType::InnerJoin,
+            cu,
+            Expr::col((cu, customers::Column::Id)).equals((ct, contacts::Column::CustomerId)),
+        )
+        .and_where(
+            Expr::col((m, messages::Column::TicketId))
+                .equals((tickets::Entity, tickets::Column::Id)),
+        )
+        .and_where(Expr::col((cu, customers::Column::Status)).ne("active"))
+        .to_owned()
+}
+
 /// Tickets joined with their customer's retention facts ([`RetentionRow`]).
 fn retention_query() -> sea_orm::sea_query::SelectStatement {
     let t = tickets::Entity;
@@ -142,6 +189,31 @@ fn retention_query() -> sea_orm::sea_query::SelectStatement {
         .expr_as(
             Expr::col((t, tickets::Column::Id)).in_subquery(tickets_with_held_participants()),
             Alias::new("participant_hold"),
+        )
+        .expr_as(
+            Expr::col((t, tickets::Column::Id)).in_subquery(
+                Query::select()
+                    .column(messages::Column::TicketId)
+                    .from(messages::Entity)
+                    .and_where(Expr::col(messages::Column::ContactId).in_subquery(
+                        contacts_of_customers_where(sea_orm::Condition::all().add(
+                            Expr::col((customers::Entity, customers::Column::Status)).eq("active"),
+                        )),
+                    ))
+                    .to_owned(),
+            ),
+            Alias::new("participant_active"),
+        )
+        .expr_as(
+            sea_orm::sea_query::SimpleExpr::SubQuery(
+                None,
+                Box::new(
+                    sea_orm::sea_query::QueryStatementBuilder::into_sub_query_statement(
+                        participant_former_since(),
+                    ),
+                ),
+            ),
+            Alias::new("participant_former_since"),
         )
         .from(t)
         .join(

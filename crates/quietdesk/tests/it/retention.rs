@@ -743,6 +743,54 @@ async fn a_prospect_goes_with_their_requests(qd: Qd) {
 }
 both_backends!(a_prospect_goes_with_their_requests);
 
+/// A non-customer's request in which an active customer's contact wrote (a colleague in
+/// the thread) is kept as that customer's correspondence: before, it went after 12
+/// months with the customer's mail in it. A request without such a participant still
+/// goes.
+async fn a_customer_in_the_thread_keeps_a_request(qd: Qd) {
+    let src = mail_files(
+        &qd,
+        "participants",
+        &[
+            (
+                "1.eml",
+                "From: Pia <pia@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Subject: outage\r\nMessage-ID: <part-1@example.org>\r\n\
+                 Date: Wed, 1 Apr 2020 09:00:00 +0000\r\n\r\nPia asks piathreadmarker.\r\n",
+            ),
+            (
+                "2.eml",
+                "From: Carl <carl@example.com>\r\nTo: support@quietdesk.example\r\n\
+                 Subject: Re: outage\r\nIn-Reply-To: <part-1@example.org>\r\n\
+                 Message-ID: <part-2@example.com>\r\n\
+                 Date: Thu, 2 Apr 2020 09:00:00 +0000\r\n\r\nCarl adds carlthreadmarker.\r\n",
+            ),
+            (
+                "3.eml",
+                "From: Quin <quin@example.org>\r\nTo: support@quietdesk.example\r\n\
+                 Subject: question\r\nMessage-ID: <part-3@example.org>\r\n\
+                 Date: Wed, 1 Apr 2020 10:00:00 +0000\r\n\r\nQuin asks quinalonemarker.\r\n",
+            ),
+        ],
+    );
+    let imported = qd.json(&["import", path_str(&src), "--json"]);
+    assert_eq!(imported["tickets"], 2, "{imported}");
+    set_status(&qd, "carl@example.com", "active", Some("2019-01-01"));
+    let run = qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert_present(&qd, "piathreadmarker", 1);
+    assert_present(&qd, "carlthreadmarker", 1);
+    assert_gone(&qd, "quinalonemarker");
+    assert_eq!(qd.json(&["stats", "--json"])["tickets"], 1, "{run}");
+    // Carl's company leaves in mid-2021: the thread stays for the former customer's
+    // term (7 years), then goes.
+    set_status(&qd, "carl@example.com", "former", Some("2021-06-01"));
+    qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert_present(&qd, "piathreadmarker", 1);
+    qd.json(&["retention", "run", "--now", "2028-06-02", "--json"]);
+    assert_gone(&qd, "piathreadmarker");
+}
+both_backends!(a_customer_in_the_thread_keeps_a_request);
+
 async fn retention_follows_customer_status(qd: Qd) {
     let src = write_mail(
         qd.dir.path(),
