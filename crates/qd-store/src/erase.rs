@@ -125,27 +125,15 @@ fn tickets_with_held_participants() -> sea_orm::sea_query::SelectStatement {
         .to_owned()
 }
 
-/// The contacts of customers that match `cond`, as a subquery of ids.
-fn contacts_of_customers_where(cond: sea_orm::Condition) -> sea_orm::sea_query::SelectStatement {
-    let (ct, cu) = (contacts::Entity, customers::Entity);
-    Query::select()
-        .column((ct, contacts::Column::Id))
-        .from(ct)
-        .join(
-            JoinType::InnerJoin,
-            cu,
-            Expr::col((cu, customers::Column::Id)).equals((ct, contacts::Column::CustomerId)),
-        )
-        .cond_where(cond)
-        .to_owned()
-}
-
-/// The latest date a customer whose contact wrote in the ticket of the outer query
-/// stopped being one (a correlated subquery).
-fn participant_former_since() -> sea_orm::sea_query::SelectStatement {
+/// Over the customers whose contacts wrote in the ticket of the outer query: `select`,
+/// where `cond` (a correlated subquery: one index lookup on the ticket's messages).
+fn participants(
+    select: sea_orm::sea_query::SimpleExpr,
+    cond: sea_orm::sea_query::SimpleExpr,
+) -> sea_orm::sea_query::SelectStatement {
     let (m, ct, cu) = (messages::Entity, contacts::Entity, customers::Entity);
     Query::select()
-        .expr(Expr::col((cu, customers::Column::FormerSince)).max())
+        .expr(select)
         .from(m)
         .join(
             JoinType::InnerJoin,
@@ -161,7 +149,7 @@ fn participant_former_since() -> sea_orm::sea_query::SelectStatement {
             Expr::col((m, messages::Column::TicketId))
                 .equals((tickets::Entity, tickets::Column::Id)),
         )
-        .and_where(Expr::col((cu, customers::Column::Status)).ne("active"))
+        .and_where(cond)
         .to_owned()
 }
 
@@ -191,17 +179,10 @@ fn retention_query() -> sea_orm::sea_query::SelectStatement {
             Alias::new("participant_hold"),
         )
         .expr_as(
-            Expr::col((t, tickets::Column::Id)).in_subquery(
-                Query::select()
-                    .column(messages::Column::TicketId)
-                    .from(messages::Entity)
-                    .and_where(Expr::col(messages::Column::ContactId).in_subquery(
-                        contacts_of_customers_where(sea_orm::Condition::all().add(
-                            Expr::col((customers::Entity, customers::Column::Status)).eq("active"),
-                        )),
-                    ))
-                    .to_owned(),
-            ),
+            Expr::exists(participants(
+                Expr::val(1).into(),
+                Expr::col((c, customers::Column::Status)).eq("active"),
+            )),
             Alias::new("participant_active"),
         )
         .expr_as(
@@ -209,7 +190,10 @@ fn retention_query() -> sea_orm::sea_query::SelectStatement {
                 None,
                 Box::new(
                     sea_orm::sea_query::QueryStatementBuilder::into_sub_query_statement(
-                        participant_former_since(),
+                        participants(
+                            Expr::col((c, customers::Column::FormerSince)).max(),
+                            Expr::col((c, customers::Column::Status)).ne("active"),
+                        ),
                     ),
                 ),
             ),
