@@ -180,7 +180,7 @@ fn retention_query() -> sea_orm::sea_query::SelectStatement {
         )
         .expr_as(
             Expr::exists(participants(
-                Expr::val(1).into(),
+                Expr::val(1),
                 Expr::col((c, customers::Column::Status)).eq("active"),
             )),
             Alias::new("participant_active"),
