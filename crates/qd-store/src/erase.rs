@@ -435,14 +435,7 @@ impl Store {
                 .filter(|id| !held.contains(id))
                 .collect();
             let chunk = chunk.as_slice();
-            let msg_ids: Vec<(i64, Option<i64>)> = messages::Entity::find()
-                .select_only()
-                .column(messages::Column::Id)
-                .column(messages::Column::ContactId)
-                .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&txn)
-                .await?;
+            let msg_ids = messages_and_senders(&txn, chunk).await?;
             touched_contacts.extend(msg_ids.iter().filter_map(|(_, c)| *c));
             let requesters: Vec<i64> = ids_where::<tickets::Entity, _>(
                 &txn,
@@ -720,14 +713,7 @@ impl Store {
         // with that mail gone, their contact rows hold an address for nothing.
         let mut others: HashSet<i64> = HashSet::new();
         for chunk in ticket_ids.chunks(IN_CHUNK) {
-            let rows: Vec<(i64, Option<i64>)> = messages::Entity::find()
-                .select_only()
-                .column(messages::Column::Id)
-                .column(messages::Column::ContactId)
-                .filter(messages::Column::TicketId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&txn)
-                .await?;
+            let rows = messages_and_senders(&txn, chunk).await?;
             others.extend(rows.iter().filter_map(|(_, c)| *c));
             let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
             counts.add(&delete_messages_in(&txn, &ids, now).await?);
@@ -1204,45 +1190,25 @@ async fn redact_recipients(
         // Subjects that name them ("Refund for carol@…" on someone else's ticket): the
         // message's (shown and indexed), the ticket's and an outbox entry's. The raw
         // mail's Subject goes with its header block (found through the mentions).
-        let rows: Vec<(i64, String)> = messages::Entity::find()
-            .select_only()
-            .column(messages::Column::Id)
-            .column(messages::Column::Subject)
-            .filter(Expr::expr(Func::lower(Expr::col(messages::Column::Subject))).like(pattern()))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        for (id, subject) in rows {
-            let Some(subject) = qd_core::erase_address_in_text(&subject, address) else {
-                continue;
-            };
-            messages::Entity::update_many()
-                .col_expr(messages::Column::Subject, Expr::value(subject))
-                .filter(messages::Column::Id.eq(id))
-                .exec(txn)
-                .await?;
-            changed += 1;
-            requeue.push(id);
-        }
-        let rows: Vec<(i64, String)> = tickets::Entity::find()
-            .select_only()
-            .column(tickets::Column::Id)
-            .column(tickets::Column::Subject)
-            .filter(Expr::expr(Func::lower(Expr::col(tickets::Column::Subject))).like(pattern()))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        for (id, subject) in rows {
-            let Some(subject) = qd_core::erase_address_in_text(&subject, address) else {
-                continue;
-            };
-            tickets::Entity::update_many()
-                .col_expr(tickets::Column::Subject, Expr::value(subject))
-                .filter(tickets::Column::Id.eq(id))
-                .exec(txn)
-                .await?;
-            changed += 1;
-        }
+        let named = erase_address_in_column::<messages::Entity>(
+            txn,
+            messages::Column::Id,
+            messages::Column::Subject,
+            address,
+            sea_orm::Condition::all(),
+        )
+        .await?;
+        changed += named.len() as u64;
+        requeue.extend(named);
+        changed += erase_address_in_column::<tickets::Entity>(
+            txn,
+            tickets::Column::Id,
+            tickets::Column::Subject,
+            address,
+            sea_orm::Condition::all(),
+        )
+        .await?
+        .len() as u64;
         let rows: Vec<(i64, String, Option<Vec<u8>>)> = outbox::Entity::find()
             .select_only()
             .column(outbox::Column::Id)
@@ -1267,29 +1233,18 @@ async fn redact_recipients(
         }
         // Delivery reports (bounces) quote the undelivered mail's recipients in their
         // body, which is nobody's own text: there the address goes everywhere.
-        let rows: Vec<(i64, String)> = messages::Entity::find()
-            .select_only()
-            .column(messages::Column::Id)
-            .column(messages::Column::BodyText)
-            // The sender first: bodies are long, and only reports' are read.
-            .filter(is_report_sender())
-            .filter(Expr::expr(Func::lower(Expr::col(messages::Column::BodyText))).like(pattern()))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        for (id, body) in rows {
-            let Some(body) = qd_core::erase_address_in_text(&body, address) else {
-                continue;
-            };
-            messages::Entity::update_many()
-                .col_expr(messages::Column::BodyText, Expr::value(body))
-                .filter(messages::Column::Id.eq(id))
-                .exec(txn)
-                .await?;
-            changed += 1;
-            requeue.push(id);
-            reports.push(id);
-        }
+        // The sender first: bodies are long, and only reports' are read.
+        let named = erase_address_in_column::<messages::Entity>(
+            txn,
+            messages::Column::Id,
+            messages::Column::BodyText,
+            address,
+            sea_orm::Condition::all().add(is_report_sender()),
+        )
+        .await?;
+        changed += named.len() as u64;
+        requeue.extend(&named);
+        reports.extend(named);
         let rows: Vec<OutboxRecipientRow> = outbox::Entity::find()
             .select_only()
             .column(outbox::Column::Id)
@@ -1389,6 +1344,55 @@ async fn redact_recipients(
     )
     .await?;
     Ok(changed)
+}
+
+/// Replaces `address` in the text `column` of the rows of `E` that match `filter` and
+/// name it ([`qd_core::erase_address_in_text`]); returns the ids of the rows changed.
+async fn erase_address_in_column<E: EntityTrait>(
+    txn: &DatabaseTransaction,
+    id: E::Column,
+    column: E::Column,
+    address: &str,
+    filter: sea_orm::Condition,
+) -> Result<Vec<i64>> {
+    use sea_orm::sea_query::Func;
+    let rows: Vec<(i64, String)> = E::find()
+        .select_only()
+        .column(id)
+        .column(column)
+        .filter(filter)
+        .filter(Expr::expr(Func::lower(Expr::col(column))).like(contains_lowercase(address)))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let mut changed = Vec::new();
+    for (row, text) in rows {
+        let Some(text) = qd_core::erase_address_in_text(&text, address) else {
+            continue;
+        };
+        E::update_many()
+            .col_expr(column, Expr::value(text))
+            .filter(id.eq(row))
+            .exec(txn)
+            .await?;
+        changed.push(row);
+    }
+    Ok(changed)
+}
+
+/// The messages of `tickets` with the contact each came from (`None`: ours, or none).
+async fn messages_and_senders(
+    txn: &DatabaseTransaction,
+    tickets: &[i64],
+) -> Result<Vec<(i64, Option<i64>)>> {
+    Ok(messages::Entity::find()
+        .select_only()
+        .column(messages::Column::Id)
+        .column(messages::Column::ContactId)
+        .filter(messages::Column::TicketId.is_in(tickets.iter().copied()))
+        .into_tuple()
+        .all(txn)
+        .await?)
 }
 
 /// A LIKE pattern for text that contains `address`, lowercased, its wildcards escaped:

@@ -58,6 +58,21 @@ fn bob_with_in_copy(cc: &str, n: u32, body: &str) -> String {
     )
 }
 
+/// The store (to close) and the messages of the ticket that holds `message_id`.
+async fn thread_of(
+    qd: &Qd,
+    message_id: &str,
+) -> (qd_store::Store, Vec<qd_store::entity::messages::Model>) {
+    let store = crate::imap::open_sealed_store(qd).await;
+    let ticket = store
+        .ticket_of_message_id(message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let messages = store.ticket_messages(ticket).await.unwrap();
+    (store, messages)
+}
+
 /// `customer erase WHO --reason REASON --json`.
 fn erase_json(qd: &Qd, who: &str, reason: &str) -> Value {
     qd.json(&["customer", "erase", who, "--reason", reason, "--json"])
@@ -558,13 +573,7 @@ async fn a_bounce_loses_the_erased_address_in_its_body(qd: Qd) {
     );
     assert_gone(&qd, "erin@example.org");
     assert_present(&qd, "xqdsnmarker", 1);
-    let store = crate::imap::open_sealed_store(&qd).await;
-    let ticket = store
-        .ticket_of_message_id("dsn-1@mx.example.net")
-        .await
-        .unwrap()
-        .unwrap();
-    let messages = store.ticket_messages(ticket).await.unwrap();
+    let (store, messages) = thread_of(&qd, "dsn-1@mx.example.net").await;
     let report = messages
         .iter()
         .find(|m| m.message_id.as_deref() == Some("dsn-1@mx.example.net"))
@@ -624,13 +633,7 @@ async fn a_subject_naming_the_erased_person_loses_the_address(qd: Qd) {
     );
     assert_gone(&qd, "gina@example.org");
     assert_present(&qd, "kpwbobmarker", 1);
-    let store = crate::imap::open_sealed_store(&qd).await;
-    let ticket = store
-        .ticket_of_message_id("subj-1@example.org")
-        .await
-        .unwrap()
-        .unwrap();
-    let messages = store.ticket_messages(ticket).await.unwrap();
+    let (store, messages) = thread_of(&qd, "subj-1@example.org").await;
     assert!(
         messages[0]
             .subject
