@@ -567,9 +567,6 @@ pub async fn drain_once(
     Worker::new(settings.clone())?.drain_once(store, now).await
 }
 
-/// Marks a sent entry sent, with its copy filed on the ticket. When the copy cannot be
-/// filed (anything but an unavailable database), the entry is still marked sent, its
-/// raw bytes kept in the outbox: otherwise it would be sent again at every lease.
 /// [`record_sent`], tried again while the database is unavailable (a restart, a
 /// failover) for as long as the entry's claim lasts, less a margin: the relay has the
 /// mail, and an entry left `sending` is claimed and sent again once its lease runs out.
@@ -611,6 +608,9 @@ async fn record_sent_within_claim(
 /// of the lease at most (the delivery limit is half of it at most).
 const CLAIM_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
+/// Marks a sent entry sent, with its copy filed on the ticket. When the copy cannot be
+/// filed (anything but an unavailable database), the entry is still marked sent, its
+/// raw bytes kept in the outbox: otherwise it would be sent again at every lease.
 async fn record_sent(store: &Store, entry: &OutboxEntry, now: DateTime<Utc>) -> Result<(), Error> {
     let record = || entry.raw.as_deref().map(|raw| sent_record(raw, now));
     let has_record = entry.raw.is_some();
