@@ -727,21 +727,13 @@ async fn deleted_mail_is_not_taken_back(b: Backend) {
 }
 both_backends!(deleted_mail_is_not_taken_back);
 
-/// A customer whose status changes while a retention run goes on (back from former to
-/// active) keeps the tickets the run judged by the old status: the deletion reads the
-/// facts again in its transaction. Before, only the last activity was checked.
-async fn a_status_set_since_the_judgement_stops_the_deletion(b: Backend) {
+/// Makes each of `who` a customer that was active and left long ago (former since 2010).
+async fn former_long_ago(b: &Backend, who: &[&str]) {
     use qd_core::CustomerStatus;
-    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
-    let mut batch = vec![
-        msg("back@x", "a@example.com", "returning customer", &[]),
-        msg("gone@x", "b@example.com", "former customer", &[]),
-    ];
-    let out = store_all(&b, &mut batch, &fmt).await;
     let actor = actor("billing");
     let long_ago = Utc.with_ymd_and_hms(2010, 1, 1, 0, 0, 0).unwrap();
-    for who in ["a@example.com", "b@example.com"] {
-        let who = qd_store::SubjectRef::Email(who.into());
+    for who in who {
+        let who = qd_store::SubjectRef::Email((*who).into());
         for status in [CustomerStatus::Active, CustomerStatus::Former] {
             b.store
                 .set_customer_status(&who, status, long_ago, &actor)
@@ -749,6 +741,32 @@ async fn a_status_set_since_the_judgement_stops_the_deletion(b: Backend) {
                 .unwrap();
         }
     }
+}
+
+/// `who` signs up again now.
+async fn signs_up_again(b: &Backend, who: &str) {
+    b.store
+        .set_customer_status(
+            &qd_store::SubjectRef::Email(who.into()),
+            qd_core::CustomerStatus::Active,
+            Utc::now(),
+            &actor("billing"),
+        )
+        .await
+        .unwrap();
+}
+
+/// A customer whose status changes while a retention run goes on (back from former to
+/// active) keeps the tickets the run judged by the old status: the deletion reads the
+/// facts again in its transaction. Before, only the last activity was checked.
+async fn a_status_set_since_the_judgement_stops_the_deletion(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let mut batch = vec![
+        msg("back@x", "a@example.com", "returning customer", &[]),
+        msg("gone@x", "b@example.com", "former customer", &[]),
+    ];
+    let out = store_all(&b, &mut batch, &fmt).await;
+    former_long_ago(&b, &["a@example.com", "b@example.com"]).await;
     let judged = b.store.retention_rows(0, 10).await.unwrap();
     assert!(
         judged
@@ -757,15 +775,7 @@ async fn a_status_set_since_the_judgement_stops_the_deletion(b: Backend) {
         "{judged:?}"
     );
     // The run found both due; meanwhile A signs up again.
-    b.store
-        .set_customer_status(
-            &qd_store::SubjectRef::Email("a@example.com".into()),
-            CustomerStatus::Active,
-            Utc::now(),
-            &actor,
-        )
-        .await
-        .unwrap();
+    signs_up_again(&b, "a@example.com").await;
     let counts = b
         .store
         .delete_due_tickets(&judged, Utc::now())
@@ -782,29 +792,10 @@ both_backends!(a_status_set_since_the_judgement_stops_the_deletion);
 /// again before the deletion, keeps the record: the deletion reads the facts again in its
 /// transaction. Before, the ids the run read were deleted whatever they had become.
 async fn a_status_set_since_the_judgement_keeps_the_customer(b: Backend) {
-    use qd_core::CustomerStatus;
-    let actor = actor("billing");
-    let long_ago = Utc.with_ymd_and_hms(2010, 1, 1, 0, 0, 0).unwrap();
-    for who in ["back@example.com", "gone@example.com"] {
-        let who = qd_store::SubjectRef::Email(who.into());
-        for status in [CustomerStatus::Active, CustomerStatus::Former] {
-            b.store
-                .set_customer_status(&who, status, long_ago, &actor)
-                .await
-                .unwrap();
-        }
-    }
+    former_long_ago(&b, &["back@example.com", "gone@example.com"]).await;
     let judged = b.store.customers_with_status("former").await.unwrap();
     assert_eq!(judged.len(), 2);
-    b.store
-        .set_customer_status(
-            &qd_store::SubjectRef::Email("back@example.com".into()),
-            CustomerStatus::Active,
-            Utc::now(),
-            &actor,
-        )
-        .await
-        .unwrap();
+    signs_up_again(&b, "back@example.com").await;
     let counts = b
         .store
         .delete_customers_without_tickets(&judged, Utc::now())
