@@ -484,6 +484,7 @@ pub fn new_message(
         blob: Some(blob),
         team,
         verdict: None,
+        reports_failure: None,
     }
 }
 

@@ -140,42 +140,6 @@ pub fn apply_verdict(v: &Verdict, message: &mut NewMessage) {
     });
 }
 
-impl Steps {
-    /// A stored bounce of a message the outbox sent fails that entry with the bounce's
-    /// status (the DSN itself threaded to the sent copy's ticket when it was stored).
-    /// Delay warnings only sit on the ticket.
-    async fn record_bounces(&self, batch: &StoredBatch<'_>) -> Result<(), HookError> {
-        // Duplicates too: a DSN fetched again after a crash between its commit and this
-        // step is a duplicate the second time (recording a bounce twice changes nothing).
-        let indexes = batch
-            .outcome
-            .stored
-            .iter()
-            .map(|s| s.index)
-            .chain(batch.outcome.duplicates.iter().copied());
-        for index in indexes {
-            let Some(bounce) = batch.arrived.get(index).and_then(|a| a.bounce.as_ref()) else {
-                continue;
-            };
-            if !bounce.is_permanent_failure() {
-                continue;
-            }
-            let Some(entry) = self
-                .store
-                .outbox_find_by_message_id(&bounce.original_message_id)
-                .await?
-            else {
-                continue;
-            };
-            self.store
-                .outbox_record_bounce(entry.id, &bounce.summary(), None, self.clock.now())
-                .await?;
-            tracing::info!(outbox = entry.id, status = ?bounce.status, "bounce recorded");
-        }
-        Ok(())
-    }
-}
-
 impl AfterStore for Steps {
     /// Only the filter works before the store.
     fn runs_before_store(&self) -> bool {
@@ -297,7 +261,6 @@ impl AfterStore for Steps {
             if let Err(e) = self.refresh_learner().await {
                 tracing::warn!(error = %e, "learned model not reloaded");
             }
-            self.record_bounces(&batch).await?;
             if !batch.acks.is_empty() {
                 let queued = batch
                     .acks

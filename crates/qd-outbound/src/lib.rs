@@ -684,6 +684,7 @@ fn to_new_message(raw: &[u8], now: DateTime<Utc>, direction: Direction) -> NewMe
         blob: PreparedBlob::prepare(raw).ok(),
         team: None,
         verdict: None,
+        reports_failure: None,
     }
 }
 

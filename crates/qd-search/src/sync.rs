@@ -356,6 +356,7 @@ mod tests {
             blob: Some(qd_store::PreparedBlob::prepare(raw.as_bytes()).unwrap()),
             team: None,
             verdict: None,
+            reports_failure: None,
         }
     }
 

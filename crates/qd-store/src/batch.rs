@@ -75,6 +75,17 @@ pub struct NewMessage {
     pub team: Option<String>,
     /// The filter's verdict, when the message was judged.
     pub verdict: Option<MessageVerdict>,
+    /// A delivery report (bounce) of mail the outbox sent, read before the store: the
+    /// entry it reports fails in the batch's transaction, whether the report is stored
+    /// now or was already (fetched again after a crash).
+    pub reports_failure: Option<ReportedFailure>,
+}
+
+/// What a bounce says of one outbox entry: the Message-ID it reports and the error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedFailure {
+    pub original_message_id: String,
+    pub error: String,
 }
 
 /// A filter verdict as the store keeps it (the filter crate's types stay out of the store).
@@ -281,6 +292,15 @@ impl Store {
         let outcome = self
             .store_batch_in(&txn, batch, settings, &mut pending)
             .await?;
+        let reported = outcome
+            .stored
+            .iter()
+            .map(|s| s.index)
+            .chain(outcome.duplicates.iter().copied())
+            .filter_map(|i| batch.get(i).and_then(|m| m.reports_failure.as_ref()));
+        for r in reported {
+            crate::outbox::fail_reported_in(&txn, r, settings.now).await?;
+        }
         let mut enqueued = Vec::new();
         if let Some(acks) = acks {
             let planned = (acks.plan)(&outcome, batch);
@@ -1195,6 +1215,7 @@ mod tests {
             blob: Some(PreparedBlob::prepare(raw.as_bytes()).unwrap()),
             team: None,
             verdict: None,
+            reports_failure: None,
         }
     }
 

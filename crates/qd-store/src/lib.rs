@@ -29,7 +29,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
 pub use batch::{
     BatchAcks, BatchOutcome, BatchSettings, Checkpoint, HeldPosition, MessageVerdict,
-    NewAttachment, NewMessage, StoredMessage,
+    NewAttachment, NewMessage, ReportedFailure, StoredMessage,
 };
 pub use blob::{BlobError, PreparedBlob};
 pub use crypto::{CryptoError, MasterKey};

@@ -776,6 +776,26 @@ async fn mark_failed<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Fails the entry a bounce reports (by its Message-ID), if it is ours; whether one was.
+pub(crate) async fn fail_reported_in(
+    txn: &DatabaseTransaction,
+    reported: &crate::ReportedFailure,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(mid) = qd_core::normalize_message_id(&reported.original_message_id) else {
+        return Ok(false);
+    };
+    let failed = failed_update(&reported.error, now)
+        .filter(outbox::Column::MessageId.eq(mid))
+        .exec(txn)
+        .await?
+        .rows_affected;
+    if failed > 0 {
+        tracing::info!(entries = failed, "bounce recorded");
+    }
+    Ok(failed > 0)
+}
+
 /// The update that marks entries failed (the caller adds which).
 fn failed_update(error: &str, now: DateTime<Utc>) -> sea_orm::UpdateMany<outbox::Entity> {
     outbox::Entity::update_many()

@@ -1318,9 +1318,17 @@ fn prepare(
             msg.received_at = arrived.get(&uid).map_or(now, |at| (*at).min(now));
             // A bounce of our mail threads to the sent copy on its ticket (a DSN rarely
             // carries In-Reply-To).
+            // A permanent failure fails the outbox entry in the batch's transaction, so
+            // it cannot be lost between the commit and a later step.
             if let Some(b) = keep.as_ref().and_then(|a| a.bounce.as_ref()) {
                 if msg.in_reply_to.is_empty() {
                     msg.in_reply_to.push(b.original_message_id.clone());
+                }
+                if b.is_permanent_failure() {
+                    msg.reports_failure = Some(qd_store::ReportedFailure {
+                        original_message_id: b.original_message_id.clone(),
+                        error: b.summary(),
+                    });
                 }
             }
             if let (Some(h), Some(v), Some(a)) = (before, view.as_ref(), keep.as_ref()) {

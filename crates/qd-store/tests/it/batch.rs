@@ -30,6 +30,7 @@ pub fn msg(id: &str, from: &str, subject: &str, reply_to: &[&str]) -> NewMessage
         blob: Some(PreparedBlob::prepare(raw.as_bytes()).unwrap()),
         team: None,
         verdict: None,
+        reports_failure: None,
     }
 }
 
