@@ -889,3 +889,59 @@ async fn anonymised_mail_is_remembered_as_forgotten(b: Backend) {
     assert!(b.store.forgot_message_id("anon@x").await.unwrap());
 }
 both_backends!(anonymised_mail_is_remembered_as_forgotten);
+
+/// A stored delivery report fails the outbox entry it names in the batch's transaction,
+/// and so does the same report stored again (fetched a second time after a crash); a
+/// report naming mail we never sent changes nothing.
+async fn a_stored_report_fails_its_outbox_entry(b: Backend) {
+    let fmt = TicketRefFormat::new("[#QD-{n}]").unwrap();
+    let entry = |mid: &str| qd_store::NewOutboxEntry {
+        kind: qd_store::OutboxKind::Reply,
+        ticket_id: None,
+        message_id: mid.into(),
+        in_reply_to: None,
+        references: Vec::new(),
+        mail_from: "support@quietdesk.example".into(),
+        rcpt_to: vec!["ann@example.com".into()],
+        subject: "Re: printer".into(),
+        language: None,
+        raw: b"Subject: Re: printer\r\n\r\nDone.\r\n".to_vec(),
+    };
+    let now = settings(&fmt).now;
+    let ours = b
+        .store
+        .outbox_enqueue(&entry("qd.1@desk.example"), now)
+        .await
+        .unwrap();
+    let other = b
+        .store
+        .outbox_enqueue(&entry("qd.2@desk.example"), now)
+        .await
+        .unwrap();
+    let report = |id: &str, of: &str| {
+        let mut m = msg(id, "mailer-daemon@mx.example.com", "Undelivered Mail", &[]);
+        m.reports_failure = Some(qd_store::ReportedFailure {
+            original_message_id: format!("<{of}>"),
+            error: "bounced 5.1.1".into(),
+        });
+        m
+    };
+    let mut batch = vec![
+        report("dsn-1@mx", "qd.1@desk.example"),
+        report("dsn-2@mx", "never@sent"),
+    ];
+    store_all(&b, &mut batch, &fmt).await;
+    let e = b.store.outbox_get(ours).await.unwrap().unwrap();
+    assert_eq!(e.status, qd_store::OutboxStatus::Failed);
+    assert_eq!(e.last_error.as_deref(), Some("bounced 5.1.1"));
+    let o = b.store.outbox_get(other).await.unwrap().unwrap();
+    assert_eq!(o.status, qd_store::OutboxStatus::Queued);
+
+    // The same report once more, now naming the other entry too, as a duplicate.
+    let mut again = vec![report("dsn-1@mx", "qd.2@desk.example")];
+    let out = store_all(&b, &mut again, &fmt).await;
+    assert_eq!(out.duplicates, vec![0]);
+    let o = b.store.outbox_get(other).await.unwrap().unwrap();
+    assert_eq!(o.status, qd_store::OutboxStatus::Failed);
+}
+both_backends!(a_stored_report_fails_its_outbox_entry);
