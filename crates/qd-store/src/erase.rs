@@ -178,10 +178,12 @@ fn retention_query() -> sea_orm::sea_query::SelectStatement {
             Expr::col((t, tickets::Column::Id)).in_subquery(tickets_with_held_participants()),
             Alias::new("participant_hold"),
         )
+        // In these subqueries `customers` is the subquery's own table (the participants'
+        // customers), which shadows the ticket's customer joined below.
         .expr_as(
             Expr::exists(participants(
                 Expr::val(1),
-                Expr::col((c, customers::Column::Status)).eq("active"),
+                Expr::col((customers::Entity, customers::Column::Status)).eq("active"),
             )),
             Alias::new("participant_active"),
         )
@@ -191,8 +193,8 @@ fn retention_query() -> sea_orm::sea_query::SelectStatement {
                 Box::new(
                     sea_orm::sea_query::QueryStatementBuilder::into_sub_query_statement(
                         participants(
-                            Expr::col((c, customers::Column::FormerSince)).max(),
-                            Expr::col((c, customers::Column::Status)).ne("active"),
+                            Expr::col((customers::Entity, customers::Column::FormerSince)).max(),
+                            Expr::col((customers::Entity, customers::Column::Status)).ne("active"),
                         ),
                     ),
                 ),
@@ -1261,12 +1263,8 @@ async fn redact_recipients(
             // the relay would refuse the whole entry for it. With nobody left, it goes.
             let waiting = status == crate::OutboxStatus::Queued.as_str()
                 || status == crate::OutboxStatus::Sending.as_str();
-            let (rcpt, rcpt_changed, left) = if waiting {
-                dropping_recipient(&rcpt, address)
-            } else {
-                let (rcpt, changed) = without_recipient(&rcpt, address);
-                (rcpt, changed, 1)
-            };
+            let (rcpt, rcpt_changed, left) =
+                edit_recipients(&rcpt, address, (!waiting).then_some(ERASED_RECIPIENT));
             if rcpt_changed && left == 0 {
                 outbox::Entity::delete_many()
                     .filter(outbox::Column::Id.eq(id))
@@ -1411,39 +1409,29 @@ pub(crate) fn contains_lowercase(address: &str) -> sea_orm::sea_query::LikeExpr 
 /// replaced by [`ERASED_RECIPIENT`]; whether anything changed. A value that is not such
 /// a list is left alone.
 fn without_recipient(json: &str, address: &str) -> (String, bool) {
+    let (out, changed, _) = edit_recipients(json, address, Some(ERASED_RECIPIENT));
+    (out, changed)
+}
+
+/// The entries for `address` in a JSON list of recipients replaced by `with`, or left
+/// out without it; whether anything changed, and how many entries the list keeps.
+fn edit_recipients(json: &str, address: &str, with: Option<&str>) -> (String, bool, usize) {
     let Ok(list) = serde_json::from_str::<Vec<String>>(json) else {
-        return (json.to_string(), false);
+        return (json.to_string(), false, 1);
     };
     let mut changed = false;
     let list: Vec<String> = list
         .into_iter()
-        .map(|entry| {
-            if qd_core::mailbox_is(&entry, address) {
-                changed = true;
-                ERASED_RECIPIENT.to_string()
-            } else {
-                entry
+        .filter_map(|entry| {
+            if !qd_core::mailbox_is(&entry, address) {
+                return Some(entry);
             }
+            changed = true;
+            with.map(str::to_string)
         })
         .collect();
     let out = serde_json::to_string(&list).unwrap_or_else(|_| json.to_string());
-    (out, changed)
-}
-
-/// A JSON list of recipients without the entries for `address`; whether anything
-/// changed, and how many entries are left. A value that is not such a list is left alone.
-fn dropping_recipient(json: &str, address: &str) -> (String, bool, usize) {
-    let Ok(list) = serde_json::from_str::<Vec<String>>(json) else {
-        return (json.to_string(), false, 1);
-    };
-    let before = list.len();
-    let list: Vec<String> = list
-        .into_iter()
-        .filter(|entry| !qd_core::mailbox_is(entry, address))
-        .collect();
-    let left = list.len();
-    let out = serde_json::to_string(&list).unwrap_or_else(|_| json.to_string());
-    (out, left != before, left)
+    (out, changed, list.len())
 }
 
 fn tickets_of_person(customer_id: Option<i64>, contact_ids: &[i64]) -> sea_orm::Condition {
