@@ -257,10 +257,24 @@ fn held_position(uid: u32, reason: &str) -> HeldPosition {
     }
 }
 
-/// The UIDs asked for that are not among the fetched items.
-fn not_returned(asked: &[u32], items: &[(u32, Vec<u8>)]) -> Vec<u32> {
-    let got: HashSet<u32> = items.iter().map(|i| i.0).collect();
-    asked.iter().copied().filter(|u| !got.contains(u)).collect()
+impl Fetched {
+    /// Takes the raw mail of `uid`, unless it is here already (asked for again).
+    fn add(&mut self, uid: u32, body: &[u8]) -> bool {
+        if !self.seen.insert(uid) {
+            return false;
+        }
+        self.items.push((uid, body.to_vec()));
+        true
+    }
+
+    /// The UIDs asked for that were not fetched.
+    fn missing(&self, asked: &[u32]) -> Vec<u32> {
+        asked
+            .iter()
+            .copied()
+            .filter(|u| !self.seen.contains(u))
+            .collect()
+    }
 }
 
 /// What a body fetch asks for; [`BODY_ONLY`] when the server's answer to it cannot be
@@ -327,10 +341,9 @@ async fn fetch_bodies(
                 Err(e) => return Err(proto(m, e).into()),
             };
             if let (Some(uid), Some(body)) = (f.uid, f.body()) {
-                if !got.seen.insert(uid) {
+                if !got.add(uid, body) {
                     continue;
                 }
-                got.items.push((uid, body.to_vec()));
                 if let Some(at) = f.internal_date() {
                     got.arrived.insert(uid, at.with_timezone(&chrono::Utc));
                 }
@@ -386,7 +399,7 @@ async fn fetch_readable(
             Err(FetchFailure::Failed(e)) => return Err(e),
             Err(FetchFailure::Unreadable) => {}
         }
-        rest.retain(|u| !got.seen.contains(u));
+        rest = got.missing(&rest);
         rest.sort_unstable();
         warn!(mailbox = %m.name, folder, messages = rest.len(),
             "the server sent a reply that could not be read; reconnecting and asking for the rest one message at a time");
@@ -916,7 +929,7 @@ async fn fetch_and_store(
             // another client: nothing to keep.
             let mut held: Vec<(u32, &'static str)> =
                 refused.into_iter().map(|u| (u, TOO_LARGE)).collect();
-            let mut missing = not_returned(&uids, &got.items);
+            let mut missing = got.missing(&uids);
             missing.retain(|u| !unfetched.iter().any(|h| h.0 == *u));
             if !missing.is_empty() {
                 let still_there = search_uids(m, &mut server.conn.session, &missing, stall).await?;
@@ -927,7 +940,7 @@ async fn fetch_and_store(
                         fetch_readable(m, server, folder, uv, &still_there, wait, cancel, &mut got)
                             .await?,
                     );
-                    for uid in not_returned(&still_there, &got.items) {
+                    for uid in got.missing(&still_there) {
                         if !unfetched.iter().any(|h| h.0 == uid) {
                             held.push((uid, NOT_RETURNED));
                         }
@@ -1716,8 +1729,10 @@ mod tests {
 
     #[test]
     fn what_the_server_did_not_return_is_named() {
-        let items = vec![(1, vec![]), (3, vec![])];
-        assert_eq!(not_returned(&[1, 2, 3, 4], &items), [2, 4]);
-        assert!(not_returned(&[1, 3], &items).is_empty());
+        let mut got = Fetched::default();
+        got.add(1, b"");
+        got.add(3, b"");
+        assert_eq!(got.missing(&[1, 2, 3, 4]), [2, 4]);
+        assert!(got.missing(&[1, 3]).is_empty());
     }
 }
