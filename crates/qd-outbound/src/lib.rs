@@ -7,7 +7,9 @@
 //! success marks the entry sent and records the message on its ticket (`direction =
 //! out`), a permanent `5xx` or an unusable address fails it at once, anything else
 //! (connection refused, timeout, `4xx`) retries with exponential backoff and jitter
-//! until `max_attempts`. [`Worker::run`] repeats that until shutdown. [`handle_bounce`]
+//! until `max_attempts`. Recipients are answered one by one: the message goes to those
+//! the relay takes, one it refuses for good is named in the entry, and one it defers is
+//! tried again alone (the copy on the ticket is filed when the first recipient has it). [`Worker::run`] repeats that until shutdown. [`handle_bounce`]
 //! ties a delivery status notification to the outbox entry it reports on: the entry is
 //! marked failed and the DSN is filed on the entry's ticket.
 
@@ -17,10 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use qd_core::{Clock, Direction};
 use qd_mail::bounce::{parse_bounce, Bounce};
 use qd_store::{NewAttachment, NewMessage, OutboxEntry, PreparedBlob, Store};
@@ -213,9 +215,73 @@ pub struct Summary {
 
 #[derive(Debug, PartialEq, Eq)]
 enum Delivery {
-    Sent,
+    /// Taken for every recipient the relay did not refuse for good; `refused` names the
+    /// ones it did, with its replies.
+    Sent {
+        refused: Option<String>,
+    },
+    /// Some recipients deferred (a `4xx` to their `RCPT TO`): they wait for a retry,
+    /// the ones refused for good are dropped. `delivered`: the relay took the message
+    /// for at least one other recipient. `note` says who took it and who did not.
+    Deferred {
+        remaining: Vec<String>,
+        delivered: bool,
+        note: String,
+    },
     Permanent(String),
     Transient(String),
+}
+
+/// What the relay answered to one delivery, recipient by recipient.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Answer {
+    /// The recipients it took the message for.
+    accepted: Vec<String>,
+    /// Refused for a while (`4xx`), with the reply.
+    deferred: Vec<(String, String)>,
+    /// Refused for good (`5xx`), with the reply.
+    refused: Vec<(String, String)>,
+}
+
+impl Answer {
+    /// The outcome for the entry. A relay that refuses one recipient of several (a
+    /// mistyped Cc) still delivers to the others, as every MTA does; only the
+    /// recipients it deferred are tried again.
+    fn outcome(self) -> Delivery {
+        let listed = |rs: &[(String, String)]| {
+            rs.iter()
+                .map(|(r, reply)| format!("{r}: {reply}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let refused = (!self.refused.is_empty()).then(|| listed(&self.refused));
+        if self.deferred.is_empty() {
+            return match (self.accepted.is_empty(), refused) {
+                (false, refused) => Delivery::Sent {
+                    refused: refused.map(|r| format!("refused for good: {r}")),
+                },
+                (true, Some(r)) => Delivery::Permanent(r),
+                (true, None) => Delivery::Permanent("no recipients".to_string()),
+            };
+        }
+        let deferred = listed(&self.deferred);
+        if self.accepted.is_empty() && refused.is_none() {
+            return Delivery::Transient(deferred);
+        }
+        let mut note = Vec::new();
+        if !self.accepted.is_empty() {
+            note.push(format!("delivered to {}", self.accepted.join(", ")));
+        }
+        if let Some(r) = refused {
+            note.push(format!("refused for good: {r}"));
+        }
+        note.push(format!("deferred: {deferred}"));
+        Delivery::Deferred {
+            remaining: self.deferred.into_iter().map(|(r, _)| r).collect(),
+            delivered: !self.accepted.is_empty(),
+            note: note.join("; "),
+        }
+    }
 }
 
 /// The outbox worker.
@@ -352,39 +418,35 @@ impl Worker {
                 }
                 let delivery = self.deliver(&entry).await;
                 let now = clock.now();
+                let out_of_attempts = entry.attempts >= self.settings.max_attempts;
                 let held = match delivery {
-                    Delivery::Sent => {
-                        record_sent_within_claim(store, &entry, now).await?;
+                    Delivery::Sent { refused } => {
+                        record_sent_within_claim(store, &entry, now, refused.as_deref()).await?;
                         tracing::info!(outbox = entry.id, kind = entry.kind.as_str(), "sent");
                         summary.sent += 1;
                         true
                     }
                     Delivery::Permanent(err) => {
-                        let held = store
-                            .outbox_mark_failed(entry.id, entry.attempts, &err, now)
-                            .await?;
-                        if held {
-                            tracing::warn!(outbox = entry.id, "refused for good");
-                            summary.failed += 1;
-                        }
-                        held
+                        self.give_up(store, &entry, &err, now, &mut summary).await?
                     }
-                    Delivery::Transient(err) if entry.attempts >= self.settings.max_attempts => {
+                    Delivery::Transient(err) if out_of_attempts => {
                         let err = format!("gave up after {} attempts: {err}", entry.attempts);
-                        let held = store
-                            .outbox_mark_failed(entry.id, entry.attempts, &err, now)
-                            .await?;
-                        if held {
-                            tracing::warn!(outbox = entry.id, attempts = entry.attempts, "gave up");
-                            summary.failed += 1;
+                        self.give_up(store, &entry, &err, now, &mut summary).await?
+                    }
+                    Delivery::Deferred {
+                        delivered, note, ..
+                    } if out_of_attempts => {
+                        let err = format!("gave up after {} attempts: {note}", entry.attempts);
+                        if delivered {
+                            record_sent_within_claim(store, &entry, now, Some(&err)).await?;
+                            summary.sent += 1;
+                            true
+                        } else {
+                            self.give_up(store, &entry, &err, now, &mut summary).await?
                         }
-                        held
                     }
                     Delivery::Transient(err) => {
-                        let delay = self.settings.backoff(entry.attempts);
-                        let next = now
-                            + chrono::TimeDelta::from_std(delay)
-                                .unwrap_or(chrono::TimeDelta::hours(1));
+                        let next = self.next_attempt(&entry, now);
                         let held = store
                             .outbox_retry_later(entry.id, entry.attempts, &err, next)
                             .await?;
@@ -392,8 +454,29 @@ impl Worker {
                             tracing::info!(
                                 outbox = entry.id,
                                 attempts = entry.attempts,
-                                retry_in_secs = delay.as_secs(),
                                 "delivery deferred"
+                            );
+                            summary.retried += 1;
+                        }
+                        held
+                    }
+                    Delivery::Deferred {
+                        remaining,
+                        delivered,
+                        note,
+                    } => {
+                        let next = self.next_attempt(&entry, now);
+                        let held = retry_for_within_claim(
+                            store, &entry, &remaining, &note, next, delivered, now,
+                        )
+                        .await?;
+                        if held {
+                            tracing::info!(
+                                outbox = entry.id,
+                                attempts = entry.attempts,
+                                delivered,
+                                deferred = remaining.len(),
+                                "delivery deferred for some recipients"
                             );
                             summary.retried += 1;
                         }
@@ -458,6 +541,39 @@ impl Worker {
         }
     }
 
+    /// When attempt `entry.attempts + 1` is due.
+    fn next_attempt(&self, entry: &OutboxEntry, now: DateTime<Utc>) -> DateTime<Utc> {
+        let delay = self.settings.backoff(entry.attempts);
+        now + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::hours(1))
+    }
+
+    /// Ends an entry that will not be delivered (further). One that some recipient
+    /// took at an earlier attempt is sent, with `err` as its note: that recipient has
+    /// it, and its copy is on the ticket. Any other is failed. Whether the claim held.
+    async fn give_up(
+        &self,
+        store: &Store,
+        entry: &OutboxEntry,
+        err: &str,
+        now: DateTime<Utc>,
+        summary: &mut Summary,
+    ) -> Result<bool, Error> {
+        if entry.sent_message_db_id.is_some() {
+            record_sent_within_claim(store, entry, now, Some(err)).await?;
+            tracing::warn!(outbox = entry.id, "not delivered to every recipient");
+            summary.sent += 1;
+            return Ok(true);
+        }
+        let held = store
+            .outbox_mark_failed(entry.id, entry.attempts, err, now)
+            .await?;
+        if held {
+            tracing::warn!(outbox = entry.id, attempts = entry.attempts, "gave up");
+            summary.failed += 1;
+        }
+        Ok(held)
+    }
+
     async fn deliver(&self, entry: &OutboxEntry) -> Delivery {
         let Some(raw) = entry.raw.as_deref() else {
             return Delivery::Permanent("no message bytes to send".to_string());
@@ -473,25 +589,25 @@ impl Worker {
         let mut to = Vec::with_capacity(entry.rcpt_to.len());
         for r in &entry.rcpt_to {
             match r.parse::<lettre::Address>() {
-                Ok(a) => to.push(a),
+                Ok(a) => to.push((a, r.as_str())),
                 Err(e) => return Delivery::Permanent(format!("bad recipient address: {e}")),
             }
         }
-        let envelope = match Envelope::new(from, to) {
-            Ok(e) => e,
-            Err(e) => return Delivery::Permanent(format!("bad envelope: {e}")),
-        };
+        if to.is_empty() {
+            return Delivery::Permanent("no recipients".to_string());
+        }
         // lettre's timeout covers only the TCP connect: a relay that greets and then
         // falls silent would hold this send (and the worker, and shutdown) forever, and
         // another instance would send the entry again once the lease ran out.
         let limit = self.settings.delivery_limit();
-        match tokio::time::timeout(limit, self.send(&envelope, raw)).await {
-            Ok(Ok(())) => Delivery::Sent,
-            Ok(Err(e)) => classify(
+        match tokio::time::timeout(limit, self.send(from, &to, raw)).await {
+            Ok(Ok(answer)) => answer.outcome(),
+            Ok(Err(SendError::Smtp(e))) => classify(
                 e.is_permanent(),
                 e.status().map(|c| c.to_string()).as_deref(),
                 e.to_string(),
             ),
+            Ok(Err(SendError::Unsupported(e))) => Delivery::Transient(e),
             // If the relay had already taken the message and only its answer was late,
             // the retry sends it twice; SMTP cannot tell (RFC 1047), and a late duplicate
             // is better than a lost reply.
@@ -506,11 +622,15 @@ impl Worker {
     /// the time limit leaves its connection mid-transaction, and the pool would take it
     /// back as healthy, so the next send would read the stale replies of this one (or
     /// wait on the same silent relay). Here the connection is dropped with the future.
+    ///
+    /// The transaction is lettre's `send`, one command at a time, so that a recipient
+    /// the relay refuses does not end it: the message goes to the recipients it took.
     async fn send(
         &self,
-        envelope: &Envelope,
+        from: Option<lettre::Address>,
+        to: &[(lettre::Address, &str)],
         raw: &[u8],
-    ) -> Result<(), lettre::transport::smtp::Error> {
+    ) -> Result<Answer, SendError> {
         let s = &self.settings;
         let wrapper = match &self.tls {
             Tls::Wrapper(p) => Some(p.clone()),
@@ -530,14 +650,83 @@ impl Worker {
         if let Some(credentials) = &self.credentials {
             conn.auth(DEFAULT_MECHANISMS, credentials).await?;
         }
-        conn.send(envelope, raw).await?;
-        // The message is taken; saying goodbye must not hold up the drain, nor turn a
-        // delivery into a failure.
+        // RFC 6531 and RFC 6152, as lettre's own `send` checks them.
+        let mut options = Vec::new();
+        let non_ascii = from
+            .iter()
+            .chain(to.iter().map(|(a, _)| a))
+            .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(SendError::Unsupported(
+                    "the envelope has non-ASCII addresses and the relay does not offer \
+                     SMTPUTF8"
+                        .to_string(),
+                ));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !raw.is_ascii() {
+            if !conn.server_info().supports_feature(Extension::EightBitMime) {
+                return Err(SendError::Unsupported(
+                    "the message has 8-bit content and the relay does not offer 8BITMIME"
+                        .to_string(),
+                ));
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let mut answer = Answer::default();
+        let result = async {
+            conn.command(Mail::new(from, options)).await?;
+            for (address, text) in to {
+                match conn.command(Rcpt::new(address.clone(), Vec::new())).await {
+                    Ok(_) => answer.accepted.push(text.to_string()),
+                    // A refusal of *us* (authentication) is about every message.
+                    Err(e) if e.status().is_some() && !refuses_us(&e) => {
+                        let reply = (text.to_string(), e.to_string());
+                        if e.is_permanent() {
+                            answer.refused.push(reply);
+                        } else {
+                            answer.deferred.push(reply);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if !answer.accepted.is_empty() {
+                conn.command(Data).await?;
+                conn.message(raw).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            conn.abort().await;
+            return Err(e.into());
+        }
+        // The message is taken (or no one would take it); saying goodbye must not hold
+        // up the drain, nor turn a delivery into a failure.
         tokio::spawn(async move {
             let _ = tokio::time::timeout(QUIT_LIMIT, conn.quit()).await;
         });
-        Ok(())
+        Ok(answer)
     }
+}
+
+/// Why a delivery did not get as far as the relay's answers.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error(transparent)]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    /// The message needs an extension the relay does not offer.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// RFC 4954's refusals of the client rather than the message (see [`classify`]).
+fn refuses_us(e: &lettre::transport::smtp::Error) -> bool {
+    let code = e.status().map(|c| c.to_string());
+    matches!(code.as_deref(), Some("530" | "534" | "535" | "538"))
 }
 
 /// How long a QUIT after a delivery may wait for the relay's answer.
@@ -567,14 +756,69 @@ pub async fn drain_once(
     Worker::new(settings.clone())?.drain_once(store, now).await
 }
 
-/// [`record_sent`], tried again while the database is unavailable (a restart, a
-/// failover) for as long as the entry's claim lasts, less a margin: the relay has the
-/// mail, and an entry left `sending` is claimed and sent again once its lease runs out.
+/// [`record_sent`], tried again while the database is unavailable (see [`within_claim`]).
 async fn record_sent_within_claim(
     store: &Store,
     entry: &OutboxEntry,
     now: DateTime<Utc>,
+    note: Option<&str>,
 ) -> Result<(), Error> {
+    within_claim(entry, now, |at| record_sent(store, entry, at, note)).await
+}
+
+/// [`Store::outbox_retry_for`] after a delivery that some recipients deferred, with the
+/// sent copy when some recipient took it, tried again while the database is unavailable
+/// (see [`within_claim`]). When the copy cannot be filed (anything but an unavailable
+/// database), the entry still waits for the deferred recipients only; the copy is then
+/// filed when they take it. Whether the claim held.
+async fn retry_for_within_claim(
+    store: &Store,
+    entry: &OutboxEntry,
+    remaining: &[String],
+    note: &str,
+    next: DateTime<Utc>,
+    delivered: bool,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    within_claim(entry, now, |at| async move {
+        let record = || {
+            entry
+                .raw
+                .as_deref()
+                .filter(|_| delivered)
+                .map(|raw| sent_record(raw, at))
+        };
+        let retry = |record| {
+            store.outbox_retry_for(entry.id, entry.attempts, remaining, note, next, record, at)
+        };
+        match retry(record()).await {
+            Err(e) if delivered && !e.is_unavailable() => {
+                tracing::warn!(
+                    outbox = entry.id,
+                    error = %e,
+                    "delivered to some recipients, but its copy could not be filed on the ticket"
+                );
+                Ok(retry(None).await?)
+            }
+            other => Ok(other?),
+        }
+    })
+    .await
+}
+
+/// Runs `step` (which records what the relay did), and again while the database is
+/// unavailable (a restart, a failover), for as long as the entry's claim lasts, less a
+/// margin: the relay has the mail, and an entry left `sending` is claimed and sent again
+/// once its lease runs out. `step` gets the time it runs at.
+async fn within_claim<T, F, Fut>(
+    entry: &OutboxEntry,
+    now: DateTime<Utc>,
+    mut step: F,
+) -> Result<T, Error>
+where
+    F: FnMut(DateTime<Utc>) -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
     const MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
     let budget = entry
         .claimed_until
@@ -585,7 +829,7 @@ async fn record_sent_within_claim(
     let mut pause = Duration::from_millis(250);
     let mut at = now;
     loop {
-        match record_sent(store, entry, at).await {
+        match step(at).await {
             Err(Error::Store(e))
                 if e.is_unavailable() && std::time::Instant::now() + pause < deadline =>
             {
@@ -611,13 +855,18 @@ const CLAIM_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 /// Marks a sent entry sent, with its copy filed on the ticket. When the copy cannot be
 /// filed (anything but an unavailable database), the entry is still marked sent, its
 /// raw bytes kept in the outbox: otherwise it would be sent again at every lease.
-async fn record_sent(store: &Store, entry: &OutboxEntry, now: DateTime<Utc>) -> Result<(), Error> {
+async fn record_sent(
+    store: &Store,
+    entry: &OutboxEntry,
+    now: DateTime<Utc>,
+    note: Option<&str>,
+) -> Result<(), Error> {
     let record = || entry.raw.as_deref().map(|raw| sent_record(raw, now));
     let has_record = entry.raw.is_some();
-    let mut result = store.outbox_mark_sent(entry.id, now, record()).await;
+    let mut result = store.outbox_mark_sent(entry.id, now, record(), note).await;
     if matches!(&result, Err(e) if has_record && !e.is_unavailable()) {
         // Once more: on PostgreSQL a serialization failure or deadlock passes.
-        result = store.outbox_mark_sent(entry.id, now, record()).await;
+        result = store.outbox_mark_sent(entry.id, now, record(), note).await;
     }
     match result {
         Ok(_) => Ok(()),
@@ -627,7 +876,7 @@ async fn record_sent(store: &Store, entry: &OutboxEntry, now: DateTime<Utc>) -> 
                 error = %e,
                 "sent, but its copy could not be filed on the ticket (kept in the outbox)"
             );
-            store.outbox_mark_sent(entry.id, now, None).await?;
+            store.outbox_mark_sent(entry.id, now, None, note).await?;
             Ok(())
         }
         Err(e) => Err(e.into()),
@@ -779,6 +1028,58 @@ mod tests {
             classify(false, Some("451"), "451 try later".into()),
             Delivery::Transient("451 try later".into())
         );
+    }
+
+    #[test]
+    fn recipients_the_relay_did_not_take_are_named_and_only_the_deferred_wait() {
+        let reply = |r: &str, text: &str| (r.to_string(), text.to_string());
+        let all_taken = Answer {
+            accepted: vec!["a@x".into(), "b@x".into()],
+            ..Answer::default()
+        };
+        assert_eq!(all_taken.outcome(), Delivery::Sent { refused: None });
+        let one_refused = Answer {
+            accepted: vec!["a@x".into()],
+            refused: vec![reply("b@x", "550 no such user")],
+            ..Answer::default()
+        };
+        assert!(matches!(
+            one_refused.outcome(),
+            Delivery::Sent { refused: Some(n) } if n.contains("b@x: 550 no such user") && !n.contains("a@x")
+        ));
+        let all_refused = Answer {
+            refused: vec![reply("a@x", "550 no"), reply("b@x", "553 bad")],
+            ..Answer::default()
+        };
+        assert_eq!(
+            all_refused.outcome(),
+            Delivery::Permanent("a@x: 550 no; b@x: 553 bad".into())
+        );
+        let all_deferred = Answer {
+            deferred: vec![reply("a@x", "452 full")],
+            ..Answer::default()
+        };
+        assert_eq!(
+            all_deferred.outcome(),
+            Delivery::Transient("a@x: 452 full".into())
+        );
+        let mixed = Answer {
+            accepted: vec![],
+            deferred: vec![reply("a@x", "452 full")],
+            refused: vec![reply("b@x", "550 no")],
+        };
+        match mixed.outcome() {
+            Delivery::Deferred {
+                remaining,
+                delivered,
+                note,
+            } => {
+                assert_eq!(remaining, vec!["a@x"]);
+                assert!(!delivered);
+                assert!(note.contains("b@x: 550 no") && note.contains("a@x: 452 full"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// The default retries span RFC 5321's 4–5 days (jitter aside).

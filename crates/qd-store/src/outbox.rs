@@ -9,7 +9,8 @@
 //! that dies mid-send leaves a `sending` row that is claimed again once the lease ends.
 //! Outcomes are [`Store::outbox_mark_sent`] (which records the sent message on its
 //! ticket, `direction = out`, in the same transaction, so replies and bounces thread to
-//! it), [`Store::outbox_retry_later`] and [`Store::outbox_mark_failed`]. A bounce marks
+//! it), [`Store::outbox_retry_later`], [`Store::outbox_retry_for`] (some recipients
+//! took it, the others are deferred) and [`Store::outbox_mark_failed`]. A bounce marks
 //! its entry failed and files the DSN on the entry's ticket
 //! ([`Store::outbox_record_bounce`]).
 
@@ -491,11 +492,17 @@ impl Store {
     /// worker that re-claimed it after this one's lease ran out would otherwise send it
     /// again). An entry already marked sent, or gone (erased meanwhile), is left as it
     /// is and gives `None`: the copy is filed once.
+    ///
+    /// `refused` notes the recipients the relay refused for good while it took the
+    /// message for the others (kept as the entry's `last_error`). An entry whose copy was
+    /// filed at an earlier, partial delivery ([`Store::outbox_retry_for`]) keeps that
+    /// copy and drops its raw bytes.
     pub async fn outbox_mark_sent(
         &self,
         id: i64,
         now: DateTime<Utc>,
         record: Option<NewMessage>,
+        refused: Option<&str>,
     ) -> Result<Option<i64>> {
         let txn = self.begin_serialized().await?;
         let mut pending = PendingKeys::default();
@@ -511,10 +518,7 @@ impl Store {
                 outbox::Column::ClaimedUntil,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            .col_expr(
-                outbox::Column::LastError,
-                Expr::value(Option::<String>::None),
-            )
+            .col_expr(outbox::Column::LastError, Expr::value(refused))
             .filter(outbox::Column::Id.eq(id))
             .filter(outbox::Column::Status.ne(OutboxStatus::Sent.as_str()))
             .exec(&txn)
@@ -528,16 +532,10 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))?;
-        // A record made from bytes the entry no longer holds (an erasure rewrote them
-        // while the mail was out) is not filed: the entry keeps what erasure left.
-        let current = entry.raw.as_deref().map(|r| hex::encode(Sha256::digest(r)));
-        let record =
-            record.filter(|m| m.blob.as_ref().map(|b| b.digest.as_str()) == current.as_deref());
-        let message_db_id = match (record, entry.ticket_id) {
-            (Some(mut m), Some(ticket_id)) => {
-                Some(attach_in(self, &txn, ticket_id, &mut m, now, &mut pending).await?)
-            }
-            _ => None,
+        let message_db_id = match entry.sent_message_db_id {
+            // Filed when the first recipients took it.
+            Some(filed) => Some(filed),
+            None => file_sent_copy(self, &txn, &entry, record, now, &mut pending).await?,
         };
         if message_db_id.is_some() {
             // The raw bytes are kept only while no copy on the ticket exists.
@@ -566,6 +564,70 @@ impl Store {
     ) -> Result<bool> {
         self.requeue_claimed(id, attempt, next_attempt_at, Some(error))
             .await
+    }
+
+    /// After a delivery that not every recipient took: while this worker's claim of
+    /// attempt `attempt` holds, the entry waits until `next_attempt_at` for `remaining`
+    /// (the recipients the relay deferred), with `error` saying who took it and who did
+    /// not. When some recipient did take it, `record` is the sent copy: it is filed on
+    /// the ticket now (once; the raw bytes stay for the retry), because that recipient has
+    /// it whatever becomes of the others. Returns whether the claim still held.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn outbox_retry_for(
+        &self,
+        id: i64,
+        attempt: u32,
+        remaining: &[String],
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+        record: Option<NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let rcpt_to = serde_json::to_string(remaining)
+            .map_err(|e| Error::Inconsistent(format!("recipients of outbox {id}: {e}")))?;
+        let txn = self.begin_serialized().await?;
+        let mut pending = PendingKeys::default();
+        let held = outbox::Entity::update_many()
+            .col_expr(
+                outbox::Column::Status,
+                Expr::value(OutboxStatus::Queued.as_str()),
+            )
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
+            .col_expr(
+                outbox::Column::ClaimedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(outbox::Column::LastError, Expr::value(error))
+            .col_expr(outbox::Column::RcptTo, Expr::value(rcpt_to))
+            .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
+            .filter(outbox::Column::Attempts.eq(i64::from(attempt)))
+            .exec(&txn)
+            .await?
+            .rows_affected
+            > 0;
+        if !held {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        let entry = outbox::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))?;
+        if entry.sent_message_db_id.is_none() {
+            if let Some(filed) =
+                file_sent_copy(self, &txn, &entry, record, now, &mut pending).await?
+            {
+                outbox::Entity::update_many()
+                    .col_expr(outbox::Column::SentMessageDbId, Expr::value(filed))
+                    .filter(outbox::Column::Id.eq(id))
+                    .exec(&txn)
+                    .await?;
+            }
+        }
+        txn.commit().await?;
+        pending.commit_to(self.keys.as_deref());
+        Ok(true)
     }
 
     /// Hands a claim back unused (the worker did not try to send): the entry is queued
@@ -809,6 +871,29 @@ fn failed_update(error: &str, now: DateTime<Utc>) -> sea_orm::UpdateMany<outbox:
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .col_expr(outbox::Column::LastError, Expr::value(error))
+}
+
+/// Files `record`, the sent copy of outbox `entry`, on the entry's ticket; its message
+/// id, or `None` when there is no record, no ticket, or the record was made from bytes
+/// the entry no longer holds (an erasure rewrote them while the mail was out: the entry
+/// keeps what erasure left).
+async fn file_sent_copy(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    entry: &outbox::Model,
+    record: Option<NewMessage>,
+    now: DateTime<Utc>,
+    pending: &mut PendingKeys,
+) -> Result<Option<i64>> {
+    let current = entry.raw.as_deref().map(|r| hex::encode(Sha256::digest(r)));
+    let record =
+        record.filter(|m| m.blob.as_ref().map(|b| b.digest.as_str()) == current.as_deref());
+    Ok(match (record, entry.ticket_id) {
+        (Some(mut m), Some(ticket_id)) => {
+            Some(attach_in(store, txn, ticket_id, &mut m, now, pending).await?)
+        }
+        _ => None,
+    })
 }
 
 /// Writes one message (blob, row, attachments, thread refs, search-queue entry) on

@@ -4,7 +4,9 @@
 //! A small handler (written into the sink's temp dir) stores each accepted message as a
 //! file `NNNNNN.eml` in `mail/`, preceded by `X-MailFrom:` and `X-RcptTo:` lines that
 //! record the SMTP envelope. In [`SinkMode::Refuse`] it answers every `RCPT TO` with
-//! `550 5.1.1`, in [`SinkMode::TempFail`] with `451 4.3.0`. [`SmtpSink::stop`] takes it
+//! `550 5.1.1`, in [`SinkMode::TempFail`] with `451 4.3.0`. In [`SinkMode::Accept`] a
+//! recipient whose local part starts with `refused` gets `550 5.1.1`, one that starts with
+//! `deferred` gets `452 4.2.2` until [`SmtpSink::take_deferred`]. [`SmtpSink::stop`] takes it
 //! down (connections are refused) and [`SmtpSink::start_again`] brings it back on the
 //! same port. The process is killed and reaped on drop.
 
@@ -28,6 +30,7 @@ class Sink:
         self.mode = mode
         os.makedirs(maildir, exist_ok=True)
         self.count = len(os.listdir(maildir))
+        self.deferred_until = os.path.join(os.path.dirname(maildir), "deferred-take")
 
     @classmethod
     def from_cli(cls, parser, *args):
@@ -38,6 +41,11 @@ class Sink:
             return "550 5.1.1 <%s>: mailbox unavailable" % address
         if self.mode == "tempfail":
             return "451 4.3.0 try again later"
+        local = address.split("@")[0].lower()
+        if local.startswith("refused"):
+            return "550 5.1.1 <%s>: no such user" % address
+        if local.startswith("deferred") and not os.path.exists(self.deferred_until):
+            return "452 4.2.2 <%s>: mailbox full" % address
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -179,6 +187,12 @@ impl SmtpSink {
     pub fn start_again(&mut self, mode: SinkMode) -> Result<(), SmtpSinkError> {
         self.stop();
         self.spawn(mode)
+    }
+
+    /// From now on, `deferred…` recipients are taken like any other (their mailbox has
+    /// room again).
+    pub fn take_deferred(&self) -> std::io::Result<()> {
+        std::fs::write(self.dir.path().join("deferred-take"), b"")
     }
 
     /// The messages accepted so far, oldest first.

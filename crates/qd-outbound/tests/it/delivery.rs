@@ -156,6 +156,122 @@ async fn temporary_refusals_give_up_after_max_attempts() {
     );
 }
 
+/// A staff reply to Gus's ticket, to Gus and `cc`. Returns its outbox id and the ticket.
+async fn reply_to_gus_and(b: &Backend, cc: &str) -> (i64, i64) {
+    let (_, asked) = crate::ingest(
+        &b.store,
+        &crate::customer_mail("gus@customer.example", "q-cc@customer.example", "Help", ""),
+        t0(),
+    )
+    .await;
+    let (id, _) = enqueue_reply_to(
+        &b.store,
+        &["gus@customer.example", cc],
+        Some(asked.ticket_id),
+    )
+    .await;
+    (id, asked.ticket_id)
+}
+
+/// The copies of our mail filed on a ticket.
+async fn sent_copies(b: &Backend, ticket_id: i64) -> usize {
+    let thread = b.store.ticket_messages(ticket_id).await.unwrap();
+    thread.iter().filter(|m| m.direction == "out").count()
+}
+
+/// A recipient the relay refuses for good (a mistyped Cc) does not cost the others the
+/// reply: it goes to them, and the entry says who did not get it.
+async fn a_refused_recipient_does_not_stop_the_others(b: Backend) {
+    let sink = SmtpSink::start().unwrap();
+    let (id, ticket) = reply_to_gus_and(&b, "refused-cc@customer.example").await;
+    let worker = Worker::new(smtp_settings(&sink)).unwrap();
+    let s = worker.drain_once(&b.store, t0()).await.unwrap();
+    assert_eq!((s.sent, s.retried, s.failed), (1, 0, 0));
+    let got = sink.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpt_to, vec!["gus@customer.example"]);
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Sent);
+    let note = e.last_error.unwrap();
+    assert!(
+        note.contains("refused-cc@customer.example") && note.contains("550"),
+        "{note}"
+    );
+    assert!(!note.contains("gus@"), "{note}");
+    assert_eq!(sent_copies(&b, ticket).await, 1);
+}
+crate::both_backends!(a_refused_recipient_does_not_stop_the_others);
+
+/// A recipient the relay defers (mailbox full) is tried again alone: the others have
+/// the reply at once, its copy is filed on the ticket once, and the later delivery goes
+/// to the deferred recipient only.
+async fn a_deferred_recipient_is_tried_again_alone(b: Backend) {
+    let sink = SmtpSink::start().unwrap();
+    let (id, ticket) = reply_to_gus_and(&b, "deferred-cc@customer.example").await;
+    let worker = Worker::new(smtp_settings(&sink)).unwrap();
+    let s = worker.drain_once(&b.store, t0()).await.unwrap();
+    assert_eq!((s.sent, s.retried, s.failed), (0, 1, 0));
+    let got = sink.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpt_to, vec!["gus@customer.example"]);
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Queued);
+    assert_eq!(e.rcpt_to, vec!["deferred-cc@customer.example"]);
+    assert!(e.raw.is_some(), "kept for the retry");
+    assert!(e.sent_message_db_id.is_some());
+    let note = e.last_error.unwrap();
+    assert!(
+        note.contains("delivered to gus@customer.example") && note.contains("452"),
+        "{note}"
+    );
+    assert_eq!(sent_copies(&b, ticket).await, 1, "filed when Gus got it");
+
+    sink.take_deferred().unwrap();
+    let s = worker
+        .drain_once(&b.store, t0() + TimeDelta::days(1))
+        .await
+        .unwrap();
+    assert_eq!((s.sent, s.retried, s.failed), (1, 0, 0));
+    let got = sink.messages();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].rcpt_to, vec!["deferred-cc@customer.example"]);
+    assert_eq!(got[1].raw, got[0].raw);
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Sent);
+    assert_eq!(e.raw, None);
+    assert_eq!(e.last_error, None);
+    assert_eq!(sent_copies(&b, ticket).await, 1, "filed once");
+}
+crate::both_backends!(a_deferred_recipient_is_tried_again_alone);
+
+/// A recipient still deferred at the last attempt is given up, but the entry is sent,
+/// not failed: the others have the reply and its copy is on the ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_deferred_to_the_last_attempt_leaves_the_entry_sent() {
+    let b = crate::sqlite().await;
+    let sink = SmtpSink::start().unwrap();
+    let (id, ticket) = reply_to_gus_and(&b, "deferred-cc@customer.example").await;
+    let mut settings = smtp_settings(&sink);
+    settings.max_attempts = 2;
+    let worker = Worker::new(settings).unwrap();
+    worker.drain_once(&b.store, t0()).await.unwrap();
+    let s = worker
+        .drain_once(&b.store, t0() + TimeDelta::days(1))
+        .await
+        .unwrap();
+    assert_eq!((s.sent, s.retried, s.failed), (1, 0, 0));
+    assert_eq!(sink.messages().len(), 1, "only Gus got it");
+    let e = b.store.outbox_get(id).await.unwrap().unwrap();
+    assert_eq!(e.status, OutboxStatus::Sent);
+    assert_eq!(e.raw, None);
+    let note = e.last_error.unwrap();
+    assert!(
+        note.contains("gave up after 2 attempts") && note.contains("deferred-cc@customer.example"),
+        "{note}"
+    );
+    assert_eq!(sent_copies(&b, ticket).await, 1);
+}
+
 /// Two workers claiming at the same time never get the same entry.
 async fn concurrent_claims_do_not_overlap(b: Backend) {
     for i in 0..30 {
@@ -246,7 +362,7 @@ async fn a_stale_claim_decides_nothing(b: Backend) {
     copy.direction = qd_core::Direction::Out;
     assert_eq!(
         b.store
-            .outbox_mark_sent(id, later, Some(copy))
+            .outbox_mark_sent(id, later, Some(copy), None)
             .await
             .unwrap(),
         None
@@ -260,7 +376,7 @@ async fn a_stale_claim_decides_nothing(b: Backend) {
     // An entry erased meanwhile is no error for the worker that sent it.
     assert_eq!(
         b.store
-            .outbox_mark_sent(id + 1000, later, None)
+            .outbox_mark_sent(id + 1000, later, None, None)
             .await
             .unwrap(),
         None
@@ -411,7 +527,7 @@ async fn an_erasure_during_the_send_is_not_undone(b: Backend) {
     copy.direction = qd_core::Direction::Out;
     assert_eq!(
         b.store
-            .outbox_mark_sent(id, t0(), Some(copy))
+            .outbox_mark_sent(id, t0(), Some(copy), None)
             .await
             .unwrap(),
         None,
