@@ -670,6 +670,26 @@ async fn a_claim_that_ran_out_is_not_sent(b: Backend) {
 }
 crate::both_backends!(a_claim_that_ran_out_is_not_sent);
 
+/// A short lease (a site that wants a dead worker's mail taken over quickly) still
+/// leaves room to send: the margin kept beyond the delivery limit is a quarter of the
+/// lease at most, not a fixed 30 s that no claim of under a minute would ever clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lease_still_sends() {
+    let b = crate::sqlite().await;
+    let sink = SmtpSink::start().unwrap();
+    enqueue_reply(&b.store, "kim@customer.example", None).await;
+    let mut settings = smtp_settings(&sink);
+    settings.lease_secs = 20;
+    let worker = Worker::new(settings).unwrap();
+    // A claim handed back is due again at once: with too wide a margin the drain spun.
+    let s = tokio::time::timeout(Duration::from_secs(30), worker.drain_once(&b.store, t0()))
+        .await
+        .expect("the drain ends")
+        .unwrap();
+    assert_eq!((s.claimed, s.sent, s.lost_claims), (1, 1, 0));
+    assert_eq!(sink.messages().len(), 1);
+}
+
 /// A relay on a free local port that greets and answers EHLO on every connection; the
 /// first `stalls` connections then read without ever answering again, later ones take
 /// mail. Returns its port and a count of the messages it took.
