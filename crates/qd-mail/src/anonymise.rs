@@ -62,7 +62,14 @@ pub fn anonymise_trace_ips(raw: &[u8]) -> Cow<'_, [u8]> {
                 .and_then(|name| std::str::from_utf8(name).ok())
                 .is_some_and(is_trace_field);
         }
-        let replaced = if in_trace { rewrite_line(line) } else { None };
+        let replaced = if in_trace {
+            match rewrite_line(line) {
+                Some(new) => Some(rewrite_host_names(&new).unwrap_or(new)),
+                None => rewrite_host_names(line),
+            }
+        } else {
+            None
+        };
         match (replaced, out.as_mut()) {
             (Some(new), Some(o)) => o.extend_from_slice(&new),
             (Some(new), None) => {
@@ -140,6 +147,96 @@ fn rewrite_line(line: &[u8]) -> Option<Vec<u8>> {
         }
     }
     changed.then_some(out)
+}
+
+/// Rewrites the IPv4 addresses spelled inside host names (`c-203-0-113-77.isp.example`,
+/// `host77-113-0-203.range.example`, `1.2.3.4.dsl.example`), which name a customer's
+/// connection as well as the address beside them does. Which end is the host part
+/// depends on the provider's naming (forwards or reversed), so both ends become `0`:
+/// `c-0-0-113-0.isp.example`. `None` when there is none.
+fn rewrite_host_names(line: &[u8]) -> Option<Vec<u8>> {
+    let is_name_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+    // Byte ranges of `line` that become `0`, in order.
+    let mut zeroed: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        if !is_name_char(line[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < line.len() && is_name_char(line[i]) {
+            i += 1;
+        }
+        let word = &line[start..i];
+        let bare = std::str::from_utf8(word)
+            .unwrap_or("")
+            .trim_end_matches('.');
+        // A whole address is the literal `rewrite_line` handles.
+        if parse_ip(bare).is_some() {
+            continue;
+        }
+        for (first, last) in octet_runs(word) {
+            zeroed.push((start + first.0, start + first.1));
+            zeroed.push((start + last.0, start + last.1));
+        }
+    }
+    if zeroed.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(line.len());
+    let mut at = 0;
+    for (a, b) in zeroed {
+        out.extend_from_slice(&line[at..a]);
+        out.push(b'0');
+        at = b;
+    }
+    out.extend_from_slice(&line[at..]);
+    Some(out)
+}
+
+/// Within a host name, every run of four decimal octets (1–3 digits, at most 255) joined
+/// by `-` or `.` and not glued to further digits: the byte ranges of its first and
+/// last octet.
+fn octet_runs(word: &[u8]) -> Vec<((usize, usize), (usize, usize))> {
+    // Digit groups: (start, end, value), and the separator that follows each.
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < word.len() {
+        if !word[i].is_ascii_digit() {
+            // A letter (or a doubled separator) breaks the chain.
+            let sep = matches!(word[i], b'-' | b'.')
+                && i > 0
+                && word[i - 1].is_ascii_digit()
+                && word.get(i + 1).is_some_and(u8::is_ascii_digit);
+            if !sep {
+                groups.clear();
+            }
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < word.len() && word[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &word[start..i];
+        let octet = digits.len() <= 3
+            && std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| d.parse::<u16>().ok())
+                .is_some_and(|v| v <= 255);
+        if !octet {
+            groups.clear();
+            continue;
+        }
+        groups.push((start, i));
+        if groups.len() == 4 {
+            runs.push((groups[0], groups[3]));
+            groups.clear();
+        }
+    }
+    runs
 }
 
 /// An IPv4 address with its port (`192.0.2.1:51234`, as X-Forwarded-For may carry
@@ -232,8 +329,37 @@ mod tests {
     fn leaves_mail_without_addresses_borrowed() {
         let raw = b"Received: by mx.example.com; Mon, 1 Jan 2024 12:34:56 +0000\n\nbody 10.0.0.1\n";
         assert!(matches!(anonymise_trace_ips(raw), Cow::Borrowed(_)));
-        // Host names made of digits and dots are not addresses.
-        let raw = b"Received: from 1.2.3.4.dsl.example.net by mx\n\n";
+        // Host names with digits are not addresses.
+        let raw = b"Received: from a1.b22.example.net by mx-2.example.com; 12:34:56\n\n";
         assert!(matches!(anonymise_trace_ips(raw), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn addresses_spelled_in_host_names_lose_both_ends() {
+        let out = anon(
+            "Received: from c-203-0-113-77.hsd1.ca.example.net (c-203-0-113-77.hsd1.ca.example.net\r\n \
+             [203.0.113.77]) by mx.example.com; Mon, 1 Jan 2024 12:34:56 +0000\r\n\
+             Received: from 1.2.3.4.dsl.example.net (host77-113-0-203.range.example) by mx\r\n\
+             Received: from mail.example.org (Exim 4.94.2) by relay-1-2.example.org\r\n\
+             Subject: c-203-0-113-77 stays\r\n\r\nbody c-203-0-113-77\r\n",
+        );
+        assert!(!out.contains("203-0-113-77.hsd1"), "{out}");
+        assert!(
+            out.contains("c-0-0-113-0.hsd1.ca.example.net (c-0-0-113-0.hsd1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[203.0.113.0]"),
+            "the literal keeps its network: {out}"
+        );
+        assert!(out.contains("from 0.2.3.0.dsl.example.net"), "{out}");
+        assert!(out.contains("(host0-113-0-0.range.example)"), "{out}");
+        assert!(
+            out.contains("Exim 4.94.2) by relay-1-2.example.org"),
+            "{out}"
+        );
+        assert!(out.contains("12:34:56 +0000"), "{out}");
+        assert!(out.contains("Subject: c-203-0-113-77 stays"), "{out}");
+        assert!(out.contains("body c-203-0-113-77"), "{out}");
     }
 }
