@@ -270,6 +270,9 @@ fn read_source(
             };
             let _ = total_tx.send(files.len() as u64);
             let is_dir = *kind != SourceKind::SingleMessage;
+            // A Maildir's files are mail by definition: one that does not look like it
+            // (a blank first line, a `>From ` line) is kept raw with a defect, not skipped.
+            let sniff = *kind == SourceKind::Directory;
             for chunk in chunks_by_size(&files, settings.batch_size.max(1), BATCH_BYTES) {
                 let items: Vec<Prepared> = chunk
                     .par_iter()
@@ -277,7 +280,7 @@ fn read_source(
                         let position = Position::Path(rel.clone());
                         match source::read_file(full, limit) {
                             Ok(raw) => {
-                                if is_dir && !looks_like_mail(&raw) {
+                                if sniff && !looks_like_mail(&raw) {
                                     Prepared::Skipped
                                 } else if is_dir && source::is_multi_message_mbox(&raw) {
                                     // Taken as one message, all but the first would be

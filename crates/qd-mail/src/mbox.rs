@@ -1,7 +1,8 @@
 //! Streaming mbox reader.
 //!
-//! A message starts at a line beginning `From ` that opens the file (or the resume point)
-//! or follows an empty line; every other `From ` line is body text. Lines matching
+//! A message starts at a line beginning `From ` that opens the file (or the resume point),
+//! or, further on, at a line with the full shape of an envelope line (sender, asctime
+//! date); every other `From ` line is body text. Lines matching
 //! `>+From ` lose one `>` (mboxrd unquoting, which is also right for the usual mboxo
 //! files). The empty line that mbox writers put before the next `From ` line is a
 //! separator, not message content, so it is dropped. Memory is one message at a time.
@@ -121,7 +122,8 @@ impl<R: BufRead> MboxReader<R> {
             } else {
                 is_separator(line)
             };
-            if starts_line && prev_empty && from_line {
+            // Inside the file an envelope-shaped line needs no empty line before it.
+            if starts_line && from_line && (prev_empty || !nothing_before) {
                 raw.truncate(line_start);
                 if nothing_before {
                     // Blank lines before the first From_ line are not a message.
@@ -162,16 +164,35 @@ impl<R: BufRead> MboxReader<R> {
     }
 }
 
-/// Whether a `From ` line after an empty line inside the file starts the next message:
-/// only when it reads like an envelope line, `From sender date`, whose date (asctime in
-/// every mbox writer: `Mon Jan  1 00:00:00 2024`) has a time of day and a year. A body
-/// line such as `From our side all is fine.`, which mboxo writers leave unquoted, stays
-/// in its message instead of cutting it in two and being lost.
+/// Whether a `From ` line inside the file starts the next message: only when it has the
+/// shape of an envelope line, `From sender Www Mmm dd hh:mm:ss [zone] yyyy` (asctime, as
+/// every mbox writer puts it; a comma after the weekday is allowed). A body line such as
+/// `From our side all is fine.` or `From 1 March 2024 we open at 9:00.`, which mboxo
+/// writers leave unquoted, stays in its message instead of cutting it in two and being
+/// lost. A line of that shape starts a message even without an empty line before it (two
+/// mbox files joined with `cat`, the first without a final empty line), as mutt and
+/// Python's mailbox read it.
 fn is_separator(line: &[u8]) -> bool {
     if !crate::envelope::is_envelope_line(line) {
         return false;
     }
     let date = line.get(5..).unwrap_or_default();
+    let mut words = date
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .skip(1);
+    const WEEKDAYS: [&[u8]; 7] = [b"mon", b"tue", b"wed", b"thu", b"fri", b"sat", b"sun"];
+    const MONTHS: [&[u8]; 12] = [
+        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+        b"dec",
+    ];
+    let named = |word: Option<&[u8]>, names: &[&[u8]]| {
+        word.map(|w| w.strip_suffix(b",").unwrap_or(w))
+            .is_some_and(|w| names.iter().any(|n| w.eq_ignore_ascii_case(n)))
+    };
+    if !named(words.next(), &WEEKDAYS) || !named(words.next(), &MONTHS) {
+        return false;
+    }
     let has_time = date.windows(4).any(|w| {
         w[0].is_ascii_digit() && w[1] == b':' && w[2].is_ascii_digit() && w[3].is_ascii_digit()
     });
@@ -244,6 +265,25 @@ mod tests {
         );
         let second = data.windows(7).position(|w| w == b"From c@").unwrap() as u64;
         assert_eq!(msgs[1].offset, second);
+        assert_eq!(msgs[1].raw, b"Subject: 2\n\nx\n".to_vec());
+    }
+
+    /// A body line that starts "From " and has a date and a time in it is not an
+    /// envelope line; one with the envelope's shape is, even without an empty line
+    /// before it (two files joined with `cat`).
+    #[test]
+    fn only_envelope_shaped_lines_split() {
+        let data = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: hours\n\nHello,\n\nFrom 1 March 2024 we open at 9:00.\nBye\n";
+        let msgs = read_all(data);
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(msgs[0]
+            .raw
+            .ends_with(b"From 1 March 2024 we open at 9:00.\nBye\n"));
+
+        let joined = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: 1\n\nbody\nFrom b@c Tue, Jan  2 10:11:12 +0000 2024\nSubject: 2\n\nx\n";
+        let msgs = read_all(joined);
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(msgs[0].raw, b"Subject: 1\n\nbody\n".to_vec());
         assert_eq!(msgs[1].raw, b"Subject: 2\n\nx\n".to_vec());
     }
 

@@ -179,3 +179,29 @@ async fn a_finished_maildir_import_sees_mail_moved_to_cur() {
         .unwrap()
         .is_some());
 }
+
+/// A file in a Maildir is mail by definition: one the header sniff would not recognise
+/// (a blank first line) is kept raw with a defect, not skipped as "not mail".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maildir_file_that_does_not_look_like_mail_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    std::fs::write(
+        maildir.join("cur/1.odd.host:2,S"),
+        "\nFrom: odd@example.org\nSubject: odd\n\nhello\n",
+    )
+    .unwrap();
+    let store = store(dir.path()).await;
+    let s = import_path(&store, &maildir, &settings(7), &SystemClock, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.kind.as_str(), s.imported, s.skipped),
+        ("maildir", 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.defective, 1, "{s:?}");
+}
