@@ -121,10 +121,20 @@ pub async fn import_path(
     let started = Instant::now();
     let kind = source::detect(path)?;
     let key = source_key(path);
-    let after = match store.checkpoint(&key).await? {
+    let mut after = match store.checkpoint(&key).await? {
         Some(cp) => Position::decode(&cp.position),
         None => None,
     };
+    if let (SourceKind::Mbox, Some(Position::Offset(offset))) = (&kind, &after) {
+        if !source::mbox_resumes_at(path, *offset)? {
+            tracing::warn!(
+                offset,
+                "the mbox changed since the last import (no message starts where it \
+                 ended): reading it from the start; stored messages count as duplicates"
+            );
+            after = None;
+        }
+    }
     let mut summary = ImportSummary {
         source: key.clone(),
         kind: format!("{kind:?}").to_lowercase(),

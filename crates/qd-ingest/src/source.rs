@@ -214,6 +214,25 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, ItemError> {
     Ok(raw)
 }
 
+/// Whether resuming the mbox at `path` at `offset` is safe: the file still holds a
+/// message that starts there (see [`qd_mail::mbox::starts_message_at`]). An mbox that was
+/// compacted, truncated or replaced since the checkpoint was written fails this, and is
+/// read again from its start (what is stored already is recognised by its content).
+pub fn mbox_resumes_at(path: &Path, offset: u64) -> Result<bool, SourceError> {
+    if offset == 0 {
+        return Ok(true);
+    }
+    let mut f = File::open(path).map_err(io_err(path))?;
+    f.seek(SeekFrom::Start(offset - 1)).map_err(io_err(path))?;
+    // The byte before, and an envelope line (they are short; a longer one is cut, and
+    // its date then missing makes it fail, which only costs a reread).
+    let mut around = Vec::with_capacity(1024);
+    f.take(1024)
+        .read_to_end(&mut around)
+        .map_err(io_err(path))?;
+    Ok(qd_mail::mbox::starts_message_at(&around))
+}
+
 /// Opens an mbox, positioned after `after` when resuming.
 pub fn open_mbox(
     path: &Path,

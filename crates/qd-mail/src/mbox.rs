@@ -202,6 +202,24 @@ fn is_separator(line: &[u8]) -> bool {
     has_time && has_year
 }
 
+/// Whether `offset` in an mbox file, whose bytes from one before it are `around`
+/// (`around[0]` is the byte before `offset`), is where a message starts: a line that
+/// follows a line break and has the shape of an envelope line. A stored
+/// [`MboxReader::position`] is, as long as the file was only appended to; after a mail
+/// client compacted it or another export was saved over it, it mostly is not.
+pub fn starts_message_at(around: &[u8]) -> bool {
+    match around.split_first() {
+        Some((b'\n', line)) => {
+            let end = line
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(line.len(), |i| i + 1);
+            is_separator(&line[..end])
+        }
+        _ => false,
+    }
+}
+
 /// Drops the separator line and decides whether anything was there at all.
 fn finish(offset: u64, mut raw: Vec<u8>, dropped: u64, had_from_line: bool) -> Option<MboxMessage> {
     if raw.ends_with(b"\r\n") && raw.get(..raw.len() - 2).is_some_and(|r| r.ends_with(b"\n")) {

@@ -205,3 +205,75 @@ async fn a_maildir_file_that_does_not_look_like_mail_is_kept() {
     );
     assert_eq!(s.defective, 1, "{s:?}");
 }
+
+/// One mbox message, `n`, with a body of `body_bytes`.
+fn mbox_message(n: usize, body_bytes: usize) -> String {
+    format!(
+        "From sender{n}@example.org Mon Jan  1 10:00:0{} 2024\nFrom: sender{n}@example.org\n\
+         Subject: message {n}\nMessage-ID: <mbox-{n}@example.org>\n\n{}\n\n",
+        n % 10,
+        "y".repeat(body_bytes)
+    )
+}
+
+/// An mbox that a mail client compacted (or another export saved over) since the last
+/// import: the stored offset no longer starts a message, so the file is read from its
+/// start, and the new message is not lost behind the old offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_mbox_is_read_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mbox = dir.path().join("archive.mbox");
+    let store = store(dir.path()).await;
+    std::fs::write(
+        &mbox,
+        [
+            mbox_message(1, 2000),
+            mbox_message(2, 10),
+            mbox_message(3, 10),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let first = import_path(&store, &mbox, &settings(7), &SystemClock, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(first.imported, 3);
+
+    // Appended to: the next import starts where the last ended.
+    let appended = [
+        mbox_message(1, 2000),
+        mbox_message(2, 10),
+        mbox_message(3, 10),
+        mbox_message(4, 10),
+    ]
+    .concat();
+    std::fs::write(&mbox, &appended).unwrap();
+    let second = import_path(&store, &mbox, &settings(7), &SystemClock, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((second.imported, second.duplicates), (1, 0), "{second:?}");
+    assert!(second.resumed_after.is_some());
+
+    // Compacted: message 1 gone, message 5 new.
+    std::fs::write(
+        &mbox,
+        [
+            mbox_message(2, 10),
+            mbox_message(3, 10),
+            mbox_message(4, 10),
+            mbox_message(5, 10),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let third = import_path(&store, &mbox, &settings(7), &SystemClock, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((third.imported, third.duplicates), (1, 3), "{third:?}");
+    assert_eq!(third.resumed_after, None);
+    assert!(store
+        .ticket_of_message_id("mbox-5@example.org")
+        .await
+        .unwrap()
+        .is_some());
+}
