@@ -64,7 +64,13 @@ pub struct Indexer {
     /// whose transaction committed late (PostgreSQL ids are not commit-ordered) is then
     /// picked up by the next scan instead of being skipped forever.
     pulled_upto: i64,
+    /// When the last merge failed: an idle [`Indexer::commit`] tries again after
+    /// [`MERGE_RETRY`].
+    merge_failed_at: Option<std::time::Instant>,
 }
+
+/// How long an idle indexer waits after a failed merge before it tries again.
+pub const MERGE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Indexer {
     pub fn new(
@@ -75,7 +81,7 @@ impl Indexer {
     ) -> Result<Indexer, SyncError> {
         let writer = index.writer(heap_bytes, threads)?;
         // Deleted documents a crash or a failed merge left in the segment files are
-        // merged away at the next commit that finds the queue empty.
+        // merged away at the next commit that finds the queue empty (an idle one too).
         let deletes_since_merge = index.deleted_docs()?;
         Ok(Indexer {
             store,
@@ -86,6 +92,7 @@ impl Indexer {
             deletes_since_merge,
             pending: Vec::new(),
             pulled_upto: 0,
+            merge_failed_at: None,
         })
     }
 
@@ -143,8 +150,21 @@ impl Indexer {
     }
 
     /// Commits the index, then forgets the committed queue entries.
+    ///
+    /// With nothing pending, it still merges away deleted documents an earlier merge
+    /// failed to (a full disk), once the queue is empty, at most every
+    /// [`MERGE_RETRY`]: erased text must not stay in the files until new mail comes.
     pub async fn commit(&mut self) -> Result<(), SyncError> {
         if self.pending.is_empty() {
+            let retry_due = self
+                .merge_failed_at
+                .is_none_or(|at| at.elapsed() >= MERGE_RETRY);
+            if self.deletes_since_merge > 0
+                && retry_due
+                && self.store.search_queue_batch(0, 1).await?.is_empty()
+            {
+                self.merge_away_deleted()?;
+            }
             return Ok(());
         }
         if let Err(e) = commit_blocking(self.writer()?) {
@@ -188,8 +208,12 @@ impl Indexer {
         let merged = writer.merge_away_deleted();
         // Reopen even when the merge failed, so the indexer keeps working.
         self.writer = Some(self.index.writer(self.heap_bytes, self.threads)?);
+        if merged.is_err() {
+            self.merge_failed_at = Some(std::time::Instant::now());
+        }
         merged?;
         self.deletes_since_merge = 0;
+        self.merge_failed_at = None;
         Ok(())
     }
 
@@ -401,5 +425,41 @@ mod tests {
         let query = Query::parse("quasar").unwrap();
         let hits = search(&store, &index, &query, 10).await.unwrap();
         assert_eq!(hits.len(), 3, "{hits:?}");
+    }
+
+    /// Deleted documents left in the segment files (a merge failed, or the process
+    /// stopped before it) are merged away by an idle indexer, without waiting for new
+    /// mail to give it a commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_indexer_merges_away_what_a_failed_merge_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let fmt = qd_core::TicketRefFormat::new("[#QD-{n}]").unwrap();
+        let settings = qd_store::BatchSettings {
+            ticket_ref: &fmt,
+            now: chrono::Utc::now(),
+        };
+        let mut batch: Vec<_> = (0..2).map(message).collect();
+        let outcome = store
+            .store_batch(&mut batch, None, &settings)
+            .await
+            .unwrap();
+        let index = SearchIndex::open_or_create(&dir.path().join("index")).unwrap();
+        let mut idx = Indexer::new(store.clone(), index.clone(), 32 << 20, 1).unwrap();
+        idx.pull(100).await.unwrap();
+        idx.commit().await.unwrap();
+        drop(idx);
+        // A delete committed without its merge: a tombstone over text still on disk.
+        let mut w = index.writer(32 << 20, 1).unwrap();
+        w.delete(outcome.stored[0].message_db_id).unwrap();
+        w.commit().unwrap();
+        drop(w);
+        assert_eq!(index.deleted_docs().unwrap(), 1);
+
+        let mut idx = Indexer::new(store.clone(), index.clone(), 32 << 20, 1).unwrap();
+        assert_eq!(idx.pull(100).await.unwrap(), 0);
+        idx.commit().await.unwrap();
+        assert_eq!(index.deleted_docs().unwrap(), 0);
     }
 }

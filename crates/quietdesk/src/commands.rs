@@ -311,7 +311,13 @@ async fn serve(settings: &Settings, env: &[(String, String)]) -> Result<ExitCode
     let indexer_task = tokio::spawn(async move {
         while !idx_stop.load(Ordering::Relaxed) {
             match idx.pull(1_000).await {
-                Ok(0) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Ok(0) => {
+                    // Idle: merges away what a failed merge left (see Indexer::commit).
+                    if let Err(e) = idx.commit().await {
+                        warn!(error = %e, "merging deleted documents out of the search index failed; retrying later");
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
                 Ok(_) => {
                     if let Err(e) = idx.commit().await {
                         warn!(error = %e, "search index commit failed; retrying");
