@@ -125,10 +125,22 @@ impl Steps {
 
 /// Records a verdict on the message about to be stored: spam and virus are
 /// quarantined, and so is every attachment whose digest a virus signature matched.
+///
+/// The filter's digest of an infected file may match no stored attachment: a virus
+/// inside an attached message (the store lists the whole message as one attachment), or
+/// a broken base64 body that the filter decoded leniently. Then every attachment of the
+/// message is quarantined, so that releasing the message never releases the virus.
 pub fn apply_verdict(v: &Verdict, message: &mut NewMessage) {
     let quarantined = v.class != Class::Ham;
+    let mut matched = false;
     for a in &mut message.attachments {
         if v.infected.iter().any(|d| d.eq_ignore_ascii_case(&a.digest)) {
+            a.quarantined = true;
+            matched = true;
+        }
+    }
+    if v.class == Class::Virus && !matched {
+        for a in &mut message.attachments {
             a.quarantined = true;
         }
     }
@@ -275,5 +287,55 @@ impl AfterStore for Steps {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// EICAR inside an attached message: the filter's infected digest is the inner
+    /// part's, the store's attachment is the whole message, and it is quarantined all the
+    /// same.
+    #[test]
+    fn a_virus_in_an_attached_message_quarantines_the_attachment() {
+        let eicar = String::from_utf8(qd_filter::signatures::eicar()).unwrap();
+        let raw = format!(
+            "From: a@example.com\r\nTo: help@quietdesk.example\r\nSubject: fwd\r\n\
+             Message-ID: <fwd@example.com>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nsee the forwarded mail\r\n\
+             --b\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"fwd.eml\"\r\n\r\n\
+             From: b@example.org\r\nSubject: inner\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"i\"\r\n\r\n\
+             --i\r\nContent-Type: application/octet-stream; name=\"e.com\"\r\n\
+             Content-Disposition: attachment; filename=\"e.com\"\r\n\r\n{eicar}\r\n--i--\r\n\
+             --b--\r\n"
+        );
+        let (parsed, view) = qd_mail::parse_with_view(raw.as_bytes());
+        let filter = qd_filter::Filter::new(qd_filter::FilterSettings::default()).unwrap();
+        let verdict = filter.judge(&view, &qd_filter::JudgeContext::at(chrono::Utc::now()));
+        assert_eq!(verdict.class, Class::Virus, "{verdict:?}");
+        let mut m = crate::new_message(
+            parsed,
+            qd_store::PreparedBlob::prepare(raw.as_bytes()).unwrap(),
+            None,
+            None,
+            None,
+            chrono::Utc::now(),
+        );
+        assert!(!m.attachments.is_empty());
+        assert!(m
+            .attachments
+            .iter()
+            .all(|a| !verdict.infected.contains(&a.digest)));
+        apply_verdict(&verdict, &mut m);
+        assert!(
+            m.attachments.iter().all(|a| a.quarantined),
+            "{:?}",
+            m.attachments
+        );
+        assert!(m.verdict.unwrap().quarantined);
     }
 }

@@ -415,11 +415,11 @@ impl MessageView {
                     bytes
                 };
                 digest_into(&mut info, bytes);
-                let keep = match info.content_type.as_str() {
-                    "application" | "image" | "audio" | "video" => true,
-                    "text" => false,
-                    _ => info.file_name.is_some(),
-                };
+                // Every binary part is a file to scan (`font/ttf`, `x-foo/bar` as well as
+                // application/*); text only when it is attached, as in the text branch.
+                let keep = info.content_type != "text"
+                    || info.file_name.is_some()
+                    || info.disposition.as_deref() == Some("attachment");
                 if keep {
                     self.keep_attachment(&mut info, index, bytes.to_vec());
                 }
