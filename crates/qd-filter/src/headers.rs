@@ -213,6 +213,25 @@ fn senders(view: &MessageView, our_domains: &[String], hits: &mut Hits) {
     if view.headers_named("From").count() > 1 {
         hits.add("FROM_MULTIPLE", "more than one From field");
     }
+    // DMARC has no answer for a From of several domains (RFC 7489 6.6.1): mail-auth
+    // skips it, so a forged `From: ceo@bank.example, x@attacker.example` would escape
+    // the bank's reject policy without this.
+    let mut from_domains: Vec<String> = view
+        .headers_named("From")
+        .flat_map(|h| h.addresses.iter())
+        .filter_map(|a| domain_of(&a.addr).map(str::to_ascii_lowercase))
+        .collect();
+    from_domains.sort();
+    from_domains.dedup();
+    if from_domains.len() > 1 {
+        hits.add(
+            "FROM_MULTIPLE_DOMAINS",
+            format!(
+                "From names {} domains, which DMARC cannot check",
+                from_domains.len()
+            ),
+        );
+    }
     let Some(from_domain) = domain_of(&from.addr).map(str::to_ascii_lowercase) else {
         hits.add("FROM_NO_DOMAIN", "From address without a domain");
         return;

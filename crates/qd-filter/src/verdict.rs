@@ -253,6 +253,11 @@ pub const DEFAULT_WEIGHTS: &[(&str, f32, &str)] = &[
     ("FROM_MISSING", 2.0, "no From"),
     ("FROM_NO_ADDRESS", 2.0, "From holds no address"),
     ("FROM_MULTIPLE", 1.0, "more than one From"),
+    (
+        "FROM_MULTIPLE_DOMAINS",
+        3.0,
+        "From names several domains (DMARC cannot apply)",
+    ),
     ("FROM_NO_DOMAIN", 1.5, "From address without a domain"),
     ("FROM_DOMAIN_NO_DOT", 1.0, "From domain is not qualified"),
     ("FROM_LOCAL_DIGITS", 1.5, "From local part mostly digits"),
