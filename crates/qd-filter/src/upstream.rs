@@ -31,9 +31,31 @@ pub(crate) fn trusted_prefix(view: &MessageView, trusted: &[String]) -> usize {
             break;
         }
         end = i + 1;
-        next_is_ours = is_trusted(hop.and_then(|r| r.rdns.as_deref()));
+        next_is_ours = hop
+            .and_then(|r| r.rdns.as_deref())
+            .filter(|rdns| looked_up(&h.raw, rdns))
+            .is_some_and(|rdns| is_trusted(Some(rdns)));
     }
     end
+}
+
+/// Whether `rdns`, the name the parser found in a Received field's comments, is the
+/// relay's own reverse lookup of the client: the name right before the bracketed address
+/// (`from helo (name [192.0.2.1])`), not marked unverified (sendmail's `(may be
+/// forged)`: the PTR record, which the owner of the address writes) and not some other
+/// name in a comment (Postfix's `(Client CN "…")` is the sender's certificate).
+fn looked_up(raw: &str, rdns: &str) -> bool {
+    let text = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lower = text.to_ascii_lowercase();
+    let rdns = rdns.to_ascii_lowercase();
+    let Some(at) = lower.find(&format!("({rdns} [")) else {
+        return false;
+    };
+    // The rest of that comment, up to its closing parenthesis after the address.
+    let rest = &lower[at..];
+    let comment = rest.find("])").map_or(rest, |end| &rest[..end + 2]);
+    let after = &rest[comment.len()..];
+    !comment.contains("may be forged") && !after.trim_start().starts_with("(may be forged)")
 }
 
 pub(crate) fn check(view: &MessageView, trusted_end: usize, hits: &mut Hits) {
