@@ -267,6 +267,23 @@ enum Last {
     Dropped,
 }
 
+/// Subject prefixes of replies and forwards in the languages our customers write
+/// (`Re:Invoice`, `AW:Rechnung`, `TR:Facture`), pasted into a query without a space: words,
+/// not unknown fields.
+const REPLY_PREFIXES: &[&str] = &[
+    "re", "fw", "fwd", "aw", "wg", "tr", "sv", "vs", "antw", "doorst", "ref",
+];
+
+/// What word processors and phones type for the query syntax's ASCII: curly or angled
+/// double quotes are quotes, an en dash, em dash or minus sign is a minus.
+fn plain_punctuation(c: char) -> char {
+    match c {
+        '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' | '\u{00AB}' | '\u{00BB}' => '"',
+        '\u{2013}' | '\u{2014}' | '\u{2212}' => '-',
+        other => other,
+    }
+}
+
 struct Parser {
     chars: Vec<char>,
     pos: usize,
@@ -277,7 +294,7 @@ struct Parser {
 impl Parser {
     fn new(input: &str) -> Parser {
         Parser {
-            chars: input.chars().collect(),
+            chars: input.chars().map(plain_punctuation).collect(),
             pos: 0,
             text: text_analyzer(),
             keyword: keyword_analyzer(),
@@ -389,7 +406,8 @@ impl Parser {
             // "Re:" pasted from a subject and "https://..." are words, not fields.
             let after = self.peek_at(name_end + 1);
             let is_url = after == Some('/') && self.peek_at(name_end + 2) == Some('/');
-            if !Self::ends_token(after) && !is_url {
+            let is_reply_prefix = REPLY_PREFIXES.contains(&name.to_ascii_lowercase().as_str());
+            if !Self::ends_token(after) && !is_url && !is_reply_prefix {
                 return Err(err(
                     column,
                     QueryErrorKind::UnknownField {
@@ -703,6 +721,40 @@ mod tests {
                 req(text(Scope::Anywhere, &["re"])),
                 req(text(Scope::Anywhere, &["https", "example", "com", "x"])),
             ]
+        );
+    }
+
+    #[test]
+    fn typed_punctuation_means_the_ascii_syntax() {
+        assert_eq!(
+            parse("\u{201C}late payment\u{201D} \u{2013}paid"),
+            parse("\"late payment\" -paid")
+        );
+        assert_eq!(
+            parse("\u{00AB}facture impay\u{00E9}e\u{00BB} \u{2212}paid \u{2014}x"),
+            parse("\"facture impay\u{00E9}e\" -paid -x")
+        );
+        assert!(matches!(parse("\u{2013}paid")[..], [Clause::Exclude(_)]));
+        // An apostrophe is no quote.
+        assert_eq!(
+            parse("l\u{2019}\u{00E9}t\u{00E9}"),
+            [req(text(Scope::Anywhere, &["l", "ete"]))]
+        );
+    }
+
+    #[test]
+    fn reply_prefixes_glued_to_a_word_are_words() {
+        assert_eq!(
+            parse("Re:Invoice"),
+            [req(text(Scope::Anywhere, &["re", "invoice"]))]
+        );
+        assert_eq!(
+            parse("AW:Rechnung"),
+            [req(text(Scope::Anywhere, &["aw", "rechnung"]))]
+        );
+        assert!(
+            Query::parse("form:alice").is_err(),
+            "a mistyped field still is one"
         );
     }
 
