@@ -384,11 +384,8 @@ mod tests {
         }
     }
 
-    /// A commit that fails (here: the index directory is gone, as on a lost or full
-    /// disk) loses nothing: once the disk is back, the same queue entries are indexed.
-    /// Before, the next commit deleted their queue rows without indexing them.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_commit_indexes_its_entries_on_the_next_one() {
+    /// A SQLite store in a temporary directory holding messages `0..n`.
+    async fn stored(n: usize) -> (tempfile::TempDir, Store, qd_store::BatchOutcome) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
         let store = Store::connect(&url).await.unwrap();
@@ -397,11 +394,20 @@ mod tests {
             ticket_ref: &fmt,
             now: chrono::Utc::now(),
         };
-        let mut batch: Vec<_> = (0..3).map(message).collect();
-        store
+        let mut batch: Vec<_> = (0..n).map(message).collect();
+        let outcome = store
             .store_batch(&mut batch, None, &settings)
             .await
             .unwrap();
+        (dir, store, outcome)
+    }
+
+    /// A commit that fails (here: the index directory is gone, as on a lost or full
+    /// disk) loses nothing: once the disk is back, the same queue entries are indexed.
+    /// Before, the next commit deleted their queue rows without indexing them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_indexes_its_entries_on_the_next_one() {
+        let (dir, store, _) = stored(3).await;
         let path = dir.path().join("index");
         let index = SearchIndex::open_or_create(&path).unwrap();
         let mut idx = Indexer::new(store.clone(), index.clone(), 32 << 20, 1).unwrap();
@@ -432,19 +438,7 @@ mod tests {
     /// mail to give it a commit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_idle_indexer_merges_away_what_a_failed_merge_left() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        let fmt = qd_core::TicketRefFormat::new("[#QD-{n}]").unwrap();
-        let settings = qd_store::BatchSettings {
-            ticket_ref: &fmt,
-            now: chrono::Utc::now(),
-        };
-        let mut batch: Vec<_> = (0..2).map(message).collect();
-        let outcome = store
-            .store_batch(&mut batch, None, &settings)
-            .await
-            .unwrap();
+        let (dir, store, outcome) = stored(2).await;
         let index = SearchIndex::open_or_create(&dir.path().join("index")).unwrap();
         let mut idx = Indexer::new(store.clone(), index.clone(), 32 << 20, 1).unwrap();
         idx.pull(100).await.unwrap();

@@ -508,7 +508,7 @@ impl Store {
         let mut pending = PendingKeys::default();
         // Update first: on PostgreSQL the row lock makes a concurrent mark wait, then
         // find the entry sent.
-        let marked = outbox::Entity::update_many()
+        let update = outbox::Entity::update_many()
             .col_expr(
                 outbox::Column::Status,
                 Expr::value(OutboxStatus::Sent.as_str()),
@@ -519,19 +519,11 @@ impl Store {
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
             .col_expr(outbox::Column::LastError, Expr::value(refused))
-            .filter(outbox::Column::Id.eq(id))
-            .filter(outbox::Column::Status.ne(OutboxStatus::Sent.as_str()))
-            .exec(&txn)
-            .await?
-            .rows_affected;
-        if marked == 0 {
+            .filter(outbox::Column::Status.ne(OutboxStatus::Sent.as_str()));
+        let Some(entry) = update_and_read(&txn, update, id).await? else {
             txn.rollback().await?;
             return Ok(None);
-        }
-        let entry = outbox::Entity::find_by_id(id)
-            .one(&txn)
-            .await?
-            .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))?;
+        };
         let message_db_id = match entry.sent_message_db_id {
             // Filed when the first recipients took it.
             Some(filed) => Some(filed),
@@ -587,33 +579,16 @@ impl Store {
             .map_err(|e| Error::Inconsistent(format!("recipients of outbox {id}: {e}")))?;
         let txn = self.begin_serialized().await?;
         let mut pending = PendingKeys::default();
-        let held = outbox::Entity::update_many()
-            .col_expr(
-                outbox::Column::Status,
-                Expr::value(OutboxStatus::Queued.as_str()),
-            )
-            .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
-            .col_expr(
-                outbox::Column::ClaimedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(outbox::Column::LastError, Expr::value(error))
-            .col_expr(outbox::Column::RcptTo, Expr::value(rcpt_to))
-            .filter(outbox::Column::Id.eq(id))
-            .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
-            .filter(outbox::Column::Attempts.eq(i64::from(attempt)))
-            .exec(&txn)
-            .await?
-            .rows_affected
-            > 0;
-        if !held {
+        let update = claimed(
+            queued_update(next_attempt_at)
+                .col_expr(outbox::Column::LastError, Expr::value(error))
+                .col_expr(outbox::Column::RcptTo, Expr::value(rcpt_to)),
+            attempt,
+        );
+        let Some(entry) = update_and_read(&txn, update, id).await? else {
             txn.rollback().await?;
             return Ok(false);
-        }
-        let entry = outbox::Entity::find_by_id(id)
-            .one(&txn)
-            .await?
-            .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))?;
+        };
         if entry.sent_message_db_id.is_none() {
             if let Some(filed) =
                 file_sent_copy(self, &txn, &entry, record, now, &mut pending).await?
@@ -652,16 +627,7 @@ impl Store {
         next_attempt_at: DateTime<Utc>,
         error: Option<&str>,
     ) -> Result<bool> {
-        let update = outbox::Entity::update_many()
-            .col_expr(
-                outbox::Column::Status,
-                Expr::value(OutboxStatus::Queued.as_str()),
-            )
-            .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
-            .col_expr(
-                outbox::Column::ClaimedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            );
+        let update = queued_update(next_attempt_at);
         let update = match error {
             Some(e) => update.col_expr(outbox::Column::LastError, Expr::value(e)),
             None => update.col_expr(
@@ -680,10 +646,8 @@ impl Store {
         id: i64,
         attempt: u32,
     ) -> Result<bool> {
-        let updated = update
+        let updated = claimed(update, attempt)
             .filter(outbox::Column::Id.eq(id))
-            .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
-            .filter(outbox::Column::Attempts.eq(i64::from(attempt)))
             .exec(&self.db)
             .await?;
         Ok(updated.rows_affected > 0)
@@ -859,6 +823,53 @@ pub(crate) async fn fail_reported_in(
 }
 
 /// The update that marks entries failed (the caller adds which).
+/// An entry queued again, due at `next_attempt_at`, its claim ended.
+fn queued_update(next_attempt_at: DateTime<Utc>) -> sea_orm::UpdateMany<outbox::Entity> {
+    outbox::Entity::update_many()
+        .col_expr(
+            outbox::Column::Status,
+            Expr::value(OutboxStatus::Queued.as_str()),
+        )
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
+        .col_expr(
+            outbox::Column::ClaimedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+}
+
+/// `update`, only while the claim of attempt `attempt` holds (a later claim has a higher
+/// count).
+fn claimed(
+    update: sea_orm::UpdateMany<outbox::Entity>,
+    attempt: u32,
+) -> sea_orm::UpdateMany<outbox::Entity> {
+    update
+        .filter(outbox::Column::Status.eq(OutboxStatus::Sending.as_str()))
+        .filter(outbox::Column::Attempts.eq(i64::from(attempt)))
+}
+
+/// Runs `update` on entry `id` in `txn`; the entry as it is afterwards, or `None` when
+/// the update matched nothing.
+async fn update_and_read(
+    txn: &DatabaseTransaction,
+    update: sea_orm::UpdateMany<outbox::Entity>,
+    id: i64,
+) -> Result<Option<outbox::Model>> {
+    let updated = update
+        .filter(outbox::Column::Id.eq(id))
+        .exec(txn)
+        .await?
+        .rows_affected;
+    if updated == 0 {
+        return Ok(None);
+    }
+    outbox::Entity::find_by_id(id)
+        .one(txn)
+        .await?
+        .map(Some)
+        .ok_or_else(|| Error::Inconsistent(format!("outbox entry {id} is gone")))
+}
+
 fn failed_update(error: &str, now: DateTime<Utc>) -> sea_orm::UpdateMany<outbox::Entity> {
     outbox::Entity::update_many()
         .col_expr(
