@@ -223,6 +223,12 @@ pub fn mbox_resumes_at(path: &Path, offset: u64) -> Result<bool, SourceError> {
         return Ok(true);
     }
     let mut f = File::open(path).map_err(io_err(path))?;
+    let len = f.metadata().map_err(io_err(path))?.len();
+    if offset >= len {
+        // At the end: nothing was appended (the end of the last import). Past it: the
+        // file shrank.
+        return Ok(offset == len);
+    }
     f.seek(SeekFrom::Start(offset - 1)).map_err(io_err(path))?;
     // The byte before, and an envelope line (they are short; a longer one is cut, and
     // its date then missing makes it fail, which only costs a reread).

@@ -238,6 +238,11 @@ async fn a_rewritten_mbox_is_read_from_its_start() {
         .await
         .unwrap();
     assert_eq!(first.imported, 3);
+    // Unchanged: nothing to read, and nothing read again.
+    let again = import_path(&store, &mbox, &settings(7), &SystemClock, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((again.imported, again.duplicates), (0, 0), "{again:?}");
 
     // Appended to: the next import starts where the last ended.
     let appended = [
