@@ -131,6 +131,21 @@ impl Store {
             .collect())
     }
 
+    /// Queues these messages to be indexed again (`upsert`; one no longer stored is
+    /// deleted from the index instead). For work handed to the index ahead of a store
+    /// change that then failed.
+    pub async fn search_queue_upsert(
+        &self,
+        message_db_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let rows: Vec<_> = message_db_ids
+            .iter()
+            .map(|&id| crate::batch::queue_row(id, "upsert", now))
+            .collect();
+        crate::batch::insert_rows(&self.db, rows).await
+    }
+
     /// Removes queue entries once the index has committed them.
     pub async fn search_queue_delete(&self, ids: &[i64]) -> Result<()> {
         for chunk in ids.chunks(IN_CHUNK) {

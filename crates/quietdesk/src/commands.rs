@@ -266,8 +266,10 @@ pub async fn retention_run(
         Err(e) => return Err(e.into()),
     };
     let mut early: Option<tokio::task::JoinHandle<Result<Indexer, SyncError>>> = None;
+    let mut handed: Vec<i64> = Vec::new();
     let report = qd_retention::run_with(store, &settings.retention, opts, &mut |ids| {
         if let Some(mut idx) = idle.take() {
+            handed.clone_from(&ids);
             early = Some(tokio::task::spawn_blocking(move || {
                 idx.delete_now(&ids)?;
                 Ok(idx)
@@ -279,7 +281,24 @@ pub async fn retention_run(
         Some(h) => Some(h.await.context("search index task")??),
         None => idle,
     };
-    let report = report?;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            // The index let go of these before the store deleted them, and the store's
+            // transaction failed: queue them again, so that what is still stored is
+            // found again (and what did go stays out).
+            if !handed.is_empty() {
+                store
+                    .search_queue_upsert(&handed, chrono::Utc::now())
+                    .await
+                    .context("queueing the messages of the failed deletion for the index again")?;
+                if let Some(mut idx) = idx {
+                    idx.drain(settings.commit_every).await?;
+                }
+            }
+            return Err(e.into());
+        }
+    };
     if let Some(mut idx) = idx {
         idx.drain(settings.commit_every).await?;
     }

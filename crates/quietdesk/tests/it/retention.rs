@@ -1822,3 +1822,66 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(&entry, &dest).unwrap();
     }
 }
+
+/// Runs SQL on the embedded SQLite file (Python's sqlite3, as a second client would).
+fn sqlite_exec(qd: &Qd, sql: &str) {
+    let db = qd.data_dir().join("quietdesk.db");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()",
+        ])
+        .arg(&db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A retention run whose deletion fails after the search index let go of the messages
+/// (a lock timeout, a serialization failure; here a trigger) leaves them searchable:
+/// they are still stored, so they are queued for the index again.
+#[test]
+fn a_failed_deletion_leaves_its_messages_searchable() {
+    let qd = Qd::sqlite();
+    let src = write_mail(
+        qd.dir.path(),
+        &[
+            (
+                "kate@example.org",
+                "stillheremarker",
+                "Wed, 1 Apr 2020 09:00:00 +0000",
+                3,
+            ),
+            // A customer's mail stays, so the index is not empty (an empty index is
+            // rebuilt from the store when opened, which would hide the loss).
+            (
+                "liam@example.org",
+                "customermarker",
+                "Wed, 1 Apr 2020 09:00:00 +0000",
+                2,
+            ),
+        ],
+    );
+    qd.json(&["import", path_str(&src), "--json"]);
+    set_status(&qd, "liam@example.org", "active", None);
+    assert_present(&qd, "stillheremarker", 3);
+    sqlite_exec(
+        &qd,
+        "CREATE TRIGGER qd_test_block BEFORE DELETE ON messages \
+         BEGIN SELECT RAISE(ABORT, 'blocked by the test'); END;",
+    );
+    let out = qd.run(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert!(!out.status.success(), "the deletion was blocked");
+    sqlite_exec(&qd, "DROP TRIGGER qd_test_block;");
+    assert_eq!(qd.json(&["stats", "--json"])["messages"], 5);
+    assert_present(&qd, "stillheremarker", 3);
+    // The next run deletes them, from the index too.
+    qd.json(&["retention", "run", "--now", "2026-01-01", "--json"]);
+    assert_gone(&qd, "stillheremarker");
+    assert_present(&qd, "customermarker", 2);
+}
