@@ -9,9 +9,10 @@
 //! (connection refused, timeout, `4xx`) retries with exponential backoff and jitter
 //! until `max_attempts`. Recipients are answered one by one: the message goes to those
 //! the relay takes, one it refuses for good is named in the entry, and one it defers is
-//! tried again alone (the copy on the ticket is filed when the first recipient has it). [`Worker::run`] repeats that until shutdown. [`handle_bounce`]
-//! ties a delivery status notification to the outbox entry it reports on: the entry is
-//! marked failed and the DSN is filed on the entry's ticket.
+//! tried again alone (the copy on the ticket is filed when the first recipient has it).
+//! [`Worker::run`] repeats that until shutdown. [`handle_bounce`] ties a delivery status
+//! notification to the outbox entry it reports on: the entry is marked failed and the
+//! DSN is filed on the entry's ticket.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -427,23 +428,20 @@ impl Worker {
                         true
                     }
                     Delivery::Permanent(err) => {
-                        self.give_up(store, &entry, &err, now, &mut summary).await?
+                        self.give_up(store, &entry, &err, false, now, &mut summary)
+                            .await?
                     }
                     Delivery::Transient(err) if out_of_attempts => {
                         let err = format!("gave up after {} attempts: {err}", entry.attempts);
-                        self.give_up(store, &entry, &err, now, &mut summary).await?
+                        self.give_up(store, &entry, &err, false, now, &mut summary)
+                            .await?
                     }
                     Delivery::Deferred {
                         delivered, note, ..
                     } if out_of_attempts => {
                         let err = format!("gave up after {} attempts: {note}", entry.attempts);
-                        if delivered {
-                            record_sent_within_claim(store, &entry, now, Some(&err)).await?;
-                            summary.sent += 1;
-                            true
-                        } else {
-                            self.give_up(store, &entry, &err, now, &mut summary).await?
-                        }
+                        self.give_up(store, &entry, &err, delivered, now, &mut summary)
+                            .await?
                     }
                     Delivery::Transient(err) => {
                         let next = self.next_attempt(&entry, now);
@@ -548,17 +546,19 @@ impl Worker {
     }
 
     /// Ends an entry that will not be delivered (further). One that some recipient
-    /// took at an earlier attempt is sent, with `err` as its note: that recipient has
-    /// it, and its copy is on the ticket. Any other is failed. Whether the claim held.
+    /// took, at this attempt (`delivered`) or an earlier one, is sent, with `err` as its
+    /// note: that recipient has it, and its copy is (or now goes) on the ticket. Any
+    /// other is failed. Whether the claim held.
     async fn give_up(
         &self,
         store: &Store,
         entry: &OutboxEntry,
         err: &str,
+        delivered: bool,
         now: DateTime<Utc>,
         summary: &mut Summary,
     ) -> Result<bool, Error> {
-        if entry.sent_message_db_id.is_some() {
+        if delivered || entry.sent_message_db_id.is_some() {
             record_sent_within_claim(store, entry, now, Some(err)).await?;
             tracing::warn!(outbox = entry.id, "not delivered to every recipient");
             summary.sent += 1;
@@ -725,8 +725,13 @@ enum SendError {
 
 /// RFC 4954's refusals of the client rather than the message (see [`classify`]).
 fn refuses_us(e: &lettre::transport::smtp::Error) -> bool {
-    let code = e.status().map(|c| c.to_string());
-    matches!(code.as_deref(), Some("530" | "534" | "535" | "538"))
+    is_refusal_of_us(e.status().map(|c| c.to_string()).as_deref())
+}
+
+/// Whether a reply code is 530 (authentication required), 534 (mechanism too weak),
+/// 535 (credentials invalid) or 538 (encryption required).
+fn is_refusal_of_us(code: Option<&str>) -> bool {
+    matches!(code, Some("530" | "534" | "535" | "538"))
 }
 
 /// How long a QUIT after a delivery may wait for the relay's answer.
@@ -739,7 +744,7 @@ const QUIT_LIMIT: Duration = Duration::from_secs(5);
 /// retried, and the error says what to fix.
 fn classify(permanent: bool, code: Option<&str>, text: String) -> Delivery {
     match code {
-        Some("530" | "534" | "535" | "538") => Delivery::Transient(format!(
+        _ if is_refusal_of_us(code) => Delivery::Transient(format!(
             "the relay refused our login ({text}); check smtp.username and the password"
         )),
         _ if permanent => Delivery::Permanent(text),

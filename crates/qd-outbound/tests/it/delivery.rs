@@ -179,17 +179,28 @@ async fn sent_copies(b: &Backend, ticket_id: i64) -> usize {
     thread.iter().filter(|m| m.direction == "out").count()
 }
 
-/// A recipient the relay refuses for good (a mistyped Cc) does not cost the others the
-/// reply: it goes to them, and the entry says who did not get it.
-async fn a_refused_recipient_does_not_stop_the_others(b: Backend) {
+/// A staff reply to Gus and `cc` (see [`reply_to_gus_and`]), drained once at `t0` by a
+/// worker on a fresh sink, which has taken it for Gus alone. Returns the sink, the
+/// worker, the entry's id, the ticket and what the drain did.
+async fn first_drain_to_gus_and(
+    b: &Backend,
+    cc: &str,
+) -> (SmtpSink, Worker, i64, i64, qd_outbound::Summary) {
     let sink = SmtpSink::start().unwrap();
-    let (id, ticket) = reply_to_gus_and(&b, "refused-cc@customer.example").await;
+    let (id, ticket) = reply_to_gus_and(b, cc).await;
     let worker = Worker::new(smtp_settings(&sink)).unwrap();
     let s = worker.drain_once(&b.store, t0()).await.unwrap();
-    assert_eq!((s.sent, s.retried, s.failed), (1, 0, 0));
     let got = sink.messages();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].rcpt_to, vec!["gus@customer.example"]);
+    (sink, worker, id, ticket, s)
+}
+
+/// A recipient the relay refuses for good (a mistyped Cc) does not cost the others the
+/// reply: it goes to them, and the entry says who did not get it.
+async fn a_refused_recipient_does_not_stop_the_others(b: Backend) {
+    let (_sink, _, id, ticket, s) = first_drain_to_gus_and(&b, "refused-cc@customer.example").await;
+    assert_eq!((s.sent, s.retried, s.failed), (1, 0, 0));
     let e = b.store.outbox_get(id).await.unwrap().unwrap();
     assert_eq!(e.status, OutboxStatus::Sent);
     let note = e.last_error.unwrap();
@@ -206,14 +217,9 @@ crate::both_backends!(a_refused_recipient_does_not_stop_the_others);
 /// the reply at once, its copy is filed on the ticket once, and the later delivery goes
 /// to the deferred recipient only.
 async fn a_deferred_recipient_is_tried_again_alone(b: Backend) {
-    let sink = SmtpSink::start().unwrap();
-    let (id, ticket) = reply_to_gus_and(&b, "deferred-cc@customer.example").await;
-    let worker = Worker::new(smtp_settings(&sink)).unwrap();
-    let s = worker.drain_once(&b.store, t0()).await.unwrap();
+    let (sink, worker, id, ticket, s) =
+        first_drain_to_gus_and(&b, "deferred-cc@customer.example").await;
     assert_eq!((s.sent, s.retried, s.failed), (0, 1, 0));
-    let got = sink.messages();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].rcpt_to, vec!["gus@customer.example"]);
     let e = b.store.outbox_get(id).await.unwrap().unwrap();
     assert_eq!(e.status, OutboxStatus::Queued);
     assert_eq!(e.rcpt_to, vec!["deferred-cc@customer.example"]);
@@ -482,6 +488,15 @@ async fn reply_to_gus_with_alice_in_copy(
     (id, asked)
 }
 
+/// The data protection officer, acting on a request at `t0`.
+fn dpo() -> qd_store::Actor<'static> {
+    qd_store::Actor {
+        name: "dpo",
+        reason: Some("request"),
+        now: t0(),
+    }
+}
+
 /// Alice asks for erasure.
 async fn erase_alice(b: &Backend) -> qd_store::DeletionCounts {
     let alice = b
@@ -490,12 +505,7 @@ async fn erase_alice(b: &Backend) -> qd_store::DeletionCounts {
         .await
         .unwrap()
         .unwrap();
-    let actor = qd_store::Actor {
-        name: "dpo",
-        reason: Some("request"),
-        now: t0(),
-    };
-    b.store.erase_contact(&alice, &actor).await.unwrap()
+    b.store.erase_contact(&alice, &dpo()).await.unwrap()
 }
 
 /// Alice, in copy of a reply to Gus, is erased while the reply is being sent: the copy
@@ -627,13 +637,8 @@ async fn anonymisation_drops_the_acknowledgement_log(b: Backend) {
         .await
         .unwrap()
         .unwrap();
-    let actor = qd_store::Actor {
-        name: "dpo",
-        reason: Some("request"),
-        now: t0(),
-    };
     b.store
-        .anonymise_people(None, &[dora.id], &actor)
+        .anonymise_people(None, &[dora.id], &dpo())
         .await
         .unwrap();
     let again = b.store.enqueue_ack(&ack(3), &hash, 1, t0()).await.unwrap();
