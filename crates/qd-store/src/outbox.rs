@@ -493,8 +493,8 @@ impl Store {
     /// again). An entry already marked sent, or gone (erased meanwhile), is left as it
     /// is and gives `None`: the copy is filed once.
     ///
-    /// `refused` notes the recipients the relay refused for good while it took the
-    /// message for the others (kept as the entry's `last_error`). An entry whose copy was
+    /// `note` (kept as the entry's `last_error`) names the recipients that did not get
+    /// it while others did: refused for good, or given up on. An entry whose copy was
     /// filed at an earlier, partial delivery ([`Store::outbox_retry_for`]) keeps that
     /// copy and drops its raw bytes.
     pub async fn outbox_mark_sent(
@@ -502,7 +502,7 @@ impl Store {
         id: i64,
         now: DateTime<Utc>,
         record: Option<NewMessage>,
-        refused: Option<&str>,
+        note: Option<&str>,
     ) -> Result<Option<i64>> {
         let txn = self.begin_serialized().await?;
         let mut pending = PendingKeys::default();
@@ -518,7 +518,7 @@ impl Store {
                 outbox::Column::ClaimedUntil,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            .col_expr(outbox::Column::LastError, Expr::value(refused))
+            .col_expr(outbox::Column::LastError, Expr::value(note))
             .filter(outbox::Column::Status.ne(OutboxStatus::Sent.as_str()));
         let Some(entry) = update_and_read(&txn, update, id).await? else {
             txn.rollback().await?;
